@@ -1,0 +1,208 @@
+//! memkit's OS layer: the only crate in memkit that makes system calls.
+//!
+//! Every function is a thin, allocation-free wrapper over one system call made
+//! through rustix's `linux_raw` backend, so that no call re-enters libc (which
+//! could call `malloc`) or changes `errno` (which `free` must preserve).
+//! Failures are reported as `Option`/`Result` with the raw errno value; no
+//! function here panics.
+//!
+//! # Safety
+//! The memory functions take raw addresses: callers must pass mappings they own
+//! (see each function's `# Safety`).
+#![no_std]
+
+use core::ffi::c_void;
+use core::ptr::null_mut;
+
+use rustix::mm::{self, Advice, MapFlags, MremapFlags, ProtFlags};
+
+/// The page size of x86_64 Linux. memkit targets x86_64 only (see README).
+pub const OS_PAGE: usize = 4096;
+
+/// An errno value from a failed system call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl From<rustix::io::Errno> for Errno {
+    fn from(e: rustix::io::Errno) -> Self {
+        Errno(e.raw_os_error())
+    }
+}
+
+/// `mmap(NULL, size, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`.
+///
+/// The mapping is committed (no `MAP_NORESERVE`): under the kernel's overcommit
+/// heuristics, a request that could never be backed fails here with ENOMEM
+/// instead of handing out memory that faults later.
+pub fn map(size: usize) -> Result<*mut u8, Errno> {
+    // SAFETY: a fresh anonymous mapping at an address the kernel picks aliases
+    // nothing.
+    let p = unsafe {
+        mm::mmap_anonymous(
+            null_mut(),
+            size,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+    }?;
+    Ok(p.cast())
+}
+
+/// Maps `size` bytes aligned to `align` (a power of two, a multiple of
+/// [`OS_PAGE`]) by over-mapping and unmapping the excess on both sides.
+pub fn map_aligned(size: usize, align: usize) -> Result<*mut u8, Errno> {
+    debug_assert!(align.is_power_of_two() && align >= OS_PAGE && size % OS_PAGE == 0);
+    // Try the exact size first: the kernel often places mappings next to the
+    // previous one, so an aligned hint usually lands aligned.
+    let over = size.checked_add(align - OS_PAGE).ok_or(Errno(12))?;
+    let p = map(over)? as usize;
+    let start = (p + align - 1) & !(align - 1);
+    let end = start + size;
+    // SAFETY: both trimmed ranges lie inside the mapping we just made.
+    unsafe {
+        if start > p {
+            unmap((p) as *mut u8, start - p);
+        }
+        if p + over > end {
+            unmap(end as *mut u8, p + over - end);
+        }
+    }
+    Ok(start as *mut u8)
+}
+
+/// `munmap(p, size)`; errors are ignored (they mean the range was not mapped).
+///
+/// # Safety
+/// `p..p+size` must be a range of mappings the caller owns and no longer uses.
+pub unsafe fn unmap(p: *mut u8, size: usize) {
+    // SAFETY: the caller owns the range.
+    let _ = unsafe { mm::munmap(p.cast::<c_void>(), size) };
+}
+
+/// `madvise(p, size, MADV_DONTNEED)`: the pages are released now (RSS drops) and
+/// read back as zeros.
+///
+/// # Safety
+/// `p..p+size` must be page-aligned memory the caller owns and holds no data in.
+pub unsafe fn purge(p: *mut u8, size: usize) -> bool {
+    // SAFETY: the caller owns the range and does not need its contents.
+    unsafe { mm::madvise(p.cast::<c_void>(), size, Advice::LinuxDontNeed) }.is_ok()
+}
+
+/// `madvise(p, size, MADV_HUGEPAGE or MADV_NOHUGEPAGE)`; best effort.
+///
+/// # Safety
+/// `p..p+size` must be page-aligned memory the caller owns.
+pub unsafe fn advise_huge(p: *mut u8, size: usize, huge: bool) -> bool {
+    let advice = if huge { Advice::LinuxHugepage } else { Advice::LinuxNoHugepage };
+    // SAFETY: advice only; the caller owns the range.
+    unsafe { mm::madvise(p.cast::<c_void>(), size, advice) }.is_ok()
+}
+
+/// `mremap(p, old, new, flags)`: grows or shrinks a mapping, in place unless
+/// `may_move`.
+///
+/// # Safety
+/// `p..p+old` must be a single mapping the caller owns; on success the caller
+/// must use only the returned range.
+pub unsafe fn remap(p: *mut u8, old: usize, new: usize, may_move: bool) -> Result<*mut u8, Errno> {
+    let flags = if may_move { MremapFlags::MAYMOVE } else { MremapFlags::empty() };
+    // SAFETY: the caller owns the mapping.
+    let q = unsafe { mm::mremap(p.cast::<c_void>(), old, new, flags) }?;
+    Ok(q.cast())
+}
+
+/// Monotonic clock in nanoseconds (vDSO where available).
+pub fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(t.tv_nsec as u64)
+}
+
+/// `sched_yield()`.
+pub fn yield_now() {
+    rustix::thread::sched_yield();
+}
+
+/// `getpid()`.
+pub fn pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// The calling thread's thread pointer (`%fs:0` on x86_64): unique among live
+/// threads, read without a system call.
+#[inline(always)]
+pub fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: on x86_64 Linux `%fs:0` holds the TCB's self pointer for every
+    // thread created by the C library (and the main thread).
+    unsafe {
+        core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags, pure));
+    }
+    tp
+}
+
+/// `write(fd, buf)` until everything is written or an error occurs.
+pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
+    // SAFETY: the fd is borrowed only for this call; the caller names an open fd.
+    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+    while !buf.is_empty() {
+        match rustix::io::write(fd, buf) {
+            Ok(0) => return Err(Errno(5)),
+            Ok(n) => buf = &buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// `open(path, O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC, 0644)`; returns the raw fd.
+/// `path` must be NUL-terminated.
+pub fn open_append(path: &core::ffi::CStr) -> Result<i32, Errno> {
+    use rustix::fd::IntoRawFd;
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )?;
+    Ok(fd.into_raw_fd())
+}
+
+/// `dup(fd)` with close-on-exec; returns the raw fd.
+pub fn dup_cloexec(fd: i32) -> Result<i32, Errno> {
+    use rustix::fd::IntoRawFd;
+    // SAFETY: borrowed for this call only.
+    let b = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+    let d = rustix::io::fcntl_dupfd_cloexec(b, 3)?;
+    Ok(d.into_raw_fd())
+}
+
+/// `close(fd)`.
+pub fn close(fd: i32) {
+    use rustix::fd::FromRawFd;
+    // SAFETY: the caller gives up ownership of fd.
+    drop(unsafe { rustix::fd::OwnedFd::from_raw_fd(fd) });
+}
+
+/// Names an anonymous mapping (`prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME)`), so
+/// that `/proc/PID/maps` shows `[anon:NAME]`. Best effort: kernels without
+/// `CONFIG_ANON_VMA_NAME` answer EINVAL and the mapping stays unnamed.
+///
+/// # Safety
+/// `p..p+size` must be a mapping the caller owns; `name` must be NUL-terminated
+/// and live for the mapping's lifetime (the kernel copies it).
+pub unsafe fn name_mapping(p: *mut u8, size: usize, name: &'static core::ffi::CStr) -> bool {
+    const PR_SET_VMA: usize = 0x53564d41;
+    const PR_SET_VMA_ANON_NAME: usize = 0;
+    let r: isize;
+    // SAFETY: prctl with these arguments only reads `name`.
+    unsafe {
+        core::arch::asm!("syscall",
+            inlateout("rax") 157isize => r, // SYS_prctl
+            in("rdi") PR_SET_VMA, in("rsi") PR_SET_VMA_ANON_NAME,
+            in("rdx") p as usize, in("r10") size, in("r8") name.as_ptr() as usize,
+            lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    r == 0
+}

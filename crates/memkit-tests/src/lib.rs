@@ -1,0 +1,1 @@
+//! Helpers shared by memkit's integration tests (see `tests/`).
