@@ -1,1 +1,388 @@
+//! memkit's allocator core: `#![no_std]`, never allocates, never panics into C.
+//!
+//! Memory flows OS → segments (4 MiB, aligned) → pages (spans of 64 KiB
+//! slices, one size class each) → blocks; requests above 256 KiB get their own
+//! mapping (huge blocks). See `docs/DESIGN.md` for the whole picture.
+//!
+//! Layers, lowest first (a layer never reaches up): `memkit_sys` (system
+//! calls) → [`size_class`], [`lock`], [`stats`], [`config`] → [`page`] →
+//! [`segment`], [`huge`] → [`heap`] → this module (the public entry points,
+//! whose fast paths are inlined into the C exports and `GlobalAlloc`).
+//!
+//! # Safety
+//! The entry points take raw pointers from C; each states its contract.
+//! Pointers that memkit never handed out are detected by the segment ownership
+//! bitmap and ignored by `free`/`usable_size`.
 #![no_std]
+
+pub mod config;
+pub mod heap;
+pub mod huge;
+pub mod lock;
+pub mod page;
+pub mod segment;
+pub mod size_class;
+pub mod stats;
+pub mod tls;
+pub mod util;
+
+use core::ptr::null_mut;
+use core::sync::atomic::Ordering::Relaxed;
+
+use heap::{empty_heap, Heap};
+use page::{Block, FLAG_ALIGNED};
+use segment::{Segment, KIND_HUGE, SLICE_SIZE};
+use size_class::{bin_of, bin_size, MEDIUM_MAX, SMALL_BIN, SMALL_FAST_MAX};
+use stats::{bump, bump_i, Stats, GLOBAL};
+
+pub use stats::Stats as AllocStats;
+
+/// Minimum alignment of every block (`max_align_t`).
+pub const MIN_ALIGN: usize = 16;
+
+/// Allocates `size` bytes aligned to 16; null when memory is exhausted.
+///
+/// Fast path (~10 instructions): a table lookup for the bin, then pop the
+/// first free block of the bin's first page and count it.
+///
+/// # Safety
+/// Always safe to call; unsafe because it hands out raw memory.
+#[inline(always)]
+pub unsafe fn malloc(size: usize) -> *mut u8 {
+    let h = tls::heap();
+    if size <= SMALL_FAST_MAX {
+        // SAFETY: h is the thread's heap (or the empty heap, whose pages have
+        // no free block); SMALL_BIN covers every size up to SMALL_FAST_MAX.
+        unsafe {
+            let bin = *SMALL_BIN.get_unchecked((size + 15) >> 4) as usize;
+            let p = *(*h).first.get_unchecked(bin);
+            let b = (*p).free;
+            if !b.is_null() {
+                (*p).free = (*b).next;
+                (*p).used += 1;
+                bump(&(*h).stats.allocs, 1);
+                bump(&(*h).stats.requested, size as u64);
+                bump_i(&(*h).stats.in_use, (*p).block_size as i64);
+                return b as *mut u8;
+            }
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { malloc_slow(size) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn malloc_slow(size: usize) -> *mut u8 {
+    let mut h = tls::heap();
+    if h == empty_heap() {
+        h = heap::thread_init();
+        if h.is_null() {
+            return null_mut();
+        }
+    }
+    // SAFETY: h is the calling thread's real heap.
+    unsafe {
+        if size <= MEDIUM_MAX {
+            let bin = bin_of(size);
+            let b = heap::alloc_bin_slow(h, bin);
+            if !b.is_null() {
+                bump(&(*h).stats.allocs, 1);
+                bump(&(*h).stats.requested, size as u64);
+                bump_i(&(*h).stats.in_use, bin_size(bin) as i64);
+            }
+            b
+        } else {
+            let b = huge::alloc(size, MIN_ALIGN);
+            if !b.is_null() {
+                bump(&(*h).stats.allocs, 1);
+                bump(&(*h).stats.requested, size as u64);
+            }
+            b
+        }
+    }
+}
+
+/// Frees a block. Null and pointers memkit never handed out are ignored.
+///
+/// Fast path: ownership bit, owner check, push on the page's local free list.
+///
+/// # Safety
+/// `p` must be null, a live block from this allocator, or a pointer it never
+/// handed out; not a block already freed.
+#[inline(always)]
+pub unsafe fn free(p: *mut u8) {
+    let seg = Segment::of(p);
+    if !segment::is_owned(seg as usize) {
+        // SAFETY: forwarded.
+        unsafe { free_unowned(p) };
+        return;
+    }
+    let h = tls::heap();
+    // SAFETY: an owned chunk starts with a mapped header; for a small segment
+    // owned by our heap, page_of finds the descriptor of p's span.
+    unsafe {
+        if (*seg).heap == h {
+            let pg = Segment::page_of(seg, p);
+            if (*pg).flags == 0 {
+                let b = p as *mut Block;
+                (*b).next = (*pg).local_free;
+                (*pg).local_free = b;
+                (*pg).used -= 1;
+                bump(&(*h).stats.frees, 1);
+                bump_i(&(*h).stats.in_use, -((*pg).block_size as i64));
+                // An empty page goes back to its segment unless it is the
+                // bin's current page (malloc/free pairs would thrash it).
+                if (*pg).used == 0 && *(*h).first.get_unchecked((*pg).bin as usize) != pg {
+                    heap::retire(h, pg);
+                }
+                return;
+            }
+        }
+        free_generic(seg, p);
+    }
+}
+
+/// Huge blocks aligned to 4 MiB or more start in an interior chunk; anything
+/// else outside our chunks is not ours.
+#[cold]
+#[inline(never)]
+unsafe fn free_unowned(p: *mut u8) {
+    let h = huge::header_of(p);
+    if !h.is_null() {
+        // SAFETY: a live huge block the caller frees.
+        unsafe { huge::free(h) };
+        count_huge_free();
+    }
+}
+
+fn count_huge_free() {
+    let me = tls::heap();
+    if me == empty_heap() {
+        GLOBAL.orphan_frees.fetch_add(1, Relaxed);
+    } else {
+        // SAFETY: our own heap's counter.
+        unsafe { bump(&(*me).stats.frees, 1) };
+    }
+}
+
+/// Every free the fast path does not finish: huge blocks, remote frees,
+/// full or aligned pages, pages becoming empty, invalid pointers.
+#[cold]
+#[inline(never)]
+unsafe fn free_generic(seg: *mut Segment, p: *mut u8) {
+    // SAFETY: seg is an owned chunk with a mapped header.
+    unsafe {
+        if (*seg).kind == KIND_HUGE {
+            let h = huge::header_of(p);
+            if !h.is_null() {
+                huge::free(h);
+                count_huge_free();
+            }
+            return;
+        }
+        let pg = Segment::page_of(seg, p);
+        if (*pg).block_size == 0 || p < (*pg).start {
+            return; // not a block: a free slice or the header
+        }
+        let b = if (*pg).flags & FLAG_ALIGNED != 0 {
+            (*pg).block_start(p)
+        } else {
+            p
+        };
+        let h = tls::heap();
+        if (*seg).heap == h {
+            heap::free_local_slow(h, pg, b);
+        } else {
+            heap::free_remote(seg, pg, b);
+        }
+    }
+}
+
+/// `calloc`: `n * size` zeroed bytes; null on overflow or exhaustion.
+///
+/// # Safety
+/// As [`malloc`].
+pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
+    let Some(total) = n.checked_mul(size) else {
+        return null_mut();
+    };
+    // SAFETY: forwarded.
+    let p = unsafe { malloc(total) };
+    if p.is_null() {
+        return p;
+    }
+    if total > MEDIUM_MAX {
+        let h = huge::header_of(p);
+        // SAFETY: p is a live huge block we just allocated.
+        if !h.is_null() && unsafe { huge::is_zeroed(h) } {
+            return p;
+        }
+    }
+    // SAFETY: p has at least `total` usable bytes.
+    unsafe { core::ptr::write_bytes(p, 0, total) };
+    p
+}
+
+/// Usable bytes of a block (0 for null or pointers memkit never handed out).
+/// Writing up to that many bytes is safe.
+///
+/// # Safety
+/// `p` must be null, a live block, or a pointer memkit never handed out.
+pub unsafe fn usable_size(p: *mut u8) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    let seg = Segment::of(p);
+    // SAFETY: owned chunks have mapped headers; small pages describe their blocks.
+    unsafe {
+        if !segment::is_owned(seg as usize) || (*seg).kind == KIND_HUGE {
+            let h = huge::header_of(p);
+            return if h.is_null() { 0 } else { huge::usable(h) };
+        }
+        let pg = Segment::page_of(seg, p);
+        if (*pg).block_size == 0 || p < (*pg).start {
+            return 0;
+        }
+        let start = (*pg).block_start(p);
+        (*pg).block_size - (p as usize - start as usize)
+    }
+}
+
+/// `realloc` for a non-null `p` and a non-zero `size` (the C layer handles
+/// glibc's special cases). Null when memory is short: `p` is then untouched.
+/// A pointer memkit never handed out cannot be resized (its size is
+/// unknown): null.
+///
+/// # Safety
+/// `p` must be a live block of this allocator.
+pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    // SAFETY: p is a live block per the contract.
+    unsafe {
+        let me = tls::heap();
+        if me != empty_heap() {
+            bump(&(*me).stats.reallocs, 1);
+        }
+        let old = usable_size(p);
+        if old == 0 {
+            return null_mut();
+        }
+        if old > MEDIUM_MAX {
+            if size > MEDIUM_MAX {
+                let h = huge::header_of(p);
+                if !h.is_null() {
+                    let before = huge::usable(h);
+                    let q = huge::resize(h, size);
+                    if !q.is_null() {
+                        let me = tls::heap();
+                        if me != empty_heap() && size > before {
+                            bump(&(*me).stats.requested, (size - before) as u64);
+                        }
+                    }
+                    return q;
+                }
+            }
+        } else if size <= old && size >= old / 2 {
+            return p;
+        }
+        let q = malloc(size);
+        if q.is_null() {
+            return q;
+        }
+        core::ptr::copy_nonoverlapping(p, q, old.min(size));
+        free(p);
+        q
+    }
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two).
+///
+/// # Safety
+/// As [`malloc`].
+pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
+    if align <= MIN_ALIGN {
+        // SAFETY: forwarded.
+        return unsafe { malloc(size) };
+    }
+    if size <= MEDIUM_MAX && align <= SLICE_SIZE {
+        // Pages start slice-aligned, so a bin whose block size is a multiple
+        // of `align` gives aligned blocks for free.
+        if bin_size(bin_of(size)) % align == 0 {
+            // SAFETY: forwarded.
+            return unsafe { malloc(size) };
+        }
+        if size + align - 1 <= MEDIUM_MAX {
+            // SAFETY: p is a fresh small block with size + align - 1 bytes;
+            // our thread owns its page, so marking the page is ours to do.
+            unsafe {
+                let p = malloc(size + align - 1);
+                if p.is_null() {
+                    return p;
+                }
+                let q = ((p as usize + align - 1) & !(align - 1)) as *mut u8;
+                if q != p {
+                    let seg = Segment::of(p);
+                    (*Segment::page_of(seg, p)).flags |= FLAG_ALIGNED;
+                }
+                return q;
+            }
+        }
+    }
+    let h = tls::heap();
+    let p = huge::alloc(size, align);
+    if !p.is_null() && h != empty_heap() {
+        // SAFETY: our own heap's counters.
+        unsafe {
+            bump(&(*h).stats.allocs, 1);
+            bump(&(*h).stats.requested, size as u64);
+        }
+    }
+    p
+}
+
+/// Returns free memory to the OS now (see [`heap::trim`]); the bytes released.
+pub fn trim() -> u64 {
+    heap::trim()
+}
+
+/// A snapshot of the allocator's statistics, summed over every heap.
+pub fn stats() -> Stats {
+    let mut s = Stats::default();
+    let mut in_use: i64 = 0;
+    heap::for_each_heap(|h: &Heap, _live| {
+        s.allocs += h.stats.allocs.load(Relaxed);
+        s.frees += h.stats.frees.load(Relaxed);
+        s.reallocs += h.stats.reallocs.load(Relaxed);
+        s.requested += h.stats.requested.load(Relaxed);
+        in_use += h.stats.in_use.load(Relaxed);
+    });
+    let g = &GLOBAL;
+    s.frees += g.orphan_frees.load(Relaxed);
+    in_use -= g.orphan_freed_bytes.load(Relaxed) as i64;
+    s.small_in_use = in_use.max(0) as u64;
+    s.huge_live = g.huge_live.load(Relaxed);
+    s.huge_live_bytes = g.huge_live_bytes.load(Relaxed);
+    s.huge_allocs = g.huge_allocs.load(Relaxed);
+    s.segment_mapped = g.segment_mapped.load(Relaxed);
+    s.huge_mapped = g.huge_mapped.load(Relaxed);
+    s.peak_mapped = g.peak_mapped.load(Relaxed);
+    s.peak_in_use = (g.peak_in_use.load(Relaxed).max(0) as u64).max(s.in_use());
+    s.unmapped = g.unmapped.load(Relaxed);
+    s.purged = g.purged.load(Relaxed);
+    s.dirty = g.dirty_bytes.load(Relaxed);
+    s.threads = g.threads.load(Relaxed);
+    let (live, dead) = heap::heap_counts();
+    s.live_heaps = live;
+    s.dead_heaps = dead;
+    s.cached_segments = segment::cached();
+    s.cached_huge = huge::cached();
+    s
+}
+
+/// Checks the calling thread's heap structures (tests and debugging).
+pub fn check_thread_heap() -> bool {
+    let h = tls::heap();
+    // SAFETY: our own heap (the empty heap trivially passes).
+    h == empty_heap() || unsafe { heap::check(h) }
+}

@@ -1,1 +1,37 @@
+//! libmemkit.so: memkit's allocator for unmodified programs (`LD_PRELOAD`).
+//!
+//! Every export is a thin call into `memkit_alloc`; the C semantics (glibc
+//! 2.36's: `malloc(0)`, `realloc(p, 0)`, overflow checks, alignment rules,
+//! errno) live at this boundary. See `include/memkit.h` for what memkit
+//! exports beyond the standard malloc family.
+//!
+//! # Safety
+//! The exports receive raw pointers from C and trust the C contract of the
+//! function they replace; pointers memkit never handed out are ignored by
+//! `free` (see `memkit_alloc::free`).
 #![no_std]
+
+mod cxx;
+mod exports;
+mod introspect;
+mod lifecycle;
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    let _ = memkit_sys::write_all(2, b"memkit: internal error (panic); aborting\n");
+    // SAFETY: abort never returns and needs no precondition.
+    unsafe { abort() }
+}
+
+unsafe extern "C" {
+    fn abort() -> !;
+    fn __errno_location() -> *mut i32;
+}
+
+const ENOMEM: i32 = 12;
+const EINVAL: i32 = 22;
+
+fn set_errno(e: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *__errno_location() = e };
+}

@@ -1,7 +1,7 @@
 //! memkit's OS layer: the only crate in memkit that makes system calls.
 //!
 //! Every function is a thin, allocation-free wrapper over one system call made
-//! through rustix's `linux_raw` backend, so that no call re-enters libc (which
+//! through rustix's `linux_raw` backend (the clock excepted, see [`now_ns`]), so that no call re-enters libc (which
 //! could call `malloc`) or changes `errno` (which `free` must preserve).
 //! Failures are reported as `Option`/`Result` with the raw errno value; no
 //! function here panics.
@@ -94,7 +94,11 @@ pub unsafe fn purge(p: *mut u8, size: usize) -> bool {
 /// # Safety
 /// `p..p+size` must be page-aligned memory the caller owns.
 pub unsafe fn advise_huge(p: *mut u8, size: usize, huge: bool) -> bool {
-    let advice = if huge { Advice::LinuxHugepage } else { Advice::LinuxNoHugepage };
+    let advice = if huge {
+        Advice::LinuxHugepage
+    } else {
+        Advice::LinuxNoHugepage
+    };
     // SAFETY: advice only; the caller owns the range.
     unsafe { mm::madvise(p.cast::<c_void>(), size, advice) }.is_ok()
 }
@@ -106,16 +110,63 @@ pub unsafe fn advise_huge(p: *mut u8, size: usize, huge: bool) -> bool {
 /// `p..p+old` must be a single mapping the caller owns; on success the caller
 /// must use only the returned range.
 pub unsafe fn remap(p: *mut u8, old: usize, new: usize, may_move: bool) -> Result<*mut u8, Errno> {
-    let flags = if may_move { MremapFlags::MAYMOVE } else { MremapFlags::empty() };
+    let flags = if may_move {
+        MremapFlags::MAYMOVE
+    } else {
+        MremapFlags::empty()
+    };
     // SAFETY: the caller owns the mapping.
     let q = unsafe { mm::mremap(p.cast::<c_void>(), old, new, flags) }?;
     Ok(q.cast())
 }
 
-/// Monotonic clock in nanoseconds (vDSO where available).
+/// `mremap(p, old, new, MREMAP_MAYMOVE|MREMAP_FIXED, to)`: moves the pages of
+/// a mapping onto `to` (replacing whatever was mapped there) without copying.
+///
+/// # Safety
+/// `p..p+old` must be a mapping the caller owns, and `to..to+new` a range the
+/// caller owns and allows to be replaced.
+pub unsafe fn remap_to(p: *mut u8, old: usize, new: usize, to: *mut u8) -> Result<*mut u8, Errno> {
+    // SAFETY: the caller owns both ranges.
+    let q = unsafe {
+        mm::mremap_fixed(
+            p.cast::<c_void>(),
+            old,
+            new,
+            MremapFlags::MAYMOVE,
+            to.cast::<c_void>(),
+        )
+    }?;
+    Ok(q.cast())
+}
+
+#[repr(C)]
+struct Timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+unsafe extern "C" {
+    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+}
+
+/// Monotonic clock in nanoseconds.
+///
+/// The one libc call of this crate: glibc's `clock_gettime` reads the vDSO
+/// (~20 ns, no system call) and never allocates. rustix's own vDSO lookup
+/// would need the auxiliary vector, which with libc's help goes through
+/// `dlsym`, and `dlsym` may call `malloc` in the middle of an allocator path.
 pub fn now_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    (t.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(t.tv_nsec as u64)
+    const CLOCK_MONOTONIC: i32 = 1;
+    let mut t = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: t is a valid out pointer; CLOCK_MONOTONIC always exists.
+    unsafe { clock_gettime(CLOCK_MONOTONIC, &mut t) };
+    (t.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(t.tv_nsec as u64)
 }
 
 /// `sched_yield()`.
@@ -126,6 +177,17 @@ pub fn yield_now() {
 /// `getpid()`.
 pub fn pid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// `getppid()`.
+pub fn ppid() -> u32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
+}
+
+/// `readlink("/proc/self/exe")` into `buf`; returns the length written.
+pub fn self_exe(buf: &mut [u8]) -> usize {
+    // rustix's readlinkat into a caller buffer does not allocate.
+    rustix::fs::readlinkat_raw(rustix::fs::CWD, c"/proc/self/exe", buf).unwrap_or(0)
 }
 
 /// The calling thread's thread pointer (`%fs:0` on x86_64): unique among live

@@ -1,0 +1,907 @@
+//! Heaps: one per thread, owning segments and the pages in them.
+//!
+//! A heap keeps, per bin, a queue of pages that have free blocks; the fast
+//! path pops from the first page of the queue (`first[bin]`). A page that runs
+//! out of blocks leaves the queue ("full") and comes back when a block of it is
+//! freed: by its owner directly, or, for a free from another thread, through
+//! the heap's `delayed` list (the first remote free into a full page goes
+//! there, so the owner hears of it; later ones go to the page's `thread_free`).
+//!
+//! Threads that exit release their heap to a pool of dead heaps: empty pages
+//! and segments go back at once, pages with live blocks stay. A new thread
+//! adopts a dead heap (with its segments) before mapping anything; live
+//! threads also collect dead heaps on their maintenance ticks, so the memory
+//! of 2000 short-lived threads is reused, not leaked.
+//!
+//! Invariants (owner's view): a page is in its bin queue iff it is not
+//! `FLAG_FULL`; every page after the first in a queue has free blocks (pages
+//! enter queues only with free blocks and only the first is allocated from);
+//! `segments` lists exactly the segments whose `heap` is this heap.
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::ptr::{addr_of_mut, null_mut};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering, Ordering::Relaxed};
+
+use crate::config::{self, OPTIONS};
+use crate::lock::SpinLock;
+use crate::page::{Block, Page, FLAG_FULL, TF_NOTIFY};
+use crate::segment::{self, Segment, SLICES, SLICE_SIZE};
+use crate::size_class::{bin_size, NBINS};
+use crate::stats::{bump, bump_i, HeapStats, GLOBAL};
+use crate::{huge, tls};
+
+const STATE_EMPTY: u32 = 0;
+const STATE_LIVE: u32 = 1;
+const STATE_DEAD: u32 = 2;
+
+/// Slow paths between maintenance checks (purge, cache decay, dead heaps).
+const MAINTENANCE_EVERY: u32 = 64;
+/// Unflushed in-use bytes a heap may hold before adding them to the global peak.
+const FLUSH_BYTES: i64 = 64 * 1024;
+
+#[repr(C)]
+pub struct Heap {
+    /// First page of each bin queue; `empty_page()` when the queue is empty.
+    pub first: [*mut Page; NBINS],
+    pub last: [*mut Page; NBINS],
+    pub stats: HeapStats,
+    /// Blocks freed by other threads into pages that were full.
+    pub delayed: AtomicPtr<Block>,
+    /// Segments owned by this heap (through `Segment::next/prev`).
+    pub segments: *mut Segment,
+    pub slow_calls: u32,
+    pub state: AtomicU32,
+    /// Set by `trim` from another thread: purge everything at the next tick.
+    pub trim_requested: AtomicBool,
+    pub flushed: i64,
+    pub next_maintenance: u64,
+    /// Registry of every heap ever created (never unlinked).
+    pub next_all: *mut Heap,
+    /// Link in the pool of dead heaps.
+    pub next_dead: *mut Heap,
+}
+
+#[repr(transparent)]
+struct SyncCell<T>(UnsafeCell<T>);
+// SAFETY: the empty page and empty heap are never written (their queues are
+// empty, so every path that would write them takes the slow path first).
+unsafe impl<T> Sync for SyncCell<T> {}
+
+static EMPTY_PAGE: SyncCell<Page> = SyncCell(UnsafeCell::new(Page::EMPTY));
+
+#[inline(always)]
+pub fn empty_page() -> *mut Page {
+    EMPTY_PAGE.0.get()
+}
+
+static EMPTY_HEAP: SyncCell<Heap> = SyncCell(UnsafeCell::new(Heap {
+    first: [EMPTY_PAGE.0.get(); NBINS],
+    last: [EMPTY_PAGE.0.get(); NBINS],
+    stats: HeapStats::ZERO,
+    delayed: AtomicPtr::new(null_mut()),
+    segments: null_mut(),
+    slow_calls: 0,
+    state: AtomicU32::new(STATE_EMPTY),
+    trim_requested: AtomicBool::new(false),
+    flushed: 0,
+    next_maintenance: 0,
+    next_all: null_mut(),
+    next_dead: null_mut(),
+}));
+
+/// The static heap of threads that have not allocated yet.
+#[inline(always)]
+pub fn empty_heap() -> *mut Heap {
+    EMPTY_HEAP.0.get()
+}
+
+/// Registry of heaps and the dead-heap pool; heap structs come from a private
+/// bump region and are never unmapped (they are reused).
+struct Registry {
+    all: *mut Heap,
+    dead_head: *mut Heap,
+    dead_tail: *mut Heap,
+    dead_count: u64,
+    live_count: u64,
+    meta_cur: usize,
+    meta_end: usize,
+}
+
+// SAFETY: the raw pointers are only touched under the lock.
+unsafe impl Send for Registry {}
+
+static HEAPS: SpinLock<Registry> = SpinLock::new(Registry {
+    all: null_mut(),
+    dead_head: null_mut(),
+    dead_tail: null_mut(),
+    dead_count: 0,
+    live_count: 0,
+    meta_cur: 0,
+    meta_end: 0,
+});
+
+impl Registry {
+    fn pop_dead(&mut self) -> *mut Heap {
+        let h = self.dead_head;
+        if !h.is_null() {
+            // SAFETY: heaps in the pool are valid and linked under the lock.
+            unsafe {
+                self.dead_head = (*h).next_dead;
+                if self.dead_head.is_null() {
+                    self.dead_tail = null_mut();
+                }
+                (*h).next_dead = null_mut();
+            }
+            self.dead_count -= 1;
+        }
+        h
+    }
+
+    fn push_dead(&mut self, h: *mut Heap) {
+        // SAFETY: h is a valid heap no thread uses; linked under the lock.
+        unsafe {
+            (*h).state.store(STATE_DEAD, Relaxed);
+            (*h).next_dead = null_mut();
+            if self.dead_tail.is_null() {
+                self.dead_head = h;
+            } else {
+                (*self.dead_tail).next_dead = h;
+            }
+        }
+        self.dead_tail = h;
+        self.dead_count += 1;
+    }
+
+    fn new_heap(&mut self) -> *mut Heap {
+        let size = core::mem::size_of::<Heap>().next_multiple_of(64);
+        if self.meta_cur + size > self.meta_end {
+            let chunk = 256 * 1024;
+            let Ok(p) = memkit_sys::map(chunk) else {
+                return null_mut();
+            };
+            GLOBAL.map(chunk as u64, false);
+            self.meta_cur = p as usize;
+            self.meta_end = p as usize + chunk;
+        }
+        let h = self.meta_cur as *mut Heap;
+        self.meta_cur += size;
+        // SAFETY: fresh memory from our metadata mapping.
+        unsafe {
+            h.write(Heap {
+                first: [empty_page(); NBINS],
+                last: [empty_page(); NBINS],
+                stats: HeapStats::ZERO,
+                delayed: AtomicPtr::new(null_mut()),
+                segments: null_mut(),
+                slow_calls: 0,
+                state: AtomicU32::new(STATE_LIVE),
+                trim_requested: AtomicBool::new(false),
+                flushed: 0,
+                next_maintenance: 0,
+                next_all: self.all,
+                next_dead: null_mut(),
+            });
+        }
+        self.all = h;
+        h
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Thread life cycle
+
+unsafe extern "C" {
+    fn pthread_key_create(key: *mut u32, dtor: Option<unsafe extern "C" fn(*mut c_void)>) -> i32;
+    fn pthread_setspecific(key: u32, value: *const c_void) -> i32;
+    fn pthread_atfork(
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
+    ) -> i32;
+}
+
+const NO_KEY: u32 = u32::MAX;
+static KEY: AtomicU32 = AtomicU32::new(NO_KEY);
+static PROCESS_INIT: AtomicU32 = AtomicU32::new(0);
+
+/// Creates the calling thread's heap (adopting a dead one when possible).
+/// Returns null when no memory is left for even a heap.
+#[cold]
+#[inline(never)]
+pub fn thread_init() -> *mut Heap {
+    config::load();
+    let h = {
+        let mut r = HEAPS.lock();
+        let mut h = r.pop_dead();
+        if h.is_null() {
+            h = r.new_heap();
+        }
+        if !h.is_null() {
+            r.live_count += 1;
+        }
+        h
+    };
+    if h.is_null() {
+        return h;
+    }
+    // SAFETY: h is ours now; no other thread uses a heap taken from the pool.
+    unsafe { (*h).state.store(STATE_LIVE, Relaxed) };
+    // The TLS word first: pthread_setspecific and pthread_atfork may allocate.
+    tls::set_heap(h);
+    GLOBAL.threads.fetch_add(1, Relaxed);
+    process_init_once();
+    let key = KEY.load(Ordering::Acquire);
+    if key != NO_KEY {
+        // SAFETY: a valid key; the value is only handed back to thread_done.
+        unsafe { pthread_setspecific(key, h as *const c_void) };
+    }
+    h
+}
+
+fn process_init_once() {
+    if PROCESS_INIT.load(Ordering::Acquire) == 2 || PROCESS_INIT.swap(1, Ordering::AcqRel) != 0 {
+        return;
+    }
+    let mut key = 0u32;
+    // SAFETY: plain libc calls with valid arguments; neither allocates in
+    // glibc for the first keys / handlers.
+    unsafe {
+        if pthread_key_create(&mut key, Some(thread_done)) == 0 {
+            KEY.store(key, Ordering::Release);
+        }
+        pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+    }
+    PROCESS_INIT.store(2, Ordering::Release);
+}
+
+/// pthread key destructor: the thread is exiting.
+unsafe extern "C" fn thread_done(arg: *mut c_void) {
+    let h = arg as *mut Heap;
+    if h.is_null() {
+        return;
+    }
+    if tls::heap() == h {
+        tls::set_heap(empty_heap());
+    }
+    release(h);
+}
+
+/// Releases a heap whose thread is gone: everything empty goes back now, the
+/// rest waits in the dead pool for adoption.
+fn release(h: *mut Heap) {
+    let now = memkit_sys::now_ns();
+    // SAFETY: the heap's thread is gone; we act as its owner.
+    unsafe {
+        collect_all(h, true, true, now);
+        flush_stats(h, true);
+    }
+    let mut r = HEAPS.lock();
+    r.live_count -= 1;
+    r.push_dead(h);
+}
+
+unsafe extern "C" fn fork_prepare() {
+    HEAPS.raw_lock();
+    segment::fork_prepare();
+    huge::fork_prepare();
+}
+
+unsafe extern "C" fn fork_parent() {
+    // SAFETY: the prepare handler took these locks in this thread.
+    unsafe {
+        huge::fork_parent();
+        segment::fork_parent();
+        HEAPS.raw_unlock();
+    }
+}
+
+unsafe extern "C" fn fork_child() {
+    // SAFETY: we are the only thread of the child; the locks were taken by
+    // the prepare handler in the parent's forking thread, which we are.
+    unsafe {
+        huge::fork_child();
+        segment::fork_child();
+        HEAPS.raw_unlock();
+    }
+    // The other threads do not exist here: their heaps become dead heaps, so
+    // their memory is reclaimed instead of leaked.
+    let me = tls::heap();
+    let mut r = HEAPS.lock();
+    let mut h = r.all;
+    while !h.is_null() {
+        // SAFETY: registry heaps are never freed.
+        unsafe {
+            if h != me && (*h).state.load(Relaxed) == STATE_LIVE {
+                r.live_count -= 1;
+                r.push_dead(h);
+            }
+            h = (*h).next_all;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bin queues (owner only)
+
+/// # Safety
+/// `h` is owned by the caller; `p` is a page of `h` not in any queue.
+unsafe fn queue_push_front(h: *mut Heap, p: *mut Page) {
+    // SAFETY: per the contract.
+    unsafe {
+        let bin = (*p).bin as usize;
+        let f = (*h).first[bin];
+        (*p).prev = null_mut();
+        if f == empty_page() {
+            (*p).next = null_mut();
+            (*h).last[bin] = p;
+        } else {
+            (*p).next = f;
+            (*f).prev = p;
+        }
+        (*h).first[bin] = p;
+    }
+}
+
+/// # Safety
+/// As [`queue_push_front`].
+unsafe fn queue_push_back(h: *mut Heap, p: *mut Page) {
+    // SAFETY: per the contract.
+    unsafe {
+        let bin = (*p).bin as usize;
+        let l = (*h).last[bin];
+        (*p).next = null_mut();
+        if l == empty_page() {
+            (*p).prev = null_mut();
+            (*h).first[bin] = p;
+        } else {
+            (*p).prev = l;
+            (*l).next = p;
+        }
+        (*h).last[bin] = p;
+    }
+}
+
+/// # Safety
+/// `h` is owned by the caller; `p` is in its bin queue.
+unsafe fn queue_remove(h: *mut Heap, p: *mut Page) {
+    // SAFETY: per the contract.
+    unsafe {
+        let bin = (*p).bin as usize;
+        let (n, pr) = ((*p).next, (*p).prev);
+        if pr.is_null() {
+            (*h).first[bin] = if n.is_null() { empty_page() } else { n };
+        } else {
+            (*pr).next = n;
+        }
+        if n.is_null() {
+            (*h).last[bin] = if pr.is_null() { empty_page() } else { pr };
+        } else {
+            (*n).prev = pr;
+        }
+        (*p).next = null_mut();
+        (*p).prev = null_mut();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Allocation slow path
+
+/// Slices of a page for blocks of `bs` bytes: at least 4 blocks per page for
+/// medium sizes, one 64 KiB slice for small ones.
+fn slices_for(bs: usize) -> usize {
+    (bs * 4).div_ceil(SLICE_SIZE).clamp(1, SLICES - 1)
+}
+
+/// Pops a block from a page that has one. Owner only.
+///
+/// # Safety
+/// `p.free` is non-null.
+#[inline(always)]
+unsafe fn pop(p: *mut Page) -> *mut u8 {
+    // SAFETY: per the contract.
+    unsafe {
+        let b = (*p).free;
+        (*p).free = (*b).next;
+        (*p).used += 1;
+        b as *mut u8
+    }
+}
+
+/// The allocation slow path for a small/medium bin: refill from the bin's
+/// pages, or make a new page.
+///
+/// # Safety
+/// `h` is the calling thread's (real) heap.
+#[cold]
+#[inline(never)]
+pub unsafe fn alloc_bin_slow(h: *mut Heap, bin: usize) -> *mut u8 {
+    // SAFETY: we own h.
+    unsafe {
+        tick(h);
+        loop {
+            let p = (*h).first[bin];
+            if p == empty_page() {
+                break;
+            }
+            if (*p).collect() || (*p).extend() {
+                return pop(p);
+            }
+            // Exhausted: leave the queue, and ask remote freers to tell us.
+            queue_remove(h, p);
+            (*p).flags |= FLAG_FULL;
+            if (*p)
+                .thread_free
+                .compare_exchange(0, TF_NOTIFY, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                // A remote free arrived meanwhile: the page has blocks after all.
+                (*p).flags &= !FLAG_FULL;
+                queue_push_front(h, p);
+            }
+        }
+        let p = new_page(h, bin);
+        if p.is_null() {
+            return null_mut();
+        }
+        (*p).extend();
+        pop(p)
+    }
+}
+
+/// # Safety
+/// `h` is owned by the caller.
+unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
+    let bs = bin_size(bin);
+    let n = slices_for(bs);
+    // SAFETY: we own h and its segments.
+    unsafe {
+        let mut seg = (*h).segments;
+        let mut found = None;
+        while !seg.is_null() {
+            if (*seg).free_mask.count_ones() as usize >= n {
+                if let Some(i) = (*seg).take_span(n) {
+                    found = Some((seg, i));
+                    break;
+                }
+            }
+            seg = (*seg).next;
+        }
+        let (seg, i) = match found {
+            Some(f) => f,
+            None => {
+                let seg = segment::alloc(h);
+                if seg.is_null() {
+                    return null_mut();
+                }
+                (*seg).next = (*h).segments;
+                if !(*h).segments.is_null() {
+                    (*(*h).segments).prev = seg;
+                }
+                (*h).segments = seg;
+                match (*seg).take_span(n) {
+                    Some(i) => (seg, i),
+                    None => return null_mut(),
+                }
+            }
+        };
+        let pages = addr_of_mut!((*seg).pages).cast::<Page>();
+        for k in 1..n {
+            (*pages.add(i + k)).slice_offset = k as u32;
+        }
+        let p = pages.add(i);
+        *p = Page::EMPTY;
+        (*p).block_size = bs;
+        (*p).bin = bin as u8;
+        (*p).slice_count = n as u8;
+        (*p).start = (*seg).slice_addr(i);
+        (*p).reserved = ((n * SLICE_SIZE) / bs) as u32;
+        queue_push_front(h, p);
+        p
+    }
+}
+
+/// Gives a page with no block in use back to its segment (and the segment
+/// back to the cache when it empties).
+///
+/// # Safety
+/// `h` owns the page; `p.used == 0`; nothing is pending in `thread_free`.
+unsafe fn free_page(h: *mut Heap, p: *mut Page, now: u64) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*p).flags & FLAG_FULL == 0 {
+            queue_remove(h, p);
+        }
+        let seg = Segment::of(p as *const u8);
+        let idx = (p as usize - addr_of_mut!((*seg).pages) as usize) / core::mem::size_of::<Page>();
+        (*seg).release_span(idx, (*p).slice_count as usize);
+        if (*seg).is_empty() {
+            let (n, pr) = ((*seg).next, (*seg).prev);
+            if pr.is_null() {
+                (*h).segments = n;
+            } else {
+                (*pr).next = n;
+            }
+            if !n.is_null() {
+                (*n).prev = pr;
+            }
+            segment::free(seg, now);
+        } else if (*seg).purge_at == 0 {
+            (*seg).purge_at = now + OPTIONS.purge_delay_ns.load(Relaxed);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Free slow paths
+
+/// A free by the owning thread that the fast path did not finish: the page is
+/// full or holds aligned blocks, or it became empty.
+///
+/// # Safety
+/// `h` is the calling thread's heap and owns `p`; `b` is a live block of `p`.
+#[cold]
+#[inline(never)]
+pub unsafe fn free_local_slow(h: *mut Heap, p: *mut Page, b: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe {
+        let blk = b as *mut Block;
+        (*blk).next = (*p).local_free;
+        (*p).local_free = blk;
+        (*p).used -= 1;
+        bump(&(*h).stats.frees, 1);
+        bump_i(&(*h).stats.in_use, -((*p).block_size as i64));
+        after_local_free(h, p);
+    }
+}
+
+/// Gives back a page the fast path emptied.
+///
+/// # Safety
+/// `h` is the calling thread's heap and owns `p`; `p.used == 0`.
+#[cold]
+#[inline(never)]
+pub unsafe fn retire(h: *mut Heap, p: *mut Page) {
+    // SAFETY: per the contract.
+    unsafe { free_page(h, p, memkit_sys::now_ns()) }
+}
+
+/// Re-queues a full page that got a block back, retires an empty one.
+///
+/// # Safety
+/// `h` owns `p`.
+unsafe fn after_local_free(h: *mut Heap, p: *mut Page) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*p).flags & FLAG_FULL != 0 {
+            unfull(h, p);
+        }
+        if (*p).used == 0 && (*h).first[(*p).bin as usize] != p {
+            free_page(h, p, memkit_sys::now_ns());
+        }
+    }
+}
+
+/// # Safety
+/// `h` owns the full page `p`.
+unsafe fn unfull(h: *mut Heap, p: *mut Page) {
+    // SAFETY: per the contract.
+    unsafe {
+        (*p).flags &= !FLAG_FULL;
+        // Remote frees may go straight to thread_free again.
+        (*p).thread_free.fetch_and(!TF_NOTIFY, Ordering::AcqRel);
+        queue_push_back(h, p);
+    }
+}
+
+/// A free from a thread that does not own the block's page.
+///
+/// # Safety
+/// `b` is a live block of page `p` in segment `seg`, not owned by the caller.
+#[cold]
+#[inline(never)]
+pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
+    // SAFETY: per the contract; thread_free and delayed are atomics.
+    unsafe {
+        let blk = b as *mut Block;
+        let tf = &(*p).thread_free;
+        let mut cur = tf.load(Relaxed);
+        loop {
+            if cur & TF_NOTIFY != 0 {
+                // First free into a full page: claim the notification and give
+                // the block to the owner's delayed list.
+                match tf.compare_exchange_weak(cur, cur & !TF_NOTIFY, Ordering::AcqRel, Relaxed) {
+                    Ok(_) => {
+                        let owner = (*seg).heap;
+                        let d = &(*owner).delayed;
+                        let mut head = d.load(Relaxed);
+                        loop {
+                            (*blk).next = head;
+                            match d.compare_exchange_weak(head, blk, Ordering::Release, Relaxed) {
+                                Ok(_) => break,
+                                Err(h) => head = h,
+                            }
+                        }
+                        break;
+                    }
+                    Err(v) => cur = v,
+                }
+            } else {
+                (*blk).next = cur as *mut Block;
+                match tf.compare_exchange_weak(cur, blk as usize, Ordering::Release, Relaxed) {
+                    Ok(_) => break,
+                    Err(v) => cur = v,
+                }
+            }
+        }
+        let me = tls::heap();
+        let bs = (*p).block_size;
+        if me == empty_heap() {
+            GLOBAL.orphan_frees.fetch_add(1, Relaxed);
+            GLOBAL.orphan_freed_bytes.fetch_add(bs as u64, Relaxed);
+        } else {
+            bump(&(*me).stats.frees, 1);
+            bump_i(&(*me).stats.in_use, -(bs as i64));
+        }
+    }
+}
+
+/// Frees the blocks other threads handed to the delayed list.
+///
+/// # Safety
+/// `h` is owned by the caller.
+unsafe fn drain_delayed(h: *mut Heap) {
+    // SAFETY: per the contract; the list was swapped out whole.
+    unsafe {
+        let mut b = (*h).delayed.swap(null_mut(), Ordering::Acquire);
+        let now = if b.is_null() { 0 } else { memkit_sys::now_ns() };
+        while !b.is_null() {
+            let next = (*b).next;
+            let seg = Segment::of(b as *const u8);
+            let p = Segment::page_of(seg, b as *const u8);
+            (*b).next = (*p).local_free;
+            (*p).local_free = b;
+            (*p).used -= 1;
+            if (*p).flags & FLAG_FULL != 0 {
+                unfull(h, p);
+            }
+            if (*p).used == 0 && (*h).first[(*p).bin as usize] != p {
+                free_page(h, p, now);
+            }
+            b = next;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Maintenance: collection, purging, dead heaps, statistics
+
+/// Runs on every allocation slow path: delayed frees every time, the rest
+/// every [`MAINTENANCE_EVERY`] calls and only when its deadline has passed.
+///
+/// # Safety
+/// `h` is the calling thread's heap.
+unsafe fn tick(h: *mut Heap) {
+    // SAFETY: we own h.
+    unsafe {
+        if !(*h).delayed.load(Relaxed).is_null() {
+            drain_delayed(h);
+        }
+        flush_stats(h, false);
+        (*h).slow_calls = (*h).slow_calls.wrapping_add(1);
+        if (*h).slow_calls % MAINTENANCE_EVERY != 0 {
+            return;
+        }
+        let trim = (*h).trim_requested.swap(false, Relaxed);
+        let now = memkit_sys::now_ns();
+        if !trim && now < (*h).next_maintenance {
+            return;
+        }
+        let delay = OPTIONS.purge_delay_ns.load(Relaxed);
+        (*h).next_maintenance = now + (delay / 4).max(1_000_000);
+        collect_all(h, false, trim, now);
+        segment::decay_cache(now, trim);
+        huge::decay(now, trim);
+        reclaim_dead(now, false);
+    }
+}
+
+/// Collects remote frees of every page of `h`, retires empty pages (all of
+/// them if `force`; otherwise the first page of a bin stays, to avoid
+/// thrashing on malloc/free pairs), and purges segments whose delay passed
+/// (all dirty slices if `purge_all`). Returns the bytes purged.
+///
+/// # Safety
+/// The caller owns `h` (its thread, or its thread is gone).
+unsafe fn collect_all(h: *mut Heap, force: bool, purge_all: bool, now: u64) -> u64 {
+    let mut purged = 0;
+    // SAFETY: we own h, its segments and pages.
+    unsafe {
+        drain_delayed(h);
+        let mut seg = (*h).segments;
+        while !seg.is_null() {
+            let next_seg = (*seg).next;
+            let pages = addr_of_mut!((*seg).pages).cast::<Page>();
+            let mut i = 1;
+            let mut seg_freed = false;
+            while i < SLICES {
+                if (*seg).free_mask & (1 << i) != 0 {
+                    i += 1;
+                    continue;
+                }
+                let p = pages.add(i);
+                let n = ((*p).slice_count as usize).max(1);
+                (*p).collect();
+                let keep = !force && (*h).first[(*p).bin as usize] == p;
+                if (*p).used == 0 && !keep {
+                    // The last page frees the segment: stop touching it.
+                    seg_freed = (*seg).free_mask.count_zeros() as usize == n + 1;
+                    free_page(h, p, now);
+                    if seg_freed {
+                        break;
+                    }
+                } else if (*p).flags & FLAG_FULL != 0 && !(*p).free.is_null() {
+                    unfull(h, p);
+                }
+                i += n;
+            }
+            let due = purge_all || ((*seg).purge_at != 0 && now >= (*seg).purge_at);
+            if !seg_freed && (*seg).dirty_mask != 0 && due {
+                purged += (*seg).purge();
+            }
+            seg = next_seg;
+        }
+    }
+    purged
+}
+
+/// Collects dead heaps: one per call, or all of them if `all`. Empty heaps
+/// stay in the pool for new threads. Returns the bytes purged.
+fn reclaim_dead(now: u64, all: bool) -> u64 {
+    let mut purged = 0;
+    let rounds = if all { HEAPS.lock().dead_count } else { 1 };
+    for _ in 0..rounds {
+        let d = HEAPS.lock().pop_dead();
+        if d.is_null() {
+            break;
+        }
+        // SAFETY: a heap popped from the pool is ours until we push it back.
+        unsafe {
+            if !(*d).segments.is_null() || !(*d).delayed.load(Relaxed).is_null() {
+                purged += collect_all(d, true, all, now);
+                flush_stats(d, true);
+            }
+        }
+        HEAPS.lock().push_dead(d);
+    }
+    purged
+}
+
+/// Adds the heap's in-use delta to the global figure when it is large.
+///
+/// # Safety
+/// The caller owns `h`.
+unsafe fn flush_stats(h: *mut Heap, force: bool) {
+    // SAFETY: we own h.
+    unsafe {
+        let cur = (*h).stats.in_use.load(Relaxed);
+        let d = cur - (*h).flushed;
+        if force || d >= FLUSH_BYTES || d <= -FLUSH_BYTES {
+            GLOBAL.flush_in_use(d);
+            (*h).flushed = cur;
+        }
+    }
+}
+
+/// Returns free memory to the OS now: the calling thread's heap and the dead
+/// heaps are collected and purged, cached segments and huge blocks unmapped;
+/// other live threads purge at their next maintenance tick.
+/// Returns the bytes released.
+pub fn trim() -> u64 {
+    let now = memkit_sys::now_ns();
+    let me = tls::heap();
+    let mut released = 0;
+    if me != empty_heap() {
+        // SAFETY: our own heap.
+        unsafe {
+            released += collect_all(me, true, true, now);
+            flush_stats(me, true);
+        }
+    }
+    released += reclaim_dead(now, true);
+    {
+        let r = HEAPS.lock();
+        let mut h = r.all;
+        while !h.is_null() {
+            // SAFETY: registry heaps are never freed; the flag is atomic.
+            unsafe {
+                if h != me && (*h).state.load(Relaxed) == STATE_LIVE {
+                    (*h).trim_requested.store(true, Relaxed);
+                }
+                h = (*h).next_all;
+            }
+        }
+    }
+    released += segment::decay_cache(now, true);
+    released += huge::decay(now, true);
+    released
+}
+
+/// Visits every heap ever created (live, dead or idle) with its state.
+pub fn for_each_heap(mut f: impl FnMut(&Heap, bool)) {
+    let r = HEAPS.lock();
+    let mut h = r.all;
+    while !h.is_null() {
+        // SAFETY: registry heaps are never freed; stats are atomics.
+        unsafe {
+            f(&*h, (*h).state.load(Relaxed) == STATE_LIVE);
+            h = (*h).next_all;
+        }
+    }
+}
+
+/// Visits every page of the calling thread's heap:
+/// `f(bin, block_size, used, capacity, reserved)`. Other threads' heaps are
+/// not walked: their page lists change under them.
+pub fn for_each_own_page(mut f: impl FnMut(usize, usize, u32, u32, u32)) {
+    let h = tls::heap();
+    if h == empty_heap() {
+        return;
+    }
+    // SAFETY: our own heap, segments and pages.
+    unsafe {
+        let mut seg = (*h).segments;
+        while !seg.is_null() {
+            let pages = addr_of_mut!((*seg).pages).cast::<Page>();
+            let mut i = 1;
+            while i < SLICES {
+                if (*seg).free_mask & (1 << i) != 0 {
+                    i += 1;
+                    continue;
+                }
+                let p = pages.add(i);
+                f(
+                    (*p).bin as usize,
+                    (*p).block_size,
+                    (*p).used,
+                    (*p).capacity,
+                    (*p).reserved,
+                );
+                i += ((*p).slice_count as usize).max(1);
+            }
+            seg = (*seg).next;
+        }
+    }
+}
+
+/// Live and dead heap counts.
+pub fn heap_counts() -> (u64, u64) {
+    let r = HEAPS.lock();
+    (r.live_count, r.dead_count)
+}
+
+/// Whether a page structure of `h` is consistent (for tests).
+///
+/// # Safety
+/// The caller owns `h`.
+pub unsafe fn check(h: *mut Heap) -> bool {
+    // SAFETY: we own h.
+    unsafe {
+        for bin in 1..NBINS {
+            let mut p = (*h).first[bin];
+            if p == empty_page() {
+                if (*h).last[bin] != empty_page() {
+                    return false;
+                }
+                continue;
+            }
+            while !p.is_null() {
+                if (*p).bin as usize != bin || (*p).flags & FLAG_FULL != 0 || !(*p).check() {
+                    return false;
+                }
+                p = (*p).next;
+            }
+        }
+        true
+    }
+}

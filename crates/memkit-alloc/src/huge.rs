@@ -1,0 +1,360 @@
+//! Huge blocks: requests above `MEDIUM_MAX`, each in its own mapping.
+//!
+//! A huge mapping starts 4 MiB-aligned with a one-page header (the same first
+//! fields as a segment, `kind == KIND_HUGE`), so `free` finds it by masking
+//! like any other block. The data follows the header; a block aligned to
+//! 4 MiB or more starts one chunk after the header, and that chunk is marked
+//! in the `INTERIOR` bitmap.
+//!
+//! Freed huge blocks are kept in a small cache for the purge delay, bounded in
+//! bytes: a program that frees and reallocates 5–25 MiB blocks reuses resident
+//! memory instead of unmapping and re-faulting it on every cycle (the peers'
+//! weak spot on this kind of machine). `realloc` grows in place with `mremap`,
+//! or moves the pages to a new aligned range with `mremap(MREMAP_FIXED)`:
+//! never a copy.
+
+use core::ptr::null_mut;
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::config::OPTIONS;
+use crate::lock::SpinLock;
+use crate::segment::{self, KIND_HUGE, SEGMENT_SIZE};
+use crate::stats::GLOBAL;
+use memkit_sys::OS_PAGE;
+
+/// Bytes before the data of a block aligned to at most a page.
+pub const HEADER: usize = OS_PAGE;
+/// Larger requests fail at once with ENOMEM (64 TiB: more than any machine
+/// this runs on can back).
+pub const MAX_REQUEST: usize = 1 << 46;
+
+#[repr(C)]
+pub struct Huge {
+    /// Always null: huge blocks have no owning heap.
+    pub heap: *mut u8,
+    pub kind: u32,
+    pub live: u32,
+    /// Bytes mapped from the header on.
+    pub map_size: usize,
+    pub data_off: usize,
+    /// The data is known to be zero (fresh from the OS).
+    pub zeroed: bool,
+    pub next: *mut Huge,
+    pub expire: u64,
+}
+
+struct Cache {
+    head: *mut Huge,
+    bytes: u64,
+    count: u64,
+}
+
+// SAFETY: the raw pointers are only touched under the lock.
+unsafe impl Send for Cache {}
+
+static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
+    head: null_mut(),
+    bytes: 0,
+    count: 0,
+});
+
+fn data_offset(align: usize) -> usize {
+    if align <= HEADER {
+        HEADER
+    } else if align < SEGMENT_SIZE {
+        align
+    } else {
+        SEGMENT_SIZE
+    }
+}
+
+/// Takes the best-fitting cached mapping of at least `need` bytes (and not
+/// wastefully larger).
+fn cache_take(need: usize) -> *mut Huge {
+    let mut c = CACHE.lock();
+    let mut best: *mut Huge = null_mut();
+    let mut best_prev: *mut Huge = null_mut();
+    let mut prev: *mut Huge = null_mut();
+    let mut h = c.head;
+    // SAFETY: cached blocks are mapped and linked under the lock.
+    unsafe {
+        while !h.is_null() {
+            let m = (*h).map_size;
+            if m >= need
+                && m - need <= need / 2 + (1 << 20)
+                && (best.is_null() || m < (*best).map_size)
+            {
+                best = h;
+                best_prev = prev;
+            }
+            prev = h;
+            h = (*h).next;
+        }
+        if !best.is_null() {
+            if best_prev.is_null() {
+                c.head = (*best).next;
+            } else {
+                (*best_prev).next = (*best).next;
+            }
+            c.bytes -= (*best).map_size as u64;
+            c.count -= 1;
+            GLOBAL
+                .dirty_bytes
+                .fetch_sub((*best).map_size as u64, Relaxed);
+        }
+    }
+    best
+}
+
+/// Allocates a huge block of `size` bytes aligned to `align` (power of two).
+pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    if size > MAX_REQUEST || align > MAX_REQUEST {
+        return null_mut();
+    }
+    let off = data_offset(align);
+    let need = (off + size).next_multiple_of(OS_PAGE);
+    let mut h = cache_take(need);
+    if h.is_null() {
+        let Ok(p) = memkit_sys::map_aligned(need, SEGMENT_SIZE) else {
+            return null_mut();
+        };
+        GLOBAL.map(need as u64, true);
+        h = p as *mut Huge;
+        // SAFETY: a fresh mapping of at least one page.
+        unsafe {
+            (*h).heap = null_mut();
+            (*h).kind = KIND_HUGE;
+            (*h).map_size = need;
+            (*h).zeroed = true;
+            (*h).data_off = 0;
+        }
+        segment::set_owned(h as usize, true);
+    }
+    // SAFETY: h is a mapping of ours no one else uses.
+    unsafe {
+        let old_interior = (*h).data_off == SEGMENT_SIZE;
+        if old_interior != (off == SEGMENT_SIZE) {
+            segment::set_interior(h as usize + SEGMENT_SIZE, off == SEGMENT_SIZE);
+        }
+        (*h).data_off = off;
+        (*h).live = 1;
+        (*h).next = null_mut();
+        let usable = (*h).map_size - off;
+        GLOBAL.huge_live.fetch_add(1, Relaxed);
+        GLOBAL.huge_live_bytes.fetch_add(usable as u64, Relaxed);
+        GLOBAL.huge_allocs.fetch_add(1, Relaxed);
+        GLOBAL.flush_in_use(0);
+        (h as *mut u8).add(off)
+    }
+}
+
+/// The header of the huge block `p` points into the data start of, if any.
+pub fn header_of(p: *mut u8) -> *mut Huge {
+    let chunk = p as usize & !(SEGMENT_SIZE - 1);
+    let h = if segment::is_owned(chunk) {
+        chunk
+    } else if segment::is_interior(chunk) {
+        chunk - SEGMENT_SIZE
+    } else {
+        return null_mut();
+    };
+    let h = h as *mut Huge;
+    // SAFETY: owned chunks start with a mapped header.
+    unsafe {
+        if (*h).kind != KIND_HUGE || (*h).live != 1 || (h as *mut u8).add((*h).data_off) != p {
+            return null_mut();
+        }
+    }
+    h
+}
+
+/// Whether the huge block's memory is known to be zero (for `calloc`).
+///
+/// # Safety
+/// `h` is a live huge block.
+pub unsafe fn is_zeroed(h: *mut Huge) -> bool {
+    // SAFETY: per the contract.
+    unsafe { (*h).zeroed }
+}
+
+/// Usable bytes of a live huge block.
+///
+/// # Safety
+/// `h` is a live huge block.
+pub unsafe fn usable(h: *mut Huge) -> usize {
+    // SAFETY: per the contract.
+    unsafe { (*h).map_size - (*h).data_off }
+}
+
+/// Frees a huge block: into the cache, or back to the OS.
+///
+/// # Safety
+/// `h` is a live huge block the caller stops using.
+pub unsafe fn free(h: *mut Huge) {
+    // SAFETY: per the contract.
+    unsafe {
+        (*h).live = 0;
+        (*h).zeroed = false;
+        GLOBAL.huge_live.fetch_sub(1, Relaxed);
+        GLOBAL.huge_live_bytes.fetch_sub(usable(h) as u64, Relaxed);
+        let limit = OPTIONS.huge_cache_bytes.load(Relaxed);
+        let m = (*h).map_size as u64;
+        if m <= limit {
+            (*h).expire = memkit_sys::now_ns() + OPTIONS.purge_delay_ns.load(Relaxed);
+            let mut c = CACHE.lock();
+            // Make room: evict the oldest entries (at the tail).
+            while c.bytes + m > limit && !c.head.is_null() {
+                let mut prev: *mut Huge = null_mut();
+                let mut t = c.head;
+                while !(*t).next.is_null() {
+                    prev = t;
+                    t = (*t).next;
+                }
+                if prev.is_null() {
+                    c.head = null_mut();
+                } else {
+                    (*prev).next = null_mut();
+                }
+                c.bytes -= (*t).map_size as u64;
+                c.count -= 1;
+                GLOBAL.dirty_bytes.fetch_sub((*t).map_size as u64, Relaxed);
+                unmap(t);
+            }
+            (*h).next = c.head;
+            c.head = h;
+            c.bytes += m;
+            c.count += 1;
+            GLOBAL.dirty_bytes.fetch_add(m, Relaxed);
+            return;
+        }
+        unmap(h);
+    }
+}
+
+/// # Safety
+/// `h` is a huge mapping of ours that is neither live nor cached.
+unsafe fn unmap(h: *mut Huge) {
+    // SAFETY: per the contract.
+    unsafe {
+        let m = (*h).map_size;
+        if (*h).data_off == SEGMENT_SIZE {
+            segment::set_interior(h as usize + SEGMENT_SIZE, false);
+        }
+        segment::set_owned(h as usize, false);
+        memkit_sys::unmap(h as *mut u8, m);
+        GLOBAL.unmap(m as u64, true);
+    }
+}
+
+/// Resizes a huge block to `size` (> MEDIUM_MAX) without copying: shrink or
+/// grow in place, or move the pages with `mremap`. Returns the new data
+/// pointer, or null (the old block is untouched) when memory is short.
+///
+/// # Safety
+/// `h` is a live huge block of the caller's.
+pub unsafe fn resize(h: *mut Huge, size: usize) -> *mut u8 {
+    if size > MAX_REQUEST {
+        return null_mut();
+    }
+    // SAFETY: per the contract.
+    unsafe {
+        let off = (*h).data_off;
+        let old = (*h).map_size;
+        let need = (off + size).next_multiple_of(OS_PAGE);
+        let old_usable = old - off;
+        if need <= old {
+            // Shrink only when it frees a lot; keep slack for regrowth.
+            if old - need >= (1 << 20) && old - need >= old / 4 {
+                memkit_sys::unmap((h as *mut u8).add(need), old - need);
+                GLOBAL.unmap((old - need) as u64, true);
+                (*h).map_size = need;
+                GLOBAL
+                    .huge_live_bytes
+                    .fetch_sub((old - need) as u64, Relaxed);
+            }
+            return (h as *mut u8).add(off);
+        }
+        // Grow with slack (x1.25) so a growing buffer does not remap each time.
+        let target = (need + need / 4).next_multiple_of(OS_PAGE).max(need);
+        let base = h as *mut u8;
+        let newh = if memkit_sys::remap(base, old, target, false).is_ok() {
+            h
+        } else {
+            let Ok(dst) = memkit_sys::map_aligned(target, SEGMENT_SIZE) else {
+                return null_mut();
+            };
+            if memkit_sys::remap_to(base, old, target, dst).is_err() {
+                memkit_sys::unmap(dst, target);
+                return null_mut();
+            }
+            if off == SEGMENT_SIZE {
+                segment::set_interior(base as usize + SEGMENT_SIZE, false);
+                segment::set_interior(dst as usize + SEGMENT_SIZE, true);
+            }
+            segment::set_owned(base as usize, false);
+            segment::set_owned(dst as usize, true);
+            dst as *mut Huge
+        };
+        GLOBAL.map((target - old) as u64, true);
+        (*newh).map_size = target;
+        GLOBAL
+            .huge_live_bytes
+            .fetch_add((target - off - old_usable) as u64, Relaxed);
+        (newh as *mut u8).add(off)
+    }
+}
+
+/// Unmaps cached blocks idle past their deadline (all if `force`).
+/// Returns the bytes released.
+pub fn decay(now: u64, force: bool) -> u64 {
+    let mut released = 0;
+    let mut c = CACHE.lock();
+    let mut prev: *mut Huge = null_mut();
+    let mut h = c.head;
+    // SAFETY: cached blocks are mapped and linked under the lock.
+    unsafe {
+        while !h.is_null() {
+            let next = (*h).next;
+            if force || now >= (*h).expire {
+                if prev.is_null() {
+                    c.head = next;
+                } else {
+                    (*prev).next = next;
+                }
+                let m = (*h).map_size as u64;
+                c.bytes -= m;
+                c.count -= 1;
+                GLOBAL.dirty_bytes.fetch_sub(m, Relaxed);
+                unmap(h);
+                released += m;
+            } else {
+                prev = h;
+            }
+            h = next;
+        }
+    }
+    released
+}
+
+/// Cached huge blocks.
+pub fn cached() -> u64 {
+    CACHE.lock().count
+}
+
+pub fn fork_prepare() {
+    CACHE.raw_lock();
+}
+
+/// # Safety
+/// Only after `fork_prepare` in the same thread.
+pub unsafe fn fork_parent() {
+    // SAFETY: forwarded.
+    unsafe { CACHE.raw_unlock() }
+}
+
+/// # Safety
+/// Only in a forked child after `fork_prepare` in the parent.
+pub unsafe fn fork_child() {
+    // SAFETY: forwarded.
+    unsafe { CACHE.raw_unlock() }
+}

@@ -1,0 +1,195 @@
+//! Pages: a span of slices holding blocks of one size class.
+//!
+//! Invariants (owner's view, checked by `check`):
+//! `used == capacity - |free| - |local_free|` minus blocks pending in
+//! `thread_free` (those are still counted in `used` until collected);
+//! `capacity <= reserved`; every block lies in `start .. start + reserved * block_size`.
+//!
+//! Three free lists shard the frees (the mimalloc design): `free` is what the
+//! fast path pops; `local_free` receives frees by the owning thread;
+//! `thread_free` (atomic) receives frees by other threads. The owner merges the
+//! last two into `free` only when `free` runs dry, so the fast paths never
+//! contend and remote frees need no lock.
+
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// A free block: its first word links to the next free block.
+#[repr(C)]
+pub struct Block {
+    pub next: *mut Block,
+}
+
+/// The page was exhausted and left its bin queue; a free must re-queue it.
+pub const FLAG_FULL: u8 = 1;
+/// Some block of the page was handed out at an offset (aligned allocation):
+/// `free` must round pointers down to the block start.
+pub const FLAG_ALIGNED: u8 = 2;
+
+/// Low bit of `thread_free`: the page is full and its owner wants to hear of
+/// the next remote free (the freer pushes the page on the heap's
+/// `remote_pages` stack and clears the bit, so a page is pushed at most once).
+pub const TF_NOTIFY: usize = 1;
+
+#[repr(C)]
+pub struct Page {
+    // Fast-path fields first: one cache line.
+    pub free: *mut Block,
+    pub used: u32,
+    pub flags: u8,
+    pub bin: u8,
+    /// Span length in slices (head slice only).
+    pub slice_count: u8,
+    pub _pad: u8,
+    pub local_free: *mut Block,
+    pub block_size: usize,
+    pub start: *mut u8,
+    pub capacity: u32,
+    pub reserved: u32,
+    /// 0 for a span's head; for the other slices of a span, the distance back
+    /// to the head descriptor.
+    pub slice_offset: u32,
+    pub _pad2: u32,
+    pub thread_free: AtomicUsize,
+    // Bin queue links (owner only).
+    pub next: *mut Page,
+    pub prev: *mut Page,
+    /// Link in the heap's `remote_pages` stack.
+    pub next_remote: *mut Page,
+}
+
+impl Page {
+    pub const EMPTY: Page = Page {
+        free: null_mut(),
+        used: 0,
+        flags: 0,
+        bin: 0,
+        slice_count: 0,
+        _pad: 0,
+        local_free: null_mut(),
+        block_size: 0,
+        start: null_mut(),
+        capacity: 0,
+        reserved: 0,
+        slice_offset: 0,
+        _pad2: 0,
+        thread_free: AtomicUsize::new(0),
+        next: null_mut(),
+        prev: null_mut(),
+        next_remote: null_mut(),
+    };
+
+    /// Whether the page has no block in use, counting pending remote frees.
+    #[inline]
+    pub fn all_free(&self) -> bool {
+        self.used == 0
+    }
+
+    /// Moves `local_free` and `thread_free` into `free`. Owner only.
+    /// Returns whether `free` is non-empty afterwards.
+    pub fn collect(&mut self) -> bool {
+        // Remote frees first: swap the whole list out, keep the notify bit clear
+        // (a page being collected is in a queue, or about to be).
+        if self.thread_free.load(Ordering::Relaxed) & !TF_NOTIFY != 0 {
+            let mut cur = self.thread_free.load(Ordering::Relaxed);
+            let list = loop {
+                match self.thread_free.compare_exchange_weak(
+                    cur,
+                    cur & TF_NOTIFY,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(v) => break v & !TF_NOTIFY,
+                    Err(v) => cur = v,
+                }
+            };
+            let mut b = list as *mut Block;
+            let mut tail = b;
+            let mut n = 0u32;
+            // SAFETY: blocks on thread_free were handed out by this page and
+            // freed exactly once; each holds a valid link.
+            unsafe {
+                while !b.is_null() {
+                    n += 1;
+                    tail = b;
+                    b = (*b).next;
+                }
+                (*tail).next = self.local_free;
+            }
+            self.local_free = list as *mut Block;
+            self.used -= n;
+        }
+        if !self.local_free.is_null() {
+            if self.free.is_null() {
+                self.free = self.local_free;
+            } else {
+                // Rare: append (free is usually empty when we collect).
+                let mut t = self.free;
+                // SAFETY: free-list links are valid blocks of this page.
+                unsafe {
+                    while !(*t).next.is_null() {
+                        t = (*t).next;
+                    }
+                    (*t).next = self.local_free;
+                }
+            }
+            self.local_free = null_mut();
+        }
+        !self.free.is_null()
+    }
+
+    /// Carves fresh blocks from the unused tail of the span into `free`
+    /// (a few KiB at a time, so untouched memory stays untouched).
+    /// Returns whether any block was added.
+    pub fn extend(&mut self) -> bool {
+        if self.capacity >= self.reserved {
+            return false;
+        }
+        let bs = self.block_size;
+        let want = if bs >= 4096 { 1 } else { (4096 / bs) as u32 };
+        let n = want.min(self.reserved - self.capacity);
+        let first = self.start.wrapping_add(self.capacity as usize * bs);
+        // SAFETY: blocks capacity..capacity+n lie inside the span (n is
+        // bounded by reserved) and are not in use.
+        unsafe {
+            let mut p = first;
+            for _ in 1..n {
+                let q = p.add(bs);
+                (*(p as *mut Block)).next = q as *mut Block;
+                p = q;
+            }
+            (*(p as *mut Block)).next = self.free;
+        }
+        self.free = first as *mut Block;
+        self.capacity += n;
+        true
+    }
+
+    /// Whether `p` is the start of a block this page could have handed out.
+    #[inline]
+    pub fn block_start(&self, p: *mut u8) -> *mut u8 {
+        let off = p as usize - self.start as usize;
+        p.wrapping_sub(off % self.block_size)
+    }
+
+    /// Checks the structure (debug builds and tests). Owner only.
+    pub fn check(&self) -> bool {
+        if self.block_size == 0 {
+            return true;
+        }
+        let mut n = 0u32;
+        for list in [self.free, self.local_free] {
+            let mut b = list;
+            while !b.is_null() {
+                let off = b as usize - self.start as usize;
+                if off % self.block_size != 0 || off >= self.capacity as usize * self.block_size {
+                    return false;
+                }
+                n += 1;
+                // SAFETY: checked to be a block of this page above.
+                b = unsafe { (*b).next };
+            }
+        }
+        self.capacity <= self.reserved && self.used + n == self.capacity
+    }
+}

@@ -1,0 +1,407 @@
+//! Segments: 4 MiB-aligned regions from `mmap`, owned by one heap, cut into
+//! 64 slices of 64 KiB. Slice 0 holds the segment header (this struct and the
+//! page descriptors); a page is a span of consecutive slices.
+//!
+//! Because segments are aligned, a block's segment is `p & !(SEGMENT_SIZE-1)`
+//! and its page descriptor is `pages[(p - segment) >> SLICE_SHIFT]` (then back
+//! `slice_offset` to the span's head). The ownership bitmap [`OWNED`] has one
+//! bit per 4 MiB of address space: `free` of a pointer whose chunk is not
+//! marked is not ours and is ignored.
+//!
+//! Free slices stay resident ("dirty") for the purge delay, then are returned
+//! with `MADV_DONTNEED`. A segment with no page left goes to a small global
+//! cache and is unmapped once it has been unused for the purge delay.
+
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::config::{OPTIONS, THP_ALWAYS, THP_NEVER};
+use crate::heap::Heap;
+use crate::lock::SpinLock;
+use crate::page::Page;
+use crate::stats::GLOBAL;
+
+pub const SEGMENT_SHIFT: usize = 22;
+pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
+pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
+pub const SLICE_SHIFT: usize = 16;
+pub const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
+pub const SLICES: usize = SEGMENT_SIZE / SLICE_SIZE;
+/// Every slice but the header's.
+const ALL_DATA_SLICES: u64 = !1;
+
+pub const KIND_SMALL: u32 = 1;
+pub const KIND_HUGE: u32 = 2;
+
+/// Address bits of user space on x86_64 (4-level paging).
+const ADDRESS_BITS: usize = 47;
+const CHUNKS: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
+
+/// One bit per 4 MiB chunk of address space: set while a segment or huge
+/// block header starts there. Lives in `.bss`: only touched pages cost memory.
+static OWNED: [AtomicU64; CHUNKS / 64] = [const { AtomicU64::new(0) }; CHUNKS / 64];
+/// One bit per chunk that holds the data of a huge block aligned to 4 MiB or
+/// more, whose header is the chunk before.
+static INTERIOR: [AtomicU64; CHUNKS / 64] = [const { AtomicU64::new(0) }; CHUNKS / 64];
+
+#[inline(always)]
+fn bit_test(map: &[AtomicU64; CHUNKS / 64], addr: usize) -> bool {
+    let chunk = addr >> SEGMENT_SHIFT;
+    chunk < CHUNKS && map[chunk / 64].load(Relaxed) & (1 << (chunk % 64)) != 0
+}
+
+fn bit_set(map: &[AtomicU64; CHUNKS / 64], addr: usize, on: bool) {
+    let chunk = addr >> SEGMENT_SHIFT;
+    if chunk >= CHUNKS {
+        return;
+    }
+    if on {
+        map[chunk / 64].fetch_or(1 << (chunk % 64), Relaxed);
+    } else {
+        map[chunk / 64].fetch_and(!(1 << (chunk % 64)), Relaxed);
+    }
+}
+
+/// Whether a segment or huge block header of ours starts at `seg`.
+#[inline(always)]
+pub fn is_owned(seg: usize) -> bool {
+    bit_test(&OWNED, seg)
+}
+
+pub fn set_owned(seg: usize, on: bool) {
+    bit_set(&OWNED, seg, on)
+}
+
+pub fn is_interior(chunk: usize) -> bool {
+    bit_test(&INTERIOR, chunk)
+}
+
+pub fn set_interior(chunk: usize, on: bool) {
+    bit_set(&INTERIOR, chunk, on)
+}
+
+/// The fields every 4 MiB-aligned header starts with (segment or huge block).
+#[repr(C)]
+pub struct Header {
+    /// Owning heap for small segments; null for huge blocks.
+    pub heap: *mut Heap,
+    pub kind: u32,
+}
+
+#[repr(C)]
+pub struct Segment {
+    pub heap: *mut Heap,
+    pub kind: u32,
+    pub _pad: u32,
+    /// Free slices (bit i: slice i is free). Slice 0 is the header: never free.
+    pub free_mask: u64,
+    /// Free slices that may still be resident (not purged since last use).
+    pub dirty_mask: u64,
+    /// When the dirty slices should be purged (ns, monotonic); 0 = none.
+    pub purge_at: u64,
+    /// Links in the owning heap's segment list, or in the segment cache.
+    pub next: *mut Segment,
+    pub prev: *mut Segment,
+    pub pages: [Page; SLICES],
+}
+
+const _: () = assert!(core::mem::size_of::<Segment>() <= SLICE_SIZE);
+
+impl Segment {
+    #[inline(always)]
+    pub fn of(p: *const u8) -> *mut Segment {
+        (p as usize & !SEGMENT_MASK) as *mut Segment
+    }
+
+    /// The page descriptor (span head) of a pointer into this segment.
+    ///
+    /// # Safety
+    /// `seg` must be a live small segment and `p` point into it.
+    #[inline(always)]
+    pub unsafe fn page_of(seg: *mut Segment, p: *const u8) -> *mut Page {
+        let idx = (p as usize - seg as usize) >> SLICE_SHIFT;
+        // SAFETY: idx < SLICES because p is inside the segment.
+        unsafe {
+            let slice = core::ptr::addr_of_mut!((*seg).pages)
+                .cast::<Page>()
+                .add(idx);
+            slice.sub((*slice).slice_offset as usize)
+        }
+    }
+
+    pub fn slice_addr(&self, idx: usize) -> *mut u8 {
+        (self as *const Segment as *mut u8).wrapping_add(idx * SLICE_SIZE)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.free_mask == ALL_DATA_SLICES
+    }
+
+    /// Takes `n` consecutive free slices; returns the head slice index.
+    pub fn take_span(&mut self, n: usize) -> Option<usize> {
+        let want: u64 = if n >= 64 { !0 } else { (1u64 << n) - 1 };
+        let mut m = self.free_mask;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            if i + n > SLICES {
+                return None;
+            }
+            let run = (self.free_mask >> i) & want;
+            if run == want {
+                let bits = want << i;
+                self.free_mask &= !bits;
+                let dirty = self.dirty_mask & bits;
+                self.dirty_mask &= !bits;
+                GLOBAL
+                    .dirty_bytes
+                    .fetch_sub(dirty.count_ones() as u64 * SLICE_SIZE as u64, Relaxed);
+                return Some(i);
+            }
+            m &= m - 1;
+        }
+        None
+    }
+
+    /// Returns a span's slices; they stay resident until purged.
+    pub fn release_span(&mut self, head: usize, n: usize) {
+        let want: u64 = if n >= 64 { !0 } else { (1u64 << n) - 1 };
+        let bits = want << head;
+        debug_assert!(self.free_mask & bits == 0);
+        self.free_mask |= bits;
+        self.dirty_mask |= bits;
+        GLOBAL
+            .dirty_bytes
+            .fetch_add(n as u64 * SLICE_SIZE as u64, Relaxed);
+        for i in head..head + n {
+            self.pages[i] = Page::EMPTY;
+        }
+    }
+
+    /// Purges every dirty slice now (`MADV_DONTNEED`), in contiguous runs.
+    pub fn purge(&mut self) -> u64 {
+        let mut m = self.dirty_mask;
+        let mut total = 0u64;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            let len = (!(m >> i)).trailing_zeros() as usize;
+            let bytes = len * SLICE_SIZE;
+            // SAFETY: free slices of a segment we own hold no live data.
+            unsafe { memkit_sys::purge(self.slice_addr(i), bytes) };
+            total += bytes as u64;
+            m &= if i + len >= 64 { 0 } else { !0u64 << (i + len) };
+        }
+        self.dirty_mask = 0;
+        self.purge_at = 0;
+        if total > 0 {
+            GLOBAL.dirty_bytes.fetch_sub(total, Relaxed);
+            GLOBAL.purged.fetch_add(total, Relaxed);
+        }
+        total
+    }
+
+    fn init(seg: *mut Segment, heap: *mut Heap, dirty: u64) {
+        // SAFETY: the caller hands us a mapped segment nobody else uses; the
+        // header slice is writable.
+        unsafe {
+            (*seg).heap = heap;
+            (*seg).kind = KIND_SMALL;
+            (*seg).free_mask = ALL_DATA_SLICES;
+            (*seg).dirty_mask = dirty;
+            (*seg).purge_at = 0;
+            (*seg).next = null_mut();
+            (*seg).prev = null_mut();
+            let pages = core::ptr::addr_of_mut!((*seg).pages).cast::<Page>();
+            for i in 0..SLICES {
+                pages.add(i).write(Page::EMPTY);
+            }
+        }
+    }
+}
+
+/// Free segments kept for reuse (a doubly linked list through `next`/`prev`,
+/// newest first).
+struct Cache {
+    head: *mut Segment,
+    count: u64,
+}
+
+// SAFETY: the raw pointers are only touched under the lock.
+unsafe impl Send for Cache {}
+
+static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
+    head: null_mut(),
+    count: 0,
+});
+
+pub fn cache_lock() -> &'static SpinLock<impl Sized> {
+    &CACHE
+}
+
+/// A segment for `heap`: from the cache, else freshly mapped.
+pub fn alloc(heap: *mut Heap) -> *mut Segment {
+    {
+        let mut c = CACHE.lock();
+        let s = c.head;
+        if !s.is_null() {
+            // SAFETY: cached segments are mapped and unused.
+            unsafe {
+                c.head = (*s).next;
+                c.count -= 1;
+                let dirty = (*s).dirty_mask;
+                drop(c);
+                Segment::init(s, heap, dirty);
+            }
+            return s;
+        }
+    }
+    let Ok(p) = memkit_sys::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE) else {
+        return null_mut();
+    };
+    match OPTIONS.thp.load(Relaxed) {
+        // SAFETY: a mapping we just made.
+        THP_ALWAYS => unsafe {
+            memkit_sys::advise_huge(p, SEGMENT_SIZE, true);
+        },
+        // SAFETY: a mapping we just made.
+        THP_NEVER => unsafe {
+            memkit_sys::advise_huge(p, SEGMENT_SIZE, false);
+        },
+        _ => {}
+    }
+    GLOBAL.map(SEGMENT_SIZE as u64, false);
+    let seg = p as *mut Segment;
+    Segment::init(seg, heap, 0);
+    set_owned(seg as usize, true);
+    seg
+}
+
+/// Gives an empty segment back: to the cache, or to the OS when the cache is full.
+pub fn free(seg: *mut Segment, now: u64) {
+    // SAFETY: the caller owned the empty segment and stops using it.
+    unsafe {
+        debug_assert!((*seg).is_empty());
+        (*seg).heap = null_mut();
+        (*seg).purge_at = now + OPTIONS.purge_delay_ns.load(Relaxed);
+        let limit = OPTIONS.segment_cache.load(Relaxed);
+        let mut c = CACHE.lock();
+        if c.count < limit {
+            (*seg).prev = null_mut();
+            (*seg).next = c.head;
+            c.head = seg;
+            c.count += 1;
+            return;
+        }
+        drop(c);
+        unmap(seg);
+    }
+}
+
+/// # Safety
+/// `seg` must be an unused segment of ours.
+unsafe fn unmap(seg: *mut Segment) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let dirty = (*seg).dirty_mask.count_ones() as u64 * SLICE_SIZE as u64;
+        GLOBAL.dirty_bytes.fetch_sub(dirty, Relaxed);
+        set_owned(seg as usize, false);
+        memkit_sys::unmap(seg as *mut u8, SEGMENT_SIZE);
+    }
+    GLOBAL.unmap(SEGMENT_SIZE as u64, false);
+}
+
+/// Unmaps cached segments idle past their deadline (all of them if `force`).
+/// Returns the bytes released.
+pub fn decay_cache(now: u64, force: bool) -> u64 {
+    let mut released = 0;
+    let mut c = CACHE.lock();
+    let mut prev: *mut Segment = null_mut();
+    let mut s = c.head;
+    while !s.is_null() {
+        // SAFETY: cached segments are mapped, unused, linked under the lock.
+        unsafe {
+            let next = (*s).next;
+            if force || now >= (*s).purge_at {
+                if prev.is_null() {
+                    c.head = next;
+                } else {
+                    (*prev).next = next;
+                }
+                c.count -= 1;
+                unmap(s);
+                released += SEGMENT_SIZE as u64;
+            } else {
+                prev = s;
+            }
+            s = next;
+        }
+    }
+    released
+}
+
+/// Number of cached segments.
+pub fn cached() -> u64 {
+    CACHE.lock().count
+}
+
+/// Re-initialises the cache lock in a forked child.
+///
+/// # Safety
+/// Only in the child after `fork`, with the lock taken by the prepare handler.
+pub unsafe fn fork_child() {
+    // SAFETY: forwarded.
+    unsafe { CACHE.raw_unlock() }
+}
+
+pub fn fork_prepare() {
+    CACHE.raw_lock();
+}
+
+/// # Safety
+/// Only in the parent after `fork`, with the lock taken by `fork_prepare`.
+pub unsafe fn fork_parent() {
+    // SAFETY: forwarded.
+    unsafe { CACHE.raw_unlock() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blank() -> Segment {
+        Segment {
+            heap: null_mut(),
+            kind: KIND_SMALL,
+            _pad: 0,
+            free_mask: ALL_DATA_SLICES,
+            dirty_mask: 0,
+            purge_at: 0,
+            next: null_mut(),
+            prev: null_mut(),
+            pages: [Page::EMPTY; SLICES],
+        }
+    }
+
+    #[test]
+    fn spans_are_first_fit_and_never_overlap() {
+        let mut s = blank();
+        assert_eq!(s.take_span(1), Some(1));
+        assert_eq!(s.take_span(4), Some(2));
+        assert_eq!(s.take_span(1), Some(6));
+        s.release_span(2, 4);
+        assert_eq!(s.take_span(5), Some(7));
+        assert_eq!(s.take_span(3), Some(2));
+        assert_eq!(s.take_span(1), Some(5));
+        assert_eq!(s.take_span(52), Some(12));
+        assert_eq!(s.take_span(1), None);
+        assert_eq!(s.free_mask, 0);
+    }
+
+    #[test]
+    fn a_span_of_all_data_slices_fits_an_empty_segment() {
+        let mut s = blank();
+        assert_eq!(s.take_span(63), Some(1));
+        assert_eq!(s.take_span(1), None);
+        s.release_span(1, 63);
+        assert!(s.is_empty());
+    }
+}

@@ -1,0 +1,338 @@
+//! Introspection with glibc's interfaces, reporting memkit's real state:
+//! `mallinfo`, `mallinfo2`, `malloc_trim`, `malloc_stats`, `malloc_info`,
+//! `mallopt`. Field meanings are documented in README ("Introspection").
+
+use core::ffi::c_void;
+use core::fmt::Write;
+use core::sync::atomic::Ordering::Relaxed;
+
+use memkit_alloc::config::OPTIONS;
+use memkit_alloc::size_class::NBINS;
+use memkit_alloc::util::BufWriter;
+use memkit_alloc::{self as core_alloc, AllocStats};
+
+use crate::{set_errno, EINVAL};
+
+/// glibc's `struct mallinfo2`.
+#[repr(C)]
+pub struct Mallinfo2 {
+    pub arena: usize,
+    pub ordblks: usize,
+    pub smblks: usize,
+    pub hblks: usize,
+    pub hblkhd: usize,
+    pub usmblks: usize,
+    pub fsmblks: usize,
+    pub uordblks: usize,
+    pub fordblks: usize,
+    pub keepcost: usize,
+}
+
+/// glibc's `struct mallinfo` (int fields; values saturate at `INT_MAX`).
+#[repr(C)]
+pub struct Mallinfo {
+    pub arena: i32,
+    pub ordblks: i32,
+    pub smblks: i32,
+    pub hblks: i32,
+    pub hblkhd: i32,
+    pub usmblks: i32,
+    pub fsmblks: i32,
+    pub uordblks: i32,
+    pub fordblks: i32,
+    pub keepcost: i32,
+}
+
+fn info2() -> Mallinfo2 {
+    let s = core_alloc::stats();
+    Mallinfo2 {
+        arena: s.segment_mapped as usize,
+        ordblks: (s.cached_segments + s.cached_huge) as usize,
+        smblks: 0,
+        hblks: s.huge_live as usize,
+        hblkhd: s.huge_live_bytes as usize,
+        usmblks: 0,
+        fsmblks: 0,
+        uordblks: s.small_in_use as usize,
+        fordblks: s.segment_mapped.saturating_sub(s.small_in_use) as usize,
+        keepcost: s.dirty as usize,
+    }
+}
+
+/// `mallinfo2(3)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn mallinfo2() -> Mallinfo2 {
+    info2()
+}
+
+/// `mallinfo(3)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn mallinfo() -> Mallinfo {
+    let m = info2();
+    let c = |v: usize| v.min(i32::MAX as usize) as i32;
+    Mallinfo {
+        arena: c(m.arena),
+        ordblks: c(m.ordblks),
+        smblks: c(m.smblks),
+        hblks: c(m.hblks),
+        hblkhd: c(m.hblkhd),
+        usmblks: c(m.usmblks),
+        fsmblks: c(m.fsmblks),
+        uordblks: c(m.uordblks),
+        fordblks: c(m.fordblks),
+        keepcost: c(m.keepcost),
+    }
+}
+
+/// `malloc_trim(3)`: returns free memory to the OS now; 1 if any was released.
+/// `pad` is accepted and ignored (memkit has no heap top to keep padding on).
+#[unsafe(no_mangle)]
+pub extern "C" fn malloc_trim(_pad: usize) -> i32 {
+    (core_alloc::trim() > 0) as i32
+}
+
+const M_MXFAST: i32 = 1;
+const M_TRIM_THRESHOLD: i32 = -1;
+const M_TOP_PAD: i32 = -2;
+const M_MMAP_THRESHOLD: i32 = -3;
+const M_MMAP_MAX: i32 = -4;
+const M_CHECK_ACTION: i32 = -5;
+const M_PERTURB: i32 = -6;
+const M_ARENA_TEST: i32 = -7;
+const M_ARENA_MAX: i32 = -8;
+
+/// `mallopt(3)`: 1 for every parameter glibc knows, 0 for others.
+/// `M_TRIM_THRESHOLD` sets how many bytes of freed huge blocks memkit keeps
+/// for reuse; the others have no memkit equivalent and are accepted as no-ops
+/// (see README).
+#[unsafe(no_mangle)]
+pub extern "C" fn mallopt(param: i32, value: i32) -> i32 {
+    match param {
+        M_TRIM_THRESHOLD => {
+            if value >= 0 {
+                OPTIONS.huge_cache_bytes.store(value as u64, Relaxed);
+            }
+            1
+        }
+        M_MXFAST | M_TOP_PAD | M_MMAP_THRESHOLD | M_MMAP_MAX | M_CHECK_ACTION | M_PERTURB
+        | M_ARENA_TEST | M_ARENA_MAX => 1,
+        _ => 0,
+    }
+}
+
+/// Writes the human summary of `malloc_stats` to `fd`.
+pub fn write_stats(fd: i32) {
+    let s = core_alloc::stats();
+    let mut w = BufWriter::<512>::new();
+    let _ = writeln!(
+        w,
+        "memkit {} malloc_stats (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        memkit_sys::pid()
+    );
+    w.flush_to(fd);
+    let _ = writeln!(
+        w,
+        "  in use:      {:>14} bytes  (small/medium {}, huge {} in {} blocks)",
+        s.in_use(),
+        s.small_in_use,
+        s.huge_live_bytes,
+        s.huge_live
+    );
+    w.flush_to(fd);
+    let _ = writeln!(w, "  peak in use: {:>14} bytes  (sampled)", s.peak_in_use);
+    w.flush_to(fd);
+    let _ = writeln!(
+        w,
+        "  mapped:      {:>14} bytes  (segments {}, huge {}; peak {})",
+        s.mapped(),
+        s.segment_mapped,
+        s.huge_mapped,
+        s.peak_mapped
+    );
+    w.flush_to(fd);
+    let _ = writeln!(
+        w,
+        "  returned:    {:>14} bytes unmapped, {} bytes purged; {} bytes free but resident",
+        s.unmapped, s.purged, s.dirty
+    );
+    w.flush_to(fd);
+    let _ = writeln!(
+        w,
+        "  calls:       {} allocations, {} frees, {} reallocs; {} bytes requested; {} huge",
+        s.allocs, s.frees, s.reallocs, s.requested, s.huge_allocs
+    );
+    w.flush_to(fd);
+    let _ = writeln!(
+        w,
+        "  threads:     {} seen, {} live heaps, {} dead heaps; cache: {} segments, {} huge blocks",
+        s.threads, s.live_heaps, s.dead_heaps, s.cached_segments, s.cached_huge
+    );
+    w.flush_to(fd);
+    let _ = writeln!(
+        w,
+        "  per thread heap:   allocations        frees   in use (bytes, this heap's net)"
+    );
+    w.flush_to(fd);
+    let mut n = 0;
+    memkit_alloc::heap::for_each_heap(|h, live| {
+        n += 1;
+        if n > 64 {
+            return;
+        }
+        let _ = writeln!(
+            w,
+            "    {:#014x} {:<4} {:>12} {:>12} {:>12}",
+            h as *const _ as usize,
+            if live { "live" } else { "dead" },
+            h.stats.allocs.load(Relaxed),
+            h.stats.frees.load(Relaxed),
+            h.stats.in_use.load(Relaxed)
+        );
+        w.flush_to(fd);
+    });
+    if n > 64 {
+        let _ = writeln!(w, "    ... and {} more heaps", n - 64);
+        w.flush_to(fd);
+    }
+    let mut bins = [(0u32, 0u64, 0u64, 0u64); NBINS];
+    memkit_alloc::heap::for_each_own_page(|bin, _bs, used, cap, res| {
+        let b = &mut bins[bin];
+        b.0 += 1;
+        b.1 += used as u64;
+        b.2 += cap as u64;
+        b.3 += res as u64;
+    });
+    let _ = writeln!(
+        w,
+        "  size classes of this thread's heap: block size, pages, blocks used / carved / room"
+    );
+    w.flush_to(fd);
+    for (bin, b) in bins.iter().enumerate() {
+        if b.0 > 0 {
+            let _ = writeln!(
+                w,
+                "    {:>8} B {:>6} {:>10} / {:>10} / {:>10}",
+                memkit_alloc::size_class::bin_size(bin),
+                b.0,
+                b.1,
+                b.2,
+                b.3
+            );
+            w.flush_to(fd);
+        }
+    }
+}
+
+/// `malloc_stats(3)`: the summary on stderr.
+#[unsafe(no_mangle)]
+pub extern "C" fn malloc_stats() {
+    write_stats(2);
+}
+
+unsafe extern "C" {
+    fn fwrite(p: *const c_void, size: usize, n: usize, f: *mut c_void) -> usize;
+}
+
+struct FileWriter {
+    f: *mut c_void,
+    buf: BufWriter<1024>,
+}
+
+impl FileWriter {
+    fn flush(&mut self) {
+        let b = self.buf.as_bytes();
+        // SAFETY: the caller of malloc_info passed a valid FILE*.
+        unsafe { fwrite(b.as_ptr().cast(), 1, b.len(), self.f) };
+        self.buf.clear();
+    }
+}
+
+impl Write for FileWriter {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        if self.buf.as_bytes().len() + s.len() > 1000 {
+            self.flush();
+        }
+        if s.len() > 1000 {
+            // SAFETY: as above.
+            unsafe { fwrite(s.as_ptr().cast(), 1, s.len(), self.f) };
+            return Ok(());
+        }
+        self.buf.write_str(s)
+    }
+}
+
+fn xml(w: &mut impl Write, s: &AllocStats) -> core::fmt::Result {
+    writeln!(w, "<malloc version=\"1\">")?;
+    // Gather first: writing may allocate (stdio buffers), which must not
+    // happen while the heap registry is locked.
+    let mut heaps = [(false, 0u64, 0u64, 0i64); 256];
+    let mut n = 0;
+    memkit_alloc::heap::for_each_heap(|h, live| {
+        if n < heaps.len() {
+            heaps[n] = (
+                live,
+                h.stats.allocs.load(Relaxed),
+                h.stats.frees.load(Relaxed),
+                h.stats.in_use.load(Relaxed),
+            );
+            n += 1;
+        }
+    });
+    for (nr, &(live, allocs, frees, in_use)) in heaps[..n].iter().enumerate() {
+        writeln!(
+            w,
+            "<heap nr=\"{nr}\" state=\"{}\">",
+            if live { "live" } else { "dead" }
+        )?;
+        writeln!(w, "<sizes>\n</sizes>")?;
+        writeln!(w, "<total type=\"fast\" count=\"0\" size=\"0\"/>")?;
+        writeln!(w, "<total type=\"rest\" count=\"0\" size=\"0\"/>")?;
+        writeln!(
+            w,
+            "<total type=\"inuse\" count=\"{}\" size=\"{}\"/>",
+            allocs.saturating_sub(frees),
+            in_use.max(0)
+        )?;
+        writeln!(w, "</heap>")?;
+    }
+    writeln!(w, "<total type=\"fast\" count=\"0\" size=\"0\"/>")?;
+    writeln!(
+        w,
+        "<total type=\"rest\" count=\"{}\" size=\"{}\"/>",
+        s.cached_segments + s.cached_huge,
+        s.dirty
+    )?;
+    writeln!(
+        w,
+        "<total type=\"mmap\" count=\"{}\" size=\"{}\"/>",
+        s.huge_live, s.huge_live_bytes
+    )?;
+    writeln!(w, "<system type=\"current\" size=\"{}\"/>", s.mapped())?;
+    writeln!(w, "<system type=\"max\" size=\"{}\"/>", s.peak_mapped)?;
+    writeln!(w, "<aspace type=\"total\" size=\"{}\"/>", s.mapped())?;
+    writeln!(w, "<aspace type=\"mprotect\" size=\"{}\"/>", s.mapped())?;
+    writeln!(w, "</malloc>")
+}
+
+/// `malloc_info(3)`: XML in glibc's shape (one `<heap>` per memkit heap).
+/// `options` must be 0 (EINVAL otherwise, like glibc).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc_info(options: i32, fp: *mut c_void) -> i32 {
+    if options != 0 || fp.is_null() {
+        set_errno(EINVAL);
+        return -1;
+    }
+    let s = core_alloc::stats();
+    let mut w = FileWriter {
+        f: fp,
+        buf: BufWriter::new(),
+    };
+    let r = xml(&mut w, &s);
+    w.flush();
+    if r.is_ok() {
+        0
+    } else {
+        -1
+    }
+}
