@@ -16,6 +16,7 @@ use crate::heap::{empty_heap, Heap};
 core::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
     ".p2align 3",
+    ".globl memkit_tls_heap_offset",
     ".hidden memkit_tls_heap_offset",
     ".type memkit_tls_heap_offset,@object",
     ".size memkit_tls_heap_offset,8",

@@ -1,0 +1,137 @@
+//! Property tests of the allocator core against a model: a map of live blocks
+//! with their sizes and contents. Random sequences of malloc, calloc, realloc,
+//! aligned allocation and free check contents, alignment, usable size and
+//! that no two live blocks overlap.
+
+use std::collections::BTreeMap;
+
+use memkit::raw;
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Malloc(usize),
+    Calloc(usize, usize),
+    Aligned(u32, usize),
+    Realloc(usize, usize),
+    Free(usize),
+}
+
+fn size() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        8 => 0usize..=256,
+        4 => 257usize..=16 * 1024,
+        2 => 16 * 1024usize..=300 * 1024,
+        1 => 300 * 1024usize..=3 * 1024 * 1024,
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => size().prop_map(Op::Malloc),
+        1 => (0usize..64, 0usize..512).prop_map(|(n, s)| Op::Calloc(n, s)),
+        1 => (4u32..=22, size()).prop_map(|(a, s)| Op::Aligned(a, s)),
+        2 => (any::<usize>(), size()).prop_map(|(i, s)| Op::Realloc(i, s)),
+        4 => any::<usize>().prop_map(Op::Free),
+    ]
+}
+
+struct Live {
+    size: usize,
+    seed: u8,
+}
+
+fn fill(p: *mut u8, n: usize, seed: u8) {
+    // SAFETY: p has at least n usable bytes.
+    let s = unsafe { std::slice::from_raw_parts_mut(p, n) };
+    for (i, b) in s.iter_mut().enumerate() {
+        *b = seed.wrapping_add(i as u8);
+    }
+}
+
+fn check(p: *mut u8, n: usize, seed: u8) -> bool {
+    // SAFETY: p has at least n usable bytes.
+    let s = unsafe { std::slice::from_raw_parts(p, n) };
+    s.iter().enumerate().all(|(i, &b)| b == seed.wrapping_add(i as u8))
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut live: BTreeMap<usize, Live> = BTreeMap::new();
+    let mut seed = 1u8;
+    for op in ops {
+        seed = seed.wrapping_add(37);
+        // SAFETY: every pointer passed back to the core is a live block.
+        unsafe {
+            let (p, n, align) = match op {
+                Op::Malloc(n) => (raw::malloc(n), n, 16),
+                Op::Calloc(a, b) => {
+                    let p = raw::calloc(a, b);
+                    let n = a * b;
+                    prop_assert!(!p.is_null());
+                    prop_assert!(std::slice::from_raw_parts(p, n).iter().all(|&x| x == 0), "calloc not zeroed");
+                    (p, n, 16)
+                }
+                Op::Aligned(a, n) => (raw::aligned_alloc(1 << a, n), n, 1usize << a),
+                Op::Realloc(i, n) if !live.is_empty() && n > 0 => {
+                    let k = *live.keys().nth(i % live.len()).unwrap();
+                    let old = live.remove(&k).unwrap();
+                    prop_assert!(check(k as *mut u8, old.size, old.seed), "contents lost before realloc");
+                    let q = raw::realloc(k as *mut u8, n);
+                    prop_assert!(!q.is_null());
+                    let keep = old.size.min(n);
+                    prop_assert!(check(q, keep, old.seed), "realloc lost contents");
+                    (q, n, 16)
+                }
+                Op::Free(i) if !live.is_empty() => {
+                    let k = *live.keys().nth(i % live.len()).unwrap();
+                    let old = live.remove(&k).unwrap();
+                    prop_assert!(check(k as *mut u8, old.size, old.seed), "contents changed while live");
+                    raw::free(k as *mut u8);
+                    continue;
+                }
+                _ => continue,
+            };
+            prop_assert!(!p.is_null());
+            prop_assert_eq!(p as usize % align.max(16), 0, "misaligned for {}", align);
+            let usable = raw::usable_size(p);
+            prop_assert!(usable >= n, "usable {} < requested {}", usable, n);
+            // No overlap with any live block (using the full usable size).
+            let end = p as usize + usable.max(1);
+            if let Some((&k, v)) = live.range(..end).next_back() {
+                prop_assert!(k + v.size.max(1) <= p as usize || k >= end, "overlap");
+            }
+            // Write all the way to the usable size: it must be safe.
+            fill(p, usable, seed);
+            live.insert(p as usize, Live { size: usable, seed });
+        }
+    }
+    for (k, v) in live {
+        prop_assert!(check(k as *mut u8, v.size, v.seed));
+        // SAFETY: live block.
+        unsafe { raw::free(k as *mut u8) };
+    }
+    prop_assert!(raw::check_thread_heap(), "heap invariants broken");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #[test]
+    fn random_sequences_match_the_model(ops in proptest::collection::vec(op(), 1..400)) {
+        run(ops)?;
+    }
+}
+
+#[test]
+fn freeing_foreign_pointers_is_ignored() {
+    let on_stack = 5u64;
+    let boxed = Box::new(7u64);
+    // SAFETY: the core ignores pointers it never handed out.
+    unsafe {
+        raw::free(&on_stack as *const u64 as *mut u8);
+        raw::free(&*boxed as *const u64 as *mut u8);
+        raw::free(std::ptr::null_mut());
+        assert_eq!(raw::usable_size(&on_stack as *const u64 as *mut u8), 0);
+    }
+    assert_eq!(*boxed, 7);
+}
