@@ -42,7 +42,7 @@ pub const MIN_ALIGN: usize = 16;
 
 /// Allocates `size` bytes aligned to 16; null when memory is exhausted.
 ///
-/// Fast path (~10 instructions): a table lookup for the bin, then pop the
+/// Fast path (~15 instructions): a table lookup (or `lzcnt`) for the bin, then pop the
 /// first free block of the bin's first page and count it.
 ///
 /// # Safety
@@ -50,11 +50,16 @@ pub const MIN_ALIGN: usize = 16;
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     let h = tls::heap();
-    if size <= SMALL_FAST_MAX {
+    if size <= MEDIUM_MAX {
         // SAFETY: h is the thread's heap (or the empty heap, whose pages have
-        // no free block); SMALL_BIN covers every size up to SMALL_FAST_MAX.
+        // no free block); SMALL_BIN covers every size up to SMALL_FAST_MAX and
+        // bin_of every size up to MEDIUM_MAX.
         unsafe {
-            let bin = *SMALL_BIN.get_unchecked((size + 15) >> 4) as usize;
+            let bin = if size <= SMALL_FAST_MAX {
+                *SMALL_BIN.get_unchecked((size + 15) >> 4) as usize
+            } else {
+                bin_of(size)
+            };
             let p = *(*h).first.get_unchecked(bin);
             let b = (*p).free;
             if !b.is_null() {

@@ -1,0 +1,29 @@
+/* memkit.h: what libmemkit.so exports beyond the standard malloc family.
+ *
+ * libmemkit.so replaces the whole glibc malloc family (malloc, free, calloc,
+ * realloc, reallocarray, posix_memalign, aligned_alloc, memalign, valloc,
+ * pvalloc, malloc_usable_size, cfree, the __libc_* aliases, mallinfo,
+ * mallinfo2, malloc_trim, malloc_stats, malloc_info, mallopt) with glibc
+ * 2.36's semantics; those are declared by <stdlib.h> and <malloc.h>. This
+ * header declares the rest. Link with -lmemkit (or preload libmemkit.so and
+ * look symbols up with dlsym when the program must also run without it).
+ */
+#ifndef MEMKIT_H
+#define MEMKIT_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* C23 sized deallocation (glibc 2.36's headers do not declare them yet).
+ * The size and alignment are hints: memkit finds them itself. */
+void free_sized(void *ptr, size_t size);
+void free_aligned_sized(void *ptr, size_t alignment, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MEMKIT_H */
