@@ -487,7 +487,7 @@ unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
         };
         let pages = addr_of_mut!((*seg).pages).cast::<Page>();
         for k in 1..n {
-            (*pages.add(i + k)).slice_offset = k as u32;
+            (*pages.add(i + k)).slice_offset = (k * core::mem::size_of::<Page>()) as u32;
         }
         let p = pages.add(i);
         *p = Page::EMPTY;

@@ -4,7 +4,7 @@
 //!
 //! Because segments are aligned, a block's segment is `p & !(SEGMENT_SIZE-1)`
 //! and its page descriptor is `pages[(p - segment) >> SLICE_SHIFT]` (then back
-//! `slice_offset` to the span's head). The ownership bitmap [`OWNED`] has one
+//! `slice_offset` bytes to the span's head). The ownership bitmap [`OWNED`] has one
 //! bit per 4 MiB of address space: `free` of a pointer whose chunk is not
 //! marked is not ours and is ignored.
 //!
@@ -125,7 +125,7 @@ impl Segment {
             let slice = core::ptr::addr_of_mut!((*seg).pages)
                 .cast::<Page>()
                 .add(idx);
-            slice.sub((*slice).slice_offset as usize)
+            slice.byte_sub((*slice).slice_offset as usize)
         }
     }
 
