@@ -158,6 +158,19 @@ unsafe fn free_unowned(p: *mut u8) {
         // SAFETY: a live huge block the caller frees.
         unsafe { huge::free(h) };
         count_huge_free();
+    } else if !p.is_null() {
+        report_ignored(p, "a pointer memkit did not allocate");
+    }
+}
+
+/// With `MEMKIT_VERBOSE=1`, one line on stderr for a pointer `free` ignored.
+#[cold]
+fn report_ignored(p: *mut u8, what: &str) {
+    if config::OPTIONS.verbose.load(Relaxed) {
+        use core::fmt::Write;
+        let mut w = util::BufWriter::<160>::new();
+        let _ = writeln!(w, "memkit: free({p:p}) ignored: {what}");
+        w.flush_to(2);
     }
 }
 
@@ -183,12 +196,15 @@ unsafe fn free_generic(seg: *mut Segment, p: *mut u8) {
             if !h.is_null() {
                 huge::free(h);
                 count_huge_free();
+            } else {
+                report_ignored(p, "not the start of a live huge block");
             }
             return;
         }
         let pg = Segment::page_of(seg, p);
         if (*pg).block_size == 0 || p < (*pg).start {
-            return; // not a block: a free slice or the header
+            report_ignored(p, "not inside a block memkit handed out");
+            return;
         }
         let b = if (*pg).flags & FLAG_ALIGNED != 0 {
             (*pg).block_start(p)
