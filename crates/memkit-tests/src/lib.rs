@@ -1,1 +1,791 @@
 //! Helpers shared by memkit's integration tests (see `tests/`).
+//!
+//! The tests run C/C++ programs (in `c/`) and real programs (python3, git,
+//! gcc, sqlite3, perl) with `LD_PRELOAD=libmemkit.so` and check both that they
+//! work and that `malloc`/`free` really bound to libmemkit.so.
+//!
+//! Environment:
+//! - `MEMKIT_LIB=/path/libmemkit.so`: the library under test. Without it, the
+//!   workspace's `target/{release,debug}/libmemkit.so` is used (found from the
+//!   test executable's path, release before debug), built with
+//!   `cargo build --release -p memkit-preload` when missing, and rebuilt
+//!   when a source file of memkit-{sys,alloc,preload} is newer than it
+//!   (unless `MEMKIT_NO_REBUILD` is set).
+//! - `MEMKIT_TESTS_REQUIRE_ALL=1` (implied by `CI=true`): a missing external
+//!   program (python3, git, gcc, sqlite3, perl, ...) fails the test instead of
+//!   skipping it.
+//! - `MEMKIT_TESTS_KEEP=1`: keep every temporary directory (failed tests
+//!   always keep theirs, and print the path).
+
+use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Compiler flags for every C/C++ test program. `-fno-builtin` keeps gcc from
+/// deleting `free(malloc(n))` pairs and other calls the tests rely on.
+pub const CFLAGS: &[&str] = &["-O1", "-g", "-fno-builtin", "-pthread"];
+
+/// The memkit-tests crate directory.
+pub fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    let root = crate_dir().join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// Path of a test program source in `c/`.
+pub fn c_source(name: &str) -> PathBuf {
+    crate_dir().join("c").join(name)
+}
+
+// ---------------------------------------------------------------------------
+// Finding (or building) libmemkit.so
+// ---------------------------------------------------------------------------
+
+/// The libmemkit.so under test (absolute path). Panics if it cannot be found
+/// or built.
+pub fn lib_path() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let p = find_or_build_lib();
+        eprintln!("memkit-tests: using {}", p.display());
+        p
+    })
+}
+
+/// The cargo target directory this test executable lives in:
+/// `<target>/<profile>/deps/<exe>` gives `<target>`.
+fn exe_target_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let deps = exe.parent()?;
+    if deps.file_name()? != "deps" {
+        return None;
+    }
+    Some(deps.parent()?.parent()?.to_path_buf())
+}
+
+fn lib_candidates() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(t) = exe_target_dir() {
+        dirs.push(t);
+    }
+    let ws_target = workspace_root().join("target");
+    if !dirs.contains(&ws_target) {
+        dirs.push(ws_target);
+    }
+    let mut out = Vec::new();
+    for d in &dirs {
+        for profile in ["release", "debug"] {
+            out.push(d.join(profile).join("libmemkit.so"));
+        }
+    }
+    out
+}
+
+fn find_or_build_lib() -> PathBuf {
+    if let Some(p) = std::env::var_os("MEMKIT_LIB") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "MEMKIT_LIB={} does not exist", p.display());
+        return p.canonicalize().unwrap();
+    }
+    let candidates = lib_candidates();
+    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
+        // target/<profile>/libmemkit.so
+        let profile_dir = p.parent().unwrap();
+        let release = profile_dir
+            .file_name()
+            .map(|n| n == "release")
+            .unwrap_or(false);
+        if let Some(newer) = newer_source(p) {
+            if std::env::var_os("MEMKIT_NO_REBUILD").is_none() {
+                eprintln!(
+                    "memkit-tests: {} is older than {}; rebuilding it (set MEMKIT_NO_REBUILD=1 to skip)",
+                    p.display(),
+                    newer.display()
+                );
+                return build_lib(profile_dir.parent().unwrap(), release);
+            }
+        }
+        return p.canonicalize().unwrap();
+    }
+    eprintln!(
+        "memkit-tests: libmemkit.so not found (looked at {:?}); building it with `cargo build --release -p memkit-preload`",
+        candidates
+    );
+    let target = exe_target_dir().unwrap_or_else(|| workspace_root().join("target"));
+    build_lib(&target, true)
+}
+
+/// A source file of the allocator crates newer than `lib`, if any.
+fn newer_source(lib: &Path) -> Option<PathBuf> {
+    let built = fs::metadata(lib).and_then(|m| m.modified()).ok()?;
+    fn walk(dir: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
+        for e in fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if let Some(n) = walk(&p, built) {
+                    return Some(n);
+                }
+            } else if p
+                .extension()
+                .map(|x| x == "rs" || x == "toml")
+                .unwrap_or(false)
+                && fs::metadata(&p)
+                    .and_then(|m| m.modified())
+                    .map(|m| m > built)
+                    .unwrap_or(false)
+            {
+                return Some(p);
+            }
+        }
+        None
+    }
+    let crates = workspace_root().join("crates");
+    ["memkit-sys", "memkit-alloc", "memkit-preload"]
+        .iter()
+        .find_map(|c| walk(&crates.join(c), built))
+}
+
+/// Runs `cargo build [--release] -p memkit-preload` in the workspace, into
+/// `target` (the target directory of this test executable, or the one the
+/// stale library was found in). Checked with cargo 1.95: `cargo test` does not
+/// hold the build-directory lock while tests run, so this nested cargo does
+/// not deadlock even on the same target directory; a timeout guards anyway.
+pub fn build_lib(target: &Path, release: bool) -> PathBuf {
+    let cargo = std::env::var_os("CARGO")
+        .or_else(|| option_env!("CARGO").map(OsString::from))
+        .unwrap_or_else(|| OsString::from("cargo"));
+    let mut cmd = Command::new(&cargo);
+    cmd.arg("build");
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.args(["-p", "memkit-preload"])
+        .current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", target)
+        .env_remove("LD_PRELOAD");
+    let out = run(&mut cmd, Duration::from_secs(1200));
+    if out.timed_out && out.stderr.contains("Blocking waiting for file lock") {
+        panic!(
+            "nested `cargo build` waited 20 minutes for the build-directory lock; build libmemkit.so first \
+             (cargo build --release -p memkit-preload) or set MEMKIT_LIB\n{}",
+            out.describe()
+        );
+    }
+    out.assert_success("cargo build -p memkit-preload");
+    let lib = target
+        .join(if release { "release" } else { "debug" })
+        .join("libmemkit.so");
+    assert!(
+        lib.is_file(),
+        "cargo build succeeded but {} is missing",
+        lib.display()
+    );
+    lib.canonicalize().unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// External programs
+// ---------------------------------------------------------------------------
+
+/// Full path of `program` found in PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| fs::metadata(p).map(|m| m.is_file()).unwrap_or(false))
+}
+
+fn require_all() -> bool {
+    let set = |k: &str| {
+        std::env::var(k)
+            .map(|v| !v.is_empty() && v != "0" && v != "false")
+            .unwrap_or(false)
+    };
+    set("MEMKIT_TESTS_REQUIRE_ALL") || set("CI")
+}
+
+/// True when every program is in PATH. Otherwise prints `SKIP: <test>: ...`
+/// to stderr and returns false, or panics when skipping is not allowed
+/// (`CI` or `MEMKIT_TESTS_REQUIRE_ALL` set).
+pub fn require(test: &str, programs: &[&str]) -> bool {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| which(p).is_none())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "{test}: required program(s) not found in PATH: {}",
+        missing.join(", ")
+    );
+    if require_all() {
+        panic!("{msg} (CI / MEMKIT_TESTS_REQUIRE_ALL set: not skipping)");
+    }
+    eprintln!("SKIP: {msg}");
+    false
+}
+
+// ---------------------------------------------------------------------------
+// Temporary directories
+// ---------------------------------------------------------------------------
+
+/// A temporary directory under `$TMPDIR/memkit-tests/`, removed on drop
+/// unless the test is failing (then kept, and its path printed).
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let base = std::env::temp_dir().join("memkit-tests");
+        fs::create_dir_all(&base).unwrap();
+        let path = base.join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("MEMKIT_TESTS_KEEP").is_some() {
+            eprintln!("memkit-tests: keeping {}", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Compiling test programs
+// ---------------------------------------------------------------------------
+
+/// Compiles `src` with `compiler` (gcc or g++) and [`CFLAGS`] plus `extra`
+/// into `out`. The compiler runs without the preload. Panics on errors.
+pub fn compile_with(compiler: &str, src: &Path, out: &Path, extra: &[&str]) -> PathBuf {
+    let mut cmd = Command::new(compiler);
+    cmd.args(CFLAGS)
+        .args(extra)
+        .arg(src)
+        .arg("-o")
+        .arg(out)
+        .env_remove("LD_PRELOAD");
+    let o = run(&mut cmd, Duration::from_secs(300));
+    o.assert_success(&format!("compile {}", src.display()));
+    out.to_path_buf()
+}
+
+/// Compiles `c/<name>` with gcc into `dir/<stem>` (extra flags appended,
+/// e.g. `-shared -fPIC` with `out_name` "libfoo.so").
+pub fn compile_c(name: &str, dir: &Path, out_name: &str, extra: &[&str]) -> PathBuf {
+    compile_with("gcc", &c_source(name), &dir.join(out_name), extra)
+}
+
+/// Compiles `c/<name>` with g++ into `dir/<out_name>`.
+pub fn compile_cxx(name: &str, dir: &Path, out_name: &str, extra: &[&str]) -> PathBuf {
+    compile_with("g++", &c_source(name), &dir.join(out_name), extra)
+}
+
+// ---------------------------------------------------------------------------
+// Running programs
+// ---------------------------------------------------------------------------
+
+/// Sets `LD_PRELOAD=<libmemkit.so>` on `cmd`.
+pub fn preload(cmd: &mut Command) -> &mut Command {
+    cmd.env("LD_PRELOAD", lib_path())
+}
+
+/// A command with `LD_PRELOAD=<libmemkit.so>`.
+pub fn preloaded(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    preload(&mut cmd);
+    cmd
+}
+
+/// What a finished (or killed) command did.
+pub struct Outcome {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    pub timed_out: bool,
+    /// A shell command line that reproduces the run.
+    pub repro: String,
+    /// `ps` listing of the process group at the time of a timeout.
+    pub hang_info: String,
+}
+
+fn shell_quote(s: &OsStr) -> String {
+    let s = s.to_string_lossy();
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A shell command line equivalent to `cmd` (directory, environment
+/// changes, program, arguments).
+pub fn repro_line(cmd: &Command) -> String {
+    let mut s = String::new();
+    if let Some(d) = cmd.get_current_dir() {
+        let _ = write!(s, "cd {} && ", shell_quote(d.as_os_str()));
+    }
+    let mut envs: Vec<String> = Vec::new();
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => envs.push(format!("{}={}", k.to_string_lossy(), shell_quote(v))),
+            None => envs.push(format!("-u {}", k.to_string_lossy())),
+        }
+    }
+    if !envs.is_empty() {
+        s.push_str("env ");
+        s.push_str(&envs.join(" "));
+        s.push(' ');
+    }
+    s.push_str(&shell_quote(cmd.get_program()));
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&shell_quote(a));
+    }
+    s
+}
+
+fn tail(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        !self.timed_out && self.status.success()
+    }
+
+    /// "exit 1", "signal 11 (SIGSEGV), core dumped", "timed out after ...".
+    pub fn status_text(&self) -> String {
+        if self.timed_out {
+            return format!("TIMED OUT after {:.1?} (killed)", self.elapsed);
+        }
+        if let Some(c) = self.status.code() {
+            return format!("exit {c}");
+        }
+        let sig = self.status.signal().unwrap_or(0);
+        let name = match sig {
+            4 => "SIGILL",
+            6 => "SIGABRT",
+            7 => "SIGBUS",
+            8 => "SIGFPE",
+            9 => "SIGKILL",
+            11 => "SIGSEGV",
+            14 => "SIGALRM",
+            15 => "SIGTERM",
+            _ => "",
+        };
+        format!(
+            "killed by signal {sig} {name}{}",
+            if self.status.core_dumped() {
+                ", core dumped"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// A report of this run: status, time, repro command, output tails.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "status: {}\ntime: {:.2?}\nreproduce: {}\n",
+            self.status_text(),
+            self.elapsed,
+            self.repro
+        );
+        if !self.hang_info.is_empty() {
+            let _ = write!(s, "--- processes at timeout ---\n{}\n", self.hang_info);
+        }
+        let _ = write!(
+            s,
+            "--- stdout (last 6000 bytes) ---\n{}\n--- stderr (last 6000 bytes) ---\n{}\n",
+            tail(&self.stdout, 6000),
+            tail(&self.stderr, 6000)
+        );
+        s
+    }
+
+    /// Panics with [`Outcome::describe`] unless the command exited 0.
+    pub fn assert_success(&self, what: &str) -> &Self {
+        if !self.success() {
+            panic!("{what} failed\n{}", self.describe());
+        }
+        self
+    }
+}
+
+/// Runs `cmd` (stdin from /dev/null, stdout/stderr captured through files) in
+/// its own process group; after `timeout` the whole group is SIGKILLed.
+pub fn run(cmd: &mut Command, timeout: Duration) -> Outcome {
+    let repro = repro_line(cmd);
+    let tmp = TempDir::new("out");
+    let out_path = tmp.join("stdout");
+    let err_path = tmp.join("stderr");
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .process_group(0);
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{repro}`: {e}"));
+    let pid = child.id();
+    let mut timed_out = false;
+    let mut hang_info = String::new();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > timeout {
+            timed_out = true;
+            if let Ok(o) = Command::new("ps")
+                .args(["-e", "-o", "pgid,pid,ppid,stat,etime,wchan:24,args"])
+                .env_remove("LD_PRELOAD")
+                .output()
+            {
+                let text = String::from_utf8_lossy(&o.stdout);
+                let pgid = pid.to_string();
+                hang_info = text
+                    .lines()
+                    .enumerate()
+                    .filter(|(i, l)| *i == 0 || l.split_whitespace().next() == Some(pgid.as_str()))
+                    .map(|(_, l)| format!("{l}\n"))
+                    .collect();
+            }
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .env_remove("LD_PRELOAD")
+                .status();
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = start.elapsed();
+    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
+    Outcome {
+        status,
+        stdout: read(&out_path),
+        stderr: read(&err_path),
+        elapsed,
+        timed_out,
+        repro,
+        hang_info,
+    }
+}
+
+/// Runs `cmd` and asserts it exited 0. If it died from a signal and gdb is
+/// installed, re-runs it once under gdb and adds the backtrace to the panic
+/// message.
+pub fn run_ok(cmd: &mut Command, timeout: Duration, what: &str) -> Outcome {
+    let o = run(cmd, timeout);
+    if !o.success() {
+        let mut msg = format!("{what} failed\n{}", o.describe());
+        if o.status.signal().is_some() && !o.timed_out {
+            msg.push_str(&gdb_backtrace(cmd));
+        }
+        panic!("{msg}");
+    }
+    o
+}
+
+/// Re-runs `cmd` under `gdb -batch` and returns its backtrace (best effort).
+pub fn gdb_backtrace(cmd: &Command) -> String {
+    if which("gdb").is_none() {
+        return "(gdb not installed: no backtrace)\n".into();
+    }
+    let mut g = Command::new("gdb");
+    g.args([
+        "-batch",
+        "-nx",
+        "-ex",
+        "set pagination off",
+        "-ex",
+        "set confirm off",
+    ]);
+    // Pass the environment through `env` so gdb itself does not run preloaded.
+    g.args([
+        "-ex",
+        "run",
+        "-ex",
+        "bt",
+        "-ex",
+        "thread apply all bt 30",
+        "--args",
+        "env",
+    ]);
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            let mut kv = k.to_os_string();
+            kv.push("=");
+            kv.push(v);
+            g.arg(kv);
+        }
+    }
+    g.arg(cmd.get_program()).args(cmd.get_args());
+    if let Some(d) = cmd.get_current_dir() {
+        g.current_dir(d);
+    }
+    g.env_remove("LD_PRELOAD");
+    let o = run(&mut g, Duration::from_secs(180));
+    format!(
+        "--- gdb re-run: {} ---\n{}\n",
+        o.repro,
+        tail(&format!("{}\n{}", o.stdout, o.stderr), 12000)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Symbol bindings (LD_DEBUG=bindings)
+// ---------------------------------------------------------------------------
+
+/// One `binding file SRC [n] to DST [n]: normal symbol `SYM'` line.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub pid: String,
+    pub from: String,
+    pub to: String,
+    pub symbol: String,
+}
+
+fn parse_binding(file_pid: &str, line: &str) -> Option<Binding> {
+    let rest = &line[line.find("binding file ")? + "binding file ".len()..];
+    let to_at = rest.find("] to ")?;
+    let from = rest[..to_at].rsplit_once(" [")?.0.trim().to_string();
+    let after = &rest[to_at + "] to ".len()..];
+    let to = after[..after.find(" [")?].trim().to_string();
+    let sym_at = after.find("symbol `")? + "symbol `".len();
+    let sym_end = after[sym_at..].find('\'')?;
+    Some(Binding {
+        pid: file_pid.to_string(),
+        from,
+        to,
+        symbol: after[sym_at..sym_at + sym_end].to_string(),
+    })
+}
+
+/// Reads `prefix.*` LD_DEBUG_OUTPUT files in `dir` and returns the bindings of
+/// the given symbols.
+pub fn read_bindings(dir: &Path, prefix: &str, symbols: &[&str]) -> Vec<Binding> {
+    let needles: Vec<String> = symbols.iter().map(|s| format!("symbol `{s}'")).collect();
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = fs::read_dir(dir).unwrap().flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&format!("{prefix}.")) else {
+            continue;
+        };
+        let f = fs::File::open(e.path()).unwrap();
+        for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
+            let line = String::from_utf8_lossy(&line);
+            if !line.contains("binding file ") || !needles.iter().any(|n| line.contains(n.as_str()))
+            {
+                continue;
+            }
+            if let Some(b) = parse_binding(pid, &line) {
+                if symbols.contains(&b.symbol.as_str()) {
+                    out.push(b);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Does the object at `path` define (export) `sym`? `None` when it cannot be
+/// read. An executable that takes the address of `free` has an *undefined*
+/// `free` with a canonical PLT address, and ld.so then binds other objects'
+/// `free` to that PLT stub (which jumps on to the real definition): such
+/// bindings are not to a different allocator.
+fn object_defines(path: &str, sym: &str) -> Option<bool> {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::Mutex;
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<HashSet<String>>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let defined = cache.entry(path.to_string()).or_insert_with(|| {
+        let p = if Path::new(path).exists() {
+            PathBuf::from(path)
+        } else {
+            which(path)?
+        };
+        let o = Command::new("nm")
+            .args(["-D", "--defined-only"])
+            .arg(p)
+            .env_remove("LD_PRELOAD")
+            .output()
+            .ok()?;
+        if !o.status.success() {
+            return None;
+        }
+        Some(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(2))
+                .map(|n| n.split('@').next().unwrap().to_string())
+                .collect(),
+        )
+    });
+    defined.as_ref().map(|d| d.contains(sym))
+}
+
+fn is_memkit(path: &str) -> bool {
+    Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().starts_with("libmemkit"))
+        .unwrap_or(false)
+}
+
+/// Checks bindings: every symbol in `symbols` bound at least once, and every
+/// binding of it (in any process) went to libmemkit.so. Returns a summary
+/// line, or panics with the offending bindings.
+pub fn check_bindings(bindings: &[Binding], symbols: &[&str], context: &str) -> String {
+    let mut summary = Vec::new();
+    let mut problems = String::new();
+    for sym in symbols {
+        // Lookups made by libmemkit.so itself (e.g. dlsym(RTLD_NEXT)) are its business.
+        let all: Vec<&Binding> = bindings
+            .iter()
+            .filter(|b| b.symbol == *sym && !is_memkit(&b.from))
+            .collect();
+        let to_memkit = all.iter().filter(|b| is_memkit(&b.to)).count();
+        let (plt, elsewhere): (Vec<&&Binding>, Vec<&&Binding>) = all
+            .iter()
+            .filter(|b| !is_memkit(&b.to))
+            .partition(|b| object_defines(&b.to, sym) == Some(false));
+        if to_memkit == 0 {
+            let _ = writeln!(
+                problems,
+                "`{sym}` never bound to libmemkit.so ({} binding(s) elsewhere)",
+                elsewhere.len()
+            );
+        }
+        for b in elsewhere.iter().take(10) {
+            let _ = writeln!(
+                problems,
+                "pid {}: {} bound `{sym}` to {}",
+                b.pid, b.from, b.to
+            );
+        }
+        if elsewhere.len() > 10 {
+            let _ = writeln!(
+                problems,
+                "... and {} more `{sym}` bindings not to libmemkit.so",
+                elsewhere.len() - 10
+            );
+        }
+        let procs: std::collections::BTreeSet<&str> = all.iter().map(|b| b.pid.as_str()).collect();
+        summary.push(format!(
+            "{sym}: {to_memkit} binding(s) to libmemkit.so in {} process(es){}",
+            procs.len(),
+            if plt.is_empty() {
+                String::new()
+            } else {
+                format!(", {} to canonical PLT stubs", plt.len())
+            }
+        ));
+    }
+    if !problems.is_empty() {
+        panic!("{context}: symbol bindings wrong:\n{problems}");
+    }
+    summary.join("; ")
+}
+
+/// Runs `cmd` with `LD_DEBUG=bindings` (output into files through
+/// `LD_DEBUG_OUTPUT`, so the program's stderr is untouched) and asserts that
+/// it exits 0 and that each of `symbols` bound to libmemkit.so in every
+/// process that bound it (and at least once overall). The caller sets
+/// LD_PRELOAD (see [`preload`]).
+pub fn run_checking_bindings(
+    cmd: &mut Command,
+    timeout: Duration,
+    symbols: &[&str],
+    what: &str,
+) -> Outcome {
+    let dbg = TempDir::new("ld-debug");
+    cmd.env("LD_DEBUG", "bindings")
+        .env("LD_DEBUG_OUTPUT", dbg.join("ld"));
+    let o = run_ok(cmd, timeout, what);
+    let b = read_bindings(dbg.path(), "ld", symbols);
+    let summary = check_bindings(&b, symbols, what);
+    eprintln!("{what}: ok in {:.1?}; {summary}", o.elapsed);
+    o
+}
+
+/// Runs `cmd` (with LD_PRELOAD=libmemkit.so added) under `LD_DEBUG=bindings`
+/// and asserts that it succeeds and that `malloc` and `free` bound to
+/// libmemkit.so ("binding file ... to .../libmemkit.so [0]: normal symbol
+/// `malloc'").
+pub fn assert_binds_to_memkit(cmd: &mut Command) -> Outcome {
+    preload(cmd);
+    let what = format!("{}", cmd.get_program().to_string_lossy());
+    run_checking_bindings(cmd, Duration::from_secs(300), &["malloc", "free"], &what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_binding_lines() {
+        let l = "     12345:\tbinding file ./abi [0] to /w/target/release/libmemkit.so [0]: normal symbol `malloc' [GLIBC_2.2.5]";
+        let b = parse_binding("12345", l).unwrap();
+        assert_eq!(b.from, "./abi");
+        assert_eq!(b.to, "/w/target/release/libmemkit.so");
+        assert_eq!(b.symbol, "malloc");
+        assert!(is_memkit(&b.to));
+        let l2 = "      7:\tbinding file /lib/x86_64-linux-gnu/libc.so.6 [0] to /lib/x86_64-linux-gnu/libc.so.6 [0]: normal symbol `free'";
+        let b2 = parse_binding("7", l2).unwrap();
+        assert_eq!(b2.symbol, "free");
+        assert!(!is_memkit(&b2.to));
+    }
+
+    #[test]
+    fn quoting() {
+        let mut c = Command::new("/bin/echo");
+        c.arg("a b").arg("it's").env("X", "1");
+        assert_eq!(repro_line(&c), r"env X=1 /bin/echo 'a b' 'it'\''s'");
+    }
+}
