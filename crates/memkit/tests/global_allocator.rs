@@ -18,7 +18,10 @@ fn collections_strings_and_threads_work_on_memkit() {
     assert_eq!(m["key-42"].len(), 10);
     let b: BTreeMap<u32, String> = (0..20_000).map(|i| (i, i.to_string())).collect();
     assert_eq!(b[&12345], "12345");
-    assert!(memkit::stats().allocs > before + 50_000, "allocations must go through memkit");
+    assert!(
+        memkit::stats().allocs > before + 50_000,
+        "allocations must go through memkit"
+    );
 
     // Blocks allocated on one thread and freed on another.
     let (tx, rx) = mpsc::channel::<Vec<u8>>();

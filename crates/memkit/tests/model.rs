@@ -52,7 +52,9 @@ fn fill(p: *mut u8, n: usize, seed: u8) {
 fn check(p: *mut u8, n: usize, seed: u8) -> bool {
     // SAFETY: p has at least n usable bytes.
     let s = unsafe { std::slice::from_raw_parts(p, n) };
-    s.iter().enumerate().all(|(i, &b)| b == seed.wrapping_add(i as u8))
+    s.iter()
+        .enumerate()
+        .all(|(i, &b)| b == seed.wrapping_add(i as u8))
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
@@ -68,14 +70,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let p = raw::calloc(a, b);
                     let n = a * b;
                     prop_assert!(!p.is_null());
-                    prop_assert!(std::slice::from_raw_parts(p, n).iter().all(|&x| x == 0), "calloc not zeroed");
+                    prop_assert!(
+                        std::slice::from_raw_parts(p, n).iter().all(|&x| x == 0),
+                        "calloc not zeroed"
+                    );
                     (p, n, 16)
                 }
                 Op::Aligned(a, n) => (raw::aligned_alloc(1 << a, n), n, 1usize << a),
                 Op::Realloc(i, n) if !live.is_empty() && n > 0 => {
                     let k = *live.keys().nth(i % live.len()).unwrap();
                     let old = live.remove(&k).unwrap();
-                    prop_assert!(check(k as *mut u8, old.size, old.seed), "contents lost before realloc");
+                    prop_assert!(
+                        check(k as *mut u8, old.size, old.seed),
+                        "contents lost before realloc"
+                    );
                     let q = raw::realloc(k as *mut u8, n);
                     prop_assert!(!q.is_null());
                     let keep = old.size.min(n);
@@ -85,7 +93,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Op::Free(i) if !live.is_empty() => {
                     let k = *live.keys().nth(i % live.len()).unwrap();
                     let old = live.remove(&k).unwrap();
-                    prop_assert!(check(k as *mut u8, old.size, old.seed), "contents changed while live");
+                    prop_assert!(
+                        check(k as *mut u8, old.size, old.seed),
+                        "contents changed while live"
+                    );
                     raw::free(k as *mut u8);
                     continue;
                 }
