@@ -41,33 +41,9 @@ pub static OPTIONS: Options = Options {
 
 static LOADED: AtomicBool = AtomicBool::new(false);
 
-unsafe extern "C" {
-    static environ: *const *const u8;
-}
-
-/// Looks `name` up in `environ`; returns the value bytes.
+/// Looks `name` up in the environment (see [`memkit_sys::env::var`]).
 pub fn env(name: &[u8]) -> Option<&'static [u8]> {
-    // SAFETY: `environ` is a NULL-terminated array of NUL-terminated strings
-    // owned by libc for the process's lifetime (we only read it).
-    unsafe {
-        let mut e = environ;
-        if e.is_null() {
-            return None;
-        }
-        while !(*e).is_null() {
-            let s = *e;
-            let mut n = 0;
-            while *s.add(n) != 0 {
-                n += 1;
-            }
-            let entry = core::slice::from_raw_parts(s, n);
-            if entry.len() > name.len() && entry.starts_with(name) && entry[name.len()] == b'=' {
-                return Some(&entry[name.len() + 1..]);
-            }
-            e = e.add(1);
-        }
-    }
-    None
+    memkit_sys::env::var(name)
 }
 
 fn parse_u64(v: &[u8]) -> Option<u64> {
