@@ -16,6 +16,8 @@ use core::ptr::null_mut;
 
 use rustix::mm::{self, Advice, MapFlags, MremapFlags, ProtFlags};
 
+pub mod env;
+
 /// The page size of x86_64 Linux. memkit targets x86_64 only (see README).
 pub const OS_PAGE: usize = 4096;
 
