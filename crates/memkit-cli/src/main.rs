@@ -1,1 +1,47 @@
-fn main(){}
+//! The `memkit` command. This file only defines the command line and
+//! dispatches; each subcommand lives in its own module so new ones (maps,
+//! bench, check, profile) slot in without touching the others.
+
+mod error;
+mod human;
+mod report;
+mod run;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "memkit",
+    version,
+    about = "Tools for the memkit malloc replacement",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a program on libmemkit.so and print a memory report when it exits
+    #[command(after_long_help = run::LONG_HELP)]
+    Run(run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<ExitCode, CliError> = match &cli.command {
+        Command::Run(args) => run::run(args),
+    };
+    result.unwrap_or_else(|err| {
+        // Ignore write failures: with stderr gone there is no one to tell,
+        // and the exit status still carries the failure.
+        let _ = writeln!(std::io::stderr().lock(), "memkit: {err}");
+        ExitCode::from(err.status)
+    })
+}

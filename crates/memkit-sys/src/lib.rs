@@ -53,9 +53,7 @@ pub fn map(size: usize) -> Result<*mut u8, Errno> {
 /// Maps `size` bytes aligned to `align` (a power of two, a multiple of
 /// [`OS_PAGE`]) by over-mapping and unmapping the excess on both sides.
 pub fn map_aligned(size: usize, align: usize) -> Result<*mut u8, Errno> {
-    debug_assert!(align.is_power_of_two() && align >= OS_PAGE && size % OS_PAGE == 0);
-    // Try the exact size first: the kernel often places mappings next to the
-    // previous one, so an aligned hint usually lands aligned.
+    debug_assert!(align.is_power_of_two() && align >= OS_PAGE && size.is_multiple_of(OS_PAGE));
     let over = size.checked_add(align - OS_PAGE).ok_or(Errno(12))?;
     let p = map(over)? as usize;
     let start = (p + align - 1) & !(align - 1);
@@ -220,15 +218,16 @@ pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-/// `open(path, O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC, 0644)`; returns the raw fd.
-/// `path` must be NUL-terminated.
+/// `open(path, O_WRONLY|O_APPEND|O_CLOEXEC)` of an existing file; returns
+/// the raw fd. Not creating it means a process that outlives whoever made
+/// the file cannot leave a new one behind.
 pub fn open_append(path: &core::ffi::CStr) -> Result<i32, Errno> {
     use rustix::fd::IntoRawFd;
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::open(
         path,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
+        OFlags::WRONLY | OFlags::APPEND | OFlags::CLOEXEC,
+        Mode::empty(),
     )?;
     Ok(fd.into_raw_fd())
 }
