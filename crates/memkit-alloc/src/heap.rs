@@ -689,7 +689,7 @@ unsafe fn tick(h: *mut Heap) {
         }
         flush_stats(h, false);
         (*h).slow_calls = (*h).slow_calls.wrapping_add(1);
-        if (*h).slow_calls % MAINTENANCE_EVERY != 0 {
+        if !(*h).slow_calls.is_multiple_of(MAINTENANCE_EVERY) {
             return;
         }
         let trim = (*h).trim_requested.swap(false, Relaxed);

@@ -329,7 +329,7 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
     if size <= MEDIUM_MAX && align <= SLICE_SIZE {
         // Pages start slice-aligned, so a bin whose block size is a multiple
         // of `align` gives aligned blocks for free.
-        if bin_size(bin_of(size)) % align == 0 {
+        if bin_size(bin_of(size)).is_multiple_of(align) {
             // SAFETY: forwarded.
             return unsafe { malloc(size) };
         }

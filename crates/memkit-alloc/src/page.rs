@@ -60,6 +60,8 @@ pub struct Page {
 const _: () = assert!(core::mem::size_of::<Page>() == 128);
 
 impl Page {
+    // A template for initialisers, never shared: each use is a fresh value.
+    #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Page = Page {
         free: null_mut(),
         used: 0,
@@ -182,7 +184,9 @@ impl Page {
             let mut b = list;
             while !b.is_null() {
                 let off = b as usize - self.start as usize;
-                if off % self.block_size != 0 || off >= self.capacity as usize * self.block_size {
+                if !off.is_multiple_of(self.block_size)
+                    || off >= self.capacity as usize * self.block_size
+                {
                     return false;
                 }
                 n += 1;

@@ -276,8 +276,11 @@ pub fn alloc(heap: *mut Heap) -> *mut Segment {
 }
 
 /// Gives an empty segment back: to the cache, or to the OS when the cache is full.
-pub fn free(seg: *mut Segment, now: u64) {
-    // SAFETY: the caller owned the empty segment and stops using it.
+///
+/// # Safety
+/// The caller owns the empty segment `seg` and stops using it.
+pub unsafe fn free(seg: *mut Segment, now: u64) {
+    // SAFETY: per the contract.
     unsafe {
         debug_assert!((*seg).is_empty());
         (*seg).heap = null_mut();

@@ -19,6 +19,8 @@ pub struct HeapStats {
 }
 
 impl HeapStats {
+    // A template for initialisers, never shared: each use is a fresh value.
+    #[allow(clippy::declare_interior_mutable_const)]
     pub const ZERO: HeapStats = HeapStats {
         allocs: AtomicU64::new(0),
         frees: AtomicU64::new(0),

@@ -15,7 +15,9 @@ mod cxx;
 mod exports;
 mod introspect;
 mod lifecycle;
+mod secure;
 
+#[cfg(not(test))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     let _ = memkit_sys::write_all(2, b"memkit: internal error (panic); aborting\n");
@@ -24,6 +26,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 }
 
 unsafe extern "C" {
+    #[cfg_attr(test, allow(dead_code))]
     fn abort() -> !;
     fn __errno_location() -> *mut i32;
 }
