@@ -240,7 +240,16 @@ pub fn thread_init() -> *mut Heap {
 }
 
 fn process_init_once() {
-    if PROCESS_INIT.load(Ordering::Acquire) == 2 || PROCESS_INIT.swap(1, Ordering::AcqRel) != 0 {
+    if PROCESS_INIT.load(Ordering::Acquire) == 2 {
+        return;
+    }
+    if PROCESS_INIT.swap(1, Ordering::AcqRel) != 0 {
+        // Another thread is registering the key: wait, so that this thread's
+        // heap is registered for release too. (The registering thread's own
+        // allocations never come here: its heap is already set.)
+        while PROCESS_INIT.load(Ordering::Acquire) != 2 {
+            memkit_sys::yield_now();
+        }
         return;
     }
     let mut key = 0u32;
