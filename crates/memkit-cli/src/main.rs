@@ -4,6 +4,7 @@
 
 mod error;
 mod human;
+mod maps;
 mod report;
 mod run;
 
@@ -18,7 +19,7 @@ use crate::error::CliError;
 #[command(
     name = "memkit",
     version,
-    about = "Tools for the memkit malloc replacement",
+    about = "memkit: run programs on the memkit allocator, inspect process memory",
     propagate_version = true
 )]
 struct Cli {
@@ -31,12 +32,14 @@ enum Command {
     /// Run a program on libmemkit.so and print a memory report when it exits
     #[command(after_long_help = run::LONG_HELP)]
     Run(run::RunArgs),
+    Maps(maps::MapsArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<ExitCode, CliError> = match &cli.command {
         Command::Run(args) => run::run(args),
+        Command::Maps(args) => maps::run(args),
     };
     result.unwrap_or_else(|err| {
         // Ignore write failures: with stderr gone there is no one to tell,

@@ -15,7 +15,6 @@ mod cxx;
 mod exports;
 mod introspect;
 mod lifecycle;
-mod secure;
 
 #[cfg(not(test))]
 #[panic_handler]

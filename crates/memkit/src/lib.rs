@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod global;
+pub mod layout;
 
 pub use global::MemKit;
 pub use memkit_alloc::AllocStats as Stats;
@@ -37,5 +38,7 @@ pub fn trim() -> u64 {
 /// Raw entry points of the allocator core, for code that manages memory by
 /// hand (and for memkit's own tests).
 pub mod raw {
-    pub use memkit_alloc::{aligned_alloc, calloc, check_thread_heap, free, malloc, realloc, usable_size};
+    pub use memkit_alloc::{
+        aligned_alloc, calloc, check_thread_heap, free, malloc, realloc, usable_size,
+    };
 }
