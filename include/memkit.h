@@ -13,6 +13,9 @@
 
 #include <stddef.h>
 
+/* Secure memory for secrets and memory locking: memkit_secure_*, memkit_memzero. */
+#include "memkit-secure.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -24,6 +24,10 @@ pub struct Options {
     pub huge_cache_bytes: AtomicU64,
     /// `MEMKIT_SEGMENT_CACHE`: most free 4 MiB segments kept for reuse.
     pub segment_cache: AtomicU64,
+    /// The process locked its future memory (`mlockall(MCL_FUTURE)`): decay
+    /// neither purges nor unmaps, so a real-time process never has to fault
+    /// or re-lock memory on an allocation path. `malloc_trim` still releases.
+    pub memory_locked: AtomicBool,
 }
 
 pub const THP_DEFAULT: u8 = 0;
@@ -37,6 +41,7 @@ pub static OPTIONS: Options = Options {
     show_stats: AtomicBool::new(false),
     huge_cache_bytes: AtomicU64::new(64 << 20),
     segment_cache: AtomicU64::new(8),
+    memory_locked: AtomicBool::new(false),
 };
 
 static LOADED: AtomicBool = AtomicBool::new(false);

@@ -754,9 +754,12 @@ unsafe fn collect_all(h: *mut Heap, force: bool, purge_all: bool, now: u64) -> u
                 }
                 i += n;
             }
-            let due = purge_all || ((*seg).purge_at != 0 && now >= (*seg).purge_at);
-            if !seg_freed && (*seg).dirty_mask != 0 && due {
-                purged += (*seg).purge();
+            // A freed segment may already belong to someone else: not touched.
+            if !seg_freed && (*seg).dirty_mask != 0 {
+                let decayed = (*seg).purge_at != 0 && now >= (*seg).purge_at;
+                if purge_all || (decayed && !OPTIONS.memory_locked.load(Relaxed)) {
+                    purged += (*seg).purge();
+                }
             }
             seg = next_seg;
         }

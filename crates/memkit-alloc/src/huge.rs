@@ -308,6 +308,9 @@ pub unsafe fn resize(h: *mut Huge, size: usize) -> *mut u8 {
 /// Returns the bytes released.
 pub fn decay(now: u64, force: bool) -> u64 {
     let mut released = 0;
+    if !force && OPTIONS.memory_locked.load(Relaxed) {
+        return 0;
+    }
     let mut c = CACHE.lock();
     let mut prev: *mut Huge = null_mut();
     let mut h = c.head;

@@ -186,16 +186,20 @@ impl Segment {
             let len = (!(m >> i)).trailing_zeros() as usize;
             let bytes = len * SLICE_SIZE;
             // SAFETY: free slices of a segment we own hold no live data.
-            unsafe { memkit_sys::purge(self.slice_addr(i), bytes) };
-            total += bytes as u64;
+            // Locked pages refuse MADV_DONTNEED (EINVAL): they stay resident
+            // and are not counted as purged.
+            if unsafe { memkit_sys::purge(self.slice_addr(i), bytes) } {
+                total += bytes as u64;
+            }
             m &= if i + len >= 64 { 0 } else { !0u64 << (i + len) };
         }
+        GLOBAL.dirty_bytes.fetch_sub(
+            self.dirty_mask.count_ones() as u64 * SLICE_SIZE as u64,
+            Relaxed,
+        );
         self.dirty_mask = 0;
         self.purge_at = 0;
-        if total > 0 {
-            GLOBAL.dirty_bytes.fetch_sub(total, Relaxed);
-            GLOBAL.purged.fetch_add(total, Relaxed);
-        }
+        GLOBAL.purged.fetch_add(total, Relaxed);
         total
     }
 
@@ -316,6 +320,9 @@ unsafe fn unmap(seg: *mut Segment) {
 /// Returns the bytes released.
 pub fn decay_cache(now: u64, force: bool) -> u64 {
     let mut released = 0;
+    if !force && OPTIONS.memory_locked.load(Relaxed) {
+        return 0;
+    }
     let mut c = CACHE.lock();
     let mut prev: *mut Segment = null_mut();
     let mut s = c.head;

@@ -22,11 +22,18 @@ struct ReportPath(UnsafeCell<[u8; 4096]>);
 unsafe impl Sync for ReportPath {}
 static REPORT_PATH: ReportPath = ReportPath(UnsafeCell::new([0; 4096]));
 
+const MCL_FUTURE: u32 = 2;
+
 /// A duplicate of stderr taken at start: programs may close fd 2 before exit.
 static STATS_FD: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn init() {
     config::load();
+    // MEMKIT_MLOCKALL=1: lock current and future memory now; with future
+    // memory locked, decay stops returning memory (it would fault back in).
+    if crate::secure::apply_mlockall_from_env() & MCL_FUTURE != 0 {
+        OPTIONS.memory_locked.store(true, Relaxed);
+    }
     if let Some(v) = config::env(b"MEMKIT_REPORT_FILE") {
         if !v.is_empty() && v.len() < 4096 {
             // SAFETY: see ReportPath.

@@ -18,6 +18,8 @@ use rustix::mm::{self, Advice, MapFlags, MremapFlags, ProtFlags};
 
 pub mod env;
 
+pub mod protect;
+
 /// The page size of x86_64 Linux. memkit targets x86_64 only (see README).
 pub const OS_PAGE: usize = 4096;
 

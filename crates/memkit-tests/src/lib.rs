@@ -151,9 +151,14 @@ fn newer_source(lib: &Path) -> Option<PathBuf> {
         None
     }
     let crates = workspace_root().join("crates");
-    ["memkit-sys", "memkit-alloc", "memkit-preload"]
-        .iter()
-        .find_map(|c| walk(&crates.join(c), built))
+    [
+        "memkit-sys",
+        "memkit-alloc",
+        "memkit-secure",
+        "memkit-preload",
+    ]
+    .iter()
+    .find_map(|c| walk(&crates.join(c), built))
 }
 
 /// Runs `cargo build [--release] -p memkit-preload` in the workspace, into

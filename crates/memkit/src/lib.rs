@@ -21,6 +21,8 @@
 
 mod global;
 pub mod layout;
+pub mod lock;
+pub mod secure;
 
 pub use global::MemKit;
 pub use memkit_alloc::AllocStats as Stats;
