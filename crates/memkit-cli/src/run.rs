@@ -117,6 +117,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let pid_t = libc::pid_t::try_from(pid)
         .map_err(|_| CliError::new(format!("child pid {pid} out of range")))?;
     CHILD_PID.store(pid_t, Ordering::SeqCst);
+    // A signal that arrived between spawn and the store above found no child
+    // to forward to; pass it on now (the program may already be running).
+    let pending = PENDING_SIGNAL.swap(0, Ordering::SeqCst);
+    if pending > 0 {
+        // SAFETY: the child is unreaped, so its pid is still ours.
+        unsafe { libc::kill(pid_t, pending) };
+    }
     // From here on the child is reaped with wait4 (for its rusage), never
     // through `child`; dropping it neither waits nor kills.
     drop(child);
@@ -311,6 +318,8 @@ impl Drop for ReportFile {
 
 /// Pid of the running child for the signal handler; 0 when there is none.
 static CHILD_PID: AtomicI32 = AtomicI32::new(0);
+/// A signal to forward that arrived before CHILD_PID was known.
+static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 /// Keeps memkit alive until the child is gone, so the report is never lost.
 ///
@@ -357,12 +366,15 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut li
     // restored so the interrupted code never sees kill()'s errno.
     let errno = unsafe { *libc::__errno_location() };
     let child = CHILD_PID.load(Ordering::SeqCst);
-    if child > 0 && !info.is_null() {
+    if !info.is_null() {
         // SAFETY: the kernel passes a valid siginfo_t to SA_SIGINFO handlers.
         let (code, sender) = unsafe { ((*info).si_code, (*info).si_pid()) };
         // si_code <= 0 means a process sent it (SI_USER, SI_QUEUE, SI_TKILL);
         // terminal signals carry SI_KERNEL and reached the child already.
-        if code <= 0 && sender != child {
+        if code <= 0 && child == 0 {
+            // The child is being spawned: run() forwards it once it knows the pid.
+            PENDING_SIGNAL.store(sig, Ordering::SeqCst);
+        } else if code <= 0 && sender != child {
             // SAFETY: kill is async-signal-safe; `child` is still unreaped
             // (CHILD_PID is cleared before wait4 reaps it), so the pid
             // cannot have been reused by another process.
