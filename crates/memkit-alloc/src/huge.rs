@@ -16,7 +16,7 @@
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::config::OPTIONS;
+use crate::config::{OPTIONS, THP_ALWAYS, THP_NEVER};
 use crate::lock::SpinLock;
 use crate::segment::{self, KIND_HUGE, SEGMENT_SIZE};
 use crate::stats::GLOBAL;
@@ -68,8 +68,12 @@ fn data_offset(align: usize) -> usize {
     }
 }
 
-/// Takes the best-fitting cached mapping of at least `need` bytes (and not
-/// wastefully larger).
+/// Takes a cached mapping for a block of `need` bytes, resized to fit:
+/// the smallest one that is large enough (a tail beyond twice the request
+/// is unmapped), else the largest one, grown with `mremap`. Either way its
+/// resident pages are reused instead of faulting fresh ones: a program that
+/// churns 5–25 MiB blocks of varying sizes touches only the difference.
+/// Null when the cache is empty (or growing failed).
 fn cache_take(need: usize) -> *mut Huge {
     let mut c = CACHE.lock();
     let mut best: *mut Huge = null_mut();
@@ -80,30 +84,100 @@ fn cache_take(need: usize) -> *mut Huge {
     unsafe {
         while !h.is_null() {
             let m = (*h).map_size;
-            if m >= need
-                && m - need <= need / 2 + (1 << 20)
-                && (best.is_null() || m < (*best).map_size)
-            {
+            let better = if best.is_null() {
+                true
+            } else {
+                let b = (*best).map_size;
+                // Large enough beats too small; among large enough the
+                // smallest, among too small the largest.
+                (m >= need && (b < need || m < b)) || (m < need && b < need && m > b)
+            };
+            if better {
                 best = h;
                 best_prev = prev;
             }
             prev = h;
             h = (*h).next;
         }
-        if !best.is_null() {
-            if best_prev.is_null() {
-                c.head = (*best).next;
-            } else {
-                (*best_prev).next = (*best).next;
-            }
-            c.bytes -= (*best).map_size as u64;
-            c.count -= 1;
-            GLOBAL
-                .dirty_bytes
-                .fetch_sub((*best).map_size as u64, Relaxed);
+        if best.is_null() {
+            return best;
         }
+        if best_prev.is_null() {
+            c.head = (*best).next;
+        } else {
+            (*best_prev).next = (*best).next;
+        }
+        c.bytes -= (*best).map_size as u64;
+        c.count -= 1;
+        GLOBAL
+            .dirty_bytes
+            .fetch_sub((*best).map_size as u64, Relaxed);
+        drop(c);
+        fit(best, need)
     }
-    best
+}
+
+/// Resizes the unused mapping `h` to `need` bytes; null (and `h` unmapped)
+/// if it cannot grow.
+///
+/// # Safety
+/// `h` is a huge mapping of ours that is neither live nor cached.
+unsafe fn fit(h: *mut Huge, need: usize) -> *mut Huge {
+    // SAFETY: per the contract.
+    unsafe {
+        let m = (*h).map_size;
+        if m >= need {
+            // Keep up to the request's size again as slack (a later, larger
+            // request reuses it without faults); give back the rest.
+            if m - need > need.max(1 << 20) {
+                memkit_sys::unmap((h as *mut u8).add(need), m - need);
+                GLOBAL.unmap((m - need) as u64, true);
+                (*h).map_size = need;
+            }
+            return h;
+        }
+        // Grow: the interior-chunk mark (if any) is redone by the caller.
+        if (*h).data_off == SEGMENT_SIZE {
+            segment::set_interior(h as usize + SEGMENT_SIZE, false);
+        }
+        (*h).data_off = 0;
+        let base = h as *mut u8;
+        let grown = if memkit_sys::remap(base, m, need, false).is_ok() {
+            h
+        } else {
+            let Ok(dst) = memkit_sys::map_aligned(need, SEGMENT_SIZE) else {
+                unmap(h);
+                return null_mut();
+            };
+            apply_thp(dst, need);
+            if memkit_sys::remap_to(base, m, need, dst).is_err() {
+                memkit_sys::unmap(dst, need);
+                unmap(h);
+                return null_mut();
+            }
+            segment::set_owned(base as usize, false);
+            segment::set_owned(dst as usize, true);
+            dst as *mut Huge
+        };
+        GLOBAL.map((need - m) as u64, true);
+        (*grown).map_size = need;
+        grown
+    }
+}
+
+/// Applies the `MEMKIT_THP` policy to a fresh huge mapping.
+fn apply_thp(p: *mut u8, len: usize) {
+    match OPTIONS.thp.load(Relaxed) {
+        // SAFETY: advice on a mapping we just made.
+        THP_ALWAYS => unsafe {
+            memkit_sys::advise_huge(p, len, true);
+        },
+        // SAFETY: as above.
+        THP_NEVER => unsafe {
+            memkit_sys::advise_huge(p, len, false);
+        },
+        _ => {}
+    }
 }
 
 /// Allocates a huge block of `size` bytes aligned to `align` (power of two).
@@ -119,6 +193,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
             return null_mut();
         };
         GLOBAL.map(need as u64, true);
+        apply_thp(p, need);
         h = p as *mut Huge;
         // SAFETY: a fresh mapping of at least one page.
         unsafe {
@@ -283,6 +358,7 @@ pub unsafe fn resize(h: *mut Huge, size: usize) -> *mut u8 {
             let Ok(dst) = memkit_sys::map_aligned(target, SEGMENT_SIZE) else {
                 return null_mut();
             };
+            apply_thp(dst, target);
             if memkit_sys::remap_to(base, old, target, dst).is_err() {
                 memkit_sys::unmap(dst, target);
                 return null_mut();
