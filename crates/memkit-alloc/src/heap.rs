@@ -281,13 +281,48 @@ unsafe extern "C" fn thread_done(arg: *mut c_void) {
 fn release(h: *mut Heap) {
     let now = memkit_sys::now_ns();
     // SAFETY: the heap's thread is gone; we act as its owner.
+    // Empty pages go back to their segments, but nothing is purged yet: the
+    // next thread adopts this heap and would fault the pages in again. The
+    // purge delay applies as for live heaps (dead heaps are collected on
+    // live threads' maintenance ticks).
     unsafe {
-        collect_all(h, true, true, now);
+        collect_all(h, true, false, now);
+        purge_beyond(h, RELEASE_KEEP_DIRTY);
         flush_stats(h, true);
     }
     let mut r = HEAPS.lock();
     r.live_count -= 1;
     r.push_dead(h);
+}
+
+/// Free-but-resident bytes an exiting thread's heap keeps for the thread that
+/// adopts it: enough for the next short-lived thread to start with few page
+/// faults, little enough that dead heaps do not hoard memory. Measured on the
+/// thread-churn benchmark (2 threads x 2000 generations): purging everything
+/// took 300k page faults; keeping 4 MiB, 90k faults and 1.9x glibc's RSS
+/// (18.7 vs 9.4 MiB); keeping 8 MiB, 25k faults and 2.9x.
+const RELEASE_KEEP_DIRTY: u64 = 4 << 20;
+
+/// Purges the dirty slices of `h`'s segments beyond the first `keep` bytes
+/// (most recently mapped segments first).
+///
+/// # Safety
+/// The caller owns `h`.
+unsafe fn purge_beyond(h: *mut Heap, keep: u64) {
+    let mut kept = 0u64;
+    // SAFETY: we own h and its segments.
+    unsafe {
+        let mut seg = (*h).segments;
+        while !seg.is_null() {
+            let dirty = (*seg).dirty_mask.count_ones() as u64 * SLICE_SIZE as u64;
+            if kept + dirty <= keep {
+                kept += dirty;
+            } else if dirty > 0 {
+                (*seg).purge();
+            }
+            seg = (*seg).next;
+        }
+    }
 }
 
 unsafe extern "C" fn fork_prepare() {
@@ -648,6 +683,9 @@ pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
         if me == empty_heap() {
             GLOBAL.orphan_frees.fetch_add(1, Relaxed);
             GLOBAL.orphan_freed_bytes.fetch_add(bs as u64, Relaxed);
+            // No heap to flush it later: count it in the global figure now,
+            // or the sampled peak would drift upwards.
+            GLOBAL.in_use_flushed.fetch_sub(bs as i64, Relaxed);
         } else {
             bump(&(*me).stats.frees, 1);
             bump_i(&(*me).stats.in_use, -(bs as i64));
