@@ -87,8 +87,9 @@ impl Page {
         self.used == 0
     }
 
-    /// Moves `local_free` and `thread_free` into `free`. Owner only.
-    /// Returns whether `free` is non-empty afterwards.
+    /// Takes the remote frees (`thread_free`) into `local_free`, and
+    /// `local_free` into `free` if `free` is empty. Owner only. Afterwards
+    /// `used` is exact. Returns whether `free` is non-empty.
     pub fn collect(&mut self) -> bool {
         // Remote frees first: swap the whole list out, keep the notify bit clear
         // (a page being collected is in a queue, or about to be).
@@ -121,20 +122,11 @@ impl Page {
             self.local_free = list as *mut Block;
             self.used -= n;
         }
-        if !self.local_free.is_null() {
-            if self.free.is_null() {
-                self.free = self.local_free;
-            } else {
-                // Rare: append (free is usually empty when we collect).
-                let mut t = self.free;
-                // SAFETY: free-list links are valid blocks of this page.
-                unsafe {
-                    while !(*t).next.is_null() {
-                        t = (*t).next;
-                    }
-                    (*t).next = self.local_free;
-                }
-            }
+        // Local frees become allocatable when `free` runs dry; if it still
+        // has blocks (a maintenance collection), they wait: appending would
+        // walk the whole free list.
+        if self.free.is_null() {
+            self.free = self.local_free;
             self.local_free = null_mut();
         }
         !self.free.is_null()
