@@ -84,13 +84,15 @@ fn cache_take(need: usize) -> *mut Huge {
     unsafe {
         while !h.is_null() {
             let m = (*h).map_size;
-            let better = if best.is_null() {
-                true
-            } else {
+            let better = best.is_null() || {
                 let b = (*best).map_size;
                 // Large enough beats too small; among large enough the
                 // smallest, among too small the largest.
-                (m >= need && (b < need || m < b)) || (m < need && b < need && m > b)
+                if m >= need {
+                    b < need || m < b
+                } else {
+                    b < need && m > b
+                }
             };
             if better {
                 best = h;

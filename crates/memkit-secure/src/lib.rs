@@ -206,6 +206,33 @@ pub fn set_lock_policy(p: LockPolicy) {
     policy::set(p)
 }
 
+unsafe extern "C" {
+    fn pthread_atfork(
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
+    ) -> i32;
+}
+
+unsafe extern "C" fn fork_prepare() {
+    STATE.fork_prepare();
+}
+
+unsafe extern "C" fn fork_release() {
+    STATE.fork_release();
+}
+
+/// Registers the fork handlers once, before the first secret exists (and
+/// outside the lock: `pthread_atfork` may allocate).
+fn register_fork_handlers() {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if !DONE.load(Ordering::Acquire) && !DONE.swap(true, Ordering::AcqRel) {
+        // SAFETY: valid handlers that only take and release our lock.
+        unsafe { pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
+    }
+}
+
 /// Allocates a zeroed, read-write secret of `size` bytes.
 pub fn alloc(size: usize, opts: &Options) -> Result<NonNull<u8>, Error> {
     let align = opts.align.max(canary::CANARY);
@@ -213,6 +240,7 @@ pub fn alloc(size: usize, opts: &Options) -> Result<NonNull<u8>, Error> {
         return Err(Error::invalid(size, memkit_sys::protect::EINVAL));
     }
     let policy = opts.policy.unwrap_or_else(policy::get);
+    register_fork_handlers();
     STATE.with(|_, _| canary::init());
     if opts.mode == Mode::Packed && align <= canary::CANARY && size <= MAX_PACKED {
         if let Some(class) = slab::class_for(size) {

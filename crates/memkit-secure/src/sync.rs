@@ -1,7 +1,8 @@
-//! The one lock around memkit-secure's books: a lock whose word holds the
-//! holder's process id, so that a child made by `fork` while another
-//! thread held it can tell the lock is stale (its holder does not exist in
-//! the child) and take it over instead of deadlocking.
+//! The one lock around memkit-secure's books. `pthread_atfork` handlers
+//! take it around `fork`, so a child never sees the books half-changed. The
+//! lock word also holds the holder's process id, so that a child forked
+//! without those handlers running (a raw `clone`) can tell a stale lock
+//! and take it over instead of deadlocking.
 //!
 //! Like the allocator core's locks, a waiter spins briefly, then yields the
 //! CPU. Secure operations are system calls (mmap, mlock, mprotect) costing
@@ -48,6 +49,22 @@ impl<T> Locked<T> {
         let _g = Guard(&self.word);
         // SAFETY: the lock is held until `_g` drops, after `f` returns.
         f(unsafe { &mut *self.value.get() }, me)
+    }
+
+    /// Takes the lock without a guard: `pthread_atfork`'s prepare handler,
+    /// so that no thread is half-way through changing the books when the
+    /// process forks.
+    pub(crate) fn fork_prepare(&self) {
+        let me = memkit_sys::pid();
+        if self.word.compare_exchange(0, me, Acquire, Relaxed).is_err() {
+            self.lock_slow(me);
+        }
+    }
+
+    /// Releases the lock taken by [`fork_prepare`](Self::fork_prepare), in
+    /// the parent and in the child.
+    pub(crate) fn fork_release(&self) {
+        self.word.store(0, Release);
     }
 
     #[cold]

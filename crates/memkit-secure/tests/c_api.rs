@@ -7,7 +7,7 @@
 //! `cargo build --release -p memkit-preload` into this test's target
 //! directory.
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -74,31 +74,7 @@ fn scenario(args: &[&str]) -> Command {
 /// optionally no CAP_IPC_LOCK plus a given RLIMIT_MEMLOCK (as an
 /// unprivileged process has).
 fn limits(c: &mut Command, memlock: Option<u64>) -> &mut Command {
-    // SAFETY: the closure only makes async-signal-safe system calls.
-    unsafe {
-        c.pre_exec(move || {
-            let core = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &core);
-            if let Some(m) = memlock {
-                // Dropped from the bounding set, the capability does not come
-                // back with exec even for root. Fails harmlessly when we lack
-                // it already.
-                const CAP_IPC_LOCK: libc::c_ulong = 14;
-                libc::prctl(libc::PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0);
-                let l = libc::rlimit {
-                    rlim_cur: m,
-                    rlim_max: m,
-                };
-                if libc::setrlimit(libc::RLIMIT_MEMLOCK, &l) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        })
-    }
+    memkit_tests::limit_child(c, true, memlock)
 }
 
 fn gcc() -> bool {

@@ -769,6 +769,39 @@ pub fn assert_binds_to_memkit(cmd: &mut Command) -> Outcome {
     run_checking_bindings(cmd, Duration::from_secs(300), &["malloc", "free"], &what)
 }
 
+/// Limits the child of `cmd`: with `no_core`, no core file (for children
+/// whose crash is the expected outcome); with `memlock`, the position of an
+/// unprivileged process for memory locking: no `CAP_IPC_LOCK` (dropped from
+/// the bounding set, so exec does not bring it back, even for root) and that
+/// `RLIMIT_MEMLOCK`.
+pub fn limit_child(cmd: &mut Command, no_core: bool, memlock: Option<u64>) -> &mut Command {
+    // SAFETY: the closure only makes async-signal-safe system calls.
+    unsafe {
+        cmd.pre_exec(move || {
+            if no_core {
+                let zero = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &zero);
+            }
+            if let Some(m) = memlock {
+                const CAP_IPC_LOCK: libc::c_ulong = 14;
+                // Fails harmlessly when the capability is gone already.
+                libc::prctl(libc::PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0);
+                let l = libc::rlimit {
+                    rlim_cur: m,
+                    rlim_max: m,
+                };
+                if libc::setrlimit(libc::RLIMIT_MEMLOCK, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

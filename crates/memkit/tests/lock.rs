@@ -3,7 +3,6 @@
 //! Locking is process-wide, so each test locks inside a child process: this
 //! test binary re-run on one test (`MEMKIT_TEST_CHILD=<test name>`).
 
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
 use memkit::lock::{self, LockFlags, MemlockLimit};
@@ -20,23 +19,7 @@ fn run_child(name: &str, memlock: Option<u64>) -> Output {
     let mut c = Command::new(std::env::current_exe().unwrap());
     c.args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, name);
-    // SAFETY: only async-signal-safe system calls between fork and exec.
-    unsafe {
-        c.pre_exec(move || {
-            if let Some(m) = memlock {
-                const CAP_IPC_LOCK: libc::c_ulong = 14;
-                libc::prctl(libc::PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0);
-                let l = libc::rlimit {
-                    rlim_cur: m,
-                    rlim_max: m,
-                };
-                if libc::setrlimit(libc::RLIMIT_MEMLOCK, &l) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    memkit_tests::limit_child(&mut c, false, memlock);
     c.output().unwrap()
 }
 

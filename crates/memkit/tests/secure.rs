@@ -5,7 +5,7 @@
 //! limits) re-runs this test binary on itself alone in a child process
 //! (`MEMKIT_TEST_CHILD=<test name>`) and checks how the child ended.
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
@@ -28,28 +28,7 @@ fn run_child(name: &str, memlock: Option<u64>, env: &[(&str, &str)]) -> Output {
         .env(CHILD, name)
         .env_remove("MEMKIT_SECURE_MLOCK")
         .envs(env.iter().copied());
-    // SAFETY: only async-signal-safe system calls between fork and exec.
-    unsafe {
-        c.pre_exec(move || {
-            let zero = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &zero);
-            if let Some(m) = memlock {
-                const CAP_IPC_LOCK: libc::c_ulong = 14;
-                libc::prctl(libc::PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0);
-                let l = libc::rlimit {
-                    rlim_cur: m,
-                    rlim_max: m,
-                };
-                if libc::setrlimit(libc::RLIMIT_MEMLOCK, &l) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    memkit_tests::limit_child(&mut c, true, memlock);
     c.output().unwrap()
 }
 
