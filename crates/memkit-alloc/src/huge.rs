@@ -43,6 +43,13 @@ pub struct Huge {
     pub expire: u64,
 }
 
+// `free` reads `kind` (and `heap`) through a `Segment` pointer before it
+// knows which of the two a chunk holds.
+const _: () = assert!(
+    core::mem::offset_of!(Huge, heap) == core::mem::offset_of!(segment::Segment, heap)
+        && core::mem::offset_of!(Huge, kind) == core::mem::offset_of!(segment::Segment, kind)
+);
+
 struct Cache {
     head: *mut Huge,
     bytes: u64,

@@ -81,12 +81,6 @@ impl Page {
         prev: null_mut(),
     };
 
-    /// Whether the page has no block in use, counting pending remote frees.
-    #[inline]
-    pub fn all_free(&self) -> bool {
-        self.used == 0
-    }
-
     /// Takes the remote frees (`thread_free`) into `local_free`, and
     /// `local_free` into `free` if `free` is empty. Owner only. Afterwards
     /// `used` is exact. Returns whether `free` is non-empty.

@@ -80,14 +80,6 @@ pub fn set_interior(chunk: usize, on: bool) {
     bit_set(&INTERIOR, chunk, on)
 }
 
-/// The fields every 4 MiB-aligned header starts with (segment or huge block).
-#[repr(C)]
-pub struct Header {
-    /// Owning heap for small segments; null for huge blocks.
-    pub heap: *mut Heap,
-    pub kind: u32,
-}
-
 #[repr(C)]
 pub struct Segment {
     pub heap: *mut Heap,
@@ -236,10 +228,6 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     head: null_mut(),
     count: 0,
 });
-
-pub fn cache_lock() -> &'static SpinLock<impl Sized> {
-    &CACHE
-}
 
 /// A segment for `heap`: from the cache, else freshly mapped.
 pub fn alloc(heap: *mut Heap) -> *mut Segment {

@@ -192,19 +192,6 @@ pub fn self_exe(buf: &mut [u8]) -> usize {
     rustix::fs::readlinkat_raw(rustix::fs::CWD, c"/proc/self/exe", buf).unwrap_or(0)
 }
 
-/// The calling thread's thread pointer (`%fs:0` on x86_64): unique among live
-/// threads, read without a system call.
-#[inline(always)]
-pub fn thread_pointer() -> usize {
-    let tp: usize;
-    // SAFETY: on x86_64 Linux `%fs:0` holds the TCB's self pointer for every
-    // thread created by the C library (and the main thread).
-    unsafe {
-        core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags, pure));
-    }
-    tp
-}
-
 /// `write(fd, buf)` until everything is written or an error occurs.
 pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
     // SAFETY: the fd is borrowed only for this call; the caller names an open fd.
