@@ -150,26 +150,10 @@ unsafe fn fit(h: *mut Huge, need: usize) -> *mut Huge {
             segment::set_interior(h as usize + SEGMENT_SIZE, false);
         }
         (*h).data_off = 0;
-        let base = h as *mut u8;
-        let grown = if memkit_sys::remap(base, m, need, false).is_ok() {
-            h
-        } else {
-            let Ok(dst) = memkit_sys::map_aligned(need, SEGMENT_SIZE) else {
-                unmap(h);
-                return null_mut();
-            };
-            apply_thp(dst, need);
-            if memkit_sys::remap_to(base, m, need, dst).is_err() {
-                memkit_sys::unmap(dst, need);
-                unmap(h);
-                return null_mut();
-            }
-            segment::set_owned(base as usize, false);
-            segment::set_owned(dst as usize, true);
-            dst as *mut Huge
-        };
-        GLOBAL.map((need - m) as u64, true);
-        (*grown).map_size = need;
+        let grown = grow(h, need);
+        if grown.is_null() {
+            unmap(h);
+        }
         grown
     }
 }
@@ -189,6 +173,29 @@ fn apply_thp(p: *mut u8, len: usize) {
     }
 }
 
+/// Maps `need` bytes for a huge block: 4 MiB-aligned, and for alignments
+/// above 4 MiB placed so that the data (one chunk after the header) lands on
+/// the alignment.
+fn map_for(need: usize, align: usize) -> Option<*mut u8> {
+    if align <= SEGMENT_SIZE {
+        return memkit_sys::map_aligned(need, SEGMENT_SIZE).ok();
+    }
+    let over = need.checked_add(align)?;
+    let raw = memkit_sys::map_aligned(over, SEGMENT_SIZE).ok()? as usize;
+    let data = (raw + SEGMENT_SIZE).next_multiple_of(align);
+    let base = data - SEGMENT_SIZE;
+    // SAFETY: both trimmed ranges lie inside the mapping just made.
+    unsafe {
+        if base > raw {
+            memkit_sys::unmap(raw as *mut u8, base - raw);
+        }
+        if raw + over > base + need {
+            memkit_sys::unmap((base + need) as *mut u8, raw + over - (base + need));
+        }
+    }
+    Some(base as *mut u8)
+}
+
 /// Allocates a huge block of `size` bytes aligned to `align` (power of two).
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
     if size > MAX_REQUEST || align > MAX_REQUEST {
@@ -196,9 +203,15 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     }
     let off = data_offset(align);
     let need = (off + size).next_multiple_of(OS_PAGE);
-    let mut h = cache_take(need);
+    // A cached mapping is only 4 MiB-aligned: good for any alignment up to
+    // that (the data offset is the alignment), not beyond.
+    let mut h = if align <= SEGMENT_SIZE {
+        cache_take(need)
+    } else {
+        null_mut()
+    };
     if h.is_null() {
-        let Ok(p) = memkit_sys::map_aligned(need, SEGMENT_SIZE) else {
+        let Some(p) = map_for(need, align) else {
             return null_mut();
         };
         GLOBAL.map(need as u64, true);
@@ -330,6 +343,43 @@ unsafe fn unmap(h: *mut Huge) {
     }
 }
 
+/// Grows the mapping of `h` to `len` bytes without copying: in place with
+/// `mremap`, or by moving its pages onto a fresh 4 MiB-aligned range
+/// (`mremap(MREMAP_FIXED)`), ownership and interior marks moved along.
+/// Returns the (possibly moved) header, or null with `h` untouched.
+///
+/// # Safety
+/// `h` is a huge mapping of ours that nobody else touches meanwhile.
+unsafe fn grow(h: *mut Huge, len: usize) -> *mut Huge {
+    // SAFETY: per the contract.
+    unsafe {
+        let base = h as *mut u8;
+        let old = (*h).map_size;
+        let grown = if memkit_sys::remap(base, old, len, false).is_ok() {
+            h
+        } else {
+            let Ok(dst) = memkit_sys::map_aligned(len, SEGMENT_SIZE) else {
+                return null_mut();
+            };
+            apply_thp(dst, len);
+            if memkit_sys::remap_to(base, old, len, dst).is_err() {
+                memkit_sys::unmap(dst, len);
+                return null_mut();
+            }
+            if (*(dst as *mut Huge)).data_off == SEGMENT_SIZE {
+                segment::set_interior(base as usize + SEGMENT_SIZE, false);
+                segment::set_interior(dst as usize + SEGMENT_SIZE, true);
+            }
+            segment::set_owned(base as usize, false);
+            segment::set_owned(dst as usize, true);
+            dst as *mut Huge
+        };
+        GLOBAL.map((len - old) as u64, true);
+        (*grown).map_size = len;
+        grown
+    }
+}
+
 /// Resizes a huge block to `size` (> MEDIUM_MAX) without copying: shrink or
 /// grow in place, or move the pages with `mremap`. Returns the new data
 /// pointer, or null (the old block is untouched) when memory is short.
@@ -360,28 +410,10 @@ pub unsafe fn resize(h: *mut Huge, size: usize) -> *mut u8 {
         }
         // Grow with slack (x1.25) so a growing buffer does not remap each time.
         let target = (need + need / 4).next_multiple_of(OS_PAGE).max(need);
-        let base = h as *mut u8;
-        let newh = if memkit_sys::remap(base, old, target, false).is_ok() {
-            h
-        } else {
-            let Ok(dst) = memkit_sys::map_aligned(target, SEGMENT_SIZE) else {
-                return null_mut();
-            };
-            apply_thp(dst, target);
-            if memkit_sys::remap_to(base, old, target, dst).is_err() {
-                memkit_sys::unmap(dst, target);
-                return null_mut();
-            }
-            if off == SEGMENT_SIZE {
-                segment::set_interior(base as usize + SEGMENT_SIZE, false);
-                segment::set_interior(dst as usize + SEGMENT_SIZE, true);
-            }
-            segment::set_owned(base as usize, false);
-            segment::set_owned(dst as usize, true);
-            dst as *mut Huge
-        };
-        GLOBAL.map((target - old) as u64, true);
-        (*newh).map_size = target;
+        let newh = grow(h, target);
+        if newh.is_null() {
+            return null_mut();
+        }
         GLOBAL
             .huge_live_bytes
             .fetch_add((target - off - old_usable) as u64, Relaxed);

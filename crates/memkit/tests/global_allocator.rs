@@ -49,7 +49,17 @@ fn over_aligned_layouts_are_honoured() {
         assert_eq!(p.as_ref() as *const Page as usize % 4096, 0);
         assert_eq!(p.0[4095], 7);
     }
-    for align in [32usize, 64, 256, 4096, 65536, 1 << 20, 4 << 20] {
+    for align in [
+        32usize,
+        64,
+        256,
+        4096,
+        65536,
+        1 << 20,
+        4 << 20,
+        8 << 20,
+        32 << 20,
+    ] {
         let layout = std::alloc::Layout::from_size_align(100, align).unwrap();
         // SAFETY: a non-zero size layout; freed with the same layout.
         unsafe {
@@ -74,4 +84,36 @@ fn huge_vectors_grow_without_losing_contents() {
     assert_eq!(v.iter().sum::<u64>(), 3_999_999 * 4_000_000 / 2);
     drop(v);
     assert!(memkit::trim() > 0 || memkit::stats().huge_live == 0);
+}
+
+#[test]
+fn huge_blocks_grow_by_moving_their_pages() {
+    use memkit::raw;
+    // SAFETY: raw blocks are used within their usable size and freed once.
+    unsafe {
+        for align in [16usize, 4096, 1 << 20, 4 << 20] {
+            let a = raw::aligned_alloc(align, 6 << 20);
+            assert!(!a.is_null() && a as usize % align == 0, "align {align}");
+            for off in (0..6 << 20).step_by(4096) {
+                *a.add(off) = (off >> 12) as u8;
+            }
+            // A neighbour that makes growing in place unlikely.
+            let blocker = raw::malloc(6 << 20);
+            let b = raw::realloc(a, 40 << 20);
+            assert!(!b.is_null());
+            assert!(raw::usable_size(b) >= 40 << 20);
+            for off in (0..6 << 20).step_by(4096) {
+                assert_eq!(
+                    *b.add(off),
+                    (off >> 12) as u8,
+                    "align {align}, offset {off}"
+                );
+            }
+            *b.add((40 << 20) - 1) = 1;
+            raw::free(b);
+            raw::free(blocker);
+            // Freed blocks are really gone: usable_size of the old pointer is 0.
+            assert_eq!(raw::usable_size(b), 0);
+        }
+    }
 }
