@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering, Ordering::R
 
 use crate::config::{self, OPTIONS};
 use crate::lock::SpinLock;
-use crate::page::{Block, Page, FLAG_FULL, TF_NOTIFY};
+use crate::page::{Block, Page, FLAG_FULL, TF_COUNT_SHIFT, TF_NOTIFY, TF_ONE, TF_PTR};
 use crate::segment::{self, Segment, SLICES, SLICE_SIZE};
 use crate::size_class::{bin_size, NBINS};
 use crate::stats::{bump, bump_i, HeapStats, GLOBAL};
@@ -671,8 +671,10 @@ pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
                     Err(v) => cur = v,
                 }
             } else {
-                (*blk).next = cur as *mut Block;
-                match tf.compare_exchange_weak(cur, blk as usize, Ordering::Release, Relaxed) {
+                debug_assert!((blk as usize) >> TF_COUNT_SHIFT == 0);
+                (*blk).next = (cur & TF_PTR) as *mut Block;
+                let new = blk as usize | ((cur >> TF_COUNT_SHIFT) << TF_COUNT_SHIFT) + TF_ONE;
+                match tf.compare_exchange_weak(cur, new, Ordering::Release, Relaxed) {
                     Ok(_) => break,
                     Err(v) => cur = v,
                 }

@@ -30,6 +30,14 @@ pub const FLAG_ALIGNED: u8 = 2;
 /// the next remote free (the freer pushes the page on the heap's
 /// `remote_pages` stack and clears the bit, so a page is pushed at most once).
 pub const TF_NOTIFY: usize = 1;
+/// `thread_free` also counts its blocks in its top bits (user-space pointers
+/// have 47 bits; a page holds at most 4096 blocks), so the owner learns how
+/// many remote frees it collects without walking the list.
+pub const TF_COUNT_SHIFT: u32 = 47;
+/// One more block on `thread_free`.
+pub const TF_ONE: usize = 1 << TF_COUNT_SHIFT;
+/// The list-head bits of `thread_free`.
+pub const TF_PTR: usize = (TF_ONE - 1) & !TF_NOTIFY;
 
 #[repr(C, align(128))]
 pub struct Page {
@@ -85,36 +93,40 @@ impl Page {
     /// `local_free` into `free` if `free` is empty. Owner only. Afterwards
     /// `used` is exact. Returns whether `free` is non-empty.
     pub fn collect(&mut self) -> bool {
-        // Remote frees first: swap the whole list out, keep the notify bit clear
-        // (a page being collected is in a queue, or about to be).
+        // Remote frees first: swap the whole list out (keeping the notify
+        // bit); its count rides in the top bits, so no walk of the list (a
+        // chain of cache misses on lines the freeing threads wrote).
         if self.thread_free.load(Ordering::Relaxed) & !TF_NOTIFY != 0 {
             let mut cur = self.thread_free.load(Ordering::Relaxed);
-            let list = loop {
+            let taken = loop {
                 match self.thread_free.compare_exchange_weak(
                     cur,
                     cur & TF_NOTIFY,
                     Ordering::Acquire,
                     Ordering::Relaxed,
                 ) {
-                    Ok(v) => break v & !TF_NOTIFY,
+                    Ok(v) => break v,
                     Err(v) => cur = v,
                 }
             };
-            let mut b = list as *mut Block;
-            let mut tail = b;
-            let mut n = 0u32;
-            // SAFETY: blocks on thread_free were handed out by this page and
-            // freed exactly once; each holds a valid link.
-            unsafe {
-                while !b.is_null() {
-                    n += 1;
-                    tail = b;
-                    b = (*b).next;
+            let list = (taken & TF_PTR) as *mut Block;
+            self.used -= (taken >> TF_COUNT_SHIFT) as u32;
+            if self.free.is_null() {
+                self.free = list;
+            } else {
+                // Rare (a maintenance collection while `free` still has
+                // blocks): park the list on local_free, which needs its tail.
+                let mut tail = list;
+                // SAFETY: blocks on thread_free were handed out by this page
+                // and freed exactly once; each holds a valid link.
+                unsafe {
+                    while !(*tail).next.is_null() {
+                        tail = (*tail).next;
+                    }
+                    (*tail).next = self.local_free;
                 }
-                (*tail).next = self.local_free;
+                self.local_free = list;
             }
-            self.local_free = list as *mut Block;
-            self.used -= n;
         }
         // Local frees become allocatable when `free` runs dry; if it still
         // has blocks (a maintenance collection), they wait: appending would

@@ -93,7 +93,10 @@ fn huge_blocks_grow_by_moving_their_pages() {
     unsafe {
         for align in [16usize, 4096, 1 << 20, 4 << 20] {
             let a = raw::aligned_alloc(align, 6 << 20);
-            assert!(!a.is_null() && (a as usize).is_multiple_of(align), "align {align}");
+            assert!(
+                !a.is_null() && (a as usize).is_multiple_of(align),
+                "align {align}"
+            );
             for off in (0..6 << 20).step_by(4096) {
                 *a.add(off) = (off >> 12) as u8;
             }
