@@ -673,7 +673,8 @@ pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
             } else {
                 debug_assert!((blk as usize) >> TF_COUNT_SHIFT == 0);
                 (*blk).next = (cur & TF_PTR) as *mut Block;
-                let new = blk as usize | ((cur >> TF_COUNT_SHIFT) << TF_COUNT_SHIFT) + TF_ONE;
+                let count = (cur & !(TF_ONE - 1)) + TF_ONE;
+                let new = blk as usize | count;
                 match tf.compare_exchange_weak(cur, new, Ordering::Release, Relaxed) {
                     Ok(_) => break,
                     Err(v) => cur = v,
