@@ -35,6 +35,9 @@ const STATE_EMPTY: u32 = 0;
 const STATE_LIVE: u32 = 1;
 const STATE_DEAD: u32 = 2;
 
+/// Most bytes of other heaps' blocks a heap keeps per bin (see `rcache`).
+const RCACHE_BYTES: u32 = 32 * 1024;
+
 /// Slow paths between maintenance checks (purge, cache decay, dead heaps).
 const MAINTENANCE_EVERY: u32 = 64;
 /// Unflushed in-use bytes a heap may hold before adding them to the global peak.
@@ -48,6 +51,13 @@ pub struct Heap {
     pub stats: HeapStats,
     /// Blocks freed by other threads into pages that were full.
     pub delayed: AtomicPtr<Block>,
+    /// Blocks of *other* heaps' pages that this thread freed, kept per bin
+    /// (up to [`RCACHE_BYTES`]) for this thread's next allocations of that
+    /// size: a block freed far from its owner is reused where its cache line
+    /// now is, instead of crossing cores back. Still counted as used by its
+    /// page until returned (at maintenance, trim, thread exit).
+    pub rcache: [*mut Block; NBINS],
+    pub rcache_bytes: [u32; NBINS],
     /// Segments owned by this heap (through `Segment::next/prev`).
     pub segments: *mut Segment,
     pub slow_calls: u32,
@@ -80,6 +90,8 @@ static EMPTY_HEAP: SyncCell<Heap> = SyncCell(UnsafeCell::new(Heap {
     last: [EMPTY_PAGE.0.get(); NBINS],
     stats: HeapStats::ZERO,
     delayed: AtomicPtr::new(null_mut()),
+    rcache: [null_mut(); NBINS],
+    rcache_bytes: [0; NBINS],
     segments: null_mut(),
     slow_calls: 0,
     state: AtomicU32::new(STATE_EMPTY),
@@ -173,6 +185,8 @@ impl Registry {
                 last: [empty_page(); NBINS],
                 stats: HeapStats::ZERO,
                 delayed: AtomicPtr::new(null_mut()),
+                rcache: [null_mut(); NBINS],
+                rcache_bytes: [0; NBINS],
                 segments: null_mut(),
                 slow_calls: 0,
                 state: AtomicU32::new(STATE_LIVE),
@@ -452,17 +466,24 @@ unsafe fn pop(p: *mut Page) -> *mut u8 {
     }
 }
 
-/// The allocation slow path for a small/medium bin: refill from the bin's
-/// pages, or make a new page.
+/// The allocation slow path for a small/medium bin: a block from the
+/// `rcache` (if `from_rcache`), else refill from the bin's pages, or make a
+/// new page.
 ///
 /// # Safety
 /// `h` is the calling thread's (real) heap.
 #[cold]
 #[inline(never)]
-pub unsafe fn alloc_bin_slow(h: *mut Heap, bin: usize) -> *mut u8 {
+pub unsafe fn alloc_bin_slow(h: *mut Heap, bin: usize, from_rcache: bool) -> *mut u8 {
     // SAFETY: we own h.
     unsafe {
         tick(h);
+        let rb = (*h).rcache[bin];
+        if from_rcache && !rb.is_null() {
+            (*h).rcache[bin] = (*rb).next;
+            (*h).rcache_bytes[bin] -= bin_size(bin) as u32;
+            return rb as *mut u8;
+        }
         loop {
             let p = (*h).first[bin];
             if p == empty_page() {
@@ -645,6 +666,40 @@ unsafe fn unfull(h: *mut Heap, p: *mut Page) {
 #[cold]
 #[inline(never)]
 pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe {
+        let me = tls::heap();
+        let bs = (*p).block_size;
+        if me == empty_heap() {
+            GLOBAL.orphan_frees.fetch_add(1, Relaxed);
+            GLOBAL.orphan_freed_bytes.fetch_add(bs as u64, Relaxed);
+            // No heap to flush it later: count it in the global figure now,
+            // or the sampled peak would drift upwards.
+            GLOBAL.in_use_flushed.fetch_sub(bs as i64, Relaxed);
+            return_remote(seg, p, b);
+            return;
+        }
+        bump(&(*me).stats.frees, 1);
+        bump_i(&(*me).stats.in_use, -(bs as i64));
+        let bin = (*p).bin as usize;
+        if (*me).rcache_bytes[bin] + bs as u32 <= RCACHE_BYTES {
+            let blk = b as *mut Block;
+            (*blk).next = (*me).rcache[bin];
+            (*me).rcache[bin] = blk;
+            (*me).rcache_bytes[bin] += bs as u32;
+            return;
+        }
+        return_remote(seg, p, b);
+    }
+}
+
+/// Gives a block back to its page's owner: pushed on the page's atomic
+/// `thread_free` (or, for a full page, the owner's `delayed` list).
+///
+/// # Safety
+/// `b` is a block of page `p` in segment `seg`, counted as used by `p`, that
+/// nobody uses any more.
+unsafe fn return_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
     // SAFETY: per the contract; thread_free and delayed are atomics.
     unsafe {
         let blk = b as *mut Block;
@@ -681,17 +736,26 @@ pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
                 }
             }
         }
-        let me = tls::heap();
-        let bs = (*p).block_size;
-        if me == empty_heap() {
-            GLOBAL.orphan_frees.fetch_add(1, Relaxed);
-            GLOBAL.orphan_freed_bytes.fetch_add(bs as u64, Relaxed);
-            // No heap to flush it later: count it in the global figure now,
-            // or the sampled peak would drift upwards.
-            GLOBAL.in_use_flushed.fetch_sub(bs as i64, Relaxed);
-        } else {
-            bump(&(*me).stats.frees, 1);
-            bump_i(&(*me).stats.in_use, -(bs as i64));
+    }
+}
+
+/// Returns every block of `h`'s `rcache` to its page's owner.
+///
+/// # Safety
+/// The caller owns `h`.
+unsafe fn flush_rcache(h: *mut Heap) {
+    // SAFETY: we own h; cached blocks are blocks of live pages, counted used.
+    unsafe {
+        for bin in 1..NBINS {
+            let mut b = (*h).rcache[bin];
+            while !b.is_null() {
+                let next = (*b).next;
+                let seg = Segment::of(b as *const u8);
+                return_remote(seg, Segment::page_of(seg, b as *const u8), b as *mut u8);
+                b = next;
+            }
+            (*h).rcache[bin] = null_mut();
+            (*h).rcache_bytes[bin] = 0;
         }
     }
 }
@@ -767,6 +831,9 @@ unsafe fn collect_all(h: *mut Heap, force: bool, purge_all: bool, now: u64) -> u
     let mut purged = 0;
     // SAFETY: we own h, its segments and pages.
     unsafe {
+        // Other heaps' blocks go home first (they may be ours: then they
+        // arrive on our own pages' thread_free and are collected below).
+        flush_rcache(h);
         drain_delayed(h);
         let mut seg = (*h).segments;
         while !seg.is_null() {

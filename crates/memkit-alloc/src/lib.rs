@@ -110,7 +110,7 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
     unsafe {
         if size <= MEDIUM_MAX {
             let bin = bin_of(size);
-            let b = heap::alloc_bin_slow(h, bin);
+            let b = heap::alloc_bin_slow(h, bin, true);
             if !b.is_null() {
                 bump(&(*h).stats.allocs, 1);
                 bump(&(*h).stats.requested, size as u64);
@@ -125,6 +125,26 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
             }
             b
         }
+    }
+}
+
+/// A small/medium block from the calling thread's own pages (never from the
+/// cache of other heaps' blocks), for callers that must mark its page.
+#[cold]
+#[inline(never)]
+unsafe fn malloc_own(size: usize) -> *mut u8 {
+    debug_assert!(size <= MEDIUM_MAX);
+    let h = tls::heap();
+    // SAFETY: called right after a successful malloc, so h is a real heap.
+    unsafe {
+        let bin = bin_of(size);
+        let b = heap::alloc_bin_slow(h, bin, false);
+        if !b.is_null() {
+            bump(&(*h).stats.allocs, 1);
+            bump(&(*h).stats.requested, size as u64);
+            bump_i(&(*h).stats.in_use, bin_size(bin) as i64);
+        }
+        b
     }
 }
 
@@ -357,11 +377,22 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
             // SAFETY: p is a fresh small block with size + align - 1 bytes;
             // our thread owns its page, so marking the page is ours to do.
             unsafe {
-                let p = malloc(size + align - 1);
+                let mut p = malloc(size + align - 1);
                 if p.is_null() {
                     return p;
                 }
-                let q = ((p as usize + align - 1) & !(align - 1)) as *mut u8;
+                let mut q = ((p as usize + align - 1) & !(align - 1)) as *mut u8;
+                if q != p && (*Segment::of(p)).heap != tls::heap() {
+                    // A block of another heap's page (the rcache): its page
+                    // flags are not ours to set. Take one of our own.
+                    let own = malloc_own(size + align - 1);
+                    free(p);
+                    if own.is_null() {
+                        return own;
+                    }
+                    p = own;
+                    q = ((p as usize + align - 1) & !(align - 1)) as *mut u8;
+                }
                 if q != p {
                     let seg = Segment::of(p);
                     (*Segment::page_of(seg, p)).flags |= FLAG_ALIGNED;
