@@ -106,13 +106,16 @@ impl Global {
         self.unmapped.fetch_add(bytes, Relaxed);
     }
 
-    /// Adds a heap's unflushed in-use delta and raises the peak.
+    /// Adds a heap's unflushed in-use delta (0 after a huge allocation) and
+    /// raises the peak.
     pub fn flush_in_use(&self, delta: i64) {
-        if delta != 0 {
-            let now = self.in_use_flushed.fetch_add(delta, Relaxed) + delta;
-            let huge = self.huge_live_bytes.load(Relaxed) as i64;
-            self.peak_in_use.fetch_max(now + huge, Relaxed);
-        }
+        let now = if delta != 0 {
+            self.in_use_flushed.fetch_add(delta, Relaxed) + delta
+        } else {
+            self.in_use_flushed.load(Relaxed)
+        };
+        let huge = self.huge_live_bytes.load(Relaxed) as i64;
+        self.peak_in_use.fetch_max(now + huge, Relaxed);
     }
 }
 
