@@ -610,13 +610,9 @@ unsafe fn free_page(h: *mut Heap, p: *mut Page, now: u64) {
 pub unsafe fn free_local_slow(h: *mut Heap, p: *mut Page, b: *mut u8) {
     // SAFETY: per the contract.
     unsafe {
-        let blk = b as *mut Block;
-        (*blk).next = (*p).local_free;
-        (*p).local_free = blk;
-        (*p).used -= 1;
         bump(&(*h).stats.frees, 1);
         bump_i(&(*h).stats.in_use, -((*p).block_size as i64));
-        after_local_free(h, p);
+        put_back(h, p, b as *mut Block);
     }
 }
 
@@ -631,13 +627,18 @@ pub unsafe fn retire(h: *mut Heap, p: *mut Page) {
     unsafe { free_page(h, p, memkit_sys::now_ns()) }
 }
 
-/// Re-queues a full page that got a block back, retires an empty one.
+/// Returns block `b` to its page `p` (owner side): onto `local_free`; a full
+/// page goes back in its queue, an empty one back to its segment (unless it
+/// is its bin's current page).
 ///
 /// # Safety
-/// `h` owns `p`.
-unsafe fn after_local_free(h: *mut Heap, p: *mut Page) {
+/// `h` owns `p`; `b` is a block of `p` counted in `used` that nobody uses.
+unsafe fn put_back(h: *mut Heap, p: *mut Page, b: *mut Block) {
     // SAFETY: per the contract.
     unsafe {
+        (*b).next = (*p).local_free;
+        (*p).local_free = b;
+        (*p).used -= 1;
         if (*p).flags & FLAG_FULL != 0 {
             unfull(h, p);
         }
@@ -768,20 +769,10 @@ unsafe fn drain_delayed(h: *mut Heap) {
     // SAFETY: per the contract; the list was swapped out whole.
     unsafe {
         let mut b = (*h).delayed.swap(null_mut(), Ordering::Acquire);
-        let now = if b.is_null() { 0 } else { memkit_sys::now_ns() };
         while !b.is_null() {
             let next = (*b).next;
             let seg = Segment::of(b as *const u8);
-            let p = Segment::page_of(seg, b as *const u8);
-            (*b).next = (*p).local_free;
-            (*p).local_free = b;
-            (*p).used -= 1;
-            if (*p).flags & FLAG_FULL != 0 {
-                unfull(h, p);
-            }
-            if (*p).used == 0 && (*h).first[(*p).bin as usize] != p {
-                free_page(h, p, now);
-            }
+            put_back(h, Segment::page_of(seg, b as *const u8), b);
             b = next;
         }
     }

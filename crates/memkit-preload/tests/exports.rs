@@ -1,25 +1,8 @@
 //! libmemkit.so exports the complete malloc family, glibc's aliases, the
 //! introspection set and the C++ operators, and needs almost nothing from
 //! libc (PITFALLS: nothing that could allocate behind the allocator's back).
-//!
-//! Having an integration test here also makes `cargo test` build the cdylib,
-//! which the other integration suites preload.
 
-use std::path::PathBuf;
 use std::process::Command;
-
-fn library() -> PathBuf {
-    // target/<profile>/deps/exports-HASH -> target/<profile>/libmemkit.so
-    let exe = std::env::current_exe().unwrap();
-    let lib = exe.parent().unwrap().parent().unwrap().join("libmemkit.so");
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "memkit-preload"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    lib
-}
 
 fn dynamic_symbols(undefined: bool) -> Vec<String> {
     let flag = if undefined {
@@ -29,7 +12,7 @@ fn dynamic_symbols(undefined: bool) -> Vec<String> {
     };
     let out = Command::new("nm")
         .args(["-D", flag])
-        .arg(library())
+        .arg(memkit_tests::lib_path())
         .output()
         .expect("nm runs");
     assert!(
