@@ -201,6 +201,9 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     if size > MAX_REQUEST || align > MAX_REQUEST {
         return null_mut();
     }
+    // A zero-byte request still gets a byte: its pointer must lie inside the
+    // mapping (and have a usable size), not at its end.
+    let size = size.max(1);
     let off = data_offset(align);
     let need = (off + size).next_multiple_of(OS_PAGE);
     // A cached mapping is only 4 MiB-aligned: good for any alignment up to

@@ -160,7 +160,11 @@ static void test_posix_memalign(void) {
             CHECK(malloc_usable_size(p) >= sizes[k], "posix_memalign(%zu, %zu): usable %zu", a, sizes[k],
                   malloc_usable_size(p));
             if (sizes[k]) memset(p, 0xcd, sizes[k]);
-            free(p);
+            /* Even a zero-byte aligned block is a real block: realloc keeps it alive. */
+            void *q = realloc(p, sizes[k] + 100);
+            CHECK(q != NULL, "realloc(posix_memalign(%zu, %zu), %zu) returned NULL", a, sizes[k],
+                  sizes[k] + 100);
+            free(q ? q : p);
         }
     }
 }
