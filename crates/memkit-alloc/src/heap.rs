@@ -28,7 +28,7 @@ use crate::lock::SpinLock;
 use crate::page::{Block, Page, FLAG_FULL, TF_COUNT_SHIFT, TF_NOTIFY, TF_ONE, TF_PTR};
 use crate::segment::{self, Segment, SLICES, SLICE_SIZE};
 use crate::size_class::{bin_size, NBINS};
-use crate::stats::{bump, bump_i, HeapStats, GLOBAL};
+use crate::stats::{HeapStats, GLOBAL};
 use crate::{huge, tls};
 
 const STATE_EMPTY: u32 = 0;
@@ -42,6 +42,8 @@ const RCACHE_BYTES: u32 = 32 * 1024;
 const MAINTENANCE_EVERY: u32 = 64;
 /// Unflushed in-use bytes a heap may hold before adding them to the global peak.
 const FLUSH_BYTES: i64 = 64 * 1024;
+/// Slow calls between two samples of a heap's bytes in use.
+const FLUSH_EVERY: u32 = 8;
 
 #[repr(C)]
 pub struct Heap {
@@ -610,8 +612,7 @@ unsafe fn free_page(h: *mut Heap, p: *mut Page, now: u64) {
 pub unsafe fn free_local_slow(h: *mut Heap, p: *mut Page, b: *mut u8) {
     // SAFETY: per the contract.
     unsafe {
-        bump(&(*h).stats.frees, 1);
-        bump_i(&(*h).stats.in_use, -((*p).block_size as i64));
+        (*h).stats.free((*p).bin as usize);
         put_back(h, p, b as *mut Block);
     }
 }
@@ -680,9 +681,8 @@ pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
             return_remote(seg, p, b);
             return;
         }
-        bump(&(*me).stats.frees, 1);
-        bump_i(&(*me).stats.in_use, -(bs as i64));
         let bin = (*p).bin as usize;
+        (*me).stats.free(bin);
         if (*me).rcache_bytes[bin] + bs as u32 <= RCACHE_BYTES {
             let blk = b as *mut Block;
             (*blk).next = (*me).rcache[bin];
@@ -792,8 +792,12 @@ unsafe fn tick(h: *mut Heap) {
         if !(*h).delayed.load(Relaxed).is_null() {
             drain_delayed(h);
         }
-        flush_stats(h, false);
         (*h).slow_calls = (*h).slow_calls.wrapping_add(1);
+        // Summing the per-bin counters costs ~100 adds: every 8th slow call
+        // (the peak misses at most 8 page refills of growth per thread).
+        if (*h).slow_calls.is_multiple_of(FLUSH_EVERY) {
+            flush_stats(h, false);
+        }
         if !(*h).slow_calls.is_multiple_of(MAINTENANCE_EVERY) {
             return;
         }
@@ -895,7 +899,7 @@ fn reclaim_dead(now: u64, all: bool) -> u64 {
 unsafe fn flush_stats(h: *mut Heap, force: bool) {
     // SAFETY: we own h.
     unsafe {
-        let cur = (*h).stats.in_use.load(Relaxed);
+        let cur = (*h).stats.sums().in_use;
         let d = cur - (*h).flushed;
         if force || d >= FLUSH_BYTES || d <= -FLUSH_BYTES {
             GLOBAL.flush_in_use(d);

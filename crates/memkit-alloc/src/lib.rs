@@ -33,7 +33,7 @@ use heap::{empty_heap, Heap};
 use page::{Block, FLAG_ALIGNED};
 use segment::{Segment, KIND_HUGE, SLICE_SIZE};
 use size_class::{bin_of, bin_size, MEDIUM_MAX, SMALL_BIN, SMALL_FAST_MAX};
-use stats::{bump, bump_i, Stats, GLOBAL};
+use stats::{bump, Stats, GLOBAL};
 
 pub use stats::Stats as AllocStats;
 
@@ -49,6 +49,30 @@ pub const MIN_ALIGN: usize = 16;
 /// Always safe to call; unsafe because it hands out raw memory.
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
+    // SAFETY: forwarded.
+    unsafe { malloc_with::<NoHook>(size) }
+}
+
+/// What the allocation slow path does when it returns null (the C layer sets
+/// errno), run there so that the fast path ends in a tail call.
+pub trait NullHook {
+    fn on_null();
+}
+
+/// Nothing to do on null.
+pub struct NoHook;
+
+impl NullHook for NoHook {
+    #[inline(always)]
+    fn on_null() {}
+}
+
+/// [`malloc`], running `H::on_null` when it returns null.
+///
+/// # Safety
+/// As [`malloc`].
+#[inline(always)]
+pub unsafe fn malloc_with<H: NullHook>(size: usize) -> *mut u8 {
     let h = tls::heap();
     if size <= MEDIUM_MAX {
         // SAFETY: h is the thread's heap (or the empty heap, whose pages have
@@ -60,6 +84,13 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
             } else {
                 bin_of(size)
             };
+            let rb = *(*h).rcache.get_unchecked(bin);
+            if !rb.is_null() {
+                *(*h).rcache.get_unchecked_mut(bin) = (*rb).next;
+                *(*h).rcache_bytes.get_unchecked_mut(bin) -= bin_size(bin) as u32;
+                (*h).stats.alloc(bin);
+                return rb as *mut u8;
+            }
             let p = *(*h).first.get_unchecked(bin);
             let mut b = (*p).free;
             if b.is_null() {
@@ -85,20 +116,28 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
                     next as *const i8,
                 );
                 (*p).used += 1;
-                bump(&(*h).stats.allocs, 1);
-                bump(&(*h).stats.requested, size as u64);
-                bump_i(&(*h).stats.in_use, (*p).block_size as i64);
+                (*h).stats.alloc(bin);
                 return b as *mut u8;
             }
         }
     }
     // SAFETY: forwarded.
-    unsafe { malloc_slow(size) }
+    unsafe { malloc_slow::<H>(size) }
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn malloc_slow(size: usize) -> *mut u8 {
+unsafe fn malloc_slow<H: NullHook>(size: usize) -> *mut u8 {
+    // SAFETY: forwarded.
+    let p = unsafe { malloc_slow_inner(size) };
+    if p.is_null() {
+        H::on_null();
+    }
+    p
+}
+
+#[inline(always)]
+unsafe fn malloc_slow_inner(size: usize) -> *mut u8 {
     let mut h = tls::heap();
     if h == empty_heap() {
         h = heap::thread_init();
@@ -112,16 +151,14 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
             let bin = bin_of(size);
             let b = heap::alloc_bin_slow(h, bin, true);
             if !b.is_null() {
-                bump(&(*h).stats.allocs, 1);
-                bump(&(*h).stats.requested, size as u64);
-                bump_i(&(*h).stats.in_use, bin_size(bin) as i64);
+                (*h).stats.alloc(bin);
             }
             b
         } else {
             let b = huge::alloc(size, MIN_ALIGN);
             if !b.is_null() {
-                bump(&(*h).stats.allocs, 1);
-                bump(&(*h).stats.requested, size as u64);
+                bump(&(*h).stats.huge_allocs, 1);
+                bump(&(*h).stats.huge_requested, size as u64);
             }
             b
         }
@@ -140,9 +177,7 @@ unsafe fn malloc_own(size: usize) -> *mut u8 {
         let bin = bin_of(size);
         let b = heap::alloc_bin_slow(h, bin, false);
         if !b.is_null() {
-            bump(&(*h).stats.allocs, 1);
-            bump(&(*h).stats.requested, size as u64);
-            bump_i(&(*h).stats.in_use, bin_size(bin) as i64);
+            (*h).stats.alloc(bin);
         }
         b
     }
@@ -173,12 +208,13 @@ pub unsafe fn free(p: *mut u8) {
                 let b = p as *mut Block;
                 (*b).next = (*pg).local_free;
                 (*pg).local_free = b;
-                (*pg).used -= 1;
-                bump(&(*h).stats.frees, 1);
-                bump_i(&(*h).stats.in_use, -((*pg).block_size as i64));
+                let used = (*pg).used - 1;
+                (*pg).used = used;
+                let bin = (*pg).bin as usize;
+                (*h).stats.free(bin);
                 // An empty page goes back to its segment unless it is the
                 // bin's current page (malloc/free pairs would thrash it).
-                if (*pg).used == 0 && *(*h).first.get_unchecked((*pg).bin as usize) != pg {
+                if used == 0 && *(*h).first.get_unchecked(bin) != pg {
                     heap::retire(h, pg);
                 }
                 return;
@@ -220,7 +256,7 @@ fn count_huge_free() {
         GLOBAL.orphan_frees.fetch_add(1, Relaxed);
     } else {
         // SAFETY: our own heap's counter.
-        unsafe { bump(&(*me).stats.frees, 1) };
+        unsafe { bump(&(*me).stats.huge_frees, 1) };
     }
 }
 
@@ -337,7 +373,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
                     if !q.is_null() {
                         let me = tls::heap();
                         if me != empty_heap() && size > before {
-                            bump(&(*me).stats.requested, (size - before) as u64);
+                            bump(&(*me).stats.huge_requested, (size - before) as u64);
                         }
                     }
                     return q;
@@ -406,8 +442,8 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
     if !p.is_null() && h != empty_heap() {
         // SAFETY: our own heap's counters.
         unsafe {
-            bump(&(*h).stats.allocs, 1);
-            bump(&(*h).stats.requested, size as u64);
+            bump(&(*h).stats.huge_allocs, 1);
+            bump(&(*h).stats.huge_requested, size as u64);
         }
     }
     p
@@ -423,11 +459,12 @@ pub fn stats() -> Stats {
     let mut s = Stats::default();
     let mut in_use: i64 = 0;
     heap::for_each_heap(|h: &Heap, _live| {
-        s.allocs += h.stats.allocs.load(Relaxed);
-        s.frees += h.stats.frees.load(Relaxed);
+        let sums = h.stats.sums();
+        s.allocs += sums.allocs;
+        s.frees += sums.frees;
         s.reallocs += h.stats.reallocs.load(Relaxed);
-        s.requested += h.stats.requested.load(Relaxed);
-        in_use += h.stats.in_use.load(Relaxed);
+        s.allocated += sums.allocated;
+        in_use += sums.in_use;
     });
     let g = &GLOBAL;
     s.frees += g.orphan_frees.load(Relaxed);

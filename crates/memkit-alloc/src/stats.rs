@@ -1,33 +1,88 @@
 //! Statistics: per-heap counters (written by the owning thread only, summed on
 //! read) and process-wide atomics for the slow paths (mapping, purging).
 //!
-//! The fast paths touch only their own heap's counters with plain relaxed
-//! loads and stores (no read-modify-write), so counting costs them a few adds.
+//! The fast paths touch one counter per call, with a plain relaxed load and
+//! store (no read-modify-write): `malloc` counts the block in its bin's
+//! allocation counter, `free` in the bin's free counter. Calls, bytes
+//! allocated and bytes in use are derived from the per-bin pairs on read
+//! (bytes in use = sum of (allocs - frees) x block size).
 
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use crate::size_class::{bin_size, NBINS};
 
 /// Counters of one heap. Written only by the owning thread.
 #[repr(C)]
 pub struct HeapStats {
-    pub allocs: AtomicU64,
-    pub frees: AtomicU64,
+    /// Small and medium blocks allocated by this thread, per bin.
+    pub bin_allocs: [AtomicU64; NBINS],
+    /// Small and medium blocks freed by this thread (whoever owned them), per bin.
+    pub bin_frees: [AtomicU64; NBINS],
+    /// Huge blocks allocated and freed by this thread.
+    pub huge_allocs: AtomicU64,
+    pub huge_frees: AtomicU64,
     pub reallocs: AtomicU64,
-    /// Bytes requested by `malloc` and friends.
-    pub requested: AtomicU64,
+    /// Bytes requested for huge blocks (and their growth by `realloc`).
+    pub huge_requested: AtomicU64,
+}
+
+/// What a heap's counters add up to.
+#[derive(Clone, Copy, Default)]
+pub struct HeapSums {
+    pub allocs: u64,
+    pub frees: u64,
+    /// Bytes handed out: block sizes for small and medium blocks, requests
+    /// for huge ones.
+    pub allocated: u64,
     /// Bytes of small/medium blocks allocated minus freed by this thread.
-    pub in_use: AtomicI64,
+    pub in_use: i64,
 }
 
 impl HeapStats {
     // A template for initialisers, never shared: each use is a fresh value.
     #[allow(clippy::declare_interior_mutable_const)]
     pub const ZERO: HeapStats = HeapStats {
-        allocs: AtomicU64::new(0),
-        frees: AtomicU64::new(0),
+        bin_allocs: [const { AtomicU64::new(0) }; NBINS],
+        bin_frees: [const { AtomicU64::new(0) }; NBINS],
+        huge_allocs: AtomicU64::new(0),
+        huge_frees: AtomicU64::new(0),
         reallocs: AtomicU64::new(0),
-        requested: AtomicU64::new(0),
-        in_use: AtomicI64::new(0),
+        huge_requested: AtomicU64::new(0),
     };
+
+    /// Counts one small/medium block of `bin` allocated.
+    #[inline(always)]
+    pub fn alloc(&self, bin: usize) {
+        // SAFETY: bin < NBINS for every block of ours.
+        bump(unsafe { self.bin_allocs.get_unchecked(bin) }, 1);
+    }
+
+    /// Counts one small/medium block of `bin` freed.
+    #[inline(always)]
+    pub fn free(&self, bin: usize) {
+        // SAFETY: bin < NBINS for every block of ours.
+        bump(unsafe { self.bin_frees.get_unchecked(bin) }, 1);
+    }
+
+    /// Adds up the counters (racy against the owner, each counter exact).
+    pub fn sums(&self) -> HeapSums {
+        let mut s = HeapSums {
+            allocs: self.huge_allocs.load(Relaxed),
+            frees: self.huge_frees.load(Relaxed),
+            allocated: self.huge_requested.load(Relaxed),
+            in_use: 0,
+        };
+        for bin in 0..NBINS {
+            let a = self.bin_allocs[bin].load(Relaxed);
+            let f = self.bin_frees[bin].load(Relaxed);
+            let size = bin_size(bin) as u64;
+            s.allocs += a;
+            s.frees += f;
+            s.allocated += a.wrapping_mul(size);
+            s.in_use += (a.wrapping_sub(f) as i64).wrapping_mul(size as i64);
+        }
+        s
+    }
 }
 
 /// Adds to a counter that only the calling thread writes.
@@ -125,8 +180,9 @@ pub struct Stats {
     pub allocs: u64,
     pub frees: u64,
     pub reallocs: u64,
-    /// Bytes requested over the process's life.
-    pub requested: u64,
+    /// Bytes allocated over the process's life: block sizes for small and
+    /// medium blocks (at most 12.5% above the requests), requests for huge ones.
+    pub allocated: u64,
     /// Bytes of small/medium blocks in use (block sizes, not requests).
     pub small_in_use: u64,
     pub huge_live: u64,

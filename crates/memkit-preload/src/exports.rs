@@ -21,11 +21,7 @@ fn oom(p: *mut u8) -> *mut c_void {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     // SAFETY: any size is valid.
-    let p = unsafe { core_alloc::malloc(size) };
-    if p.is_null() {
-        set_errno(ENOMEM);
-    }
-    p.cast()
+    unsafe { core_alloc::malloc_with::<crate::Enomem>(size) }.cast()
 }
 
 /// `free(3)`; keeps errno; ignores null and foreign pointers.

@@ -159,8 +159,8 @@ pub fn write_stats(fd: i32) {
     w.flush_to(fd);
     let _ = writeln!(
         w,
-        "  calls:       {} allocations, {} frees, {} reallocs; {} bytes requested; {} huge",
-        s.allocs, s.frees, s.reallocs, s.requested, s.huge_allocs
+        "  calls:       {} allocations, {} frees, {} reallocs; {} bytes allocated; {} huge",
+        s.allocs, s.frees, s.reallocs, s.allocated, s.huge_allocs
     );
     w.flush_to(fd);
     let _ = writeln!(
@@ -180,14 +180,15 @@ pub fn write_stats(fd: i32) {
         if n > 64 {
             return;
         }
+        let sums = h.stats.sums();
         let _ = writeln!(
             w,
             "    {:#014x} {:<4} {:>12} {:>12} {:>12}",
             h as *const _ as usize,
             if live { "live" } else { "dead" },
-            h.stats.allocs.load(Relaxed),
-            h.stats.frees.load(Relaxed),
-            h.stats.in_use.load(Relaxed)
+            sums.allocs,
+            sums.frees,
+            sums.in_use
         );
         w.flush_to(fd);
     });
@@ -270,12 +271,8 @@ fn xml(w: &mut impl Write, s: &AllocStats) -> core::fmt::Result {
     let mut n = 0;
     memkit_alloc::heap::for_each_heap(|h, live| {
         if n < heaps.len() {
-            heaps[n] = (
-                live,
-                h.stats.allocs.load(Relaxed),
-                h.stats.frees.load(Relaxed),
-                h.stats.in_use.load(Relaxed),
-            );
+            let sums = h.stats.sums();
+            heaps[n] = (live, sums.allocs, sums.frees, sums.in_use);
             n += 1;
         }
     });

@@ -34,6 +34,16 @@ unsafe extern "C" {
 const ENOMEM: i32 = 12;
 const EINVAL: i32 = 22;
 
+/// Sets errno to ENOMEM when the allocator's slow path returns null.
+pub(crate) struct Enomem;
+
+impl memkit_alloc::NullHook for Enomem {
+    #[inline(always)]
+    fn on_null() {
+        set_errno(ENOMEM);
+    }
+}
+
 fn set_errno(e: i32) {
     // SAFETY: __errno_location returns the calling thread's errno slot.
     unsafe { *__errno_location() = e };

@@ -82,7 +82,7 @@ fn write_report(path: &[u8]) {
         s.allocs,
         s.frees,
         s.reallocs,
-        s.requested,
+        s.allocated,
         s.in_use(),
         s.peak_in_use,
         s.mapped(),
