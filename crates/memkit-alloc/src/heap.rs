@@ -42,6 +42,9 @@ const RCACHE_BYTES: u32 = 32 * 1024;
 const MAINTENANCE_EVERY: u32 = 64;
 /// Unflushed in-use bytes a heap may hold before adding them to the global peak.
 const FLUSH_BYTES: i64 = 64 * 1024;
+/// `Heap::seg_hint` when unset: never a segment address (those are 4 MiB
+/// aligned), and not 0 so that `free(NULL)` cannot match it.
+pub const NO_HINT: usize = 1;
 /// Slow calls between two samples of a heap's bytes in use.
 const FLUSH_EVERY: u32 = 8;
 
@@ -62,6 +65,9 @@ pub struct Heap {
     pub rcache_bytes: [u32; NBINS],
     /// Segments owned by this heap (through `Segment::next/prev`).
     pub segments: *mut Segment,
+    /// The address of one of `segments` (the one that gave the newest page),
+    /// or [`NO_HINT`]: `free` skips the ownership bitmap for its blocks.
+    pub seg_hint: usize,
     pub slow_calls: u32,
     pub state: AtomicU32,
     /// Set by `trim` from another thread: purge everything at the next tick.
@@ -95,6 +101,7 @@ static EMPTY_HEAP: SyncCell<Heap> = SyncCell(UnsafeCell::new(Heap {
     rcache: [null_mut(); NBINS],
     rcache_bytes: [0; NBINS],
     segments: null_mut(),
+    seg_hint: NO_HINT,
     slow_calls: 0,
     state: AtomicU32::new(STATE_EMPTY),
     trim_requested: AtomicBool::new(false),
@@ -190,6 +197,7 @@ impl Registry {
                 rcache: [null_mut(); NBINS],
                 rcache_bytes: [0; NBINS],
                 segments: null_mut(),
+                seg_hint: NO_HINT,
                 slow_calls: 0,
                 state: AtomicU32::new(STATE_LIVE),
                 trim_requested: AtomicBool::new(false),
@@ -556,6 +564,7 @@ unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
         for k in 1..n {
             (*pages.add(i + k)).slice_offset = (k * core::mem::size_of::<Page>()) as u32;
         }
+        (*h).seg_hint = seg as usize;
         let p = pages.add(i);
         *p = Page::EMPTY;
         (*p).block_size = bs;
@@ -591,6 +600,9 @@ unsafe fn free_page(h: *mut Heap, p: *mut Page, now: u64) {
             }
             if !n.is_null() {
                 (*n).prev = pr;
+            }
+            if (*h).seg_hint == seg as usize {
+                (*h).seg_hint = NO_HINT;
             }
             segment::free(seg, now);
         } else if (*seg).purge_at == 0 {

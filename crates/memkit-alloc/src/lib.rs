@@ -193,16 +193,16 @@ unsafe fn malloc_own(size: usize) -> *mut u8 {
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) {
     let seg = Segment::of(p);
-    if !segment::is_owned(seg as usize) {
-        // SAFETY: forwarded.
-        unsafe { free_unowned(p) };
-        return;
-    }
     let h = tls::heap();
-    // SAFETY: an owned chunk starts with a mapped header; for a small segment
-    // owned by our heap, page_of finds the descriptor of p's span.
+    // SAFETY: the hint is one of our heap's segments (never a huge chunk,
+    // never a 4 MiB-aligned value when unset), so a match proves ownership
+    // without the bitmap; otherwise an owned chunk starts with a mapped
+    // header, and for a small segment owned by our heap, page_of finds the
+    // descriptor of p's span.
     unsafe {
-        if (*seg).heap == h {
+        let ours = seg as usize == (*h).seg_hint
+            || (segment::is_owned(seg as usize) && (*seg).heap == h);
+        if ours {
             let pg = Segment::page_of(seg, p);
             if (*pg).flags == 0 {
                 let b = p as *mut Block;
@@ -220,8 +220,21 @@ pub unsafe fn free(p: *mut u8) {
                 return;
             }
         }
-        free_generic(seg, p);
+        free_not_local(seg, p);
     }
+}
+
+/// The rest of `free`: foreign, huge, remote, or a page needing the slow path.
+#[cold]
+#[inline(never)]
+unsafe fn free_not_local(seg: *mut Segment, p: *mut u8) {
+    if !segment::is_owned(seg as usize) {
+        // SAFETY: forwarded.
+        unsafe { free_unowned(p) };
+        return;
+    }
+    // SAFETY: an owned chunk starts with a mapped header.
+    unsafe { free_generic(seg, p) }
 }
 
 /// Huge blocks aligned to 4 MiB or more start in an interior chunk; anything
