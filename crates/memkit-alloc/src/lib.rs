@@ -42,8 +42,9 @@ pub const MIN_ALIGN: usize = 16;
 
 /// Allocates `size` bytes aligned to 16; null when memory is exhausted.
 ///
-/// Fast path (~15 instructions): a table lookup (or `lzcnt`) for the bin, then pop the
-/// first free block of the bin's first page and count it.
+/// Fast path (~25 instructions): a table lookup (or `lzcnt`) for the bin, then
+/// the bin's cached block of another heap, or the first block of the bin's
+/// first page (its own recent frees first), counted.
 ///
 /// # Safety
 /// Always safe to call; unsafe because it hands out raw memory.
@@ -92,33 +93,33 @@ pub unsafe fn malloc_with<H: NullHook>(size: usize) -> *mut u8 {
                 return rb as *mut u8;
             }
             let p = *(*h).first.get_unchecked(bin);
-            let mut b = (*p).free;
-            if b.is_null() {
-                // The page's own frees, when no remote free is waiting: take
-                // them here instead of in the slow path (a malloc/free loop of
-                // 4 KiB blocks would otherwise take it every 4th call).
-                // Remote frees are collected by the next miss that finds some.
-                let lf = (*p).local_free;
-                if !lf.is_null()
-                    && (*p).thread_free.load(core::sync::atomic::Ordering::Relaxed) == 0
-                {
-                    (*p).local_free = null_mut();
-                    b = lf;
-                }
-            }
+            // The page's own recent frees first, last freed first out: their
+            // cache lines are likely still here (the link `malloc` reads is
+            // in the block). Then the page's free list. Remote frees are
+            // collected by the slow path when both run dry.
+            let mut b = (*p).local_free;
+            let next;
             if !b.is_null() {
-                let next = (*b).next;
+                next = (*b).next;
+                (*p).local_free = next;
+            } else {
+                b = (*p).free;
+                if b.is_null() {
+                    // SAFETY: forwarded.
+                    return malloc_slow::<H>(size);
+                }
+                next = (*b).next;
                 (*p).free = next;
-                // The next malloc of this size reads `next`'s link: start
-                // loading it now (randomly freed blocks are rarely cached).
-                // A prefetch of null or of any address never faults.
-                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                    next as *const i8,
-                );
-                (*p).used += 1;
-                (*h).stats.alloc(bin);
-                return b as *mut u8;
             }
+            // The next malloc of this size may read `next`'s link: start
+            // loading it now (randomly freed blocks are rarely cached). A
+            // prefetch of null or of any address never faults.
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                next as *const i8,
+            );
+            (*p).used += 1;
+            (*h).stats.alloc(bin);
+            return b as *mut u8;
         }
     }
     // SAFETY: forwarded.
