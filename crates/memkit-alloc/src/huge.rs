@@ -125,20 +125,21 @@ fn cache_take(need: usize) -> *mut Huge {
             .dirty_bytes
             .fetch_sub((*best).map_size as u64, Relaxed);
         drop(c);
-        advise_reused(best);
+        advise_reused(best, need);
         fit(best, thp_round(best, need))
     }
 }
 
 /// Rounds a new length of the mapping `h` up to whole huge pages when it has
-/// the huge-page advice, so that a later regrowth starts on a 2 MiB boundary
-/// (the 2 MiB range around an unaligned end would stay in small pages).
+/// the huge-page advice and is large enough for it, so that a later regrowth
+/// starts on a 2 MiB boundary (the 2 MiB range around an unaligned end would
+/// stay in small pages).
 ///
 /// # Safety
 /// `h` is a huge mapping of ours.
 unsafe fn thp_round(h: *mut Huge, len: usize) -> usize {
     // SAFETY: per the contract.
-    if unsafe { (*h).thp } {
+    if unsafe { (*h).thp } && len >= THP_MIN {
         len.next_multiple_of(HUGE_PAGE)
     } else {
         len
@@ -199,7 +200,8 @@ const THP_MIN: usize = 3 * HUGE_PAGE;
 const HUGE_PAGE: usize = 2 << 20;
 
 /// Advises `MADV_HUGEPAGE` for a huge mapping that is being used again
-/// (taken from the cache, or grown by `realloc`) under the default policy.
+/// (taken from the cache, or grown by `realloc`) for `need` bytes, under the
+/// default policy.
 ///
 /// Churned big blocks are where page faults cost: every regrowth faults its
 /// new tail in 4 KiB at a time (~1.6 us a page on the project's machine, ~5x
@@ -210,10 +212,12 @@ const HUGE_PAGE: usize = 2 << 20;
 ///
 /// # Safety
 /// `h` is a huge mapping of ours that nobody else touches meanwhile.
-unsafe fn advise_reused(h: *mut Huge) {
+unsafe fn advise_reused(h: *mut Huge, need: usize) {
     // SAFETY: per the contract.
     unsafe {
-        if (*h).thp || (*h).map_size < THP_MIN || OPTIONS.thp.load(Relaxed) != THP_DEFAULT {
+        // `need`, not the mapping's current size: a big cached mapping taken
+        // for a small request is cut down to it.
+        if (*h).thp || need < THP_MIN || OPTIONS.thp.load(Relaxed) != THP_DEFAULT {
             return;
         }
         (*h).thp = true;
@@ -462,7 +466,7 @@ pub unsafe fn resize(h: *mut Huge, size: usize) -> *mut u8 {
             return (h as *mut u8).add(off);
         }
         // Grow with slack (x1.25) so a growing buffer does not remap each time.
-        advise_reused(h);
+        advise_reused(h, need);
         let target = thp_round(h, (need + need / 4).next_multiple_of(OS_PAGE));
         let newh = grow(h, target);
         if newh.is_null() {

@@ -472,6 +472,7 @@ pub fn trim() -> u64 {
 pub fn stats() -> Stats {
     let mut s = Stats::default();
     let mut in_use: i64 = 0;
+    let mut heap_huge_allocs = 0;
     heap::for_each_heap(|h: &Heap, _live| {
         let sums = h.stats.sums();
         s.allocs += sums.allocs;
@@ -479,8 +480,12 @@ pub fn stats() -> Stats {
         s.reallocs += h.stats.reallocs.load(Relaxed);
         s.allocated += sums.allocated;
         in_use += sums.in_use;
+        heap_huge_allocs += h.stats.huge_allocs.load(Relaxed);
     });
     let g = &GLOBAL;
+    // Huge allocations are counted process-wide too, also those of threads
+    // that have no heap yet (their frees are counted as orphan frees).
+    s.allocs = s.allocs - heap_huge_allocs + g.huge_allocs.load(Relaxed);
     s.frees += g.orphan_frees.load(Relaxed);
     in_use -= g.orphan_freed_bytes.load(Relaxed) as i64;
     s.small_in_use = in_use.max(0) as u64;

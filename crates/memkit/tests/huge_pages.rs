@@ -79,5 +79,18 @@ fn reused_huge_blocks_get_huge_page_advice() {
         assert!((0..12 * MIB).step_by(4093).all(|i| *d2.add(i) == 0x5a));
         free(d2);
         free(b);
+
+        // A big cached mapping taken for a small request is cut down to it,
+        // without the advice or the 2 MiB rounding.
+        memkit::trim();
+        let x = malloc(30 * MIB);
+        assert!(!x.is_null());
+        touch(x, 30 * MIB);
+        free(x);
+        let y = malloc(300 << 10);
+        assert!(!y.is_null());
+        assert!(usable_size(y) < MIB, "usable {}", usable_size(y));
+        assert!(!vm_flags(y).iter().any(|f| f == "hg"), "small reuse advised");
+        free(y);
     }
 }

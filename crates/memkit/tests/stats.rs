@@ -70,6 +70,20 @@ fn statistics_add_up() {
         assert_eq!(memkit::stats().frees - s4.frees, 1);
     }
 
+    // A huge block from a thread that never allocated before, freed here:
+    // one allocation, one free.
+    let before = memkit::stats();
+    // SAFETY: plain allocation, freed once below.
+    let big = std::thread::spawn(|| unsafe { memkit::raw::aligned_alloc(64, 2 << 20) } as usize)
+        .join()
+        .unwrap();
+    assert_ne!(big, 0);
+    // SAFETY: a live block of ours, freed once.
+    unsafe { free(big as *mut u8) };
+    let after = memkit::stats();
+    assert_eq!(after.allocs - before.allocs, 1);
+    assert_eq!(after.frees - before.frees, 1);
+
     // The sampled peak sees 16 MiB of small blocks that are gone again.
     let many: Vec<usize> = (0..(16 << 20) / 64)
         // SAFETY: plain allocation.
