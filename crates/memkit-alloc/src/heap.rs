@@ -476,24 +476,18 @@ unsafe fn pop(p: *mut Page) -> *mut u8 {
     }
 }
 
-/// The allocation slow path for a small/medium bin: a block from the
-/// `rcache` (if `from_rcache`), else refill from the bin's pages, or make a
-/// new page.
+/// The allocation slow path for a small/medium bin: refill from the bin's
+/// pages, or make a new page. Always a block of the heap's own pages (the
+/// fast path hands out the `rcache`).
 ///
 /// # Safety
 /// `h` is the calling thread's (real) heap.
 #[cold]
 #[inline(never)]
-pub unsafe fn alloc_bin_slow(h: *mut Heap, bin: usize, from_rcache: bool) -> *mut u8 {
+pub unsafe fn alloc_bin_slow(h: *mut Heap, bin: usize) -> *mut u8 {
     // SAFETY: we own h.
     unsafe {
         tick(h);
-        let rb = (*h).rcache[bin];
-        if from_rcache && !rb.is_null() {
-            (*h).rcache[bin] = (*rb).next;
-            (*h).rcache_bytes[bin] -= bin_size(bin) as u32;
-            return rb as *mut u8;
-        }
         loop {
             let p = (*h).first[bin];
             if p == empty_page() {

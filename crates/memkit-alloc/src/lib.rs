@@ -150,7 +150,7 @@ unsafe fn malloc_slow_inner(size: usize) -> *mut u8 {
     unsafe {
         if size <= MEDIUM_MAX {
             let bin = bin_of(size);
-            let b = heap::alloc_bin_slow(h, bin, true);
+            let b = heap::alloc_bin_slow(h, bin);
             if !b.is_null() {
                 (*h).stats.alloc(bin);
             }
@@ -176,7 +176,7 @@ unsafe fn malloc_own(size: usize) -> *mut u8 {
     // SAFETY: called right after a successful malloc, so h is a real heap.
     unsafe {
         let bin = bin_of(size);
-        let b = heap::alloc_bin_slow(h, bin, false);
+        let b = heap::alloc_bin_slow(h, bin);
         if !b.is_null() {
             (*h).stats.alloc(bin);
         }
@@ -201,8 +201,8 @@ pub unsafe fn free(p: *mut u8) {
     // header, and for a small segment owned by our heap, page_of finds the
     // descriptor of p's span.
     unsafe {
-        let ours = seg as usize == (*h).seg_hint
-            || (segment::is_owned(seg as usize) && (*seg).heap == h);
+        let ours =
+            seg as usize == (*h).seg_hint || (segment::is_owned(seg as usize) && (*seg).heap == h);
         if ours {
             let pg = Segment::page_of(seg, p);
             if (*pg).flags == 0 {

@@ -15,7 +15,8 @@ fn vm_flags(p: *mut u8) -> Vec<String> {
     for line in smaps.lines() {
         let first = line.split_whitespace().next().unwrap_or("");
         if let Some((lo, hi)) = first.split_once('-') {
-            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)) {
+            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
                 inside = lo <= addr && addr < hi;
                 continue;
             }
@@ -48,7 +49,10 @@ fn reused_huge_blocks_get_huge_page_advice() {
         assert!(!a.is_null());
         touch(a, 20 * MIB);
         let flags = vm_flags(a);
-        assert!(!flags.iter().any(|f| f == "hg"), "fresh block advised: {flags:?}");
+        assert!(
+            !flags.iter().any(|f| f == "hg"),
+            "fresh block advised: {flags:?}"
+        );
         free(a);
 
         // The cached mapping comes back for a larger request: advised, and
@@ -57,10 +61,17 @@ fn reused_huge_blocks_get_huge_page_advice() {
         assert!(!b.is_null());
         touch(b, 23 * MIB + 5);
         let flags = vm_flags(b);
-        assert!(flags.iter().any(|f| f == "hg"), "reused block not advised: {flags:?}");
+        assert!(
+            flags.iter().any(|f| f == "hg"),
+            "reused block not advised: {flags:?}"
+        );
         let usable = usable_size(b);
         assert!(usable >= 23 * MIB + 5);
-        assert_eq!((b as usize + usable) % (2 * MIB), 0, "end not on a 2 MiB boundary");
+        assert_eq!(
+            (b as usize + usable) % (2 * MIB),
+            0,
+            "end not on a 2 MiB boundary"
+        );
 
         // A small huge block is never advised (its only 2 MiB range holds the header).
         let c = malloc(MIB);
@@ -90,7 +101,10 @@ fn reused_huge_blocks_get_huge_page_advice() {
         let y = malloc(300 << 10);
         assert!(!y.is_null());
         assert!(usable_size(y) < MIB, "usable {}", usable_size(y));
-        assert!(!vm_flags(y).iter().any(|f| f == "hg"), "small reuse advised");
+        assert!(
+            !vm_flags(y).iter().any(|f| f == "hg"),
+            "small reuse advised"
+        );
         free(y);
     }
 }

@@ -38,8 +38,14 @@ fn statistics_add_up() {
     assert_eq!(s1.allocs - s0.allocs, N as u64);
     let in_use = s1.small_in_use - s0.small_in_use;
     // Block sizes: at least the requests, at most 12.5% (or 16 bytes) above each.
-    assert!(in_use >= requested, "in use {in_use} < requested {requested}");
-    assert!(in_use <= requested + requested / 8 + 16 * N as u64, "in use {in_use}");
+    assert!(
+        in_use >= requested,
+        "in use {in_use} < requested {requested}"
+    );
+    assert!(
+        in_use <= requested + requested / 8 + 16 * N as u64,
+        "in use {in_use}"
+    );
     assert_eq!(s1.allocated - s0.allocated, in_use);
 
     // Freed on another thread: counted there, and in use drops back exactly.
@@ -93,5 +99,9 @@ fn statistics_add_up() {
     free_all(Blocks(many));
     let s5 = memkit::stats();
     assert_eq!(s5.small_in_use, s0.small_in_use);
-    assert!(s5.peak_in_use >= 15 << 20, "peak {} after 16 MiB", s5.peak_in_use);
+    assert!(
+        s5.peak_in_use >= 15 << 20,
+        "peak {} after 16 MiB",
+        s5.peak_in_use
+    );
 }
