@@ -322,9 +322,9 @@ fn release(h: *mut Heap) {
 /// Free-but-resident bytes an exiting thread's heap keeps for the thread that
 /// adopts it: enough for the next short-lived thread to start with few page
 /// faults, little enough that dead heaps do not hoard memory. Measured on the
-/// thread-churn benchmark (2 threads x 2000 generations): purging everything
-/// took 300k page faults; keeping 4 MiB, 90k faults and 1.9x glibc's RSS
-/// (18.7 vs 9.4 MiB); keeping 8 MiB, 25k faults and 2.9x.
+/// thread-churn benchmark (`thread_churn 2 2000 2000`, glibc: 9.4 MiB peak
+/// RSS, 15k faults): keeping 4 MiB, 13.5 MiB and 70k faults; 2 MiB, 11.4 MiB,
+/// 110k faults and ~20% more time; 1 MiB, 8.0 MiB and 262k faults.
 const RELEASE_KEEP_DIRTY: u64 = 4 << 20;
 
 /// Purges the dirty slices of `h`'s segments beyond the first `keep` bytes

@@ -91,11 +91,6 @@ pub fn bump(c: &AtomicU64, by: u64) {
     c.store(c.load(Relaxed).wrapping_add(by), Relaxed);
 }
 
-#[inline(always)]
-pub fn bump_i(c: &AtomicI64, by: i64) {
-    c.store(c.load(Relaxed).wrapping_add(by), Relaxed);
-}
-
 /// Process-wide figures, updated on slow paths.
 pub struct Global {
     /// Bytes mapped for segments (small and medium blocks).
