@@ -561,6 +561,7 @@ unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
         (*h).seg_hint = seg as usize;
         let p = pages.add(i);
         *p = Page::EMPTY;
+        (*p).flags = 0;
         (*p).block_size = bs;
         (*p).bin = bin as u8;
         (*p).slice_count = n as u8;
@@ -687,13 +688,29 @@ pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
             return_remote(seg, p, b);
             return;
         }
+        free_remote_of(me, seg, p, b);
+    }
+}
+
+/// [`free_remote`] by a thread with a heap: the block goes to the heap's
+/// cache of other heaps' blocks, or home when that bin's cache is full.
+///
+/// # Safety
+/// `me` is the calling thread's real heap; `b` is a live block of page `p`
+/// in segment `seg`, and `p` is not owned by `me`.
+#[inline(always)]
+pub unsafe fn free_remote_of(me: *mut Heap, seg: *mut Segment, p: *mut Page, b: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe {
         let bin = (*p).bin as usize;
+        let bs = (*p).block_size as u32;
         (*me).stats.free(bin);
-        if (*me).rcache_bytes[bin] + bs as u32 <= RCACHE_BYTES {
+        let cached = *(*me).rcache_bytes.get_unchecked(bin) + bs;
+        if cached <= RCACHE_BYTES {
             let blk = b as *mut Block;
-            (*blk).next = (*me).rcache[bin];
-            (*me).rcache[bin] = blk;
-            (*me).rcache_bytes[bin] += bs as u32;
+            (*blk).next = *(*me).rcache.get_unchecked(bin);
+            *(*me).rcache.get_unchecked_mut(bin) = blk;
+            *(*me).rcache_bytes.get_unchecked_mut(bin) = cached;
             return;
         }
         return_remote(seg, p, b);

@@ -31,8 +31,8 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use heap::{empty_heap, Heap};
 use page::{Block, FLAG_ALIGNED};
-use segment::{Segment, KIND_HUGE, SLICE_SIZE};
-use size_class::{bin_of, bin_size, MEDIUM_MAX, SMALL_BIN, SMALL_FAST_MAX};
+use segment::{Segment, KIND_HUGE, KIND_SMALL, SLICE_SIZE};
+use size_class::{bin_of, bin_size, BIN_BYTES, MEDIUM_MAX, SMALL_BIN, SMALL_FAST_MAX};
 use stats::{bump, Stats, GLOBAL};
 
 pub use stats::Stats as AllocStats;
@@ -88,7 +88,7 @@ pub unsafe fn malloc_with<H: NullHook>(size: usize) -> *mut u8 {
             let rb = *(*h).rcache.get_unchecked(bin);
             if !rb.is_null() {
                 *(*h).rcache.get_unchecked_mut(bin) = (*rb).next;
-                *(*h).rcache_bytes.get_unchecked_mut(bin) -= bin_size(bin) as u32;
+                *(*h).rcache_bytes.get_unchecked_mut(bin) -= *BIN_BYTES.get_unchecked(bin);
                 (*h).stats.alloc(bin);
                 return rb as *mut u8;
             }
@@ -221,21 +221,34 @@ pub unsafe fn free(p: *mut u8) {
                 return;
             }
         }
-        free_not_local(seg, p);
+        free_not_local(h, seg, p);
     }
 }
 
 /// The rest of `free`: foreign, huge, remote, or a page needing the slow path.
+/// A block of another heap's ordinary page (the common case: a block
+/// allocated on another thread) is handled here without further calls.
 #[cold]
 #[inline(never)]
-unsafe fn free_not_local(seg: *mut Segment, p: *mut u8) {
+unsafe fn free_not_local(h: *mut Heap, seg: *mut Segment, p: *mut u8) {
     if !segment::is_owned(seg as usize) {
         // SAFETY: forwarded.
         unsafe { free_unowned(p) };
         return;
     }
-    // SAFETY: an owned chunk starts with a mapped header.
-    unsafe { free_generic(seg, p) }
+    // SAFETY: an owned chunk starts with a mapped header; for a small
+    // segment, page_of finds the descriptor of p's span (the header slice's
+    // descriptor is empty: block_size 0).
+    unsafe {
+        if (*seg).kind == KIND_SMALL && (*seg).heap != h && h != empty_heap() {
+            let pg = Segment::page_of(seg, p);
+            if (*pg).flags & FLAG_ALIGNED == 0 && (*pg).block_size != 0 && p >= (*pg).start {
+                heap::free_remote_of(h, seg, pg, p);
+                return;
+            }
+        }
+        free_generic(seg, p)
+    }
 }
 
 /// Huge blocks aligned to 4 MiB or more start in an interior chunk; anything

@@ -26,6 +26,11 @@ pub const FLAG_FULL: u8 = 1;
 /// `free` must round pointers down to the block start.
 pub const FLAG_ALIGNED: u8 = 2;
 
+/// The descriptor of no page: the header slice, a free slice (and the
+/// static empty page). `free` of a pointer there must take the slow path,
+/// which ignores it, instead of pushing it on a list.
+pub const FLAG_NO_PAGE: u8 = 4;
+
 /// Low bit of `thread_free`: the page is full and its owner wants to hear of
 /// the next remote free (the freer pushes the page on the heap's
 /// `remote_pages` stack and clears the bit, so a page is pushed at most once).
@@ -41,27 +46,33 @@ pub const TF_PTR: usize = (TF_ONE - 1) & !TF_NOTIFY;
 
 #[repr(C, align(128))]
 pub struct Page {
-    // Fast-path fields first: one cache line.
-    pub free: *mut Block,
-    pub used: u32,
+    // First line: what `free` reads to classify a block, written only when
+    // the page changes state. A thread freeing another heap's block reads
+    // it; keeping the owner's per-call writes off this line means that read
+    // does not pull the line away from the owner's core (and back).
+    pub block_size: usize,
+    pub start: *mut u8,
     pub flags: u8,
     pub bin: u8,
     /// Span length in slices (head slice only).
     pub slice_count: u8,
     pub _pad: u8,
-    pub local_free: *mut Block,
-    pub block_size: usize,
-    pub start: *mut u8,
-    pub capacity: u32,
-    pub reserved: u32,
     /// 0 for a span's head; for the other slices of a span, the distance back
     /// to the head descriptor, in bytes (saves a multiply on `free`).
     pub slice_offset: u32,
-    pub _pad2: u32,
-    pub thread_free: AtomicUsize,
+    pub capacity: u32,
+    pub reserved: u32,
     // Bin queue links (owner only).
     pub next: *mut Page,
     pub prev: *mut Page,
+    pub _pad2: [u64; 2],
+    // Second line: the lists and count the owner's fast paths write on
+    // every call, and the remote free list.
+    pub free: *mut Block,
+    pub local_free: *mut Block,
+    pub used: u32,
+    pub _pad3: u32,
+    pub thread_free: AtomicUsize,
 }
 
 // A power-of-two size turns the descriptor lookup on `free` into a shift.
@@ -71,22 +82,23 @@ impl Page {
     // A template for initialisers, never shared: each use is a fresh value.
     #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Page = Page {
-        free: null_mut(),
-        used: 0,
-        flags: 0,
+        block_size: 0,
+        start: null_mut(),
+        flags: FLAG_NO_PAGE,
         bin: 0,
         slice_count: 0,
         _pad: 0,
-        local_free: null_mut(),
-        block_size: 0,
-        start: null_mut(),
+        slice_offset: 0,
         capacity: 0,
         reserved: 0,
-        slice_offset: 0,
-        _pad2: 0,
-        thread_free: AtomicUsize::new(0),
         next: null_mut(),
         prev: null_mut(),
+        _pad2: [0; 2],
+        free: null_mut(),
+        local_free: null_mut(),
+        used: 0,
+        _pad3: 0,
+        thread_free: AtomicUsize::new(0),
     };
 
     /// Takes the remote frees (`thread_free`) into `local_free`, and

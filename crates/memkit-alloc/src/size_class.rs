@@ -55,6 +55,17 @@ pub static SMALL_BIN: [u8; SMALL_FAST_MAX / 16 + 1] = {
     t
 };
 
+/// [`bin_size`] of every bin, for fast paths (one load instead of a decode).
+pub static BIN_BYTES: [u32; NBINS] = {
+    let mut t = [0u32; NBINS];
+    let mut b = 1;
+    while b < NBINS {
+        t[b] = bin_size(b) as u32;
+        b += 1;
+    }
+    t
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +90,9 @@ mod tests {
         }
         assert_eq!(bin_of(MEDIUM_MAX), NBINS - 1);
         assert_eq!(bin_size(NBINS - 1), MEDIUM_MAX);
+        for b in 1..NBINS {
+            assert_eq!(BIN_BYTES[b] as usize, bin_size(b));
+        }
     }
 
     #[test]

@@ -146,3 +146,86 @@ fn freeing_foreign_pointers_is_ignored() {
     }
     assert_eq!(*boxed, 7);
 }
+
+/// Writes nothing when `p` is ignored: a block pushed on a free list gets a
+/// link written into its first word.
+///
+/// # Safety
+/// `p` must be readable and not a live block.
+unsafe fn free_ignored(p: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        let before = *(p as *const u64);
+        raw::free(p as *mut u8);
+        assert_eq!(
+            *(p as *const u64),
+            before,
+            "free({p:#x}) wrote into memkit's metadata"
+        );
+    }
+}
+
+#[test]
+fn pointers_into_segment_headers_are_ignored() {
+    // SAFETY: raw allocations of this test, freed once; the other frees are
+    // of addresses inside the block's segment header, which stays mapped.
+    unsafe {
+        let mine = raw::malloc(16);
+        assert!(!mine.is_null());
+        let seg = mine as usize & !((4 << 20) - 1);
+        // The segment header slice of this thread's own heap: the page
+        // descriptors live there.
+        free_ignored(seg + 64);
+        free_ignored(seg + 4096);
+        raw::free(mine);
+    }
+    assert!(raw::check_thread_heap(), "heap invariants broken");
+}
+
+#[test]
+fn frees_from_another_thread_check_the_pointer_first() {
+    // SAFETY: this thread's heap exists before the other thread starts, so
+    // the other thread's blocks are in a segment of another heap.
+    let mine = unsafe { raw::malloc(16) };
+    assert!(!mine.is_null());
+    // Blocks of a heap of another thread: a plain one, an aligned one (its
+    // pointer is inside its block).
+    let (plain, aligned) = std::thread::spawn(|| {
+        // SAFETY: raw allocations, handed to the main thread.
+        unsafe {
+            let p = raw::malloc(100);
+            let a = raw::aligned_alloc(256, 200);
+            assert!(!p.is_null() && !a.is_null());
+            p.write_bytes(0x5a, 100);
+            a.write_bytes(0xa5, 200);
+            (p as usize, a as usize)
+        }
+    })
+    .join()
+    .unwrap();
+    let seg = plain & !((4 << 20) - 1);
+    // SAFETY: the core ignores pointers it never handed out; the blocks are
+    // live and freed once.
+    unsafe {
+        if seg != mine as usize & !((4 << 20) - 1) {
+            free_ignored(seg + 64);
+            free_ignored(seg + 4096);
+        }
+        assert_eq!(*(plain as *const u8).add(99), 0x5a);
+        assert_eq!(*(aligned as *const u8).add(199), 0xa5);
+        raw::free(plain as *mut u8);
+        raw::free(aligned as *mut u8);
+        // Both went to this thread's cache or home: the next allocations of
+        // those sizes work and do not overlap.
+        let a = raw::malloc(100);
+        let b = raw::aligned_alloc(256, 200);
+        assert!(!a.is_null() && !b.is_null() && (b as usize).is_multiple_of(256));
+        a.write_bytes(1, 100);
+        b.write_bytes(2, 200);
+        assert_eq!(*a.add(99), 1);
+        raw::free(a);
+        raw::free(b);
+        raw::free(mine);
+    }
+    assert!(raw::check_thread_heap(), "heap invariants broken");
+}
