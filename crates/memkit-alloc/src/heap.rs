@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering, Ordering::R
 
 use crate::config::{self, OPTIONS};
 use crate::lock::SpinLock;
-use crate::page::{Block, Page, FLAG_FULL, TF_COUNT_SHIFT, TF_NOTIFY, TF_ONE, TF_PTR};
+use crate::page::{Block, Page, Shared, FLAG_FULL, TF_COUNT_SHIFT, TF_NOTIFY, TF_ONE, TF_PTR};
 use crate::segment::{self, Segment, SLICES, SLICE_SIZE};
 use crate::size_class::{bin_size, NBINS};
 use crate::stats::{HeapStats, GLOBAL};
@@ -556,7 +556,9 @@ unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
         };
         let pages = addr_of_mut!((*seg).pages).cast::<Page>();
         for k in 1..n {
-            (*pages.add(i + k)).slice_offset = (k * core::mem::size_of::<Page>()) as u32;
+            let off = (k * core::mem::size_of::<Page>()) as u32;
+            (*pages.add(i + k)).slice_offset = off;
+            (*pages.add(i + k)).shared.slice_offset = off;
         }
         (*h).seg_hint = seg as usize;
         let p = pages.add(i);
@@ -567,6 +569,14 @@ unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
         (*p).slice_count = n as u8;
         (*p).start = (*seg).slice_addr(i);
         (*p).reserved = ((n * SLICE_SIZE) / bs) as u32;
+        (*p).shared = Shared {
+            slice_offset: 0,
+            flags: 0,
+            bin: bin as u8,
+            _pad: 0,
+            block_size: bs,
+            start: (*p).start,
+        };
         queue_push_front(h, p);
         p
     }
@@ -702,8 +712,8 @@ pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
 pub unsafe fn free_remote_of(me: *mut Heap, seg: *mut Segment, p: *mut Page, b: *mut u8) {
     // SAFETY: per the contract.
     unsafe {
-        let bin = (*p).bin as usize;
-        let bs = (*p).block_size as u32;
+        let bin = (*p).shared.bin as usize;
+        let bs = (*p).shared.block_size as u32;
         (*me).stats.free(bin);
         let cached = *(*me).rcache_bytes.get_unchecked(bin) + bs;
         if cached <= RCACHE_BYTES {

@@ -30,7 +30,7 @@ use core::ptr::null_mut;
 use core::sync::atomic::Ordering::Relaxed;
 
 use heap::{empty_heap, Heap};
-use page::{Block, FLAG_ALIGNED};
+use page::{Block, FLAG_ALIGNED, FLAG_NO_PAGE};
 use segment::{Segment, KIND_HUGE, KIND_SMALL, SLICE_SIZE};
 use size_class::{bin_of, bin_size, BIN_BYTES, MEDIUM_MAX, SMALL_BIN, SMALL_FAST_MAX};
 use stats::{bump, Stats, GLOBAL};
@@ -237,12 +237,14 @@ unsafe fn free_not_local(h: *mut Heap, seg: *mut Segment, p: *mut u8) {
         return;
     }
     // SAFETY: an owned chunk starts with a mapped header; for a small
-    // segment, page_of finds the descriptor of p's span (the header slice's
-    // descriptor is empty: block_size 0).
+    // segment, page_of_shared finds the descriptor of p's span (the header
+    // slice and free slices have FLAG_NO_PAGE). Only the descriptor's shared
+    // line is read: the owner writes the other one on every call.
     unsafe {
         if (*seg).kind == KIND_SMALL && (*seg).heap != h && h != empty_heap() {
-            let pg = Segment::page_of(seg, p);
-            if (*pg).flags & FLAG_ALIGNED == 0 && (*pg).block_size != 0 && p >= (*pg).start {
+            let pg = Segment::page_of_shared(seg, p);
+            let shared = &(*pg).shared;
+            if shared.flags & (FLAG_ALIGNED | FLAG_NO_PAGE) == 0 && p >= shared.start {
                 heap::free_remote_of(h, seg, pg, p);
                 return;
             }
@@ -458,7 +460,9 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
                 }
                 if q != p {
                     let seg = Segment::of(p);
-                    (*Segment::page_of(seg, p)).flags |= FLAG_ALIGNED;
+                    let pg = Segment::page_of(seg, p);
+                    (*pg).flags |= FLAG_ALIGNED;
+                    (*pg).shared.flags |= FLAG_ALIGNED;
                 }
                 return q;
             }

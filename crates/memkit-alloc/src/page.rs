@@ -44,14 +44,33 @@ pub const TF_ONE: usize = 1 << TF_COUNT_SHIFT;
 /// The list-head bits of `thread_free`.
 pub const TF_PTR: usize = (TF_ONE - 1) & !TF_NOTIFY;
 
+/// What a thread freeing a block of another heap reads: copies of the
+/// page's classification, written only when the page changes state, on a
+/// cache line of their own. The owner's fast paths write the first line of
+/// the descriptor on every call; if other threads' frees read that line too,
+/// each such free pulls it away from the owner's core and the owner's next
+/// call pulls it back.
+#[repr(C)]
+pub struct Shared {
+    /// Copy of [`Page::slice_offset`].
+    pub slice_offset: u32,
+    /// [`FLAG_ALIGNED`] and [`FLAG_NO_PAGE`] as in [`Page::flags`].
+    pub flags: u8,
+    /// Copy of [`Page::bin`].
+    pub bin: u8,
+    pub _pad: u16,
+    /// Copy of [`Page::block_size`].
+    pub block_size: usize,
+    /// Copy of [`Page::start`].
+    pub start: *mut u8,
+}
+
 #[repr(C, align(128))]
 pub struct Page {
-    // First line: what `free` reads to classify a block, written only when
-    // the page changes state. A thread freeing another heap's block reads
-    // it; keeping the owner's per-call writes off this line means that read
-    // does not pull the line away from the owner's core (and back).
-    pub block_size: usize,
-    pub start: *mut u8,
+    // First line: what the owner's fast paths read and write.
+    pub free: *mut Block,
+    pub local_free: *mut Block,
+    pub used: u32,
     pub flags: u8,
     pub bin: u8,
     /// Span length in slices (head slice only).
@@ -61,43 +80,49 @@ pub struct Page {
     /// to the head descriptor, in bytes (saves a multiply on `free`).
     pub slice_offset: u32,
     pub capacity: u32,
+    pub block_size: usize,
+    pub start: *mut u8,
     pub reserved: u32,
-    // Bin queue links (owner only).
+    pub _pad2: u32,
+    /// Bin queue links (owner only).
     pub next: *mut Page,
+    // Second line: for other threads.
+    pub shared: Shared,
     pub prev: *mut Page,
-    pub _pad2: [u64; 2],
-    // Second line: the lists and count the owner's fast paths write on
-    // every call, and the remote free list.
-    pub free: *mut Block,
-    pub local_free: *mut Block,
-    pub used: u32,
-    pub _pad3: u32,
     pub thread_free: AtomicUsize,
 }
 
 // A power-of-two size turns the descriptor lookup on `free` into a shift.
 const _: () = assert!(core::mem::size_of::<Page>() == 128);
+const _: () = assert!(core::mem::offset_of!(Page, shared) == 64);
 
 impl Page {
     // A template for initialisers, never shared: each use is a fresh value.
     #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Page = Page {
-        block_size: 0,
-        start: null_mut(),
+        free: null_mut(),
+        local_free: null_mut(),
+        used: 0,
         flags: FLAG_NO_PAGE,
         bin: 0,
         slice_count: 0,
         _pad: 0,
         slice_offset: 0,
         capacity: 0,
+        block_size: 0,
+        start: null_mut(),
         reserved: 0,
+        _pad2: 0,
         next: null_mut(),
+        shared: Shared {
+            slice_offset: 0,
+            flags: FLAG_NO_PAGE,
+            bin: 0,
+            _pad: 0,
+            block_size: 0,
+            start: null_mut(),
+        },
         prev: null_mut(),
-        _pad2: [0; 2],
-        free: null_mut(),
-        local_free: null_mut(),
-        used: 0,
-        _pad3: 0,
         thread_free: AtomicUsize::new(0),
     };
 

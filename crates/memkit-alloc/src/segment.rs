@@ -121,6 +121,23 @@ impl Segment {
         }
     }
 
+    /// [`Segment::page_of`] for a thread that does not own the segment: it
+    /// reads the copy of `slice_offset` on the descriptor's shared line.
+    ///
+    /// # Safety
+    /// As [`Segment::page_of`].
+    #[inline(always)]
+    pub unsafe fn page_of_shared(seg: *mut Segment, p: *const u8) -> *mut Page {
+        let idx = (p as usize - seg as usize) >> SLICE_SHIFT;
+        // SAFETY: idx < SLICES because p is inside the segment.
+        unsafe {
+            let slice = core::ptr::addr_of_mut!((*seg).pages)
+                .cast::<Page>()
+                .add(idx);
+            slice.byte_sub((*slice).shared.slice_offset as usize)
+        }
+    }
+
     pub fn slice_addr(&self, idx: usize) -> *mut u8 {
         (self as *const Segment as *mut u8).wrapping_add(idx * SLICE_SIZE)
     }
