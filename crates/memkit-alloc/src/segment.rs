@@ -105,18 +105,30 @@ impl Segment {
         (p as usize & !SEGMENT_MASK) as *mut Segment
     }
 
+    /// The descriptor of the slice `p` points into (not necessarily a span head).
+    ///
+    /// # Safety
+    /// `seg` must be a live small segment and `p` point into it.
+    #[inline(always)]
+    unsafe fn slice_of(seg: *mut Segment, p: *const u8) -> *mut Page {
+        let idx = (p as usize - seg as usize) >> SLICE_SHIFT;
+        // SAFETY: idx < SLICES because p is inside the segment.
+        unsafe {
+            core::ptr::addr_of_mut!((*seg).pages)
+                .cast::<Page>()
+                .add(idx)
+        }
+    }
+
     /// The page descriptor (span head) of a pointer into this segment.
     ///
     /// # Safety
     /// `seg` must be a live small segment and `p` point into it.
     #[inline(always)]
     pub unsafe fn page_of(seg: *mut Segment, p: *const u8) -> *mut Page {
-        let idx = (p as usize - seg as usize) >> SLICE_SHIFT;
-        // SAFETY: idx < SLICES because p is inside the segment.
+        // SAFETY: per the contract; slice_offset leads back to the head.
         unsafe {
-            let slice = core::ptr::addr_of_mut!((*seg).pages)
-                .cast::<Page>()
-                .add(idx);
+            let slice = Self::slice_of(seg, p);
             slice.byte_sub((*slice).slice_offset as usize)
         }
     }
@@ -128,12 +140,9 @@ impl Segment {
     /// As [`Segment::page_of`].
     #[inline(always)]
     pub unsafe fn page_of_shared(seg: *mut Segment, p: *const u8) -> *mut Page {
-        let idx = (p as usize - seg as usize) >> SLICE_SHIFT;
-        // SAFETY: idx < SLICES because p is inside the segment.
+        // SAFETY: per the contract; the copy equals slice_offset.
         unsafe {
-            let slice = core::ptr::addr_of_mut!((*seg).pages)
-                .cast::<Page>()
-                .add(idx);
+            let slice = Self::slice_of(seg, p);
             slice.byte_sub((*slice).shared.slice_offset as usize)
         }
     }
