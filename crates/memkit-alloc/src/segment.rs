@@ -157,14 +157,27 @@ impl Segment {
 
     /// Takes `n` consecutive free slices; returns the head slice index.
     pub fn take_span(&mut self, n: usize) -> Option<usize> {
+        self.take_span_in(n, self.free_mask)
+    }
+
+    /// Takes `n` consecutive free slices that are all still resident, if
+    /// there are such.
+    pub fn take_dirty_span(&mut self, n: usize) -> Option<usize> {
+        self.take_span_in(n, self.free_mask & self.dirty_mask)
+    }
+
+    fn take_span_in(&mut self, n: usize, mask: u64) -> Option<usize> {
+        if (mask.count_ones() as usize) < n {
+            return None;
+        }
         let want: u64 = if n >= 64 { !0 } else { (1u64 << n) - 1 };
-        let mut m = self.free_mask;
+        let mut m = mask;
         while m != 0 {
             let i = m.trailing_zeros() as usize;
             if i + n > SLICES {
                 return None;
             }
-            let run = (self.free_mask >> i) & want;
+            let run = (mask >> i) & want;
             if run == want {
                 let bits = want << i;
                 self.free_mask &= !bits;
@@ -418,6 +431,23 @@ mod tests {
         assert_eq!(s.take_span(52), Some(12));
         assert_eq!(s.take_span(1), None);
         assert_eq!(s.free_mask, 0);
+    }
+
+    #[test]
+    fn resident_spans_are_found_past_purged_ones() {
+        let mut s = blank();
+        assert_eq!(s.take_span(8), Some(1));
+        // Slices 1-2 were purged, 3-5 are still resident, 6-8 in use.
+        s.release_span(1, 5);
+        s.dirty_mask &= !0b110;
+        assert_eq!(s.take_dirty_span(4), None, "no resident run of 4");
+        assert_eq!(s.take_dirty_span(2), Some(3));
+        assert_eq!(s.dirty_mask, 1 << 5);
+        // The lowest free run, resident or not.
+        assert_eq!(s.take_span(1), Some(1));
+        assert_eq!(s.take_dirty_span(1), Some(5));
+        assert_eq!(s.take_dirty_span(1), None);
+        assert_eq!(s.free_mask & 0b1_1111_1110, 1 << 2);
     }
 
     #[test]
