@@ -32,8 +32,9 @@ pub const FLAG_ALIGNED: u8 = 2;
 pub const FLAG_NO_PAGE: u8 = 4;
 
 /// Low bit of `thread_free`: the page is full and its owner wants to hear of
-/// the next remote free (the freer pushes the page on the heap's
-/// `remote_pages` stack and clears the bit, so a page is pushed at most once).
+/// the next remote free (the freer clears the bit and pushes its block on
+/// the owning heap's `delayed` list instead, so the owner learns of the page
+/// once).
 pub const TF_NOTIFY: usize = 1;
 /// `thread_free` also counts its blocks in its top bits (user-space pointers
 /// have 47 bits; a page holds at most 4096 blocks), so the owner learns how

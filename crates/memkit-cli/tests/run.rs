@@ -274,14 +274,26 @@ fn spawn_trapping(signal: &str, action: &str) -> std::process::Child {
         "trap '{action}' {signal}; echo ready; i=0; \
          while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; exit 99"
     );
-    let mut child = memkit()
-        .args(["run", "--", "sh", "-c", &script])
+    let mut cmd = memkit();
+    cmd.args(["run", "--", "sh", "-c", &script])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Own process group, so a group-wide signal cannot hit the harness.
-        .process_group(0)
-        .spawn()
-        .expect("spawn memkit");
+        .process_group(0);
+    // The harness may itself run with SIGINT or SIGQUIT ignored (started in
+    // the background by a non-interactive shell); memkit then rightly keeps
+    // them ignored for the program, which could not trap them. These tests
+    // are about signals that do arrive.
+    // SAFETY: signal() is async-signal-safe; the closure only calls it.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn memkit");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
