@@ -215,6 +215,16 @@ impl Page {
         if self.block_size == 0 {
             return true;
         }
+        // The copy other threads read must match.
+        let sh = &self.shared;
+        if sh.block_size != self.block_size
+            || sh.start != self.start
+            || sh.bin != self.bin
+            || sh.slice_offset != self.slice_offset
+            || sh.flags != self.flags & (FLAG_ALIGNED | FLAG_NO_PAGE)
+        {
+            return false;
+        }
         let mut n = 0u32;
         for list in [self.free, self.local_free] {
             let mut b = list;
