@@ -460,9 +460,7 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
                 }
                 if q != p {
                     let seg = Segment::of(p);
-                    let pg = Segment::page_of(seg, p);
-                    (*pg).flags |= FLAG_ALIGNED;
-                    (*pg).shared.flags |= FLAG_ALIGNED;
+                    (*Segment::page_of(seg, p)).mark_aligned();
                 }
                 return q;
             }

@@ -127,6 +127,13 @@ impl Page {
         thread_free: AtomicUsize::new(0),
     };
 
+    /// Marks the page as holding blocks handed out at an offset (on both
+    /// lines: `free` rounds such pointers down to their block).
+    pub fn mark_aligned(&mut self) {
+        self.flags |= FLAG_ALIGNED;
+        self.shared.flags |= FLAG_ALIGNED;
+    }
+
     /// Takes the remote frees (`thread_free`) into `local_free`, and
     /// `local_free` into `free` if `free` is empty. Owner only. Afterwards
     /// `used` is exact. Returns whether `free` is non-empty.
