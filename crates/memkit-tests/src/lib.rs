@@ -802,6 +802,30 @@ pub fn limit_child(cmd: &mut Command, no_core: bool, memlock: Option<u64>) -> &m
     }
 }
 
+/// The VmFlags (`/proc/self/smaps`) of the mapping of this process that
+/// contains `p`. Panics if no mapping does.
+pub fn vm_flags(p: *const u8) -> Vec<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("read /proc/self/smaps");
+    let a = p as usize;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((lo, hi)) = first.split_once('-') {
+            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&a);
+                continue;
+            }
+        }
+        if inside {
+            if let Some(f) = line.strip_prefix("VmFlags:") {
+                return f.split_whitespace().map(String::from).collect();
+            }
+        }
+    }
+    panic!("no mapping contains {p:p}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

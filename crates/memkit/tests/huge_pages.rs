@@ -7,29 +7,6 @@ use memkit::raw::{free, malloc, realloc, usable_size};
 
 const MIB: usize = 1 << 20;
 
-/// The VmFlags of the mapping that contains `p`.
-fn vm_flags(p: *mut u8) -> Vec<String> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("read /proc/self/smaps");
-    let addr = p as usize;
-    let mut inside = false;
-    for line in smaps.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if let Some((lo, hi)) = first.split_once('-') {
-            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-            {
-                inside = lo <= addr && addr < hi;
-                continue;
-            }
-        }
-        if inside {
-            if let Some(flags) = line.strip_prefix("VmFlags:") {
-                return flags.split_whitespace().map(str::to_owned).collect();
-            }
-        }
-    }
-    panic!("no mapping holds {p:p}");
-}
-
 fn touch(p: *mut u8, len: usize) {
     for off in (0..len).step_by(4096) {
         // SAFETY: p..p+len is a live block of ours.
@@ -48,7 +25,7 @@ fn reused_huge_blocks_get_huge_page_advice() {
         let a = malloc(20 * MIB);
         assert!(!a.is_null());
         touch(a, 20 * MIB);
-        let flags = vm_flags(a);
+        let flags = memkit_tests::vm_flags(a);
         assert!(
             !flags.iter().any(|f| f == "hg"),
             "fresh block advised: {flags:?}"
@@ -60,7 +37,7 @@ fn reused_huge_blocks_get_huge_page_advice() {
         let b = malloc(23 * MIB + 5);
         assert!(!b.is_null());
         touch(b, 23 * MIB + 5);
-        let flags = vm_flags(b);
+        let flags = memkit_tests::vm_flags(b);
         assert!(
             flags.iter().any(|f| f == "hg"),
             "reused block not advised: {flags:?}"
@@ -77,7 +54,7 @@ fn reused_huge_blocks_get_huge_page_advice() {
         let c = malloc(MIB);
         let c2 = realloc(c, 3 * MIB);
         assert!(!c2.is_null());
-        assert!(!vm_flags(c2).iter().any(|f| f == "hg"));
+        assert!(!memkit_tests::vm_flags(c2).iter().any(|f| f == "hg"));
         free(c2);
 
         // Growing a block with realloc advises it too, and keeps the data.
@@ -86,7 +63,7 @@ fn reused_huge_blocks_get_huge_page_advice() {
         d.write_bytes(0x5a, 12 * MIB);
         let d2 = realloc(d, 30 * MIB);
         assert!(!d2.is_null());
-        assert!(vm_flags(d2).iter().any(|f| f == "hg"));
+        assert!(memkit_tests::vm_flags(d2).iter().any(|f| f == "hg"));
         assert!((0..12 * MIB).step_by(4093).all(|i| *d2.add(i) == 0x5a));
         free(d2);
         free(b);
@@ -102,7 +79,7 @@ fn reused_huge_blocks_get_huge_page_advice() {
         assert!(!y.is_null());
         assert!(usable_size(y) < MIB, "usable {}", usable_size(y));
         assert!(
-            !vm_flags(y).iter().any(|f| f == "hg"),
+            !memkit_tests::vm_flags(y).iter().any(|f| f == "hg"),
             "small reuse advised"
         );
         free(y);

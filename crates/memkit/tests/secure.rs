@@ -58,29 +58,6 @@ fn assert_passed(o: &Output) {
     );
 }
 
-/// The VmFlags of the mapping containing `p`.
-fn vmflags(p: *const u8) -> Vec<String> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let a = p as usize;
-    let mut inside = false;
-    for line in smaps.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if let Some((lo, hi)) = first.split_once('-') {
-            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-            {
-                inside = (lo..hi).contains(&a);
-                continue;
-            }
-        }
-        if inside {
-            if let Some(f) = line.strip_prefix("VmFlags:") {
-                return f.split_whitespace().map(String::from).collect();
-            }
-        }
-    }
-    panic!("no mapping contains {p:p}");
-}
-
 fn count_maps() -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()
@@ -228,7 +205,7 @@ fn growing_a_packed_vec_wipes_the_old_copy() {
 fn smaps_flags_show_locked_dontdump_wipeonfork() {
     for opts in [Options::new(), Options::new().packed()] {
         let b = SecretBox::<[u8; 48]>::init_with_options(&opts, |_| {}).unwrap();
-        let f = vmflags(b.as_ptr());
+        let f = memkit_tests::vm_flags(b.as_ptr());
         for want in ["lo", "dd", "wf"] {
             assert!(f.iter().any(|x| x == want), "{want} missing: {f:?}");
         }
