@@ -73,7 +73,7 @@ fn parse_bool(v: &[u8]) -> Option<bool> {
     }
 }
 
-fn warn(name: &[u8], value: &[u8], expected: &str) {
+pub(crate) fn warn(name: &[u8], value: &[u8], expected: &str) {
     let mut w = BufWriter::<256>::new();
     w.put(b"memkit: ignoring ");
     w.put(name);

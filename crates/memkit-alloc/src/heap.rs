@@ -24,6 +24,7 @@ use core::ptr::{addr_of_mut, null_mut};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering, Ordering::Relaxed};
 
 use crate::config::{self, OPTIONS};
+use crate::harden::{self, next_of, set_free, Fault};
 use crate::lock::SpinLock;
 use crate::page::{Block, Page, Shared, FLAG_FULL, TF_COUNT_SHIFT, TF_NOTIFY, TF_ONE, TF_PTR};
 use crate::segment::{self, Segment, SLICES, SLICE_SIZE};
@@ -235,6 +236,8 @@ static PROCESS_INIT: AtomicU32 = AtomicU32::new(0);
 #[inline(never)]
 pub fn thread_init() -> *mut Heap {
     config::load();
+    // Before any block exists: the secrets every list link is encoded with.
+    harden::init();
     let h = {
         let mut r = HEAPS.lock();
         let mut h = r.pop_dead();
@@ -470,9 +473,29 @@ unsafe fn pop(p: *mut Page) -> *mut u8 {
     // SAFETY: per the contract.
     unsafe {
         let b = (*p).free;
-        (*p).free = (*b).next;
+        (*p).free = take(p, b);
         (*p).used += 1;
         b as *mut u8
+    }
+}
+
+/// Takes `b`, the head of one of page `p`'s lists, off that list: checks
+/// that it is free and that its link stays in the page (when hardened),
+/// clears its tag; returns the next block.
+///
+/// # Safety
+/// `b` is the head of a list of `p`, owned by the caller.
+#[inline(always)]
+pub unsafe fn take(p: *mut Page, b: *mut Block) -> *mut Block {
+    // SAFETY: per the contract: list heads are blocks of p.
+    unsafe {
+        if harden::on() && !harden::is_tagged(b) {
+            harden::fault(Fault::NotFree, "malloc", b as *const u8, 0);
+        }
+        let next = next_of(b);
+        (*p).check_link(b, next, "malloc");
+        (*b).tag = 0;
+        next
     }
 }
 
@@ -594,6 +617,7 @@ unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
             _pad: 0,
             block_size: bs,
             start: (*p).start,
+            carved: AtomicU32::new(0),
         };
         queue_push_front(h, p);
         p
@@ -647,6 +671,9 @@ unsafe fn free_page(h: *mut Heap, p: *mut Page, now: u64) {
 pub unsafe fn free_local_slow(h: *mut Heap, p: *mut Page, b: *mut u8) {
     // SAFETY: per the contract.
     unsafe {
+        if harden::on() && harden::is_tagged(b as *const Block) {
+            harden::fault(Fault::DoubleFree, "free", b, 0);
+        }
         (*h).stats.free((*p).bin as usize);
         put_back(h, p, b as *mut Block);
     }
@@ -672,7 +699,7 @@ pub unsafe fn retire(h: *mut Heap, p: *mut Page) {
 unsafe fn put_back(h: *mut Heap, p: *mut Page, b: *mut Block) {
     // SAFETY: per the contract.
     unsafe {
-        (*b).next = (*p).local_free;
+        set_free(b, (*p).local_free);
         (*p).local_free = b;
         (*p).used -= 1;
         if (*p).flags & FLAG_FULL != 0 {
@@ -736,7 +763,7 @@ pub unsafe fn free_remote_of(me: *mut Heap, seg: *mut Segment, p: *mut Page, b: 
         let cached = *(*me).rcache_bytes.get_unchecked(bin) + bs;
         if cached <= RCACHE_BYTES {
             let blk = b as *mut Block;
-            (*blk).next = *(*me).rcache.get_unchecked(bin);
+            set_free(blk, *(*me).rcache.get_unchecked(bin));
             *(*me).rcache.get_unchecked_mut(bin) = blk;
             *(*me).rcache_bytes.get_unchecked_mut(bin) = cached;
             return;
@@ -767,7 +794,7 @@ unsafe fn return_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
                         let d = &(*owner).delayed;
                         let mut head = d.load(Relaxed);
                         loop {
-                            (*blk).next = head;
+                            set_free(blk, head);
                             match d.compare_exchange_weak(head, blk, Ordering::Release, Relaxed) {
                                 Ok(_) => break,
                                 Err(h) => head = h,
@@ -779,7 +806,7 @@ unsafe fn return_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
                 }
             } else {
                 debug_assert!((blk as usize) >> TF_COUNT_SHIFT == 0);
-                (*blk).next = (cur & TF_PTR) as *mut Block;
+                set_free(blk, (cur & TF_PTR) as *mut Block);
                 let count = (cur & !(TF_ONE - 1)) + TF_ONE;
                 let new = blk as usize | count;
                 match tf.compare_exchange_weak(cur, new, Ordering::Release, Relaxed) {
@@ -801,7 +828,10 @@ unsafe fn flush_rcache(h: *mut Heap) {
         for bin in 1..NBINS {
             let mut b = (*h).rcache[bin];
             while !b.is_null() {
-                let next = (*b).next;
+                let next = next_of(b);
+                if !next.is_null() && harden::on() && !segment::is_block_of_bin(next, bin) {
+                    harden::fault(Fault::BadLink, "free", b as *const u8, next as usize);
+                }
                 let seg = Segment::of(b as *const u8);
                 return_remote(seg, Segment::page_of(seg, b as *const u8), b as *mut u8);
                 b = next;
@@ -821,7 +851,15 @@ unsafe fn drain_delayed(h: *mut Heap) {
     unsafe {
         let mut b = (*h).delayed.swap(null_mut(), Ordering::Acquire);
         while !b.is_null() {
-            let next = (*b).next;
+            let next = next_of(b);
+            // Every delayed block is one of this heap's.
+            if !next.is_null()
+                && harden::on()
+                && !(segment::is_block_of_bin(next, 0)
+                    && (*Segment::of(next as *const u8)).heap == h)
+            {
+                harden::fault(Fault::BadLink, "malloc", b as *const u8, next as usize);
+            }
             let seg = Segment::of(b as *const u8);
             put_back(h, Segment::page_of(seg, b as *const u8), b);
             b = next;

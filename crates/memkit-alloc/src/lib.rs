@@ -16,6 +16,7 @@
 #![no_std]
 
 pub mod config;
+pub mod harden;
 pub mod heap;
 pub mod huge;
 pub mod lock;
@@ -29,6 +30,7 @@ pub mod util;
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering::Relaxed;
 
+use harden::{next_of, set_free, Fault};
 use heap::{empty_heap, Heap};
 use page::{Block, FLAG_ALIGNED, FLAG_NO_PAGE};
 use segment::{Segment, KIND_HUGE, KIND_SMALL, SLICE_SIZE};
@@ -74,11 +76,30 @@ impl NullHook for NoHook {
 /// As [`malloc`].
 #[inline(always)]
 pub unsafe fn malloc_with<H: NullHook>(size: usize) -> *mut u8 {
+    // One predictable branch picks the variant; MEMKIT_HARDEN is decided
+    // before the first block exists and never changes.
+    // SAFETY: forwarded.
+    unsafe {
+        if harden::on() {
+            malloc_fast::<H, true>(size)
+        } else {
+            malloc_fast::<H, false>(size)
+        }
+    }
+}
+
+/// The allocation fast path; `HARD` adds the checks of [`harden`]: the
+/// block handed out must carry the free tag, and the link that replaces it
+/// as the list head must point into the same page on a block boundary (or,
+/// for the cache of other heaps' blocks, to a block of the same bin).
+#[inline(always)]
+unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
     let h = tls::heap();
     if size <= MEDIUM_MAX {
         // SAFETY: h is the thread's heap (or the empty heap, whose pages have
         // no free block); SMALL_BIN covers every size up to SMALL_FAST_MAX and
-        // bin_of every size up to MEDIUM_MAX.
+        // bin_of every size up to MEDIUM_MAX. List heads are free blocks
+        // whose links were checked when they became heads.
         unsafe {
             let bin = if size <= SMALL_FAST_MAX {
                 *SMALL_BIN.get_unchecked((size + 15) >> 4) as usize
@@ -87,7 +108,20 @@ pub unsafe fn malloc_with<H: NullHook>(size: usize) -> *mut u8 {
             };
             let rb = *(*h).rcache.get_unchecked(bin);
             if !rb.is_null() {
-                *(*h).rcache.get_unchecked_mut(bin) = (*rb).next;
+                let next = if HARD {
+                    if !harden::is_tagged(rb) {
+                        harden::fault(Fault::NotFree, "malloc", rb as *const u8, 0);
+                    }
+                    let next = next_of(rb);
+                    if !next.is_null() && !segment::is_block_of_bin(next, bin) {
+                        harden::fault(Fault::BadLink, "malloc", rb as *const u8, next as usize);
+                    }
+                    (*rb).tag = 0;
+                    next
+                } else {
+                    (*rb).next
+                };
+                *(*h).rcache.get_unchecked_mut(bin) = next;
                 *(*h).rcache_bytes.get_unchecked_mut(bin) -= *BIN_BYTES.get_unchecked(bin);
                 (*h).stats.alloc(bin);
                 return rb as *mut u8;
@@ -98,17 +132,18 @@ pub unsafe fn malloc_with<H: NullHook>(size: usize) -> *mut u8 {
             // in the block). Then the page's free list. Remote frees are
             // collected by the slow path when both run dry.
             let mut b = (*p).local_free;
-            let next;
-            if !b.is_null() {
-                next = (*b).next;
-                (*p).local_free = next;
-            } else {
+            let local = !b.is_null();
+            if !local {
                 b = (*p).free;
                 if b.is_null() {
                     // SAFETY: forwarded.
                     return malloc_slow::<H>(size);
                 }
-                next = (*b).next;
+            }
+            let next = if HARD { heap::take(p, b) } else { (*b).next };
+            if local {
+                (*p).local_free = next;
+            } else {
                 (*p).free = next;
             }
             // The next malloc of this size may read `next`'s link: start
@@ -185,29 +220,51 @@ unsafe fn malloc_own(size: usize) -> *mut u8 {
 }
 
 /// Frees a block. Null and pointers memkit never handed out are ignored.
+/// When hardened, a double free, or a pointer into memkit's memory that is
+/// not the start of a live block, stops the process with a message.
 ///
-/// Fast path: ownership bit, owner check, push on the page's local free list.
+/// Fast path: ownership bit, owner check, block-start and free-tag checks,
+/// push on the page's local free list.
 ///
 /// # Safety
 /// `p` must be null, a live block from this allocator, or a pointer it never
-/// handed out; not a block already freed.
+/// handed out.
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) {
+    // SAFETY: forwarded.
+    unsafe {
+        if harden::on() {
+            free_fast::<true>(p)
+        } else {
+            free_fast::<false>(p)
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn free_fast<const HARD: bool>(p: *mut u8) {
     let seg = Segment::of(p);
     let h = tls::heap();
     // SAFETY: the hint is one of our heap's segments (never a huge chunk,
     // never a 4 MiB-aligned value when unset), so a match proves ownership
     // without the bitmap; otherwise an owned chunk starts with a mapped
     // header, and for a small segment owned by our heap, page_of finds the
-    // descriptor of p's span.
+    // descriptor of p's span. `holds` proves p is a carved block start
+    // before its words are read.
     unsafe {
         let ours =
             seg as usize == (*h).seg_hint || (segment::is_owned(seg as usize) && (*seg).heap == h);
         if ours {
             let pg = Segment::page_of(seg, p);
-            if (*pg).flags == 0 {
+            if (*pg).flags == 0
+                && (!HARD || ((*pg).holds(p) && !harden::is_tagged(p as *const Block)))
+            {
                 let b = p as *mut Block;
-                (*b).next = (*pg).local_free;
+                if HARD {
+                    set_free(b, (*pg).local_free);
+                } else {
+                    (*b).next = (*pg).local_free;
+                }
                 (*pg).local_free = b;
                 let used = (*pg).used - 1;
                 (*pg).used = used;
@@ -245,8 +302,15 @@ unsafe fn free_not_local(h: *mut Heap, seg: *mut Segment, p: *mut u8) {
             let pg = Segment::page_of_shared(seg, p);
             let shared = &(*pg).shared;
             if shared.flags & (FLAG_ALIGNED | FLAG_NO_PAGE) == 0 && p >= shared.start {
-                heap::free_remote_of(h, seg, pg, p);
-                return;
+                let off = p as usize - shared.start as usize;
+                if !harden::on()
+                    || (off < shared.carved.load(Relaxed) as usize
+                        && harden::on_boundary(off, shared.bin as usize)
+                        && !harden::is_tagged(p as *const Block))
+                {
+                    heap::free_remote_of(h, seg, pg, p);
+                    return;
+                }
             }
         }
         free_generic(seg, p)
@@ -296,31 +360,97 @@ fn count_huge_free() {
 unsafe fn free_generic(seg: *mut Segment, p: *mut u8) {
     // SAFETY: seg is an owned chunk with a mapped header.
     unsafe {
+        match lookup(seg, p) {
+            Found::Huge(h) => {
+                huge::free(h);
+                count_huge_free();
+            }
+            Found::Small { pg, block, .. } => {
+                if harden::on() && harden::is_tagged(block as *const Block) {
+                    harden::fault(Fault::DoubleFree, "free", block, 0);
+                }
+                let h = tls::heap();
+                if (*seg).heap == h {
+                    heap::free_local_slow(h, pg, block);
+                } else {
+                    heap::free_remote(seg, pg, block);
+                }
+            }
+            Found::Bad(fault, detail) => {
+                if harden::on() {
+                    harden::fault(fault, "free", p, detail);
+                }
+                report_ignored(p, "not the start of a live block");
+            }
+            Found::Foreign => report_ignored(p, "a pointer memkit did not allocate"),
+        }
+    }
+}
+
+/// What a pointer into an owned chunk is.
+enum Found {
+    /// The start of a live huge block.
+    Huge(*mut huge::Huge),
+    /// A carved block of a small page (`block` is its start: `p` itself, or
+    /// `p` rounded down in a page of aligned blocks); `usable` bytes from `p`.
+    Small {
+        pg: *mut page::Page,
+        block: *mut u8,
+        usable: usize,
+    },
+    /// Inside memkit's memory, but no block start (the fault, and the
+    /// offset into the block where there is one).
+    Bad(Fault, usize),
+    /// Not memkit's memory (past the end of a huge block's mapping).
+    Foreign,
+}
+
+/// Classifies `p`, a pointer into the owned chunk `seg`, from the
+/// descriptors' shared lines (any thread may call it). When hardened, a
+/// pointer into an ordinary page must be a block start; pages of aligned
+/// blocks accept any pointer into a block (it is rounded down).
+///
+/// # Safety
+/// `seg` is an owned chunk (its header is mapped).
+unsafe fn lookup(seg: *mut Segment, p: *mut u8) -> Found {
+    // SAFETY: per the contract; small segments have a descriptor per slice.
+    unsafe {
         if (*seg).kind == KIND_HUGE {
             let h = huge::header_of(p);
             if !h.is_null() {
-                huge::free(h);
-                count_huge_free();
-            } else {
-                report_ignored(p, "not the start of a live huge block");
+                return Found::Huge(h);
             }
-            return;
+            let hh = seg as *mut huge::Huge;
+            let off = p as usize - seg as usize;
+            if off >= (*hh).map_size {
+                return Found::Foreign;
+            }
+            if (*hh).live == 0 && off == (*hh).data_off {
+                return Found::Bad(Fault::DoubleFree, 0);
+            }
+            if off < (*hh).data_off {
+                return Found::Bad(Fault::NotInBlock, 0);
+            }
+            return Found::Bad(Fault::NotBlockStart, off - (*hh).data_off);
         }
-        let pg = Segment::page_of(seg, p);
-        if (*pg).block_size == 0 || p < (*pg).start {
-            report_ignored(p, "not inside a block memkit handed out");
-            return;
+        let pg = Segment::page_of_shared(seg, p);
+        let sh = &(*pg).shared;
+        if sh.flags & FLAG_NO_PAGE != 0 || p < sh.start {
+            return Found::Bad(Fault::NotInBlock, 0);
         }
-        let b = if (*pg).flags & FLAG_ALIGNED != 0 {
-            (*pg).block_start(p)
-        } else {
-            p
-        };
-        let h = tls::heap();
-        if (*seg).heap == h {
-            heap::free_local_slow(h, pg, b);
-        } else {
-            heap::free_remote(seg, pg, b);
+        let off = p as usize - sh.start as usize;
+        let bs = sh.block_size;
+        let into = off % bs;
+        if harden::on() && off >= sh.carved.load(Relaxed) as usize {
+            return Found::Bad(Fault::NotInBlock, 0);
+        }
+        if into != 0 && sh.flags & FLAG_ALIGNED == 0 && harden::on() {
+            return Found::Bad(Fault::NotBlockStart, into);
+        }
+        Found::Small {
+            pg,
+            block: p.wrapping_sub(into),
+            usable: bs - into,
         }
     }
 }
@@ -350,7 +480,8 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
     p
 }
 
-/// Usable bytes of a block (0 for null or pointers memkit never handed out).
+/// Usable bytes of a block (0 for null, pointers memkit never handed out,
+/// and, when hardened, pointers that are not the start of a live block).
 /// Writing up to that many bytes is safe.
 ///
 /// # Safety
@@ -360,18 +491,45 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
         return 0;
     }
     let seg = Segment::of(p);
-    // SAFETY: owned chunks have mapped headers; small pages describe their blocks.
+    // SAFETY: owned chunks have mapped headers.
     unsafe {
-        if !segment::is_owned(seg as usize) || (*seg).kind == KIND_HUGE {
+        if !segment::is_owned(seg as usize) {
             let h = huge::header_of(p);
             return if h.is_null() { 0 } else { huge::usable(h) };
         }
-        let pg = Segment::page_of(seg, p);
-        if (*pg).block_size == 0 || p < (*pg).start {
-            return 0;
+        match lookup(seg, p) {
+            Found::Huge(h) => huge::usable(h),
+            Found::Small { block, usable, .. } => {
+                if harden::on() && harden::is_tagged(block as *const Block) {
+                    0
+                } else {
+                    usable
+                }
+            }
+            Found::Bad(..) | Found::Foreign => 0,
         }
-        let start = (*pg).block_start(p);
-        (*pg).block_size - (p as usize - start as usize)
+    }
+}
+
+/// Stops the process if `p` lies in memkit's memory but is not a live
+/// block start (when hardened): `realloc` must not copy from or free it.
+///
+/// # Safety
+/// As [`usable_size`].
+unsafe fn check_realloc(p: *mut u8) {
+    let seg = Segment::of(p);
+    if !harden::on() || !segment::is_owned(seg as usize) {
+        return;
+    }
+    // SAFETY: an owned chunk.
+    unsafe {
+        match lookup(seg, p) {
+            Found::Small { block, .. } if harden::is_tagged(block as *const Block) => {
+                harden::fault(Fault::DoubleFree, "realloc", p, 0)
+            }
+            Found::Bad(f, d) => harden::fault(f, "realloc", p, d),
+            _ => {}
+        }
     }
 }
 
@@ -389,6 +547,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         if me != empty_heap() {
             bump(&(*me).stats.reallocs, 1);
         }
+        check_realloc(p);
         let old = usable_size(p);
         if old == 0 {
             return null_mut();

@@ -12,12 +12,16 @@
 //! contend and remote frees need no lock.
 
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-/// A free block: its first word links to the next free block.
+use crate::harden::{self, next_of, set_free};
+
+/// A free block: its first word links to the next free block (encoded, see
+/// [`harden`]), its second holds the free tag while it is free.
 #[repr(C)]
 pub struct Block {
     pub next: *mut Block,
+    pub tag: usize,
 }
 
 /// The page was exhausted and left its bin queue; a free must re-queue it.
@@ -64,6 +68,9 @@ pub struct Shared {
     pub block_size: usize,
     /// Copy of [`Page::start`].
     pub start: *mut u8,
+    /// Copy of [`Page::carved`], raised by the owner as it carves; other
+    /// threads' frees check their pointer against it.
+    pub carved: AtomicU32,
 }
 
 #[repr(C, align(128))]
@@ -84,7 +91,9 @@ pub struct Page {
     pub block_size: usize,
     pub start: *mut u8,
     pub reserved: u32,
-    pub _pad2: u32,
+    /// Bytes of the span carved into blocks so far: `capacity * block_size`
+    /// (a block pointer's offset from `start` is below it).
+    pub carved: u32,
     /// Bin queue links (owner only).
     pub next: *mut Page,
     // Second line: for other threads.
@@ -113,7 +122,7 @@ impl Page {
         block_size: 0,
         start: null_mut(),
         reserved: 0,
-        _pad2: 0,
+        carved: 0,
         next: null_mut(),
         shared: Shared {
             slice_offset: 0,
@@ -122,6 +131,7 @@ impl Page {
             _pad: 0,
             block_size: 0,
             start: null_mut(),
+            carved: AtomicU32::new(0),
         },
         prev: null_mut(),
         thread_free: AtomicUsize::new(0),
@@ -163,12 +173,18 @@ impl Page {
                 // blocks): park the list on local_free, which needs its tail.
                 let mut tail = list;
                 // SAFETY: blocks on thread_free were handed out by this page
-                // and freed exactly once; each holds a valid link.
+                // and freed exactly once; each link is checked before it is
+                // followed.
                 unsafe {
-                    while !(*tail).next.is_null() {
-                        tail = (*tail).next;
+                    loop {
+                        let next = next_of(tail);
+                        if next.is_null() {
+                            break;
+                        }
+                        self.check_link(tail, next, "malloc");
+                        tail = next;
                     }
-                    (*tail).next = self.local_free;
+                    set_free(tail, self.local_free);
                 }
                 self.local_free = list;
             }
@@ -200,14 +216,33 @@ impl Page {
             let mut p = first;
             for _ in 1..n {
                 let q = p.add(bs);
-                (*(p as *mut Block)).next = q as *mut Block;
+                set_free(p as *mut Block, q as *mut Block);
                 p = q;
             }
-            (*(p as *mut Block)).next = self.free;
+            set_free(p as *mut Block, self.free);
         }
         self.free = first as *mut Block;
         self.capacity += n;
+        self.carved = self.capacity * bs as u32;
+        self.shared.carved.store(self.carved, Ordering::Relaxed);
         true
+    }
+
+    /// Whether `b` may be a block of this page: in its carved part, on a
+    /// block boundary. Null is not.
+    #[inline(always)]
+    pub fn holds(&self, b: *const u8) -> bool {
+        let off = (b as usize).wrapping_sub(self.start as usize);
+        off < self.carved as usize && harden::on_boundary(off, self.bin as usize)
+    }
+
+    /// Stops the process unless `next`, the decoded link of `b`, is null or
+    /// a block of this page.
+    #[inline(always)]
+    pub fn check_link(&self, b: *mut Block, next: *mut Block, call: &str) {
+        if !next.is_null() && !self.holds(next as *const u8) && harden::on() {
+            harden::fault(harden::Fault::BadLink, call, b as *const u8, next as usize);
+        }
     }
 
     /// Whether `p` is the start of a block this page could have handed out.
@@ -244,7 +279,12 @@ impl Page {
                 }
                 n += 1;
                 // SAFETY: checked to be a block of this page above.
-                b = unsafe { (*b).next };
+                unsafe {
+                    if harden::on() && !harden::is_tagged(b) {
+                        return false;
+                    }
+                    b = next_of(b);
+                }
             }
         }
         self.capacity <= self.reserved && self.used + n == self.capacity

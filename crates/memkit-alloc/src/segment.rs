@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::config::{OPTIONS, THP_ALWAYS, THP_NEVER};
 use crate::heap::Heap;
 use crate::lock::SpinLock;
-use crate::page::Page;
+use crate::page::{Page, FLAG_NO_PAGE};
 use crate::stats::GLOBAL;
 
 pub const SEGMENT_SHIFT: usize = 22;
@@ -78,6 +78,31 @@ pub fn is_interior(chunk: usize) -> bool {
 
 pub fn set_interior(chunk: usize, on: bool) {
     bit_set(&INTERIOR, chunk, on)
+}
+
+/// Whether `p` is the start of a block of a live small page, of bin `bin`
+/// (any bin if 0): owned chunk, small segment, a page's carved part, a
+/// block boundary. Reads only the descriptors' shared lines, so any thread
+/// may ask; used to check decoded list links that may point anywhere.
+pub fn is_block_of_bin(p: *const crate::page::Block, bin: usize) -> bool {
+    let seg = Segment::of(p as *const u8);
+    if !is_owned(seg as usize) {
+        return false;
+    }
+    // SAFETY: an owned chunk starts with a mapped header; for a small
+    // segment every slice has a descriptor (slice 0 and free slices are
+    // FLAG_NO_PAGE).
+    unsafe {
+        if (*seg).kind != KIND_SMALL {
+            return false;
+        }
+        let sh = &(*Segment::page_of_shared(seg, p as *const u8)).shared;
+        if sh.flags & FLAG_NO_PAGE != 0 || (bin != 0 && sh.bin as usize != bin) {
+            return false;
+        }
+        let off = (p as usize).wrapping_sub(sh.start as usize);
+        off < sh.carved.load(Relaxed) as usize && crate::harden::on_boundary(off, sh.bin as usize)
+    }
 }
 
 #[repr(C)]

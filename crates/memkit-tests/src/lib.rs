@@ -17,6 +17,7 @@
 //! - `MEMKIT_TESTS_KEEP=1`: keep every temporary directory (failed tests
 //!   always keep theirs, and print the path).
 
+pub mod child;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs;

@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use std::os::unix::process::ExitStatusExt;
+
 use memkit::raw;
+use memkit_tests::child;
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -165,8 +168,29 @@ unsafe fn free_ignored(p: usize) {
     }
 }
 
+/// Runs test `name` in a child twice: hardened (the default), where the
+/// bad free must stop the process with memkit's message, and with
+/// `MEMKIT_HARDEN=off`, where it must be ignored without a write.
+fn aborts_hardened_ignored_otherwise(name: &str) {
+    let o = child::run_self(name, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.signal(), Some(6), "{}", child::describe(&o));
+    assert!(
+        err.contains("memkit: free(): invalid pointer")
+            && err.contains("inside memkit's memory but in no block"),
+        "{}",
+        child::describe(&o)
+    );
+    let o = child::run_self(name, &[("MEMKIT_HARDEN", "off")]);
+    assert!(child::passed(&o), "{}", child::describe(&o));
+}
+
 #[test]
-fn pointers_into_segment_headers_are_ignored() {
+fn pointers_into_segment_headers_abort_or_are_ignored() {
+    const NAME: &str = "pointers_into_segment_headers_abort_or_are_ignored";
+    if !child::is_child(NAME) {
+        return aborts_hardened_ignored_otherwise(NAME);
+    }
     // SAFETY: raw allocations of this test, freed once; the other frees are
     // of addresses inside the block's segment header, which stays mapped.
     unsafe {
@@ -184,6 +208,10 @@ fn pointers_into_segment_headers_are_ignored() {
 
 #[test]
 fn frees_from_another_thread_check_the_pointer_first() {
+    const NAME: &str = "frees_from_another_thread_check_the_pointer_first";
+    if !child::is_child(NAME) {
+        return aborts_hardened_ignored_otherwise(NAME);
+    }
     // SAFETY: this thread's heap exists before the other thread starts, so
     // the other thread's blocks are in a segment of another heap.
     let mine = unsafe { raw::malloc(16) };
@@ -204,13 +232,16 @@ fn frees_from_another_thread_check_the_pointer_first() {
     .join()
     .unwrap();
     let seg = plain & !((4 << 20) - 1);
+    assert_ne!(
+        seg,
+        mine as usize & !((4 << 20) - 1),
+        "one segment for two heaps"
+    );
     // SAFETY: the core ignores pointers it never handed out; the blocks are
     // live and freed once.
     unsafe {
-        if seg != mine as usize & !((4 << 20) - 1) {
-            free_ignored(seg + 64);
-            free_ignored(seg + 4096);
-        }
+        free_ignored(seg + 64);
+        free_ignored(seg + 4096);
         assert_eq!(*(plain as *const u8).add(99), 0x5a);
         assert_eq!(*(aligned as *const u8).add(199), 0xa5);
         raw::free(plain as *mut u8);
