@@ -6,18 +6,20 @@
 //!
 //! * **Encoded links.** Every link stored inside a free block (the page
 //!   lists `free`, `local_free`, `thread_free`; the heap's `rcache` and
-//!   `delayed` lists) is `rotl(next ^ at ^ k1, r) + k0`, where `at` is the
-//!   address of the link itself and `k0`, `k1`, `r` are process secrets from
-//!   `getrandom`. A value written by a use-after-free or an overflow decodes
-//!   to a pointer the attacker cannot choose (the rotation and the carry of
-//!   the addition spread every changed bit), and a link copied from another
-//!   block decodes differently because its address differs. glibc's
-//!   safe-linking (`(pos >> 12) ^ ptr`) has no secret and leaves the low
-//!   bits of a partial overwrite predictable; mimalloc's encoding
-//!   (`rotl(p ^ k1, k0) + k0`) has no address term. Every decoded link is
-//!   checked before it becomes a list head: inside the page and on a block
-//!   boundary for page lists; an owned, live page of the same size class for
-//!   the heap's cache of other heaps' blocks.
+//!   `delayed` lists) is XORed with a process secret `k` from `getrandom`:
+//!   a pointer written by a use-after-free or an overflow decodes to an
+//!   address its writer cannot choose without knowing `k` (glibc's
+//!   safe-linking, `(pos >> 12) ^ ptr`, uses the link's address, which ASLR
+//!   hides only until one heap address leaks). Every decoded link is
+//!   checked before it becomes a list head: inside the page's carved part
+//!   for page lists (so that reading it cannot fault); a block start of an
+//!   owned, live page of the same size class for the heap's cache of other
+//!   heaps' blocks. A link that lands in the page off a block boundary, or
+//!   on a block that is not free, is caught by the free tag when it would
+//!   be handed out. mimalloc's `rotl(p ^ k1, k0) + k0`, and an address term
+//!   like glibc's, put more dependent instructions on the malloc/free chain;
+//!   with the free tags they add no case caught (measured in
+//!   docs/BENCHMARKS.md).
 //! * **Free tags.** A free block's second word holds a process secret
 //!   ([`Keys::tag`]); `malloc` checks it on every block it hands out and
 //!   clears it. `free` of a block that still carries the tag is a double
@@ -39,24 +41,18 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use crate::page::Block;
 use crate::size_class::{bin_size, NBINS};
 
-/// The process secrets. All zero (and `mask` zero) when hardening is off:
-/// encoding is then the identity, so slow paths need no test of the mode.
+/// The process secrets. Both zero when hardening is off: encoding is then
+/// the identity, so slow paths need no test of the mode.
 #[repr(C, align(64))]
 pub struct Keys {
-    pub k0: AtomicU64,
-    pub k1: AtomicU64,
-    pub rot: AtomicU32,
-    /// `!0` when hardened: how much of the link's address enters the code.
-    pub mask: AtomicU64,
+    /// XORed into every link.
+    pub k: AtomicU64,
     /// The second word of every free block.
     pub tag: AtomicU64,
 }
 
 pub static KEYS: Keys = Keys {
-    k0: AtomicU64::new(0),
-    k1: AtomicU64::new(0),
-    rot: AtomicU32::new(0),
-    mask: AtomicU64::new(0),
+    k: AtomicU64::new(0),
     tag: AtomicU64::new(0),
 };
 
@@ -101,28 +97,23 @@ pub fn init() {
     if off {
         ON.store(false, Relaxed);
     } else {
-        let mut r = [0u8; 32];
+        let mut r = [0u8; 16];
         if memkit_sys::protect::random(&mut r).is_err() {
             // No getrandom (seccomp): the clock and addresses of this run
             // (ASLR) are the best left; still better than no secret.
             let t = memkit_sys::now_ns();
             let a = &r as *const _ as u64;
             let s = &STATE as *const _ as u64;
-            let mix = [t, a.rotate_left(17) ^ t, s ^ t.rotate_left(31), t ^ a ^ s];
+            let mix = [t ^ a.rotate_left(17), s ^ t.rotate_left(31)];
             for (i, m) in mix.iter().enumerate() {
                 r[i * 8..i * 8 + 8].copy_from_slice(&splitmix(*m).to_le_bytes());
             }
         }
         let word = |i: usize| u64::from_le_bytes(r[i * 8..i * 8 + 8].try_into().unwrap_or([7; 8]));
-        // k0 odd, so the addition always moves bits.
-        KEYS.k0.store(word(0) | 1, Relaxed);
-        KEYS.k1.store(word(1), Relaxed);
-        // A rotation of 0 would leave partial overwrites in place.
-        KEYS.rot.store(((word(2) % 63) + 1) as u32, Relaxed);
+        KEYS.k.store(word(0), Relaxed);
         // Never 0: fresh pages are zeroed, so a zero tag would mark every
         // untouched block as free.
-        KEYS.tag.store(word(3) | 1 << 63, Relaxed);
-        KEYS.mask.store(!0, Relaxed);
+        KEYS.tag.store(word(1) | 1 << 63, Relaxed);
         ON.store(true, Relaxed);
     }
     STATE.store(2, Release);
@@ -135,40 +126,10 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The stored form of a link to `next` kept at address `at`.
+/// The stored form of a link to `next` (the code is its own inverse).
 #[inline(always)]
-pub fn encode(next: *mut Block, at: *const Block) -> usize {
-    let k = &KEYS;
-    encode_with(
-        next as u64,
-        at as u64 & k.mask.load(Relaxed),
-        k.k0.load(Relaxed),
-        k.k1.load(Relaxed),
-        k.rot.load(Relaxed),
-    ) as usize
-}
-
-/// The link stored at `at` in the form [`encode`] made.
-#[inline(always)]
-pub fn decode(stored: usize, at: *const Block) -> *mut Block {
-    let k = &KEYS;
-    decode_with(
-        stored as u64,
-        at as u64 & k.mask.load(Relaxed),
-        k.k0.load(Relaxed),
-        k.k1.load(Relaxed),
-        k.rot.load(Relaxed),
-    ) as *mut Block
-}
-
-#[inline(always)]
-fn encode_with(next: u64, at: u64, k0: u64, k1: u64, rot: u32) -> u64 {
-    (next ^ at ^ k1).rotate_left(rot).wrapping_add(k0)
-}
-
-#[inline(always)]
-fn decode_with(stored: u64, at: u64, k0: u64, k1: u64, rot: u32) -> u64 {
-    stored.wrapping_sub(k0).rotate_right(rot) ^ k1 ^ at
+pub fn code(next: *mut Block) -> *mut Block {
+    (next as u64 ^ KEYS.k.load(Relaxed)) as *mut Block
 }
 
 /// Reads the (encoded) link of free block `b`.
@@ -178,10 +139,11 @@ fn decode_with(stored: u64, at: u64, k0: u64, k1: u64, rot: u32) -> u64 {
 #[inline(always)]
 pub unsafe fn next_of(b: *mut Block) -> *mut Block {
     // SAFETY: per the contract.
-    decode(unsafe { (*b).next } as usize, b)
+    code(unsafe { (*b).next })
 }
 
-/// Links free block `b` to `next` and tags it free.
+/// Links free block `b` to `next` and tags it free (when hardened: off,
+/// the tag is zero, which no check reads).
 ///
 /// # Safety
 /// `b` points to a writable block of at least 16 bytes that nobody uses.
@@ -189,7 +151,7 @@ pub unsafe fn next_of(b: *mut Block) -> *mut Block {
 pub unsafe fn set_free(b: *mut Block, next: *mut Block) {
     // SAFETY: per the contract.
     unsafe {
-        (*b).next = encode(next, b) as *mut Block;
+        (*b).next = code(next);
         (*b).tag = KEYS.tag.load(Relaxed) as usize;
     }
 }
@@ -219,8 +181,14 @@ pub static BIN_MAGIC: [u64; NBINS] = {
 /// Whether `off` (less than 2^32) is a multiple of bin `bin`'s block size.
 #[inline(always)]
 pub fn on_boundary(off: usize, bin: usize) -> bool {
-    // SAFETY of the index: bins of live pages are below NBINS.
-    let m = BIN_MAGIC[bin];
+    debug_assert!(bin < NBINS);
+    // SAFETY: bins of pages are below NBINS (a page that is none has bin 0).
+    divides(off, unsafe { *BIN_MAGIC.get_unchecked(bin) })
+}
+
+/// Whether the size whose [`BIN_MAGIC`] is `m` divides `off` (< 2^32).
+#[inline(always)]
+pub fn divides(off: usize, m: u64) -> bool {
     (off as u32 as u64).wrapping_mul(m) < m
 }
 
@@ -305,19 +273,13 @@ mod tests {
     }
 
     #[test]
-    fn encoding_round_trips_and_depends_on_the_address() {
-        let (k0, k1, rot) = (0x1234_5678_9abc_def1, 0x0fed_cba9_8765_4321, 23);
-        let (at, other) = (0x7f00_0000_1000u64, 0x7f00_0000_1010u64);
-        for next in [0u64, 0x7f00_0000_2000, 0x5555_0000_0010] {
-            let e = encode_with(next, at, k0, k1, rot);
-            assert_eq!(decode_with(e, at, k0, k1, rot), next);
-            assert_ne!(decode_with(e, other, k0, k1, rot), next);
-            // A one-byte overwrite moves the decoded pointer far, not by a byte.
-            let d = decode_with(e ^ 0x40, at, k0, k1, rot);
-            assert!(d.abs_diff(next) > 1 << 20, "{d:#x} vs {next:#x}");
+    fn magic_numbers_divide_exactly() {
+        // The Lemire test against the remainder, for sizes that are no bin too.
+        for d in [16u64, 48, 80, 112, 1280, 20480, 229376] {
+            let m = u64::MAX / d + 1;
+            for off in (0..(1u64 << 22)).step_by(7) {
+                assert_eq!(divides(off as usize, m), off % d == 0, "{off} / {d}");
+            }
         }
-        // Off: all keys and the address mask zero, the identity.
-        assert_eq!(encode_with(0x1230, 0, 0, 0, 0), 0x1230);
-        assert_eq!(decode_with(0x1230, 0, 0, 0, 0), 0x1230);
     }
 }

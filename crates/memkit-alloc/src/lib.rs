@@ -140,7 +140,7 @@ unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
                     return malloc_slow::<H>(size);
                 }
             }
-            let next = if HARD { heap::take(p, b) } else { (*b).next };
+            let next = heap::take::<HARD>(p, b);
             if local {
                 (*p).local_free = next;
             } else {

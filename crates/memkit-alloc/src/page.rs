@@ -94,10 +94,13 @@ pub struct Page {
     /// Bytes of the span carved into blocks so far: `capacity * block_size`
     /// (a block pointer's offset from `start` is below it).
     pub carved: u32,
-    /// Bin queue links (owner only).
-    pub next: *mut Page,
+    /// [`harden::BIN_MAGIC`] of the bin: `free` checks block starts with it
+    /// from the line it already reads.
+    pub magic: u64,
     // Second line: for other threads.
     pub shared: Shared,
+    /// Bin queue links (owner only, slow paths).
+    pub next: *mut Page,
     pub prev: *mut Page,
     pub thread_free: AtomicUsize,
 }
@@ -123,7 +126,7 @@ impl Page {
         start: null_mut(),
         reserved: 0,
         carved: 0,
-        next: null_mut(),
+        magic: 0,
         shared: Shared {
             slice_offset: 0,
             flags: FLAG_NO_PAGE,
@@ -133,6 +136,7 @@ impl Page {
             start: null_mut(),
             carved: AtomicU32::new(0),
         },
+        next: null_mut(),
         prev: null_mut(),
         thread_free: AtomicUsize::new(0),
     };
@@ -233,7 +237,14 @@ impl Page {
     #[inline(always)]
     pub fn holds(&self, b: *const u8) -> bool {
         let off = (b as usize).wrapping_sub(self.start as usize);
-        off < self.carved as usize && harden::on_boundary(off, self.bin as usize)
+        off < self.carved as usize && harden::divides(off, self.magic)
+    }
+
+    /// Whether `b` lies in the carved part of this page (where a block
+    /// pointer can be read safely). Null does not.
+    #[inline(always)]
+    pub fn covers(&self, b: *const u8) -> bool {
+        (b as usize).wrapping_sub(self.start as usize) < self.carved as usize
     }
 
     /// Stops the process unless `next`, the decoded link of `b`, is null or

@@ -18,6 +18,9 @@ pub struct Options {
     pub out: Option<PathBuf>,
     /// libmemkit.so to use (`--memkit`, else `MEMKIT_LIB`, else the workspace's).
     pub memkit: Option<PathBuf>,
+    /// A second libmemkit.so (`--baseline`), run beside the first as
+    /// `memkit-base`: a build before a change, measured in the same run.
+    pub baseline: Option<PathBuf>,
     /// Seconds before a single run is killed.
     pub timeout_s: Option<u64>,
     /// Keep every run's working directory (failed runs always keep theirs).
@@ -42,6 +45,8 @@ OPTIONS:
                             (default <workspace>/target/memkit-bench/results)
     --memkit PATH           the libmemkit.so to test (default: $MEMKIT_LIB, else
                             <workspace>/target/release/libmemkit.so)
+    --baseline PATH         also run this libmemkit.so, as `memkit-base` (a build before a
+                            change, interleaved with the others; never counted as a peer)
     --timeout SECS          kill a run that takes longer (default 180; 60 with --quick)
     --keep                  keep every run's working directory
     --list                  list the workloads and exit
@@ -58,6 +63,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, 
         allocators: None,
         out: None,
         memkit: None,
+        baseline: None,
         timeout_s: None,
         keep: false,
         list: false,
@@ -105,6 +111,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, 
             "--allocators" => o.allocators = Some(list(&value("--allocators")?)),
             "--out" => o.out = Some(PathBuf::from(value("--out")?)),
             "--memkit" => o.memkit = Some(PathBuf::from(value("--memkit")?)),
+            "--baseline" => o.baseline = Some(PathBuf::from(value("--baseline")?)),
             other => return Err(format!("unknown argument: {other}\n\n{USAGE}")),
         }
     }

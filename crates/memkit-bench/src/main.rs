@@ -74,7 +74,17 @@ fn run(opts: &cli::Options, args: &[String]) -> Result<bool, String> {
     if found.allocators.is_empty() {
         return Err("no allocator to run".into());
     }
-    let allocators = found.allocators;
+    let mut allocators = found.allocators;
+    if let Some(base) = &opts.baseline {
+        if !base.is_file() {
+            return Err(format!("--baseline {}: no such file", base.display()));
+        }
+        allocators.push(env::Allocator {
+            name: "memkit-base".into(),
+            version: format!("baseline build at {}", base.display()),
+            lib: Some(env::snapshot(base, &cache)?),
+        });
+    }
     let timeout = Duration::from_secs(opts.timeout_s.unwrap_or(if opts.quick { 60 } else { 180 }));
     let out_dir = opts.out.clone().unwrap_or_else(|| cache.join("results"));
     let started = SystemTime::now();

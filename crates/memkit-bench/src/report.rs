@@ -123,7 +123,7 @@ fn vs_best(cells: &BTreeMap<String, Cell>, f: &dyn Fn(&Cell) -> Option<f64>) -> 
     let m = f(cells.get("memkit")?)?;
     let (best, v) = cells
         .iter()
-        .filter(|(n, _)| n.as_str() != "memkit")
+        .filter(|(n, _)| !n.starts_with("memkit"))
         .filter_map(|(n, c)| f(c).map(|v| (n.clone(), v)))
         .min_by(|a, b| a.1.total_cmp(&b.1))?;
     (v > 0.0).then(|| VsBest { best, ratio: m / v })
