@@ -38,8 +38,15 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::page::Block;
 use crate::size_class::{bin_size, NBINS};
+
+/// A free block: its first word links to the next free block (encoded),
+/// its second holds the free tag while it is free.
+#[repr(C)]
+pub struct Block {
+    pub next: *mut Block,
+    pub tag: usize,
+}
 
 /// The process secrets. Both zero when hardening is off: encoding is then
 /// the identity, so slow paths need no test of the mode.

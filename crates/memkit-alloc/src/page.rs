@@ -14,15 +14,8 @@
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
+pub use crate::harden::Block;
 use crate::harden::{self, next_of, set_free};
-
-/// A free block: its first word links to the next free block (encoded, see
-/// [`harden`]), its second holds the free tag while it is free.
-#[repr(C)]
-pub struct Block {
-    pub next: *mut Block,
-    pub tag: usize,
-}
 
 /// The page was exhausted and left its bin queue; a free must re-queue it.
 pub const FLAG_FULL: u8 = 1;

@@ -80,6 +80,15 @@ pub fn set_interior(chunk: usize, on: bool) {
     bit_set(&INTERIOR, chunk, on)
 }
 
+/// Whether `p` points into a small segment of ours (all of whose 4 MiB
+/// are mapped): the ownership bit and the header's kind.
+#[inline(always)]
+pub fn is_small_segment(p: *const u8) -> bool {
+    let seg = Segment::of(p);
+    // SAFETY: an owned chunk starts with a mapped header.
+    is_owned(seg as usize) && unsafe { (*seg).kind == KIND_SMALL }
+}
+
 /// Whether `p` is the start of a block of a live small page, of bin `bin`
 /// (any bin if 0): owned chunk, small segment, a page's carved part, a
 /// block boundary. Reads only the descriptors' shared lines, so any thread

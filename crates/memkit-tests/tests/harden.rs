@@ -262,3 +262,36 @@ fn harden_off_is_accepted() {
         }
     }
 }
+
+/// `MEMKIT_HARDEN=off` really turns the checks off (so that their cost can
+/// be measured): a double free of a small block is then not caught, and the
+/// next mallocs return the block twice, as before hardening. A bad setting
+/// warns once and keeps the checks on.
+#[test]
+fn harden_off_turns_the_checks_off() {
+    if !require("harden_off_turns_the_checks_off", &["gcc"]) {
+        return;
+    }
+    let dir = TempDir::new("harden-off-2");
+    let prog = compile(&dir);
+    let o = exploit(
+        &prog,
+        "double-free-adjacent",
+        16,
+        &[("MEMKIT_HARDEN", "off")],
+    );
+    assert_eq!(verdict(&o), Some("DUPLICATE"), "{}", o.describe());
+    assert!(!o.stderr.contains("memkit:"), "{}", o.describe());
+    let o = exploit(
+        &prog,
+        "double-free-adjacent",
+        16,
+        &[("MEMKIT_HARDEN", "maybe")],
+    );
+    assert!(
+        o.stderr.contains("ignoring MEMKIT_HARDEN=maybe") && o.stderr.contains("double free"),
+        "{}",
+        o.describe()
+    );
+    assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{}", o.describe());
+}
