@@ -218,6 +218,24 @@ unsafe extern "C" {
     fn abort() -> !;
 }
 
+/// `malloc` found free block `b` corrupted: not tagged free (`link` 0), or
+/// linking to `link` outside where its list may lead. Never returns; typed
+/// like `malloc` so that the fast path ends in a jump to it.
+#[cold]
+#[inline(never)]
+pub fn corrupt(b: *mut Block, link: usize) -> *mut u8 {
+    // `black_box` hides that this never returns: a call the optimiser
+    // knows to be `noreturn` cannot be a jump, and the fast path would need
+    // a stack frame for it.
+    if core::hint::black_box(true) {
+        if link == 0 {
+            fault(Fault::NotFree, "malloc", b as *const u8, 0)
+        }
+        fault(Fault::BadLink, "malloc", b as *const u8, link)
+    }
+    core::hint::black_box(core::ptr::null_mut())
+}
+
 /// Reports `fault` of `call` at address `p` on stderr and aborts.
 #[cold]
 #[inline(never)]

@@ -473,11 +473,17 @@ unsafe fn pop(p: *mut Page) -> *mut u8 {
     // SAFETY: per the contract.
     unsafe {
         let b = (*p).free;
-        (*p).free = if harden::on() {
+        let next = if harden::on() {
             take::<true>(p, b)
         } else {
             take::<false>(p, b)
         };
+        match next {
+            Ok(n) => (*p).free = n,
+            Err(link) => {
+                harden::corrupt(b, link);
+            }
+        }
         (*p).used += 1;
         b as *mut u8
     }
@@ -485,19 +491,21 @@ unsafe fn pop(p: *mut Page) -> *mut u8 {
 
 /// Takes `b`, the head of one of page `p`'s lists, off that list and
 /// returns the next block. `HARD`: checks that `b` is free and that its link
-/// stays in the page, and clears its tag.
+/// stays in the page, and clears its tag; `Err` carries what
+/// [`harden::corrupt`] reports (the fast path tail-calls it, so that it
+/// needs no stack frame of its own).
 ///
 /// # Safety
 /// `b` is the head of a list of `p`, owned by the caller.
 #[inline(always)]
-pub unsafe fn take<const HARD: bool>(p: *mut Page, b: *mut Block) -> *mut Block {
+pub unsafe fn take<const HARD: bool>(p: *mut Page, b: *mut Block) -> Result<*mut Block, usize> {
     // SAFETY: per the contract: list heads are blocks of p.
     unsafe {
         if !HARD {
-            return (*b).next;
+            return Ok((*b).next);
         }
         if !harden::is_tagged(b) {
-            harden::fault(Fault::NotFree, "malloc", b as *const u8, 0);
+            return Err(0);
         }
         let next = next_of(b);
         // Inside the page's carved part, so that the next call can read its
@@ -505,10 +513,10 @@ pub unsafe fn take<const HARD: bool>(p: *mut Page, b: *mut Block) -> *mut Block 
         // (its second word is no tag), so the boundary need not be
         // checked here (a multiply on every malloc).
         if !(*p).covers(next as *const u8) && !next.is_null() {
-            harden::fault(Fault::BadLink, "malloc", b as *const u8, next as usize);
+            return Err(next as usize);
         }
         (*b).tag = 0;
-        next
+        Ok(next)
     }
 }
 

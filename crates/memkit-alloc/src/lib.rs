@@ -110,7 +110,7 @@ unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
             if !rb.is_null() {
                 let next = if HARD {
                     if !harden::is_tagged(rb) {
-                        harden::fault(Fault::NotFree, "malloc", rb as *const u8, 0);
+                        return harden::corrupt(rb, 0);
                     }
                     let next = next_of(rb);
                     // In a small segment of ours, so that the next call can
@@ -121,7 +121,7 @@ unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
                     // handed out; landing on a free block of another size
                     // takes knowing the key (see `harden`).
                     if !next.is_null() && !segment::is_small_segment(next as *const u8) {
-                        harden::fault(Fault::BadLink, "malloc", rb as *const u8, next as usize);
+                        return harden::corrupt(rb, next as usize);
                     }
                     (*rb).tag = 0;
                     next
@@ -139,18 +139,23 @@ unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
             // in the block). Then the page's free list. Remote frees are
             // collected by the slow path when both run dry.
             let mut b = (*p).local_free;
-            let local = !b.is_null();
-            if !local {
+            let next;
+            if !b.is_null() {
+                next = match heap::take::<HARD>(p, b) {
+                    Ok(n) => n,
+                    Err(link) => return harden::corrupt(b, link),
+                };
+                (*p).local_free = next;
+            } else {
                 b = (*p).free;
                 if b.is_null() {
                     // SAFETY: forwarded.
                     return malloc_slow::<H>(size);
                 }
-            }
-            let next = heap::take::<HARD>(p, b);
-            if local {
-                (*p).local_free = next;
-            } else {
+                next = match heap::take::<HARD>(p, b) {
+                    Ok(n) => n,
+                    Err(link) => return harden::corrupt(b, link),
+                };
                 (*p).free = next;
             }
             // The next malloc of this size may read `next`'s link: start
