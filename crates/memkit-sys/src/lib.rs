@@ -186,6 +186,11 @@ pub fn ppid() -> u32 {
     rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
 }
 
+/// `geteuid()`.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 /// `readlink("/proc/self/exe")` into `buf`; returns the length written.
 pub fn self_exe(buf: &mut [u8]) -> usize {
     // rustix's readlinkat into a caller buffer does not allocate.

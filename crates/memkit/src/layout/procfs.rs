@@ -8,7 +8,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{LayoutError, Stats};
+use super::{LayoutError, Reader, Stats};
 
 /// One entry of `/proc/PID/maps` or `/proc/PID/smaps`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -241,6 +241,7 @@ impl Proc {
                 owner: fs::metadata(&self.dir)
                     .ok()
                     .map(|m| std::os::unix::fs::MetadataExt::uid(&m)),
+                reader: Reader::current(),
             },
             _ if err.raw_os_error() == Some(ESRCH) => LayoutError::Exited { pid },
             _ => LayoutError::Io {
