@@ -20,6 +20,8 @@ pub mod env;
 
 pub mod protect;
 
+pub mod report;
+
 /// The page size of x86_64 Linux. memkit targets x86_64 only (see README).
 pub const OS_PAGE: usize = 4096;
 
