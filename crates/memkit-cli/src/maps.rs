@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use std::thread;
 
 use clap::{Args, ValueEnum};
+use memkit::describe_io;
 use memkit::layout::{self, LayoutError, Options, SortOrder, Target};
 
 use crate::bounded;
-use crate::error::{describe_io, CliError};
+use crate::error::CliError;
 
 /// Exit status when the layout cannot be read or written.
 const FAILURE: u8 = 1;

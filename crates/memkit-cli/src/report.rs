@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use memkit_sys::report::{self, DecodeError, Escaped, Record, Value};
+use memkit_sys::signal;
 use serde_json::{json, Value as Json};
 
 use crate::human;
@@ -103,7 +104,7 @@ impl fmt::Display for Termination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Termination::Exited(code) => write!(f, "exit status {code}"),
-            Termination::Signaled(sig) => write!(f, "killed by {}", human::signal(sig)),
+            Termination::Signaled(sig) => write!(f, "killed by {}", signal::describe(sig)),
         }
     }
 }
@@ -311,7 +312,7 @@ impl RunReport {
             "pid": self.pid,
             "exit_code": exit_code,
             "signal": signal,
-            "signal_name": signal.and_then(human::signal_name),
+            "signal_name": signal.and_then(signal::name),
             "status": self.termination.shell_status(),
             "elapsed_seconds": self.elapsed.as_secs_f64(),
             "peak_rss_bytes": self.peak_rss,
