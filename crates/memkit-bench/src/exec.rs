@@ -43,23 +43,10 @@ impl Measured {
         if self.timed_out {
             format!("timed out after {} s", timeout.as_secs())
         } else if let Some(s) = self.signal {
-            format!("killed by signal {s} ({})", signal_name(s))
+            format!("killed by {}", memkit_sys::signal::describe(s))
         } else {
             format!("exit {}", self.code.unwrap_or(-1))
         }
-    }
-}
-
-fn signal_name(s: i32) -> &'static str {
-    match s {
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGILL => "SIGILL",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        _ => "?",
     }
 }
 

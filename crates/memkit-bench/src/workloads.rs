@@ -2,8 +2,9 @@
 //! checked. Sources live in `workloads/` and are embedded in the binary; C
 //! programs are compiled into `<cache>/bin` on first use.
 
-use crate::env::{which, Allocator};
+use crate::env::Allocator;
 use crate::exec::{self, Launcher, Measured};
+use memkit_tests::{shell_quote, which};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -556,29 +557,18 @@ fn judge(
     None
 }
 
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-=,@%+:".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 impl Prepared {
     /// A shell command line that reproduces one run under `alloc` (to be
     /// run in an empty directory).
     pub fn command_line(&self, alloc: &Allocator) -> String {
         let mut parts = Vec::new();
         if let Some(p) = preload_for(alloc, self.redis.is_some()) {
-            parts.push(format!("LD_PRELOAD={}", shell_quote(&p.to_string_lossy())));
+            parts.push(format!("LD_PRELOAD={}", shell_quote(&p)));
         }
         for (k, v) in &self.env {
             parts.push(format!("{k}={}", shell_quote(v)));
         }
-        parts.push(shell_quote(&self.program.to_string_lossy()));
+        parts.push(shell_quote(&self.program));
         if let Some(r) = &self.redis {
             parts.push(format!(
                 "--port 6390 --save '' --appendonly no   # then: redis-benchmark -p 6390 -q -n {} -P 16 -r 100000 -d 128 -t set,get,lpush,rpop,sadd,hset,zadd",
@@ -586,10 +576,10 @@ impl Prepared {
             ));
         }
         for a in &self.args {
-            parts.push(shell_quote(&a.to_string_lossy()));
+            parts.push(shell_quote(a));
         }
         if let Some(input) = &self.stdin {
-            parts.push(format!("< {}", shell_quote(&input.to_string_lossy())));
+            parts.push(format!("< {}", shell_quote(input)));
         }
         parts.join(" ")
     }

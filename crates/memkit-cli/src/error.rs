@@ -36,28 +36,3 @@ impl fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
-
-/// `io::Error`'s Display appends " (os error N)", which is noise in a
-/// message meant to read like a shell's ("No such file or directory").
-pub fn describe_io(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    match err.raw_os_error() {
-        Some(code) => text
-            .strip_suffix(&format!(" (os error {code})"))
-            .map_or_else(|| text.clone(), str::to_owned),
-        None => text,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn io_errors_read_like_strerror() {
-        let err = std::io::Error::from_raw_os_error(libc::ENOENT);
-        assert_eq!(describe_io(&err), "No such file or directory");
-        let err = std::io::Error::other("custom");
-        assert_eq!(describe_io(&err), "custom");
-    }
-}

@@ -1,4 +1,5 @@
-//! Human-readable rendering of numbers, sizes, durations and signals.
+//! Human-readable rendering of numbers, sizes and durations (signals:
+//! `memkit_sys::signal`).
 //!
 //! Kept separate from the report so future subcommands (maps, bench, ...)
 //! print sizes the same way.
@@ -48,57 +49,6 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
-/// The conventional name of a signal, for messages a user can act on
-/// ("SIGSEGV" says more than "11"). `None` for numbers we do not know,
-/// e.g. real-time signals.
-pub fn signal_name(sig: i32) -> Option<&'static str> {
-    const NAMES: &[(i32, &str)] = &[
-        (libc::SIGHUP, "SIGHUP"),
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGQUIT, "SIGQUIT"),
-        (libc::SIGILL, "SIGILL"),
-        (libc::SIGTRAP, "SIGTRAP"),
-        (libc::SIGABRT, "SIGABRT"),
-        (libc::SIGBUS, "SIGBUS"),
-        (libc::SIGFPE, "SIGFPE"),
-        (libc::SIGKILL, "SIGKILL"),
-        (libc::SIGUSR1, "SIGUSR1"),
-        (libc::SIGSEGV, "SIGSEGV"),
-        (libc::SIGUSR2, "SIGUSR2"),
-        (libc::SIGPIPE, "SIGPIPE"),
-        (libc::SIGALRM, "SIGALRM"),
-        (libc::SIGTERM, "SIGTERM"),
-        (libc::SIGSTKFLT, "SIGSTKFLT"),
-        (libc::SIGCHLD, "SIGCHLD"),
-        (libc::SIGCONT, "SIGCONT"),
-        (libc::SIGSTOP, "SIGSTOP"),
-        (libc::SIGTSTP, "SIGTSTP"),
-        (libc::SIGTTIN, "SIGTTIN"),
-        (libc::SIGTTOU, "SIGTTOU"),
-        (libc::SIGURG, "SIGURG"),
-        (libc::SIGXCPU, "SIGXCPU"),
-        (libc::SIGXFSZ, "SIGXFSZ"),
-        (libc::SIGVTALRM, "SIGVTALRM"),
-        (libc::SIGPROF, "SIGPROF"),
-        (libc::SIGWINCH, "SIGWINCH"),
-        (libc::SIGIO, "SIGIO"),
-        (libc::SIGPWR, "SIGPWR"),
-        (libc::SIGSYS, "SIGSYS"),
-    ];
-    NAMES
-        .iter()
-        .find(|&&(n, _)| n == sig)
-        .map(|&(_, name)| name)
-}
-
-/// "signal 11 (SIGSEGV)", or just "signal 40" when the name is unknown.
-pub fn signal(sig: i32) -> String {
-    match signal_name(sig) {
-        Some(name) => format!("signal {sig} ({name})"),
-        None => format!("signal {sig}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,12 +78,5 @@ mod tests {
     fn durations() {
         assert_eq!(duration(Duration::from_millis(3)), "3 ms");
         assert_eq!(duration(Duration::from_millis(1520)), "1.52 s");
-    }
-
-    #[test]
-    fn signals() {
-        assert_eq!(signal(11), "signal 11 (SIGSEGV)");
-        assert_eq!(signal(9), "signal 9 (SIGKILL)");
-        assert_eq!(signal(40), "signal 40");
     }
 }

@@ -2,6 +2,7 @@
 //! dispatches; each subcommand lives in its own module so new ones (maps,
 //! bench, check, profile) slot in without touching the others.
 
+mod bounded;
 mod error;
 mod human;
 mod maps;

@@ -7,20 +7,23 @@ use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread;
-use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use memkit::describe_io;
 use memkit::layout::{self, LayoutError, Options, SortOrder, Target};
 
-use crate::error::{describe_io, CliError};
+use crate::bounded;
+use crate::error::CliError;
 
 /// Exit status when the layout cannot be read or written.
 const FAILURE: u8 = 1;
 
 /// Long help for `memkit maps`.
 pub const LONG_HELP: &str = "\
-PID is a process id, or `self` for the memkit process itself. Reading
-another user's process needs root (the kernel's ptrace access rules).
+PID is a process id (1 to 2147483647), or `self` for the memkit process
+itself. Reading another user's process needs root with CAP_SYS_PTRACE (the
+kernel's ptrace access rules); in a container, root may lack it, and the
+processes of the host are out of reach. SECS is from 0.1 to 86400.
 
 Categories (the same names in the table and in JSON):
   text          read-only and executable segments of ELF objects
@@ -59,7 +62,8 @@ pub enum Sort {
 )]
 pub struct MapsArgs {
     /// Process id, or `self`
-    #[arg(value_name = "PID")]
+    // Negative numbers reach our parser, which says what a pid may be.
+    #[arg(value_name = "PID", allow_negative_numbers = true)]
     pub pid: String,
 
     /// Order of the mappings within each category
@@ -78,10 +82,16 @@ pub struct MapsArgs {
     #[arg(long)]
     pub fast: bool,
 
-    /// Show the layout again every SECS seconds until the process exits
-    #[arg(long, value_name = "SECS")]
-    pub watch: Option<f64>,
+    /// Show the layout again every SECS seconds (0.1 to 86400) until the
+    /// process exits
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    pub watch: Option<String>,
 }
+
+/// The range of `--watch`: faster than 0.1 s the reads of /proc dominate
+/// the machine; a day is the longest interval anyone means.
+const WATCH_MIN: f64 = 0.1;
+const WATCH_MAX: f64 = 86_400.0;
 
 fn fail(message: impl Into<String>) -> CliError {
     CliError::with_status(FAILURE, message)
@@ -140,15 +150,12 @@ pub fn run(args: &MapsArgs) -> Result<ExitCode, CliError> {
         .pid
         .parse()
         .map_err(|e: String| fail(format!("maps: {e}")))?;
-    let interval = match args.watch {
-        None => None,
-        Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Some(Duration::from_secs_f64(s)),
-        Some(s) => {
-            return Err(fail(format!(
-                "maps: --watch {s}: expected a number of seconds above 0"
-            )))
-        }
-    };
+    let interval = args
+        .watch
+        .as_deref()
+        .map(|text| bounded::seconds("--watch", text, WATCH_MIN, WATCH_MAX))
+        .transpose()
+        .map_err(|e| fail(format!("maps: {e}")))?;
     let Some(interval) = interval else {
         return match show(args, target) {
             Ok(_) => Ok(ExitCode::SUCCESS),

@@ -1,181 +1,50 @@
-//! The report protocol between libmemkit.so and `memkit run`, and the report
-//! printed from it.
+//! The reports of `memkit run`: the records libmemkit.so appends at exit
+//! (their format, and its decoder, are `memkit_sys::report`, shared with
+//! the library), and the report printed from them.
 //!
-//! Every process that runs on libmemkit.so with `MEMKIT_REPORT_FILE` set
-//! appends one line at exit:
-//!
-//! ```text
-//! memkit-report v1 pid=1234 ppid=1200 allocs=N ... threads=N exe=/path
-//! ```
-//!
-//! Parsing is deliberately forgiving where it can be (unknown keys are
-//! skipped so the library can grow new counters without breaking older CLIs)
-//! and strict where a mistake would silently produce wrong numbers (a missing
-//! or non-numeric known key rejects the whole line, reported as a warning).
+//! A bad line is a warning, never fatal: one corrupt line must not hide the
+//! other processes' reports. Unknown keys are skipped (a newer library may
+//! add counters); a missing or malformed field rejects its line rather than
+//! showing a wrong number.
 
 use std::fmt;
 use std::fmt::Write as _;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use memkit_sys::report::{self, DecodeError, Escaped, Record, Value};
+use memkit_sys::signal;
+use serde_json::{json, Value as Json};
 
 use crate::human;
 
-/// First word of every report line.
-pub const MAGIC: &str = "memkit-report";
-/// The only protocol version this CLI understands; a newer library must bump
-/// it when it changes the meaning of existing keys.
-pub const VERSION: &str = "v1";
+/// One process's exit-time counters, as written by libmemkit.so, with its
+/// executable's path decoded (lossily where it is not UTF-8: it is shown,
+/// never used to open the file).
+pub type ProcessReport = Record<String>;
 
-/// One process's exit-time counters, as written by libmemkit.so.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProcessReport {
-    pub pid: u64,
-    pub ppid: u64,
-    pub allocs: u64,
-    pub frees: u64,
-    pub reallocs: u64,
-    pub bytes_allocated: u64,
-    pub in_use: u64,
-    pub peak_in_use: u64,
-    pub mapped: u64,
-    pub peak_mapped: u64,
-    pub unmapped: u64,
-    pub purged: u64,
-    pub threads: u64,
-    pub exe: String,
+/// Decodes one record line.
+pub fn parse_line(line: &str) -> Result<ProcessReport, DecodeError<'_>> {
+    report::decode(line).map(|r| r.map_paths(|p| path_text(&p)))
 }
 
-type FieldRef = fn(&mut ProcessReport) -> &mut u64;
-
-/// The numeric keys of protocol v1. One table drives parsing and JSON output
-/// so a new counter is added in exactly one place.
-const NUMERIC_FIELDS: [(&str, FieldRef); 13] = [
-    ("pid", |r| &mut r.pid),
-    ("ppid", |r| &mut r.ppid),
-    ("allocs", |r| &mut r.allocs),
-    ("frees", |r| &mut r.frees),
-    ("reallocs", |r| &mut r.reallocs),
-    ("bytes_allocated", |r| &mut r.bytes_allocated),
-    ("in_use", |r| &mut r.in_use),
-    ("peak_in_use", |r| &mut r.peak_in_use),
-    ("mapped", |r| &mut r.mapped),
-    ("peak_mapped", |r| &mut r.peak_mapped),
-    ("unmapped", |r| &mut r.unmapped),
-    ("purged", |r| &mut r.purged),
-    ("threads", |r| &mut r.threads),
-];
-
-/// Why a line was rejected; shown to the user as a warning, never fatal,
-/// because one corrupt line must not hide the other processes' reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
-    NotAReport,
-    UnsupportedVersion(String),
-    NotKeyValue(String),
-    BadNumber { key: String, value: String },
-    DuplicateKey(String),
-    MissingKey(&'static str),
+fn path_text(p: &Escaped<'_>) -> String {
+    String::from_utf8_lossy(&p.bytes().collect::<Vec<u8>>()).into_owned()
 }
 
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ParseError::NotAReport => write!(f, "does not start with `{MAGIC} {VERSION}`"),
-            ParseError::UnsupportedVersion(v) => write!(
-                f,
-                "unsupported protocol version `{v}` (this memkit understands {VERSION}; \
-                 is the library newer than the CLI?)"
-            ),
-            ParseError::NotKeyValue(tok) => write!(f, "`{tok}` is not key=value"),
-            ParseError::BadNumber { key, value } => {
-                write!(f, "{key}=`{value}` is not an unsigned integer")
-            }
-            ParseError::DuplicateKey(key) => write!(f, "key `{key}` appears twice"),
-            ParseError::MissingKey(key) => write!(f, "missing key `{key}`"),
-        }
-    }
-}
-
-impl std::error::Error for ParseError {}
-
-impl FromStr for ProcessReport {
-    type Err = ParseError;
-
-    fn from_str(line: &str) -> Result<Self, ParseError> {
-        let mut tokens = line.split_ascii_whitespace();
-        if tokens.next() != Some(MAGIC) {
-            return Err(ParseError::NotAReport);
-        }
-        match tokens.next() {
-            Some(VERSION) => {}
-            Some(v) => return Err(ParseError::UnsupportedVersion(v.to_owned())),
-            None => return Err(ParseError::NotAReport),
-        }
-
-        let mut report = ProcessReport::default();
-        let mut seen = [false; NUMERIC_FIELDS.len()];
-        let mut exe: Option<String> = None;
-        let mut last_key_was_exe = false;
-        for token in tokens {
-            let Some((key, value)) = token.split_once('=') else {
-                // The protocol promises exe paths without spaces, but a
-                // path that has one anyway is better shown whole than
-                // rejected.
-                if last_key_was_exe {
-                    if let Some(exe) = exe.as_mut() {
-                        exe.push(' ');
-                        exe.push_str(token);
-                    }
-                    continue;
-                }
-                return Err(ParseError::NotKeyValue(token.to_owned()));
+/// A process's record as JSON: every field of the record, by its name.
+fn process_json(p: &ProcessReport) -> Json {
+    let object = p
+        .fields()
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                Value::Count(n) => json!(n),
+                Value::Path(path) => json!(path),
             };
-            last_key_was_exe = key == "exe";
-            if key == "exe" {
-                if exe.is_some() {
-                    return Err(ParseError::DuplicateKey(key.to_owned()));
-                }
-                exe = Some(value.to_owned());
-                continue;
-            }
-            let Some(index) = NUMERIC_FIELDS.iter().position(|(name, _)| *name == key) else {
-                continue; // Unknown key from a newer library: ignore.
-            };
-            if std::mem::replace(&mut seen[index], true) {
-                return Err(ParseError::DuplicateKey(key.to_owned()));
-            }
-            // `u64::from_str` accepts a leading '+'; the protocol does not.
-            let number = value
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| value.parse::<u64>().ok())
-                .flatten()
-                .ok_or_else(|| ParseError::BadNumber {
-                    key: key.to_owned(),
-                    value: value.to_owned(),
-                })?;
-            *(NUMERIC_FIELDS[index].1)(&mut report) = number;
-        }
-        if let Some(index) = seen.iter().position(|seen| !seen) {
-            return Err(ParseError::MissingKey(NUMERIC_FIELDS[index].0));
-        }
-        report.exe = exe.ok_or(ParseError::MissingKey("exe"))?;
-        Ok(report)
-    }
-}
-
-impl ProcessReport {
-    fn to_json(&self) -> Value {
-        let mut copy = self.clone();
-        let mut object = serde_json::Map::new();
-        for (name, field) in NUMERIC_FIELDS {
-            object.insert(name.to_owned(), json!(*field(&mut copy)));
-        }
-        object.insert("exe".to_owned(), json!(self.exe));
-        Value::Object(object)
-    }
+            (name.to_owned(), value)
+        })
+        .collect();
+    Json::Object(object)
 }
 
 /// Parses the whole report file. Blank lines are skipped silently (a
@@ -187,7 +56,7 @@ pub fn parse_reports(text: &str) -> (Vec<ProcessReport>, Vec<String>) {
         if line.trim().is_empty() {
             continue;
         }
-        match line.parse::<ProcessReport>() {
+        match parse_line(line) {
             Ok(report) => reports.push(report),
             Err(err) => warnings.push(format!(
                 "ignoring malformed report line {}: {err}: {}",
@@ -235,7 +104,7 @@ impl fmt::Display for Termination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Termination::Exited(code) => write!(f, "exit status {code}"),
-            Termination::Signaled(sig) => write!(f, "killed by {}", human::signal(sig)),
+            Termination::Signaled(sig) => write!(f, "killed by {}", signal::describe(sig)),
         }
     }
 }
@@ -430,7 +299,7 @@ impl RunReport {
 
     /// The `--json` report; the schema is documented in `memkit run --help`
     /// (keep the two in sync).
-    pub fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Json {
         let totals = self.totals();
         let (peak_in_use, peak_mapped) = self.peaks();
         let (exit_code, signal) = match self.termination {
@@ -443,7 +312,7 @@ impl RunReport {
             "pid": self.pid,
             "exit_code": exit_code,
             "signal": signal,
-            "signal_name": signal.and_then(human::signal_name),
+            "signal_name": signal.and_then(signal::name),
             "status": self.termination.shell_status(),
             "elapsed_seconds": self.elapsed.as_secs_f64(),
             "peak_rss_bytes": self.peak_rss,
@@ -463,7 +332,7 @@ impl RunReport {
                 "purged": totals.purged,
                 "threads": totals.threads,
             },
-            "processes": self.processes.iter().map(ProcessReport::to_json).collect::<Vec<_>>(),
+            "processes": self.processes.iter().map(process_json).collect::<Vec<_>>(),
             "warnings": self.warnings,
         })
     }
@@ -498,7 +367,7 @@ mod tests {
 
     #[test]
     fn parses_a_good_line() {
-        assert_eq!(GOOD.parse::<ProcessReport>(), Ok(good()));
+        assert_eq!(parse_line(GOOD), Ok(good()));
     }
 
     #[test]
@@ -506,95 +375,136 @@ mod tests {
         let line = "memkit-report  v1\texe=/usr/bin/python3 threads=3 purged=8192 unmapped=4096 \
             peak_mapped=131072 mapped=65536 peak_in_use=2048 in_use=100 bytes_allocated=4096 \
             reallocs=2 frees=8 allocs=10 ppid=1200 pid=1234  \r";
-        assert_eq!(line.parse::<ProcessReport>(), Ok(good()));
+        assert_eq!(parse_line(line), Ok(good()));
     }
 
     #[test]
     fn unknown_keys_are_ignored() {
         let line = format!("{GOOD} arenas=4 future_key=xyz odd=");
-        assert_eq!(line.parse::<ProcessReport>(), Ok(good()));
+        assert_eq!(parse_line(&line), Ok(good()));
         let line = GOOD.replace("allocs=10", "huge_pages=7 allocs=10 note=a=b");
-        assert_eq!(line.parse::<ProcessReport>(), Ok(good()));
+        assert_eq!(parse_line(&line), Ok(good()));
     }
 
     #[test]
-    fn exe_with_spaces_is_kept_whole() {
+    fn exe_is_percent_decoded() {
+        let line = GOOD.replace("/usr/bin/python3", "/opt/my%20app/100%25/x%0Ay");
+        assert_eq!(parse_line(&line).unwrap().exe, "/opt/my app/100%/x\ny");
+        // Raw spaces split the line: the writer never leaves one.
         let line = GOOD.replace("/usr/bin/python3", "/opt/my app/bin/x");
         assert_eq!(
-            line.parse::<ProcessReport>().unwrap().exe,
-            "/opt/my app/bin/x"
+            parse_line(&line),
+            Err(DecodeError::NotKeyValue("app/bin/x"))
+        );
+        let line = GOOD.replace("/usr/bin/python3", "/bad%zz");
+        assert!(matches!(
+            parse_line(&line),
+            Err(DecodeError::BadEscape { key: "exe", .. })
+        ));
+    }
+
+    /// The library's encoder and the CLI's reader agree on every field.
+    #[test]
+    fn records_from_the_library_encoder_round_trip() {
+        let exe = "/opt/my app/100% sure/x\ny\t\u{e9}";
+        let mut buf = [0u8; report::MAX_LEN];
+        let record = good().map_paths(|_| exe.as_bytes());
+        let n = record.encode(&mut buf).unwrap();
+        let text = String::from_utf8(buf[..n].to_vec()).unwrap();
+        let (reports, warnings) = parse_reports(&format!("{text}{text}"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(reports, vec![good().map_paths(|_| exe.to_owned()); 2]);
+        let json = process_json(&reports[0]);
+        assert_eq!(json["exe"], exe);
+        assert_eq!(json.as_object().unwrap().len(), report::FIELDS.len());
+        for (name, value) in reports[0].fields() {
+            if let Value::Count(n) = value {
+                assert_eq!(json[name], n, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn records_of_older_and_newer_libraries() {
+        // Newer libraries' unknown keys: unknown_keys_are_ignored.
+        // Older, without a field: a warning that names it; other lines stay.
+        let older = GOOD.replace(" purged=8192", "");
+        let (reports, warnings) = parse_reports(&format!("{older}\n{GOOD}\n"));
+        assert_eq!(reports, vec![good()]);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("ignoring malformed report line 1: missing key `purged`"),
+            "{}",
+            warnings[0]
+        );
+        let (reports, warnings) = parse_reports(&GOOD.replace(" v1 ", " v2 "));
+        assert!(reports.is_empty());
+        assert!(
+            warnings[0].contains("unsupported protocol version `v2`"),
+            "{}",
+            warnings[0]
         );
     }
 
     #[test]
     fn big_values_parse() {
         let line = GOOD.replace("allocs=10", &format!("allocs={}", u64::MAX));
-        assert_eq!(line.parse::<ProcessReport>().unwrap().allocs, u64::MAX);
+        assert_eq!(parse_line(&line).unwrap().allocs, u64::MAX);
     }
 
     #[test]
     fn rejects_garbage() {
-        let cases: &[(&str, ParseError)] = &[
-            ("", ParseError::NotAReport),
-            ("hello world", ParseError::NotAReport),
-            ("memkit-report", ParseError::NotAReport),
+        let cases: &[(&str, DecodeError<'_>)] = &[
+            ("", DecodeError::NotAReport),
+            ("hello world", DecodeError::NotAReport),
+            ("memkit-report", DecodeError::NotAReport),
             (
                 "memkit-report v2 pid=1",
-                ParseError::UnsupportedVersion("v2".into()),
+                DecodeError::UnsupportedVersion("v2"),
             ),
             (
                 "memkit-report v1 pid=1 garbage",
-                ParseError::NotKeyValue("garbage".into()),
+                DecodeError::NotKeyValue("garbage"),
             ),
             (
                 "memkit-report v1 pid=-1",
-                ParseError::BadNumber {
-                    key: "pid".into(),
-                    value: "-1".into(),
+                DecodeError::BadNumber {
+                    key: "pid",
+                    value: "-1",
                 },
             ),
             (
                 "memkit-report v1 pid=+1",
-                ParseError::BadNumber {
-                    key: "pid".into(),
-                    value: "+1".into(),
+                DecodeError::BadNumber {
+                    key: "pid",
+                    value: "+1",
                 },
             ),
             (
                 "memkit-report v1 pid=",
-                ParseError::BadNumber {
-                    key: "pid".into(),
-                    value: String::new(),
+                DecodeError::BadNumber {
+                    key: "pid",
+                    value: "",
                 },
             ),
             (
                 "memkit-report v1 pid=1 pid=2",
-                ParseError::DuplicateKey("pid".into()),
+                DecodeError::DuplicateKey("pid"),
             ),
-            ("memkit-report v1 pid=1", ParseError::MissingKey("ppid")),
+            ("memkit-report v1 pid=1", DecodeError::MissingKey("ppid")),
         ];
         for (line, expected) in cases {
-            assert_eq!(
-                line.parse::<ProcessReport>().as_ref(),
-                Err(expected),
-                "{line:?}"
-            );
+            assert_eq!(parse_line(line).as_ref(), Err(expected), "{line:?}");
         }
         let overflow = GOOD.replace("allocs=10", "allocs=18446744073709551616");
         assert!(matches!(
-            overflow.parse::<ProcessReport>(),
-            Err(ParseError::BadNumber { .. })
+            parse_line(&overflow),
+            Err(DecodeError::BadNumber { .. })
         ));
         let no_exe = GOOD.replace(" exe=/usr/bin/python3", "");
-        assert_eq!(
-            no_exe.parse::<ProcessReport>(),
-            Err(ParseError::MissingKey("exe"))
-        );
+        assert_eq!(parse_line(&no_exe), Err(DecodeError::MissingKey("exe")));
         let two_exe = format!("{GOOD} exe=/bin/sh");
-        assert_eq!(
-            two_exe.parse::<ProcessReport>(),
-            Err(ParseError::DuplicateKey("exe".into()))
-        );
+        assert_eq!(parse_line(&two_exe), Err(DecodeError::DuplicateKey("exe")));
     }
 
     #[test]
@@ -752,7 +662,7 @@ memkit report: python3 (pid 1234), exit status 0, 1.52 s
         assert_eq!(v["version"], 1);
         assert_eq!(v["program"], "python3");
         assert_eq!(v["pid"], 1234);
-        assert_eq!(v["exit_code"], Value::Null);
+        assert_eq!(v["exit_code"], Json::Null);
         assert_eq!(v["signal"], 6);
         assert_eq!(v["signal_name"], "SIGABRT");
         assert_eq!(v["status"], 134);

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 
-use crate::error::{describe_io, CliError};
+use memkit::describe_io;
+
+use crate::error::CliError;
 use crate::report::{parse_reports, RunReport, Termination};
 
 /// Environment variable naming the library to preload, overriding the copy
@@ -163,7 +165,7 @@ fn print_report(report: &RunReport, json: bool) {
             text = format!(
                 "memkit: {} killed by {}\n",
                 report.program,
-                crate::human::signal(sig)
+                memkit_sys::signal::describe(sig)
             );
         }
         text.push_str(&report.to_text());
@@ -353,7 +355,7 @@ fn install_signal_handlers() -> Result<(), CliError> {
         if unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) } != 0 {
             return Err(CliError::new(format!(
                 "cannot install a handler for {}: {}",
-                crate::human::signal(sig),
+                memkit_sys::signal::describe(sig),
                 describe_io(&io::Error::last_os_error())
             )));
         }

@@ -195,6 +195,43 @@ fn bad_arguments() {
     }
 }
 
+/// Every numeric argument is refused with its range and the value as
+/// typed, never a rendering of the parsed number.
+#[test]
+fn numeric_arguments_state_their_range() {
+    let range = "expected a number of seconds from 0.1 to 86400";
+    for (value, problem) in [
+        ("1e308", "is out of range"),
+        ("inf", "is out of range"),
+        ("-inf", "is out of range"),
+        ("-1", "is out of range"),
+        ("0", "is out of range"),
+        ("0.01", "is out of range"),
+        ("86401", "is out of range"),
+        ("nan", "is not a number"),
+        ("abc", "is not a number"),
+        ("", "is not a number"),
+    ] {
+        // `--watch=` so that "-inf" is a value, not a flag.
+        let o = run(&["maps", "self", &format!("--watch={value}")]);
+        assert_clean_failure(&o, &format!("maps: --watch {value:?} {problem}: {range}"));
+        assert!(stderr(&o).len() < 120, "{}", stderr(&o));
+    }
+    let o = run(&["maps", "self", &format!("--watch={}", "1".repeat(400))]);
+    assert_clean_failure(&o, "is out of range");
+    assert!(stderr(&o).len() < 160, "{}", stderr(&o));
+
+    for pid in ["0", "-5", "+5", "4294967295", "2147483648", "1e3"] {
+        let o = run(&["maps", pid]);
+        assert_clean_failure(
+            &o,
+            &format!(
+                "maps: {pid:?} is not a process id: expected `self` or a number from 1 to 2147483647"
+            ),
+        );
+    }
+}
+
 #[test]
 fn no_such_process() {
     let pid_max: u64 = fs::read_to_string("/proc/sys/kernel/pid_max")
@@ -226,9 +263,8 @@ fn zombie() {
 }
 
 fn euid() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    Some(unsafe { libc::geteuid() })
 }
 
 /// Another user's process: run memkit as nobody (65534) against a process
@@ -254,8 +290,119 @@ fn permission_denied() {
             return;
         }
     };
-    assert_clean_failure(&o, "permission denied");
-    assert!(stderr(&o).contains("belongs to uid 0"), "{}", stderr(&o));
+    assert_clean_failure(&o, &format!("permission denied (process {} ", s.pid()));
+    assert!(
+        stderr(&o).contains("belongs to uid 0; run as the same user or as root)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A process of nobody's, for memkit running as root to be refused.
+fn nobodys_sleeper() -> Sleeper {
+    Sleeper(
+        Command::new("sleep")
+            .arg("60")
+            .uid(65534)
+            .gid(65534)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Root refused: the message names the kernel's reason and never suggests
+/// running as root.
+fn assert_refused_root(o: &Output, cause: &str) {
+    assert_clean_failure(o, "permission denied (memkit runs as root ");
+    let err = stderr(o);
+    assert!(err.contains(cause), "{err}");
+    assert!(
+        !err.contains("same user") && !err.contains("as root)"),
+        "{err}"
+    );
+}
+
+/// Root without CAP_SYS_PTRACE (a container's default) reading another
+/// user's process. Some kernels let root read smaps without the capability;
+/// then there is no refusal to check.
+#[test]
+fn permission_denied_root_without_cap_sys_ptrace() {
+    if euid() != Some(0) {
+        eprintln!("permission_denied_root_without_cap_sys_ptrace: not root; not checked");
+        return;
+    }
+    let s = nobodys_sleeper();
+    let mut cmd = memkit();
+    cmd.args(["maps", &s.pid(), "--fast"]).stdin(Stdio::null());
+    // SAFETY: the closure only makes an async-signal-safe system call.
+    unsafe {
+        cmd.pre_exec(|| {
+            const CAP_SYS_PTRACE: libc::c_ulong = 19;
+            // Out of the bounding set, exec does not give it back to root.
+            if libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    if o.status.success() {
+        eprintln!(
+            "permission_denied_root_without_cap_sys_ptrace: this kernel lets root read \
+             another user's smaps without CAP_SYS_PTRACE; not checked"
+        );
+        return;
+    }
+    assert_refused_root(&o, "without CAP_SYS_PTRACE");
+}
+
+/// Root of a user namespace (a rootless container) reading a process of
+/// the namespace's parent: root with CAP_SYS_PTRACE, refused all the same.
+#[test]
+fn permission_denied_root_in_another_user_namespace() {
+    if euid() != Some(0) {
+        eprintln!("permission_denied_root_in_another_user_namespace: not root; not checked");
+        return;
+    }
+    let s = nobodys_sleeper();
+    let mut cmd = memkit();
+    cmd.args(["maps", &s.pid(), "--fast"]).stdin(Stdio::null());
+    // SAFETY: the closure only makes async-signal-safe system calls on
+    // buffers it owns.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Root inside is root (uid 0) outside: only the namespace differs.
+            let fd = libc::open(c"/proc/self/uid_map".as_ptr(), libc::O_WRONLY);
+            let map = b"0 0 1\n";
+            let written = fd >= 0 && libc::write(fd, map.as_ptr().cast(), map.len()) == 6;
+            if fd >= 0 {
+                libc::close(fd);
+            }
+            if !written {
+                return Err(std::io::Error::other("cannot write uid_map"));
+            }
+            Ok(())
+        });
+    }
+    let o = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!(
+                "permission_denied_root_in_another_user_namespace: no user namespace ({e}); \
+                 not checked"
+            );
+            return;
+        }
+    };
+    assert_refused_root(&o, "with CAP_SYS_PTRACE, yet the kernel refused");
+    assert!(
+        stderr(&o).contains("outside this user namespace"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -6,11 +6,10 @@
 //! allocator itself initialises lazily and does not depend on it.
 
 use core::cell::UnsafeCell;
-use core::fmt::Write;
 use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
 
 use memkit_alloc::config::{self, OPTIONS};
-use memkit_alloc::util::BufWriter;
+use memkit_sys::report::{self, Record};
 
 use crate::introspect::write_stats;
 
@@ -66,46 +65,47 @@ extern "C" fn fini() {
     }
 }
 
-/// Appends this process's `memkit-report v1` line (format in README).
+/// Buffers of the exit report, static because `exit` may run on a thread
+/// with a small stack (a record takes up to `report::MAX_LEN`, ~13 KiB).
+struct ReportBuffers(UnsafeCell<([u8; report::PATH_MAX], [u8; report::MAX_LEN])>);
+// SAFETY: used only by `fini`, which the loader runs once, on one thread.
+unsafe impl Sync for ReportBuffers {}
+static REPORT_BUFFERS: ReportBuffers = ReportBuffers(UnsafeCell::new((
+    [0; report::PATH_MAX],
+    [0; report::MAX_LEN],
+)));
+
+/// Appends this process's record (format: `memkit_sys::report`).
 fn write_report(path: &[u8]) {
     let Ok(cpath) = core::ffi::CStr::from_bytes_until_nul(path) else {
         return;
     };
+    // SAFETY: see ReportBuffers.
+    let (exe, line) = unsafe { &mut *REPORT_BUFFERS.0.get() };
+    let n = memkit_sys::self_exe(exe);
     let s = memkit_alloc::stats();
-    let mut w = BufWriter::<4608>::new();
-    let _ = write!(
-        w,
-        "memkit-report v1 pid={} ppid={} allocs={} frees={} reallocs={} bytes_allocated={} in_use={} \
-         peak_in_use={} mapped={} peak_mapped={} unmapped={} purged={} threads={} exe=",
-        memkit_sys::pid(),
-        memkit_sys::ppid(),
-        s.allocs,
-        s.frees,
-        s.reallocs,
-        s.allocated,
-        s.in_use(),
-        s.peak_in_use,
-        s.mapped(),
-        s.peak_mapped,
-        s.unmapped,
-        s.purged,
-        s.threads,
-    );
-    let mut exe = [0u8; 4096];
-    let n = memkit_sys::self_exe(&mut exe);
-    for &c in &exe[..n] {
-        // Keep the line space-separated: escape spaces and '%'.
-        match c {
-            b' ' => w.put(b"%20"),
-            b'%' => w.put(b"%25"),
-            b'\n' => w.put(b"%0A"),
-            _ => w.put(&[c]),
-        }
-    }
-    w.put(b"\n");
+    let record = Record {
+        pid: u64::from(memkit_sys::pid()),
+        ppid: u64::from(memkit_sys::ppid()),
+        allocs: s.allocs,
+        frees: s.frees,
+        reallocs: s.reallocs,
+        bytes_allocated: s.allocated,
+        in_use: s.in_use(),
+        peak_in_use: s.peak_in_use,
+        mapped: s.mapped(),
+        peak_mapped: s.peak_mapped,
+        unmapped: s.unmapped,
+        purged: s.purged,
+        threads: s.threads,
+        exe: &exe[..n],
+    };
+    let Some(len) = record.encode(line) else {
+        return;
+    };
     // One write with O_APPEND: lines of concurrent processes do not interleave.
     if let Ok(fd) = memkit_sys::open_append(cpath) {
-        let _ = memkit_sys::write_all(fd, w.as_bytes());
+        let _ = memkit_sys::write_all(fd, &line[..len]);
         memkit_sys::close(fd);
     }
 }

@@ -20,6 +20,10 @@ pub mod env;
 
 pub mod protect;
 
+pub mod report;
+
+pub mod signal;
+
 /// The page size of x86_64 Linux. memkit targets x86_64 only (see README).
 pub const OS_PAGE: usize = 4096;
 
@@ -184,6 +188,11 @@ pub fn pid() -> u32 {
 /// `getppid()`.
 pub fn ppid() -> u32 {
     rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
+}
+
+/// `geteuid()`.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 /// `readlink("/proc/self/exe")` into `buf`; returns the length written.

@@ -332,3 +332,7 @@ pub fn has_capability(cap: u32) -> bool {
 
 /// `CAP_IPC_LOCK`: lifts `RLIMIT_MEMLOCK` for `mlock`/`mlockall`.
 pub const CAP_IPC_LOCK: u32 = 14;
+
+/// `CAP_SYS_PTRACE`: lifts the ptrace access checks, among them the one on
+/// reading another user's `/proc/PID/smaps`.
+pub const CAP_SYS_PTRACE: u32 = 19;

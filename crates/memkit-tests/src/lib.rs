@@ -204,12 +204,15 @@ pub fn build_lib(target: &Path, release: bool) -> PathBuf {
 // External programs
 // ---------------------------------------------------------------------------
 
-/// Full path of `program` found in PATH.
+/// Full path of `program` found in PATH: the first regular file of that
+/// name with an execute bit, as a shell would pick it. (Also the benchmark
+/// runner's.)
 pub fn which(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(program))
-        .find(|p| fs::metadata(p).map(|m| m.is_file()).unwrap_or(false))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 fn require_all() -> bool {
@@ -347,8 +350,11 @@ pub struct Outcome {
     pub hang_info: String,
 }
 
-fn shell_quote(s: &OsStr) -> String {
-    let s = s.to_string_lossy();
+/// `s` as one word for a POSIX shell: unchanged when it holds only
+/// characters no shell treats specially, else in single quotes. (Also the
+/// benchmark runner's.)
+pub fn shell_quote(s: impl AsRef<OsStr>) -> String {
+    let s = s.as_ref().to_string_lossy();
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
@@ -364,7 +370,7 @@ fn shell_quote(s: &OsStr) -> String {
 pub fn repro_line(cmd: &Command) -> String {
     let mut s = String::new();
     if let Some(d) = cmd.get_current_dir() {
-        let _ = write!(s, "cd {} && ", shell_quote(d.as_os_str()));
+        let _ = write!(s, "cd {} && ", shell_quote(d));
     }
     let mut envs: Vec<String> = Vec::new();
     for (k, v) in cmd.get_envs() {
@@ -402,7 +408,8 @@ impl Outcome {
         !self.timed_out && self.status.success()
     }
 
-    /// "exit 1", "signal 11 (SIGSEGV), core dumped", "timed out after ...".
+    /// "exit 1", "killed by signal 11 (SIGSEGV), core dumped", "TIMED OUT
+    /// after ...".
     pub fn status_text(&self) -> String {
         if self.timed_out {
             return format!("TIMED OUT after {:.1?} (killed)", self.elapsed);
@@ -411,19 +418,9 @@ impl Outcome {
             return format!("exit {c}");
         }
         let sig = self.status.signal().unwrap_or(0);
-        let name = match sig {
-            4 => "SIGILL",
-            6 => "SIGABRT",
-            7 => "SIGBUS",
-            8 => "SIGFPE",
-            9 => "SIGKILL",
-            11 => "SIGSEGV",
-            14 => "SIGALRM",
-            15 => "SIGTERM",
-            _ => "",
-        };
         format!(
-            "killed by signal {sig} {name}{}",
+            "killed by {}{}",
+            memkit_sys::signal::describe(sig),
             if self.status.core_dumped() {
                 ", core dumped"
             } else {

@@ -32,6 +32,19 @@ pub fn stats() -> Stats {
     memkit_alloc::stats()
 }
 
+/// An I/O error as `strerror(3)` words it ("No such file or directory"),
+/// without the " (os error 2)" that `io::Error`'s Display appends: for
+/// messages that read like a shell's.
+pub fn describe_io(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match err.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .map_or_else(|| text.clone(), str::to_owned),
+        None => text,
+    }
+}
+
 /// Returns free memory to the OS now; the number of bytes released.
 pub fn trim() -> u64 {
     memkit_alloc::trim()
@@ -43,4 +56,17 @@ pub mod raw {
     pub use memkit_alloc::{
         aligned_alloc, calloc, check_thread_heap, free, malloc, realloc, usable_size,
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_like_strerror() {
+        let err = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(describe_io(&err), "No such file or directory");
+        let err = std::io::Error::other("custom");
+        assert_eq!(describe_io(&err), "custom");
+    }
 }

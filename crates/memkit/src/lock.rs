@@ -207,7 +207,17 @@ pub fn reserve_heap(bytes: usize) {
 
 /// Bytes of this process locked in RAM (`VmLck` of `/proc/self/status`).
 pub fn locked_bytes() -> io::Result<u64> {
-    proc_status_kib("VmLck")
+    let mut buf = [0u8; 4096];
+    let n = memkit_sys::protect::read_proc_status(&mut buf)
+        .map_err(|memkit_sys::Errno(e)| io::Error::from_raw_os_error(e))?;
+    memkit_sys::protect::status_field(&buf[..n], b"VmLck")
+        .map(|kib| kib.saturating_mul(1024))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "no VmLck value in /proc/self/status",
+            )
+        })
 }
 
 /// `RLIMIT_MEMLOCK` now.
@@ -227,28 +237,4 @@ pub fn set_limit(limit: MemlockLimit) -> io::Result<()> {
 /// Locked and mapped bytes, the limit and the capability in one read.
 pub fn status() -> LockStatus {
     LockStatus::from(mlockall::status())
-}
-
-fn proc_status_kib(key: &str) -> io::Result<u64> {
-    let text = std::fs::read_to_string("/proc/self/status")?;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
-            let kib: u64 = rest
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("bad {key} line: {line}"),
-                    )
-                })?;
-            return Ok(kib * 1024);
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("no {key} line in /proc/self/status"),
-    ))
 }

@@ -356,16 +356,23 @@ impl Target {
 impl FromStr for Target {
     type Err = String;
 
-    /// `self` or a positive process id.
+    /// `self` or a process id: decimal digits only (no sign, no spaces),
+    /// from 1 to `i32::MAX` (a `pid_t`).
     fn from_str(s: &str) -> Result<Self, String> {
         if s == "self" {
             return Ok(Target::SelfProcess);
         }
-        match s.parse::<u32>() {
-            Ok(0) => Err("0 is not a process id (they start at 1)".into()),
-            Ok(pid) if pid <= i32::MAX as u32 => Ok(Target::Pid(pid)),
-            _ => Err(format!(
-                "{s:?} is not a process id: expected a positive number or `self`"
+        let pid = s
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+            .filter(|&pid| (1..=i32::MAX as u32).contains(&pid));
+        match pid {
+            Some(pid) => Ok(Target::Pid(pid)),
+            None => Err(format!(
+                "{s:?} is not a process id: expected `self` or a number from 1 to {}",
+                i32::MAX
             )),
         }
     }
@@ -413,6 +420,8 @@ pub enum LayoutError {
         file: String,
         /// Owner of the process, if known.
         owner: Option<u32>,
+        /// Who was refused, which decides what the refusal means.
+        reader: Reader,
     },
     /// Another I/O error.
     Io {
@@ -442,13 +451,16 @@ impl fmt::Display for LayoutError {
             LayoutError::KernelThread { pid, comm } => {
                 write!(f, "pid {pid} ({comm}) is a kernel thread: it has no user-space memory map")
             }
-            LayoutError::PermissionDenied { pid, file, owner } => {
-                write!(f, "cannot read {file}: permission denied (")?;
-                if let Some(uid) = owner {
-                    write!(f, "process {pid} belongs to uid {uid}; ")?;
-                }
-                write!(f, "run as the same user or as root)")
-            }
+            LayoutError::PermissionDenied {
+                pid,
+                file,
+                owner,
+                reader,
+            } => write!(
+                f,
+                "cannot read {file}: permission denied ({})",
+                permission_advice(*pid, *owner, *reader)
+            ),
             LayoutError::Io { file, message } => write!(f, "cannot read {file}: {message}"),
             LayoutError::Parse { file, message } => write!(f, "cannot parse {file}: {message}"),
         }
@@ -456,6 +468,60 @@ impl fmt::Display for LayoutError {
 }
 
 impl std::error::Error for LayoutError {}
+
+/// The process that was refused access to another's `/proc` files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reader {
+    /// Its effective uid.
+    pub euid: u32,
+    /// Whether it holds `CAP_SYS_PTRACE` (in its own user namespace).
+    pub cap_sys_ptrace: bool,
+}
+
+impl Reader {
+    /// The calling process.
+    pub fn current() -> Reader {
+        Reader {
+            euid: memkit_sys::euid(),
+            cap_sys_ptrace: memkit_sys::protect::has_capability(
+                memkit_sys::protect::CAP_SYS_PTRACE,
+            ),
+        }
+    }
+}
+
+/// Why the kernel refused `reader` the `/proc` files of process `pid`
+/// (owned by `owner`), and what to do about it.
+///
+/// The kernel's ptrace access check (proc(5), ptrace(2) "Ptrace access mode
+/// checking") lets a process read another's smaps when both run as the same
+/// user and the target is dumpable, or when the reader has
+/// `CAP_SYS_PTRACE` in the target's user namespace; security modules and
+/// `/proc`'s `hidepid` option can refuse on top. A user mismatch is the
+/// cause only when the reader is not root: root without the capability
+/// (most containers) or outside the target's user namespace is refused for
+/// other reasons, which running as root cannot fix.
+pub fn permission_advice(pid: u32, owner: Option<u32>, reader: Reader) -> String {
+    match (reader.euid, reader.cap_sys_ptrace, owner) {
+        (0, false, _) => "memkit runs as root but without CAP_SYS_PTRACE, which the kernel \
+             requires to read another user's or a protected process; containers drop it \
+             by default: grant it, e.g. docker run --cap-add=SYS_PTRACE"
+            .to_owned(),
+        (0, true, _) => "memkit runs as root with CAP_SYS_PTRACE, yet the kernel refused: \
+             the process is outside this user namespace, as the host's processes are for \
+             a container's root, or a security module (SELinux, AppArmor, Landlock) or \
+             /proc's hidepid option forbids it"
+            .to_owned(),
+        (euid, _, Some(uid)) if uid == euid => format!(
+            "process {pid} is yours, but the kernel protects it: it is setuid, setgid or \
+             non-dumpable, or in another user namespace; run as root"
+        ),
+        (_, _, Some(uid)) => {
+            format!("process {pid} belongs to uid {uid}; run as the same user or as root")
+        }
+        (_, _, None) => "run as the process's user or as root".to_owned(),
+    }
+}
 
 /// Reads the layout of a process.
 pub fn read(target: Target, options: &Options) -> Result<Layout, LayoutError> {
@@ -478,9 +544,74 @@ mod tests {
     fn targets() {
         assert_eq!("self".parse::<Target>(), Ok(Target::SelfProcess));
         assert_eq!("42".parse::<Target>(), Ok(Target::Pid(42)));
-        for bad in ["0", "-1", "abc", "", "99999999999", "4294967295"] {
-            assert!(bad.parse::<Target>().is_err(), "{bad}");
+        assert_eq!("2147483647".parse::<Target>(), Ok(Target::Pid(2147483647)));
+        for bad in [
+            "0",
+            "-1",
+            "+5",
+            " 5",
+            "abc",
+            "",
+            "99999999999",
+            "4294967295",
+            "2147483648",
+        ] {
+            assert_eq!(
+                bad.parse::<Target>(),
+                Err(format!(
+                    "{bad:?} is not a process id: expected `self` or a number from 1 to 2147483647"
+                ))
+            );
         }
+    }
+
+    fn reader(euid: u32, cap_sys_ptrace: bool) -> Reader {
+        Reader {
+            euid,
+            cap_sys_ptrace,
+        }
+    }
+
+    #[test]
+    fn permission_advice_names_the_cause() {
+        // Not root: the owner is the cause.
+        assert_eq!(
+            permission_advice(42, Some(0), reader(1000, false)),
+            "process 42 belongs to uid 0; run as the same user or as root"
+        );
+        assert_eq!(
+            permission_advice(42, None, reader(1000, false)),
+            "run as the process's user or as root"
+        );
+        assert!(permission_advice(42, Some(1000), reader(1000, false))
+            .starts_with("process 42 is yours, but the kernel protects it"));
+        // Root: never a user mismatch, whoever owns the process.
+        for owner in [Some(0), Some(65534), None] {
+            let without = permission_advice(1, owner, reader(0, false));
+            assert!(
+                without.starts_with("memkit runs as root but without CAP_SYS_PTRACE"),
+                "{without}"
+            );
+            let with = permission_advice(1, owner, reader(0, true));
+            assert!(
+                with.starts_with("memkit runs as root with CAP_SYS_PTRACE, yet the kernel refused")
+                    && with.contains("outside this user namespace"),
+                "{with}"
+            );
+            for advice in [without, with] {
+                assert!(!advice.contains("same user"), "{advice}");
+                assert!(!advice.contains("belongs to"), "{advice}");
+            }
+        }
+        let e = LayoutError::PermissionDenied {
+            pid: 1,
+            file: "/proc/1/smaps".into(),
+            owner: Some(0),
+            reader: reader(0, true),
+        };
+        assert!(e
+            .to_string()
+            .starts_with("cannot read /proc/1/smaps: permission denied (memkit runs as root with"));
     }
 
     #[test]
@@ -497,6 +628,10 @@ mod tests {
                 pid: 1,
                 file: "/proc/1/smaps".into(),
                 owner: Some(0),
+                reader: Reader {
+                    euid: 1000,
+                    cap_sys_ptrace: false,
+                },
             },
             LayoutError::Io {
                 file: "f".into(),

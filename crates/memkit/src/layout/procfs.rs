@@ -8,7 +8,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{LayoutError, Stats};
+use super::{LayoutError, Reader, Stats};
+use crate::describe_io;
 
 /// One entry of `/proc/PID/maps` or `/proc/PID/smaps`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -241,6 +242,7 @@ impl Proc {
                 owner: fs::metadata(&self.dir)
                     .ok()
                     .map(|m| std::os::unix::fs::MetadataExt::uid(&m)),
+                reader: Reader::current(),
             },
             _ if err.raw_os_error() == Some(ESRCH) => LayoutError::Exited { pid },
             _ => LayoutError::Io {
@@ -289,17 +291,6 @@ impl Proc {
             .collect();
         tids.sort_unstable();
         Ok(tids)
-    }
-}
-
-/// `io::Error`'s text without the " (os error N)" suffix.
-pub fn describe_io(err: &io::Error) -> String {
-    let text = err.to_string();
-    match err.raw_os_error() {
-        Some(code) => text
-            .strip_suffix(&format!(" (os error {code})"))
-            .map_or_else(|| text.clone(), str::to_owned),
-        None => text,
     }
 }
 
