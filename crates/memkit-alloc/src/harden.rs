@@ -265,6 +265,11 @@ pub fn fault(fault: Fault, call: &str, p: *const u8, detail: usize) -> ! {
     };
     w.put(b"; aborting\n");
     w.flush_to(2);
+    fault_abort()
+}
+
+/// `abort()`: SIGABRT, as glibc's checks end.
+pub fn fault_abort() -> ! {
     // SAFETY: abort has no precondition and does not return.
     unsafe { abort() }
 }

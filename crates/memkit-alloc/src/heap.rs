@@ -79,6 +79,12 @@ pub struct Heap {
     pub next_all: *mut Heap,
     /// Link in the pool of dead heaps.
     pub next_dead: *mut Heap,
+    /// Made dead by `fork` in a child: its thread may have been in the
+    /// middle of an operation at the fork (the fast paths take no lock), so
+    /// its counts can be off by the block in flight. It is used as it is
+    /// (at worst a block is leaked or a page kept), but not held to the
+    /// invariant checks.
+    pub forked: bool,
 }
 
 #[repr(transparent)]
@@ -110,6 +116,7 @@ static EMPTY_HEAP: SyncCell<Heap> = SyncCell(UnsafeCell::new(Heap {
     next_maintenance: 0,
     next_all: null_mut(),
     next_dead: null_mut(),
+    forked: false,
 }));
 
 /// The static heap of threads that have not allocated yet.
@@ -206,6 +213,7 @@ impl Registry {
                 next_maintenance: 0,
                 next_all: self.all,
                 next_dead: null_mut(),
+                forked: false,
             });
         }
         self.all = h;
@@ -253,7 +261,10 @@ pub fn thread_init() -> *mut Heap {
         return h;
     }
     // SAFETY: h is ours now; no other thread uses a heap taken from the pool.
-    unsafe { (*h).state.store(STATE_LIVE, Relaxed) };
+    unsafe {
+        (*h).state.store(STATE_LIVE, Relaxed);
+        debug_assert!((*h).forked || check_invariants(h).is_ok(), "adopted heap");
+    }
     // The TLS word first: pthread_setspecific and pthread_atfork may allocate.
     tls::set_heap(h);
     GLOBAL.threads.fetch_add(1, Relaxed);
@@ -316,6 +327,7 @@ fn release(h: *mut Heap) {
         collect_all(h, true, false, now);
         purge_beyond(h, RELEASE_KEEP_DIRTY);
         flush_stats(h, true);
+        debug_assert!((*h).forked || check_invariants(h).is_ok(), "released heap");
     }
     let mut r = HEAPS.lock();
     r.live_count -= 1;
@@ -385,6 +397,7 @@ unsafe extern "C" fn fork_child() {
         unsafe {
             if h != me && (*h).state.load(Relaxed) == STATE_LIVE {
                 r.live_count -= 1;
+                (*h).forked = true;
                 r.push_dead(h);
             }
             h = (*h).next_all;
@@ -601,7 +614,10 @@ unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
         let (seg, i) = match found {
             Some(f) => f,
             None => {
-                let seg = segment::alloc(h);
+                let mut seg = segment::alloc(h);
+                if seg.is_null() && relieve_pressure() {
+                    seg = segment::alloc(h);
+                }
                 if seg.is_null() {
                     return null_mut();
                 }
@@ -642,8 +658,24 @@ unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
             carved: AtomicU32::new(0),
         };
         queue_push_front(h, p);
+        debug_assert!(
+            (*h).forked || (*seg).check_invariants(false).is_ok(),
+            "segment with a new page"
+        );
         p
     }
+}
+
+/// Reports a broken invariant found by `expensive-checks` and aborts.
+#[cfg(feature = "expensive-checks")]
+#[cold]
+fn invariant_broken(what: &str) -> ! {
+    let mut w = crate::util::BufWriter::<200>::new();
+    w.put(b"memkit: internal invariant broken: ");
+    w.put(what.as_bytes());
+    w.put(b"; aborting\n");
+    w.flush_to(2);
+    harden::fault_abort()
 }
 
 /// Gives a page with no block in use back to its segment (and the segment
@@ -654,6 +686,10 @@ unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
 unsafe fn free_page(h: *mut Heap, p: *mut Page, now: u64) {
     // SAFETY: per the contract.
     unsafe {
+        debug_assert!(
+            (*h).forked || (*p).check_invariants().is_ok(),
+            "page given back"
+        );
         if (*p).flags & FLAG_FULL == 0 {
             queue_remove(h, p);
         }
@@ -923,6 +959,15 @@ unsafe fn tick(h: *mut Heap) {
         segment::decay_cache(now, trim);
         huge::decay(now, trim);
         reclaim_dead(now, false);
+        #[cfg(feature = "expensive-checks")]
+        {
+            if let (false, Err(e)) = ((*h).forked, check_invariants(h)) {
+                invariant_broken(e);
+            }
+            if let Err(e) = huge::check_invariants() {
+                invariant_broken(e);
+            }
+        }
     }
 }
 
@@ -1053,6 +1098,38 @@ pub fn trim() -> u64 {
     released
 }
 
+/// The OS refused memory: gives back everything memkit holds for reuse
+/// (empty pages of the calling thread's heap and of dead heaps, cached
+/// segments and huge blocks, all unmapped or purged) so that the caller can
+/// try once more. Returns whether anything was released. Under an
+/// address-space limit (`ulimit -v`) only unmapping helps, which is what
+/// the caches give.
+pub fn relieve_pressure() -> bool {
+    let me = tls::heap();
+    let now = memkit_sys::now_ns();
+    let mut released = reclaim_dead(now, true);
+    if me != empty_heap() {
+        // SAFETY: the calling thread's own heap, between two operations.
+        unsafe {
+            released += collect_all(me, true, true, now);
+            flush_stats(me, true);
+        }
+    }
+    released += segment::decay_cache(now, true);
+    released += huge::decay(now, true);
+    released > 0
+}
+
+/// A huge block, retried once after [`relieve_pressure`] when the OS
+/// refuses the mapping.
+pub fn alloc_huge(size: usize, align: usize) -> *mut u8 {
+    let p = huge::alloc(size, align);
+    if p.is_null() && size <= huge::MAX_REQUEST && relieve_pressure() {
+        return huge::alloc(size, align);
+    }
+    p
+}
+
 /// Visits every heap ever created (live, dead or idle) with its state.
 pub fn for_each_heap(mut f: impl FnMut(&Heap, bool)) {
     let r = HEAPS.lock();
@@ -1106,28 +1183,80 @@ pub fn heap_counts() -> (u64, u64) {
     (r.live_count, r.dead_count)
 }
 
-/// Whether a page structure of `h` is consistent (for tests).
+/// Checks heap `h`: its bin queues (a page is queued iff not full, in the
+/// queue of its bin, with `first`/`last` consistent), each of its segments
+/// (owned by it, with their pages), its segment hint, and its cache of
+/// other heaps' blocks (free-tagged block starts of the right bin, bytes as
+/// counted). Walks everything: tests, `debug_assert!` where a heap changes
+/// hands, and every maintenance tick with `expensive-checks`.
 ///
 /// # Safety
 /// The caller owns `h`.
-pub unsafe fn check(h: *mut Heap) -> bool {
+pub unsafe fn check_invariants(h: *mut Heap) -> Result<(), &'static str> {
     // SAFETY: we own h.
     unsafe {
         for bin in 1..NBINS {
             let mut p = (*h).first[bin];
             if p == empty_page() {
                 if (*h).last[bin] != empty_page() {
-                    return false;
+                    return Err("heap: an empty queue with a last page");
                 }
                 continue;
             }
+            let mut prev: *mut Page = null_mut();
             while !p.is_null() {
-                if (*p).bin as usize != bin || (*p).flags & FLAG_FULL != 0 || !(*p).check() {
-                    return false;
+                if (*p).bin as usize != bin || (*p).flags & FLAG_FULL != 0 || (*p).prev != prev {
+                    return Err("heap: a queued page of another bin, full, or mislinked");
                 }
+                (*p).check_invariants()?;
+                prev = p;
                 p = (*p).next;
             }
+            if (*h).last[bin] != prev {
+                return Err("heap: a queue's last page is not its tail");
+            }
         }
-        true
+        let mut seg = (*h).segments;
+        let mut hint_found = (*h).seg_hint == NO_HINT;
+        while !seg.is_null() {
+            if (*seg).heap != h {
+                return Err("heap: a listed segment belongs to another heap");
+            }
+            (*seg).check_invariants(true)?;
+            hint_found |= seg as usize == (*h).seg_hint;
+            seg = (*seg).next;
+        }
+        if !hint_found {
+            return Err("heap: the segment hint is none of its segments");
+        }
+        for bin in 1..NBINS {
+            let mut b = (*h).rcache[bin];
+            let mut bytes = 0u32;
+            while !b.is_null() {
+                if !segment::is_block_of_bin(b, bin) || (harden::on() && !harden::is_tagged(b)) {
+                    return Err("heap: a cached block of another heap is no free block of its bin");
+                }
+                bytes += bin_size(bin) as u32;
+                if bytes > RCACHE_BYTES {
+                    return Err(
+                        "heap: the cache of other heaps' blocks is over its bound (a cycle?)",
+                    );
+                }
+                b = next_of(b);
+            }
+            if bytes != (*h).rcache_bytes[bin] {
+                return Err("heap: cached bytes do not match the cache");
+            }
+        }
+        Ok(())
     }
+}
+
+/// [`check_invariants`] as a bool (tests).
+///
+/// # Safety
+/// The caller owns `h`.
+pub unsafe fn check(h: *mut Heap) -> bool {
+    // SAFETY: forwarded.
+    unsafe { check_invariants(h).is_ok() }
 }

@@ -68,6 +68,33 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     count: 0,
 });
 
+/// Checks the cache of freed huge blocks: every entry is a huge header that
+/// is not live, the byte and entry counts match the list, and the list
+/// ends (at most `count` entries).
+pub fn check_invariants() -> Result<(), &'static str> {
+    let c = CACHE.lock();
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let mut h = c.head;
+    while !h.is_null() {
+        n += 1;
+        if n > c.count {
+            return Err("huge cache: more entries than counted (a cycle?)");
+        }
+        // SAFETY: cached blocks are mapped and linked under the lock.
+        unsafe {
+            if (*h).kind != KIND_HUGE || (*h).live != 0 || !segment::is_owned(h as usize) {
+                return Err("huge cache: an entry is live, or not a huge header of ours");
+            }
+            bytes += (*h).map_size as u64;
+            h = (*h).next;
+        }
+    }
+    if n != c.count || bytes != c.bytes {
+        return Err("huge cache: counts do not match the list");
+    }
+    Ok(())
+}
+
 fn data_offset(align: usize) -> usize {
     if align <= HEADER {
         HEADER
@@ -269,6 +296,11 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         let Some(p) = map_for(need, align) else {
             return null_mut();
         };
+        if !segment::prepare_marks(p as usize) {
+            // SAFETY: our fresh mapping, not handed out.
+            unsafe { memkit_sys::unmap(p, need) };
+            return null_mut();
+        }
         GLOBAL.map(need as u64, true);
         apply_thp(p, need);
         h = p as *mut Huge;
@@ -417,6 +449,10 @@ unsafe fn grow(h: *mut Huge, len: usize) -> *mut Huge {
             let Ok(dst) = memkit_sys::map_aligned(len, SEGMENT_SIZE) else {
                 return null_mut();
             };
+            if !segment::prepare_marks(dst as usize) {
+                memkit_sys::unmap(dst, len);
+                return null_mut();
+            }
             apply_thp(dst, len);
             if memkit_sys::remap_to(base, old, len, dst).is_err() {
                 memkit_sys::unmap(dst, len);

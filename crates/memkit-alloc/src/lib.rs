@@ -203,7 +203,7 @@ unsafe fn malloc_slow_inner(size: usize) -> *mut u8 {
             }
             b
         } else {
-            let b = huge::alloc(size, MIN_ALIGN);
+            let b = heap::alloc_huge(size, MIN_ALIGN);
             if !b.is_null() {
                 bump(&(*h).stats.huge_allocs, 1);
                 bump(&(*h).stats.huge_requested, size as u64);
@@ -580,7 +580,10 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
                 let h = huge::header_of(p);
                 if !h.is_null() {
                     let before = huge::usable(h);
-                    let q = huge::resize(h, size);
+                    let mut q = huge::resize(h, size);
+                    if q.is_null() && heap::relieve_pressure() {
+                        q = huge::resize(h, size);
+                    }
                     if !q.is_null() {
                         let me = tls::heap();
                         if me != empty_heap() && size > before {
@@ -649,7 +652,7 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
         }
     }
     let h = tls::heap();
-    let p = huge::alloc(size, align);
+    let p = heap::alloc_huge(size, align);
     if !p.is_null() && h != empty_heap() {
         // SAFETY: our own heap's counters.
         unsafe {

@@ -256,10 +256,12 @@ impl Page {
         p.wrapping_sub(off % self.block_size)
     }
 
-    /// Checks the structure (debug builds and tests). Owner only.
-    pub fn check(&self) -> bool {
+    /// Checks the structure (debug builds and tests). Owner only: the
+    /// lists are walked (at most `capacity` steps, so a cycle is reported,
+    /// not followed forever).
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
         if self.block_size == 0 {
-            return true;
+            return Ok(());
         }
         // The copy other threads read must match.
         let sh = &self.shared;
@@ -268,29 +270,48 @@ impl Page {
             || sh.bin != self.bin
             || sh.slice_offset != self.slice_offset
             || sh.flags != self.flags & (FLAG_ALIGNED | FLAG_NO_PAGE)
+            || sh.carved.load(Ordering::Relaxed) != self.carved
         {
-            return false;
+            return Err("page: the shared copy of its classification differs");
+        }
+        if self.capacity > self.reserved
+            || self.carved as usize != self.capacity as usize * self.block_size
+        {
+            return Err("page: capacity above reserved, or carved != capacity * block_size");
+        }
+        if self.magic != harden::BIN_MAGIC[self.bin as usize] {
+            return Err("page: block-start magic is not its bin's");
         }
         let mut n = 0u32;
         for list in [self.free, self.local_free] {
             let mut b = list;
             while !b.is_null() {
-                let off = b as usize - self.start as usize;
-                if !off.is_multiple_of(self.block_size)
-                    || off >= self.capacity as usize * self.block_size
-                {
-                    return false;
+                if !self.holds(b as *const u8) {
+                    return Err(
+                        "page: a listed block is outside the carved part or off a boundary",
+                    );
                 }
                 n += 1;
+                if n > self.capacity {
+                    return Err("page: more listed blocks than carved (a cycle?)");
+                }
                 // SAFETY: checked to be a block of this page above.
                 unsafe {
                     if harden::on() && !harden::is_tagged(b) {
-                        return false;
+                        return Err("page: a listed block has no free tag");
                     }
                     b = next_of(b);
                 }
             }
         }
-        self.capacity <= self.reserved && self.used + n == self.capacity
+        if self.used + n != self.capacity {
+            return Err("page: used + |free| + |local_free| != capacity");
+        }
+        Ok(())
+    }
+
+    /// [`Page::check_invariants`] as a bool (tests).
+    pub fn check(&self) -> bool {
+        self.check_invariants().is_ok()
     }
 }

@@ -13,7 +13,9 @@
 //! cache and is unmapped once it has been unused for the purge delay.
 
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::AtomicPtr;
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 use crate::config::{OPTIONS, THP_ALWAYS, THP_NEVER};
 use crate::heap::Heap;
@@ -36,48 +38,126 @@ pub const KIND_HUGE: u32 = 2;
 /// Address bits of user space on x86_64 (4-level paging).
 const ADDRESS_BITS: usize = 47;
 const CHUNKS: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
+/// Chunks a leaf of a [`ChunkMap`] covers: one bit each, 4 KiB (one page)
+/// of bits for 128 GiB of address space.
+const LEAF_CHUNKS: usize = 1 << 15;
+const LEAVES: usize = CHUNKS / LEAF_CHUNKS;
 
-/// One bit per 4 MiB chunk of address space: set while a segment or huge
-/// block header starts there. Lives in `.bss`: only touched pages cost memory.
-static OWNED: [AtomicU64; CHUNKS / 64] = [const { AtomicU64::new(0) }; CHUNKS / 64];
-/// One bit per chunk that holds the data of a huge block aligned to 4 MiB or
-/// more, whose header is the chunk before.
-static INTERIOR: [AtomicU64; CHUNKS / 64] = [const { AtomicU64::new(0) }; CHUNKS / 64];
-
-#[inline(always)]
-fn bit_test(map: &[AtomicU64; CHUNKS / 64], addr: usize) -> bool {
-    let chunk = addr >> SEGMENT_SHIFT;
-    chunk < CHUNKS && map[chunk / 64].load(Relaxed) & (1 << (chunk % 64)) != 0
+/// One bit per 4 MiB chunk of address space, in leaves of one page mapped
+/// when a bit in their range is first set: a flat bitmap would be 4 MiB of
+/// `.bss` per map (VmSize, and what `ulimit -v` counts) where a program
+/// touches one or two leaves. Leaves are never unmapped, so a reader that
+/// saw one may keep using it.
+struct ChunkMap {
+    leaves: [AtomicPtr<AtomicU64>; LEAVES],
 }
 
-fn bit_set(map: &[AtomicU64; CHUNKS / 64], addr: usize, on: bool) {
-    let chunk = addr >> SEGMENT_SHIFT;
-    if chunk >= CHUNKS {
-        return;
+impl ChunkMap {
+    const fn new() -> Self {
+        ChunkMap {
+            leaves: [const { AtomicPtr::new(null_mut()) }; LEAVES],
+        }
     }
-    if on {
-        map[chunk / 64].fetch_or(1 << (chunk % 64), Relaxed);
-    } else {
-        map[chunk / 64].fetch_and(!(1 << (chunk % 64)), Relaxed);
+
+    #[inline(always)]
+    fn test(&self, addr: usize) -> bool {
+        let chunk = addr >> SEGMENT_SHIFT;
+        if chunk >= CHUNKS {
+            return false;
+        }
+        let leaf = self.leaves[chunk / LEAF_CHUNKS].load(Acquire);
+        if leaf.is_null() {
+            return false;
+        }
+        let i = chunk % LEAF_CHUNKS;
+        // SAFETY: a leaf holds LEAF_CHUNKS bits and is never unmapped.
+        unsafe { (*leaf.add(i / 64)).load(Relaxed) & (1 << (i % 64)) != 0 }
+    }
+
+    /// The leaf holding `addr`'s bit, mapped if it is not yet; null when
+    /// there is no memory for it (or `addr` is beyond user space).
+    fn leaf(&self, addr: usize) -> *mut AtomicU64 {
+        let chunk = addr >> SEGMENT_SHIFT;
+        if chunk >= CHUNKS {
+            return null_mut();
+        }
+        let slot = &self.leaves[chunk / LEAF_CHUNKS];
+        let leaf = slot.load(Acquire);
+        if !leaf.is_null() {
+            return leaf;
+        }
+        let Ok(fresh) = memkit_sys::map(LEAF_CHUNKS / 8) else {
+            return null_mut();
+        };
+        GLOBAL.map((LEAF_CHUNKS / 8) as u64, false);
+        let fresh = fresh as *mut AtomicU64;
+        match slot.compare_exchange(null_mut(), fresh, AcqRel, Acquire) {
+            Ok(_) => fresh,
+            Err(other) => {
+                // Another thread installed it first.
+                // SAFETY: our mapping, never published.
+                unsafe { memkit_sys::unmap(fresh.cast(), LEAF_CHUNKS / 8) };
+                GLOBAL.unmap((LEAF_CHUNKS / 8) as u64, false);
+                other
+            }
+        }
+    }
+
+    /// Sets or clears the bit of `addr`'s chunk. Setting may map a leaf;
+    /// if that fails the bit stays clear and `false` is returned.
+    fn set(&self, addr: usize, on: bool) -> bool {
+        let chunk = addr >> SEGMENT_SHIFT;
+        if !on && (chunk >= CHUNKS || self.leaves[chunk / LEAF_CHUNKS].load(Acquire).is_null()) {
+            return true;
+        }
+        let leaf = self.leaf(addr);
+        if leaf.is_null() {
+            return false;
+        }
+        let i = chunk % LEAF_CHUNKS;
+        // SAFETY: a leaf holds LEAF_CHUNKS bits and is never unmapped.
+        let word = unsafe { &*leaf.add(i / 64) };
+        if on {
+            word.fetch_or(1 << (i % 64), Relaxed);
+        } else {
+            word.fetch_and(!(1 << (i % 64)), Relaxed);
+        }
+        true
     }
 }
+
+/// Where a segment or huge block header of ours starts.
+static OWNED: ChunkMap = ChunkMap::new();
+/// Chunks that hold the data of a huge block aligned to 4 MiB or more,
+/// whose header is the chunk before.
+static INTERIOR: ChunkMap = ChunkMap::new();
 
 /// Whether a segment or huge block header of ours starts at `seg`.
 #[inline(always)]
 pub fn is_owned(seg: usize) -> bool {
-    bit_test(&OWNED, seg)
+    OWNED.test(seg)
 }
 
+/// Marks (or unmarks) `seg` as ours. Call [`prepare_marks`] first: its
+/// leaf must exist (or the mark is silently not made).
 pub fn set_owned(seg: usize, on: bool) {
-    bit_set(&OWNED, seg, on)
+    let _ = OWNED.set(seg, on);
 }
 
 pub fn is_interior(chunk: usize) -> bool {
-    bit_test(&INTERIOR, chunk)
+    INTERIOR.test(chunk)
 }
 
+/// As [`set_owned`], for the interior map.
 pub fn set_interior(chunk: usize, on: bool) {
-    bit_set(&INTERIOR, chunk, on)
+    let _ = INTERIOR.set(chunk, on);
+}
+
+/// Maps the leaves that marks of a mapping at `base` need (its header's
+/// chunk, and the next chunk for a huge block's interior mark). `false`
+/// when there is no memory for them: the caller must give the mapping back.
+pub fn prepare_marks(base: usize) -> bool {
+    !OWNED.leaf(base).is_null() && !INTERIOR.leaf(base + SEGMENT_SIZE).is_null()
 }
 
 /// Whether `p` points into a small segment of ours (all of whose 4 MiB
@@ -179,6 +259,52 @@ impl Segment {
             let slice = Self::slice_of(seg, p);
             slice.byte_sub((*slice).shared.slice_offset as usize)
         }
+    }
+
+    /// Checks the segment's structure: slice 0 is never free, resident
+    /// free slices are free slices, every used slice belongs to exactly
+    /// one span whose descriptors lead back to its head, every free slice
+    /// is marked as no page; with `deep`, each page passes its own check
+    /// (owner only: the pages' lists are walked).
+    pub fn check_invariants(&self, deep: bool) -> Result<(), &'static str> {
+        if self.kind != KIND_SMALL {
+            return Err("segment: not a small segment");
+        }
+        if self.free_mask & 1 != 0 {
+            return Err("segment: the header slice is marked free");
+        }
+        if self.dirty_mask & !self.free_mask != 0 {
+            return Err("segment: a used slice is marked resident-free");
+        }
+        let mut i = 1;
+        while i < SLICES {
+            let p = &self.pages[i];
+            if self.free_mask & (1 << i) != 0 {
+                if p.flags & FLAG_NO_PAGE == 0 || p.block_size != 0 {
+                    return Err("segment: a free slice has a page descriptor");
+                }
+                i += 1;
+                continue;
+            }
+            let n = p.slice_count as usize;
+            if n == 0 || i + n > SLICES || p.slice_offset != 0 || p.block_size == 0 {
+                return Err("segment: a used slice is no span head");
+            }
+            for k in 1..n {
+                let off = (k * core::mem::size_of::<Page>()) as u32;
+                if self.free_mask & (1 << (i + k)) != 0
+                    || self.pages[i + k].slice_offset != off
+                    || self.pages[i + k].shared.slice_offset != off
+                {
+                    return Err("segment: a span's slice does not lead back to its head");
+                }
+            }
+            if deep {
+                p.check_invariants()?;
+            }
+            i += n;
+        }
+        Ok(())
     }
 
     pub fn slice_addr(&self, idx: usize) -> *mut u8 {
@@ -333,6 +459,11 @@ pub fn alloc(heap: *mut Heap) -> *mut Segment {
         },
         _ => {}
     }
+    if !prepare_marks(p as usize) {
+        // SAFETY: our fresh mapping, not handed out.
+        unsafe { memkit_sys::unmap(p, SEGMENT_SIZE) };
+        return null_mut();
+    }
     GLOBAL.map(SEGMENT_SIZE as u64, false);
     let seg = p as *mut Segment;
     Segment::init(seg, heap, 0);
@@ -348,6 +479,7 @@ pub unsafe fn free(seg: *mut Segment, now: u64) {
     // SAFETY: per the contract.
     unsafe {
         debug_assert!((*seg).is_empty());
+        debug_assert_eq!((*seg).check_invariants(false), Ok(()));
         (*seg).heap = null_mut();
         (*seg).purge_at = now + OPTIONS.purge_delay_ns.load(Relaxed);
         let limit = OPTIONS.segment_cache.load(Relaxed);

@@ -19,8 +19,16 @@ mod secure;
 
 #[cfg(not(test))]
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    let _ = memkit_sys::write_all(2, b"memkit: internal error (panic); aborting\n");
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    // Formatted into a stack buffer: nothing here may allocate.
+    use core::fmt::Write;
+    let mut w = memkit_alloc::util::BufWriter::<512>::new();
+    let _ = write!(w, "memkit: internal error (panic): {}", info.message());
+    if let Some(l) = info.location() {
+        let _ = write!(w, " at {}:{}", l.file(), l.line());
+    }
+    w.put(b"; aborting\n");
+    w.flush_to(2);
     // SAFETY: abort never returns and needs no precondition.
     unsafe { abort() }
 }

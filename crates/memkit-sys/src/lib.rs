@@ -58,10 +58,17 @@ pub fn map(size: usize) -> Result<*mut u8, Errno> {
 
 /// Maps `size` bytes aligned to `align` (a power of two, a multiple of
 /// [`OS_PAGE`]) by over-mapping and unmapping the excess on both sides.
+///
+/// When the over-mapping is refused (an address-space limit leaves room for
+/// `size` but not for `size + align`), it tries an exact mapping that
+/// happens to be aligned, then the aligned addresses next to one.
 pub fn map_aligned(size: usize, align: usize) -> Result<*mut u8, Errno> {
     debug_assert!(align.is_power_of_two() && align >= OS_PAGE && size.is_multiple_of(OS_PAGE));
     let over = size.checked_add(align - OS_PAGE).ok_or(Errno(12))?;
-    let p = map(over)? as usize;
+    let p = match map(over) {
+        Ok(p) => p as usize,
+        Err(e) => return map_aligned_tight(size, align).ok_or(e),
+    };
     let start = (p + align - 1) & !(align - 1);
     let end = start + size;
     // SAFETY: both trimmed ranges lie inside the mapping we just made.
@@ -74,6 +81,40 @@ pub fn map_aligned(size: usize, align: usize) -> Result<*mut u8, Errno> {
         }
     }
     Ok(start as *mut u8)
+}
+
+/// [`map_aligned`] without room for the over-mapping: an exact mapping,
+/// kept if aligned; else the aligned addresses just below and above it,
+/// mapped only where nothing is (`MAP_FIXED_NOREPLACE`).
+fn map_aligned_tight(size: usize, align: usize) -> Option<*mut u8> {
+    let p = map(size).ok()? as usize;
+    if p.is_multiple_of(align) {
+        return Some(p as *mut u8);
+    }
+    // SAFETY: the mapping just made, not handed out.
+    unsafe { unmap(p as *mut u8, size) };
+    let below = p & !(align - 1);
+    for hint in [below, below.checked_add(align)?] {
+        // SAFETY: FIXED_NOREPLACE never replaces an existing mapping; the
+        // kernel refuses instead.
+        let got = unsafe {
+            mm::mmap_anonymous(
+                hint as *mut core::ffi::c_void,
+                size,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
+            )
+        };
+        if let Ok(q) = got {
+            if q as usize == hint {
+                return Some(q.cast());
+            }
+            // An old kernel that took the address as a mere hint.
+            // SAFETY: the mapping just made.
+            unsafe { unmap(q.cast(), size) };
+        }
+    }
+    None
 }
 
 /// `munmap(p, size)`; errors are ignored (they mean the range was not mapped).
