@@ -1,0 +1,211 @@
+//! Free slow paths: the owner's frees the fast path did not finish, and
+//! frees from other threads (the cache of other heaps' blocks, the pages'
+//! `thread_free` lists, the owning heap's `delayed` list).
+
+use super::*;
+
+/// A free by the owning thread that the fast path did not finish: the page is
+/// full or holds aligned blocks, or it became empty.
+///
+/// # Safety
+/// `h` is the calling thread's heap and owns `p`; `b` is a live block of `p`.
+#[cold]
+#[inline(never)]
+pub unsafe fn free_local_slow(h: *mut Heap, p: *mut Page, b: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe {
+        if harden::on() && harden::is_tagged(b as *const Block) {
+            harden::fault(Fault::DoubleFree, "free", b, 0);
+        }
+        (*h).stats.free((*p).bin as usize);
+        put_back(h, p, b as *mut Block);
+    }
+}
+
+/// Gives back a page the fast path emptied.
+///
+/// # Safety
+/// `h` is the calling thread's heap and owns `p`; `p.used == 0`.
+#[cold]
+#[inline(never)]
+pub unsafe fn retire(h: *mut Heap, p: *mut Page) {
+    // SAFETY: per the contract.
+    unsafe { free_page(h, p, memkit_sys::now_ns()) }
+}
+
+/// Returns block `b` to its page `p` (owner side): onto `local_free`; a full
+/// page goes back in its queue, an empty one back to its segment (unless it
+/// is its bin's current page).
+///
+/// # Safety
+/// `h` owns `p`; `b` is a block of `p` counted in `used` that nobody uses.
+pub(super) unsafe fn put_back(h: *mut Heap, p: *mut Page, b: *mut Block) {
+    // SAFETY: per the contract.
+    unsafe {
+        set_free(b, (*p).local_free);
+        (*p).local_free = b;
+        (*p).used -= 1;
+        if (*p).flags & FLAG_FULL != 0 {
+            unfull(h, p);
+        }
+        if (*p).used == 0 && (*h).first[(*p).bin as usize] != p {
+            free_page(h, p, memkit_sys::now_ns());
+        }
+    }
+}
+
+/// # Safety
+/// `h` owns the full page `p`.
+pub(super) unsafe fn unfull(h: *mut Heap, p: *mut Page) {
+    // SAFETY: per the contract.
+    unsafe {
+        (*p).flags &= !FLAG_FULL;
+        // Remote frees may go straight to thread_free again.
+        (*p).thread_free.fetch_and(!TF_NOTIFY, Ordering::AcqRel);
+        queue_push_back(h, p);
+    }
+}
+
+/// A free from a thread that does not own the block's page.
+///
+/// # Safety
+/// `b` is a live block of page `p` in segment `seg`, not owned by the caller.
+#[cold]
+#[inline(never)]
+pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe {
+        let me = tls::heap();
+        let bs = (*p).block_size;
+        if me == empty_heap() {
+            GLOBAL.orphan_frees.fetch_add(1, Relaxed);
+            GLOBAL.orphan_freed_bytes.fetch_add(bs as u64, Relaxed);
+            // No heap to flush it later: count it in the global figure now,
+            // or the sampled peak would drift upwards.
+            GLOBAL.in_use_flushed.fetch_sub(bs as i64, Relaxed);
+            return_remote(seg, p, b);
+            return;
+        }
+        free_remote_of(me, seg, p, b);
+    }
+}
+
+/// [`free_remote`] by a thread with a heap: the block goes to the heap's
+/// cache of other heaps' blocks, or home when that bin's cache is full.
+///
+/// # Safety
+/// `me` is the calling thread's real heap; `b` is a live block of page `p`
+/// in segment `seg`, and `p` is not owned by `me`.
+#[inline(always)]
+pub unsafe fn free_remote_of(me: *mut Heap, seg: *mut Segment, p: *mut Page, b: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe {
+        let bin = (*p).shared.bin as usize;
+        let bs = (*p).shared.block_size as u32;
+        (*me).stats.free(bin);
+        let cached = *(*me).rcache_bytes.get_unchecked(bin) + bs;
+        if cached <= RCACHE_BYTES {
+            let blk = b as *mut Block;
+            set_free(blk, *(*me).rcache.get_unchecked(bin));
+            *(*me).rcache.get_unchecked_mut(bin) = blk;
+            *(*me).rcache_bytes.get_unchecked_mut(bin) = cached;
+            return;
+        }
+        return_remote(seg, p, b);
+    }
+}
+
+/// Gives a block back to its page's owner: pushed on the page's atomic
+/// `thread_free` (or, for a full page, the owner's `delayed` list).
+///
+/// # Safety
+/// `b` is a block of page `p` in segment `seg`, counted as used by `p`, that
+/// nobody uses any more.
+pub(super) unsafe fn return_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
+    // SAFETY: per the contract; thread_free and delayed are atomics.
+    unsafe {
+        let blk = b as *mut Block;
+        let tf = &(*p).thread_free;
+        let mut cur = tf.load(Relaxed);
+        loop {
+            if cur & TF_NOTIFY != 0 {
+                // First free into a full page: claim the notification and give
+                // the block to the owner's delayed list.
+                match tf.compare_exchange_weak(cur, cur & !TF_NOTIFY, Ordering::AcqRel, Relaxed) {
+                    Ok(_) => {
+                        let owner = (*seg).heap;
+                        let d = &(*owner).delayed;
+                        let mut head = d.load(Relaxed);
+                        loop {
+                            set_free(blk, head);
+                            match d.compare_exchange_weak(head, blk, Ordering::Release, Relaxed) {
+                                Ok(_) => break,
+                                Err(h) => head = h,
+                            }
+                        }
+                        break;
+                    }
+                    Err(v) => cur = v,
+                }
+            } else {
+                debug_assert!((blk as usize) >> TF_COUNT_SHIFT == 0);
+                set_free(blk, (cur & TF_PTR) as *mut Block);
+                let count = (cur & !(TF_ONE - 1)) + TF_ONE;
+                let new = blk as usize | count;
+                match tf.compare_exchange_weak(cur, new, Ordering::Release, Relaxed) {
+                    Ok(_) => break,
+                    Err(v) => cur = v,
+                }
+            }
+        }
+    }
+}
+
+/// Returns every block of `h`'s `rcache` to its page's owner.
+///
+/// # Safety
+/// The caller owns `h`.
+pub(super) unsafe fn flush_rcache(h: *mut Heap) {
+    // SAFETY: we own h; cached blocks are blocks of live pages, counted used.
+    unsafe {
+        for bin in 1..NBINS {
+            let mut b = (*h).rcache[bin];
+            while !b.is_null() {
+                let next = next_of(b);
+                if !next.is_null() && harden::on() && !segment::is_block_of_bin(next, bin) {
+                    harden::fault(Fault::BadLink, "free", b as *const u8, next as usize);
+                }
+                let seg = Segment::of(b as *const u8);
+                return_remote(seg, Segment::page_of(seg, b as *const u8), b as *mut u8);
+                b = next;
+            }
+            (*h).rcache[bin] = null_mut();
+            (*h).rcache_bytes[bin] = 0;
+        }
+    }
+}
+
+/// Frees the blocks other threads handed to the delayed list.
+///
+/// # Safety
+/// `h` is owned by the caller.
+pub(super) unsafe fn drain_delayed(h: *mut Heap) {
+    // SAFETY: per the contract; the list was swapped out whole.
+    unsafe {
+        let mut b = (*h).delayed.swap(null_mut(), Ordering::Acquire);
+        while !b.is_null() {
+            let next = next_of(b);
+            // Every delayed block is one of this heap's.
+            if !next.is_null()
+                && harden::on()
+                && !(segment::is_block_of_bin(next, 0)
+                    && (*Segment::of(next as *const u8)).heap == h)
+            {
+                harden::fault(Fault::BadLink, "malloc", b as *const u8, next as usize);
+            }
+            let seg = Segment::of(b as *const u8);
+            put_back(h, Segment::page_of(seg, b as *const u8), b);
+            b = next;
+        }
+    }
+}
