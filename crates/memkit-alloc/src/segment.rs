@@ -225,7 +225,12 @@ pub fn is_block_of_bin(p: *const crate::page::Block, bin: usize) -> bool {
 pub struct Segment {
     pub heap: *mut Heap,
     pub kind: u32,
-    pub _pad: u32,
+    /// 1 while the owning heap is dead (its thread exited): a thread that
+    /// frees a block here gives it straight back instead of caching it, and
+    /// collects dead heaps now and then. On the header line every remote
+    /// free reads anyway. (A huge header has `live` at this offset; only
+    /// small segments read it as this.)
+    pub owner_dead: core::sync::atomic::AtomicU32,
     /// Free slices (bit i: slice i is free). Slice 0 is the header: never free.
     pub free_mask: u64,
     /// Free slices that may still be resident (not purged since last use).
@@ -427,6 +432,7 @@ impl Segment {
         unsafe {
             (*seg).heap = heap;
             (*seg).kind = KIND_SMALL;
+            (*seg).owner_dead.store(0, Relaxed);
             (*seg).free_mask = ALL_DATA_SLICES;
             (*seg).dirty_mask = dirty;
             (*seg).purge_at = 0;
@@ -439,6 +445,9 @@ impl Segment {
         }
     }
 }
+
+/// Most resident free bytes the segment cache keeps (see [`free`]).
+const CACHE_DIRTY_BYTES: u64 = 4 << 20;
 
 /// Free segments kept for reuse (a doubly linked list through `next`/`prev`,
 /// newest first).
@@ -512,6 +521,21 @@ pub unsafe fn free(seg: *mut Segment, now: u64) {
         let limit = OPTIONS.segment_cache.load(Relaxed);
         let mut c = CACHE.lock();
         if c.count < limit {
+            // Resident free memory in the cache stays bounded: beyond
+            // CACHE_DIRTY_BYTES the segment is purged as it enters (its
+            // next user faults its pages in again, as a fresh one would).
+            let mut dirty = 0u64;
+            let mut s = c.head;
+            while !s.is_null() {
+                dirty += (*s).dirty_mask.count_ones() as u64;
+                s = (*s).next;
+            }
+            let mine = (*seg).dirty_mask.count_ones() as u64;
+            if (dirty + mine) * SLICE_SIZE as u64 > CACHE_DIRTY_BYTES
+                && !OPTIONS.memory_locked.load(Relaxed)
+            {
+                (*seg).purge();
+            }
             (*seg).prev = null_mut();
             (*seg).next = c.head;
             c.head = seg;
@@ -601,7 +625,7 @@ mod tests {
         Segment {
             heap: null_mut(),
             kind: KIND_SMALL,
-            _pad: 0,
+            owner_dead: core::sync::atomic::AtomicU32::new(0),
             free_mask: ALL_DATA_SLICES,
             dirty_mask: 0,
             purge_at: 0,

@@ -104,6 +104,13 @@ pub unsafe fn free_remote_of(me: *mut Heap, seg: *mut Segment, p: *mut Page, b: 
         let bs = (*p).shared.block_size as u32;
         (*me).stats.free(bin);
         let cached = *(*me).rcache_bytes.get_unchecked(bin) + bs;
+        if (*seg).owner_dead.load(Relaxed) != 0 {
+            // Nobody will allocate from a dead heap's page: caching the
+            // block would only keep the page from emptying.
+            return_remote(seg, p, b);
+            freed_into_dead_heap(me);
+            return;
+        }
         if cached <= RCACHE_BYTES {
             let blk = b as *mut Block;
             set_free(blk, *(*me).rcache.get_unchecked(bin));
@@ -113,6 +120,31 @@ pub unsafe fn free_remote_of(me: *mut Heap, seg: *mut Segment, p: *mut Page, b: 
         }
         return_remote(seg, p, b);
     }
+}
+
+/// Blocks given back to dead heaps between two collections of dead heaps
+/// by the freeing thread.
+const DEAD_RETURNS_COLLECT: u32 = 256;
+/// Dead heaps collected each time.
+const DEAD_COLLECT_BATCH: u64 = 16;
+
+/// A thread that frees blocks of threads that have exited (a main thread
+/// freeing its workers' results) collects dead heaps itself, every
+/// [`DEAD_RETURNS_COLLECT`] such blocks, so that their emptied pages return
+/// to the OS without a `malloc_trim` and without a slow path of its own
+/// (a thread that only frees has none).
+#[cold]
+#[inline(never)]
+unsafe fn freed_into_dead_heap(me: *mut Heap) {
+    // SAFETY: our own heap's counter.
+    unsafe {
+        (*me).dead_returns += 1;
+        if (*me).dead_returns < DEAD_RETURNS_COLLECT {
+            return;
+        }
+        (*me).dead_returns = 0;
+    }
+    reclaim_dead(memkit_sys::now_ns(), DEAD_COLLECT_BATCH, true);
 }
 
 /// Gives a block back to its page's owner: pushed on the page's atomic

@@ -33,7 +33,7 @@ pub(super) unsafe fn tick(h: *mut Heap) {
         collect_all(h, false, trim, now);
         segment::decay_cache(now, trim);
         huge::decay(now, trim);
-        reclaim_dead(now, false);
+        reclaim_dead(now, 1, false);
         #[cfg(feature = "expensive-checks")]
         {
             if let (false, Err(e)) = ((*h).forked, check_invariants(h)) {
@@ -101,11 +101,12 @@ pub(super) unsafe fn collect_all(h: *mut Heap, force: bool, purge_all: bool, now
     purged
 }
 
-/// Collects dead heaps: one per call, or all of them if `all`. Empty heaps
+/// Collects up to `max` dead heaps (`u64::MAX`: all of them), purging all
+/// their free slices if `purge` (else those whose delay passed). Empty heaps
 /// stay in the pool for new threads. Returns the bytes purged.
-pub(super) fn reclaim_dead(now: u64, all: bool) -> u64 {
+pub(super) fn reclaim_dead(now: u64, max: u64, purge: bool) -> u64 {
     let mut purged = 0;
-    let rounds = if all { HEAPS.lock().dead_count } else { 1 };
+    let rounds = max.min(HEAPS.lock().dead_count);
     for _ in 0..rounds {
         let d = HEAPS.lock().pop_dead();
         if d.is_null() {
@@ -114,7 +115,7 @@ pub(super) fn reclaim_dead(now: u64, all: bool) -> u64 {
         // SAFETY: a heap popped from the pool is ours until we push it back.
         unsafe {
             if !(*d).segments.is_null() || !(*d).delayed.load(Relaxed).is_null() {
-                purged += collect_all(d, true, all, now);
+                purged += collect_all(d, true, purge, now);
                 flush_stats(d, true);
             }
         }
@@ -154,7 +155,7 @@ pub fn trim() -> u64 {
             flush_stats(me, true);
         }
     }
-    released += reclaim_dead(now, true);
+    released += reclaim_dead(now, u64::MAX, true);
     {
         let r = HEAPS.lock();
         let mut h = r.all;
@@ -182,7 +183,7 @@ pub fn trim() -> u64 {
 pub fn relieve_pressure() -> bool {
     let me = tls::heap();
     let now = memkit_sys::now_ns();
-    let mut released = reclaim_dead(now, true);
+    let mut released = reclaim_dead(now, u64::MAX, true);
     if me != empty_heap() {
         // SAFETY: the calling thread's own heap, between two operations.
         unsafe {

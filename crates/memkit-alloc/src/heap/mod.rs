@@ -111,6 +111,9 @@ pub struct Heap {
     /// (at worst a block is leaked or a page kept), but not held to the
     /// invariant checks.
     pub forked: bool,
+    /// Blocks this heap's thread gave back to pages of dead heaps since it
+    /// last collected dead heaps (see `free_remote_of`).
+    pub dead_returns: u32,
 }
 
 #[repr(transparent)]
@@ -143,6 +146,7 @@ static EMPTY_HEAP: SyncCell<Heap> = SyncCell(UnsafeCell::new(Heap {
     next_all: null_mut(),
     next_dead: null_mut(),
     forked: false,
+    dead_returns: 0,
 }));
 
 /// The static heap of threads that have not allocated yet.
@@ -176,12 +180,28 @@ static HEAPS: SpinLock<Registry> = SpinLock::new(Registry {
     meta_end: 0,
 });
 
+/// Marks (or unmarks) every segment of `h` as belonging to a dead heap.
+///
+/// # Safety
+/// The caller owns `h` (it is being pushed to or taken from the pool).
+unsafe fn mark_segments_dead(h: *mut Heap, dead: bool) {
+    // SAFETY: per the contract; the flag is atomic (other threads read it).
+    unsafe {
+        let mut seg = (*h).segments;
+        while !seg.is_null() {
+            (*seg).owner_dead.store(dead as u32, Relaxed);
+            seg = (*seg).next;
+        }
+    }
+}
+
 impl Registry {
     fn pop_dead(&mut self) -> *mut Heap {
         let h = self.dead_head;
         if !h.is_null() {
             // SAFETY: heaps in the pool are valid and linked under the lock.
             unsafe {
+                mark_segments_dead(h, false);
                 self.dead_head = (*h).next_dead;
                 if self.dead_head.is_null() {
                     self.dead_tail = null_mut();
@@ -197,6 +217,7 @@ impl Registry {
         // SAFETY: h is a valid heap no thread uses; linked under the lock.
         unsafe {
             (*h).state.store(STATE_DEAD, Relaxed);
+            mark_segments_dead(h, true);
             (*h).next_dead = null_mut();
             if self.dead_tail.is_null() {
                 self.dead_head = h;
@@ -240,6 +261,7 @@ impl Registry {
                 next_all: self.all,
                 next_dead: null_mut(),
                 forked: false,
+                dead_returns: 0,
             });
         }
         self.all = h;
