@@ -206,14 +206,6 @@ pub fn set_lock_policy(p: LockPolicy) {
     policy::set(p)
 }
 
-unsafe extern "C" {
-    fn pthread_atfork(
-        prepare: Option<unsafe extern "C" fn()>,
-        parent: Option<unsafe extern "C" fn()>,
-        child: Option<unsafe extern "C" fn()>,
-    ) -> i32;
-}
-
 unsafe extern "C" fn fork_prepare() {
     STATE.fork_prepare();
 }
@@ -229,7 +221,7 @@ fn register_fork_handlers() {
     static DONE: AtomicBool = AtomicBool::new(false);
     if !DONE.load(Ordering::Acquire) && !DONE.swap(true, Ordering::AcqRel) {
         // SAFETY: valid handlers that only take and release our lock.
-        unsafe { pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
+        unsafe { memkit_sys::atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
     }
 }
 

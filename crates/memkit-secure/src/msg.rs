@@ -3,62 +3,9 @@
 
 use core::fmt;
 
-/// A stack buffer that collects text (cut at `N` bytes) for one `write`.
-pub struct Msg<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> Default for Msg<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const N: usize> Msg<N> {
-    /// An empty buffer.
-    pub const fn new() -> Self {
-        Msg {
-            buf: [0; N],
-            len: 0,
-        }
-    }
-
-    /// The text collected so far.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-
-    /// The text as `&str` (always valid UTF-8 up to a cut inside a
-    /// character, which is dropped).
-    pub fn as_str(&self) -> &str {
-        match core::str::from_utf8(self.as_bytes()) {
-            Ok(s) => s,
-            Err(e) => {
-                // SAFETY: from_utf8 checked these bytes.
-                unsafe { core::str::from_utf8_unchecked(&self.buf[..e.valid_up_to()]) }
-            }
-        }
-    }
-
-    /// Writes the text to standard error, ending it with a newline.
-    pub fn to_stderr(&mut self) {
-        if self.len == N {
-            self.len -= 1;
-        }
-        self.buf[self.len] = b'\n';
-        let _ = memkit_sys::write_all(2, &self.buf[..self.len + 1]);
-    }
-}
-
-impl<const N: usize> fmt::Write for Msg<N> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(N - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
+/// The stack text buffer for the one-line messages (memkit-sys's, shared
+/// with the allocator core).
+pub use memkit_sys::text::BufWriter as Msg;
 
 /// A byte count as `N bytes`, `N KiB` or `N MiB` (exact multiples only, so
 /// the number can be typed back into `ulimit -l`), or `unlimited`.

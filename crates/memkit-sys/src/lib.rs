@@ -23,6 +23,7 @@ pub mod protect;
 pub mod report;
 
 pub mod signal;
+pub mod text;
 
 /// The page size of x86_64 Linux. memkit targets x86_64 only (see README).
 pub const OS_PAGE: usize = 4096;
@@ -307,4 +308,27 @@ pub unsafe fn name_mapping(p: *mut u8, size: usize, name: &'static core::ffi::CS
             lateout("rcx") _, lateout("r11") _, options(nostack));
     }
     r == 0
+}
+
+unsafe extern "C" {
+    fn pthread_atfork(
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
+    ) -> i32;
+}
+
+/// `pthread_atfork(prepare, parent, child)` (libc: there is no system call
+/// for it). glibc does not allocate for it.
+///
+/// # Safety
+/// The handlers run around every `fork` of the process, in the forking
+/// thread; they must be async-signal-safe in the child.
+pub unsafe fn atfork(
+    prepare: Option<unsafe extern "C" fn()>,
+    parent: Option<unsafe extern "C" fn()>,
+    child: Option<unsafe extern "C" fn()>,
+) -> i32 {
+    // SAFETY: per the contract.
+    unsafe { pthread_atfork(prepare, parent, child) }
 }

@@ -8,11 +8,6 @@ use super::*;
 unsafe extern "C" {
     fn pthread_key_create(key: *mut u32, dtor: Option<unsafe extern "C" fn(*mut c_void)>) -> i32;
     fn pthread_setspecific(key: u32, value: *const c_void) -> i32;
-    fn pthread_atfork(
-        prepare: Option<unsafe extern "C" fn()>,
-        parent: Option<unsafe extern "C" fn()>,
-        child: Option<unsafe extern "C" fn()>,
-    ) -> i32;
 }
 
 pub(super) const NO_KEY: u32 = u32::MAX;
@@ -46,7 +41,7 @@ pub fn thread_init() -> *mut Heap {
         (*h).state.store(STATE_LIVE, Relaxed);
         debug_assert!((*h).forked || check_invariants(h).is_ok(), "adopted heap");
     }
-    // The TLS word first: pthread_setspecific and pthread_atfork may allocate.
+    // The TLS word first: pthread_setspecific and pthread_atfork (memkit_sys::atfork) may allocate.
     tls::set_heap(h);
     GLOBAL.threads.fetch_add(1, Relaxed);
     process_init_once();
@@ -78,7 +73,7 @@ pub(super) fn process_init_once() {
         if pthread_key_create(&mut key, Some(thread_done)) == 0 {
             KEY.store(key, Ordering::Release);
         }
-        pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        memkit_sys::atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
     PROCESS_INIT.store(2, Ordering::Release);
 }
