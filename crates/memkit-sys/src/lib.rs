@@ -22,6 +22,8 @@ pub mod protect;
 
 pub mod report;
 
+pub mod report_file;
+
 pub mod signal;
 
 /// The page size of x86_64 Linux. memkit targets x86_64 only (see README).
