@@ -7,7 +7,7 @@
 //! allocated and bytes in use are derived from the per-bin pairs on read
 //! (bytes in use = sum of (allocs - frees) x block size).
 
-use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering::Relaxed};
 
 use crate::size_class::{bin_size, NBINS};
 
@@ -207,5 +207,30 @@ impl Stats {
     /// Bytes currently mapped from the OS.
     pub fn mapped(&self) -> u64 {
         self.segment_mapped + self.huge_mapped
+    }
+}
+
+/// A function of the front end that the allocation slow path calls now and
+/// then: on each of a thread's first 8 slow calls, then on every 8th
+/// (`heap::tick`, `FLUSH_EVERY`). libmemkit.so refreshes the record
+/// `memkit run` reads with it. It runs inside `malloc`, on the allocating
+/// thread, with no allocator lock held: it may read [`crate::stats`], and
+/// must neither allocate nor block.
+static PERIODIC_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Sets (or, with `None`, removes) the periodic hook (see [`PERIODIC_HOOK`]).
+pub fn set_periodic_hook(hook: Option<fn()>) {
+    let p = hook.map_or(core::ptr::null_mut(), |f| f as *mut ());
+    PERIODIC_HOOK.store(p, Relaxed);
+}
+
+/// Calls the periodic hook, if one is set.
+#[inline]
+pub(crate) fn run_periodic_hook() {
+    let p = PERIODIC_HOOK.load(Relaxed);
+    if !p.is_null() {
+        // SAFETY: only `set_periodic_hook` stores here, and only `fn()`s.
+        let f = unsafe { core::mem::transmute::<*mut (), fn()>(p) };
+        f();
     }
 }

@@ -3,10 +3,12 @@
 //! bench, check, profile) slot in without touching the others.
 
 mod bounded;
+mod ending;
 mod error;
 mod human;
 mod maps;
 mod report;
+mod report_dir;
 mod run;
 
 use std::io::Write as _;

@@ -1,11 +1,12 @@
-//! The reports of `memkit run`: the records libmemkit.so appends at exit
-//! (their format, and its decoder, are `memkit_sys::report`, shared with
-//! the library), and the report printed from them.
+//! The reports of `memkit run`: the records libmemkit.so keeps for each
+//! process (their format, and its decoder, are `memkit_sys::report`,
+//! shared with the library; where they are kept: `report_dir`), and the
+//! report printed from them.
 //!
-//! A bad line is a warning, never fatal: one corrupt line must not hide the
-//! other processes' reports. Unknown keys are skipped (a newer library may
-//! add counters); a missing or malformed field rejects its line rather than
-//! showing a wrong number.
+//! A bad record is a warning, never fatal: one corrupt file must not hide
+//! the other processes' reports. Unknown keys are skipped (a newer library
+//! may add counters); a missing or malformed field rejects its record
+//! rather than showing a wrong number.
 
 use std::fmt;
 use std::fmt::Write as _;
@@ -15,9 +16,10 @@ use memkit_sys::report::{self, DecodeError, Escaped, Record, Value};
 use memkit_sys::signal;
 use serde_json::{json, Value as Json};
 
+use crate::ending::Process;
 use crate::human;
 
-/// One process's exit-time counters, as written by libmemkit.so, with its
+/// One process's counters, as written by libmemkit.so, with its
 /// executable's path decoded (lossily where it is not UTF-8: it is shown,
 /// never used to open the file).
 pub type ProcessReport = Record<String>;
@@ -31,10 +33,17 @@ fn path_text(p: &Escaped<'_>) -> String {
     String::from_utf8_lossy(&p.bytes().collect::<Vec<u8>>()).into_owned()
 }
 
-/// A process's record as JSON: every field of the record, by its name.
-fn process_json(p: &ProcessReport) -> Json {
-    let object = p
-        .fields()
+/// A process as JSON: every field of its record, by its name, then how it
+/// ended.
+fn process_json(p: &Process) -> Json {
+    let mut object = record_json(&p.record);
+    p.json_fields(&mut object);
+    Json::Object(object)
+}
+
+/// Every field of a record, by its name.
+fn record_json(p: &ProcessReport) -> serde_json::Map<String, Json> {
+    p.fields()
         .into_iter()
         .map(|(name, value)| {
             let value = match value {
@@ -43,33 +52,11 @@ fn process_json(p: &ProcessReport) -> Json {
             };
             (name.to_owned(), value)
         })
-        .collect();
-    Json::Object(object)
+        .collect()
 }
 
-/// Parses the whole report file. Blank lines are skipped silently (a
-/// trailing newline is normal); any other bad line becomes a warning.
-pub fn parse_reports(text: &str) -> (Vec<ProcessReport>, Vec<String>) {
-    let mut reports = Vec::new();
-    let mut warnings = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_line(line) {
-            Ok(report) => reports.push(report),
-            Err(err) => warnings.push(format!(
-                "ignoring malformed report line {}: {err}: {}",
-                number + 1,
-                excerpt(line)
-            )),
-        }
-    }
-    (reports, warnings)
-}
-
-/// Keeps warnings to one terminal line even if the file holds binary junk.
-fn excerpt(line: &str) -> String {
+/// Keeps warnings to one terminal line even if a file holds binary junk.
+pub fn excerpt(line: &str) -> String {
     const MAX: usize = 120;
     let cleaned: String = line
         .chars()
@@ -119,9 +106,21 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// From the child's rusage; `None` if the kernel did not tell us.
     pub peak_rss: Option<u64>,
-    /// One entry per report line, in the order they were written.
-    pub processes: Vec<ProcessReport>,
+    /// One entry per process that ran on libmemkit.so, in the order they
+    /// started.
+    pub processes: Vec<Process>,
     pub warnings: Vec<String>,
+}
+
+/// Most processes the text report lists.
+pub const LISTED: usize = 20;
+
+/// The last component of an executable's path ("?" when unknown).
+fn exe_name(exe: &str) -> &str {
+    match exe.rsplit('/').next() {
+        Some(name) if !name.is_empty() => name,
+        _ => "?",
+    }
 }
 
 /// Counters summed over every process that reported.
@@ -139,13 +138,14 @@ pub struct Totals {
 }
 
 impl RunReport {
-    /// The line written by the process we spawned (same pid even if it
-    /// exec'd other programs along the way).
+    /// The record of the process we spawned (same pid even if it exec'd
+    /// other programs along the way: the last image's).
     pub fn main_process(&self) -> Option<&ProcessReport> {
-        self.processes
-            .iter()
-            .rev()
-            .find(|p| p.pid == u64::from(self.pid))
+        self.records().rev().find(|p| p.pid == u64::from(self.pid))
+    }
+
+    fn records(&self) -> impl DoubleEndedIterator<Item = &ProcessReport> {
+        self.processes.iter().map(|p| &p.record)
     }
 
     /// Reports from processes other than the one we spawned.
@@ -155,19 +155,17 @@ impl RunReport {
     }
 
     pub fn totals(&self) -> Totals {
-        self.processes
-            .iter()
-            .fold(Totals::default(), |t, p| Totals {
-                allocs: t.allocs.saturating_add(p.allocs),
-                frees: t.frees.saturating_add(p.frees),
-                reallocs: t.reallocs.saturating_add(p.reallocs),
-                bytes_allocated: t.bytes_allocated.saturating_add(p.bytes_allocated),
-                in_use: t.in_use.saturating_add(p.in_use),
-                mapped: t.mapped.saturating_add(p.mapped),
-                unmapped: t.unmapped.saturating_add(p.unmapped),
-                purged: t.purged.saturating_add(p.purged),
-                threads: t.threads.saturating_add(p.threads),
-            })
+        self.records().fold(Totals::default(), |t, p| Totals {
+            allocs: t.allocs.saturating_add(p.allocs),
+            frees: t.frees.saturating_add(p.frees),
+            reallocs: t.reallocs.saturating_add(p.reallocs),
+            bytes_allocated: t.bytes_allocated.saturating_add(p.bytes_allocated),
+            in_use: t.in_use.saturating_add(p.in_use),
+            mapped: t.mapped.saturating_add(p.mapped),
+            unmapped: t.unmapped.saturating_add(p.unmapped),
+            purged: t.purged.saturating_add(p.purged),
+            threads: t.threads.saturating_add(p.threads),
+        })
     }
 
     /// Peaks of different processes happen at different times, so summing
@@ -177,18 +175,19 @@ impl RunReport {
     pub fn peaks(&self) -> (u64, u64) {
         match self.main_process() {
             Some(main) => (main.peak_in_use, main.peak_mapped),
-            None => self.processes.iter().fold((0, 0), |(a, b), p| {
+            None => self.records().fold((0, 0), |(a, b), p| {
                 (a.max(p.peak_in_use), b.max(p.peak_mapped))
             }),
         }
     }
 
-    /// The note printed when nothing reported. Spelled out in full because
-    /// the usual cause (a static binary) is otherwise a mystery.
+    /// The note printed when no process left a record: every process on
+    /// libmemkit.so leaves one, however it ends, so the program (and all
+    /// it started) did not run on it.
     pub fn no_report_note(&self) -> String {
         format!(
-            "memkit: no report from {}: it did not run on libmemkit.so (statically linked?) \
-             or did not exit normally",
+            "memkit: no report from {}: no process ran on libmemkit.so (statically linked, \
+             or LD_PRELOAD removed from its environment?)",
             self.program
         )
     }
@@ -294,7 +293,56 @@ impl RunReport {
                 "   (totals above include them; peaks are of the main process)".to_owned(),
             );
         }
+        self.list_processes(&mut out);
         out
+    }
+
+    /// One line per process with how it ended, when there is more than one
+    /// or one did not end normally (else the title line says it all). At
+    /// most [`LISTED`] lines: those that did not end normally first.
+    fn list_processes(&self, out: &mut String) {
+        if self.processes.len() < 2 && self.processes.iter().all(Process::ended_normally) {
+            return;
+        }
+        let mut shown: Vec<&Process> = self.processes.iter().collect();
+        if shown.len() > LISTED {
+            // Stable: in start order within each group.
+            let mut order: Vec<usize> = (0..shown.len()).collect();
+            order.sort_by_key(|&i| self.processes[i].ended_normally());
+            order.truncate(LISTED);
+            order.sort_unstable();
+            shown = order.into_iter().map(|i| &self.processes[i]).collect();
+        }
+        let names: Vec<&str> = shown.iter().map(|p| exe_name(&p.record.exe)).collect();
+        let allocs: Vec<String> = shown
+            .iter()
+            .map(|p| human::count(p.record.allocs))
+            .collect();
+        let pid_w = shown
+            .iter()
+            .map(|p| p.record.pid.to_string().len())
+            .max()
+            .unwrap_or(0);
+        let name_w = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        let allocs_w = allocs.iter().map(String::len).max().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "  processes (pid, program, allocations, how it ended):"
+        );
+        for ((p, name), allocs) in shown.iter().zip(&names).zip(&allocs) {
+            let _ = writeln!(
+                out,
+                "    {:>pid_w$}  {name:<name_w$}  {allocs:>allocs_w$}  {p}",
+                p.record.pid
+            );
+        }
+        if self.processes.len() > shown.len() {
+            let _ = writeln!(
+                out,
+                "    ... and {} more (--json lists every process)",
+                self.processes.len() - shown.len()
+            );
+        }
     }
 
     /// The `--json` report; the schema is documented in `memkit run --help`
@@ -341,6 +389,7 @@ impl RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ending::Ending;
 
     const GOOD: &str = "memkit-report v1 pid=1234 ppid=1200 allocs=10 frees=8 reallocs=2 \
         bytes_allocated=4096 in_use=100 peak_in_use=2048 mapped=65536 peak_mapped=131072 \
@@ -411,13 +460,12 @@ mod tests {
         let record = good().map_paths(|_| exe.as_bytes());
         let n = record.encode(&mut buf).unwrap();
         let text = String::from_utf8(buf[..n].to_vec()).unwrap();
-        let (reports, warnings) = parse_reports(&format!("{text}{text}"));
-        assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(reports, vec![good().map_paths(|_| exe.to_owned()); 2]);
-        let json = process_json(&reports[0]);
+        let back = parse_line(&text).unwrap();
+        assert_eq!(back, good().map_paths(|_| exe.to_owned()));
+        let json = Json::Object(record_json(&back));
         assert_eq!(json["exe"], exe);
         assert_eq!(json.as_object().unwrap().len(), report::FIELDS.len());
-        for (name, value) in reports[0].fields() {
+        for (name, value) in back.fields() {
             if let Value::Count(n) = value {
                 assert_eq!(json[name], n, "{name}");
             }
@@ -427,23 +475,14 @@ mod tests {
     #[test]
     fn records_of_older_and_newer_libraries() {
         // Newer libraries' unknown keys: unknown_keys_are_ignored.
-        // Older, without a field: a warning that names it; other lines stay.
+        // Older, without a field: an error that names it.
         let older = GOOD.replace(" purged=8192", "");
-        let (reports, warnings) = parse_reports(&format!("{older}\n{GOOD}\n"));
-        assert_eq!(reports, vec![good()]);
-        assert_eq!(warnings.len(), 1);
-        assert!(
-            warnings[0].starts_with("ignoring malformed report line 1: missing key `purged`"),
-            "{}",
-            warnings[0]
-        );
-        let (reports, warnings) = parse_reports(&GOOD.replace(" v1 ", " v2 "));
-        assert!(reports.is_empty());
-        assert!(
-            warnings[0].contains("unsupported protocol version `v2`"),
-            "{}",
-            warnings[0]
-        );
+        let err = parse_line(&older).unwrap_err().to_string();
+        assert!(err.starts_with("missing key `purged`"), "{err}");
+        let err = parse_line(&GOOD.replace(" v1 ", " v2 "))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unsupported protocol version `v2`"), "{err}");
     }
 
     #[test]
@@ -508,23 +547,11 @@ mod tests {
     }
 
     #[test]
-    fn file_parsing_keeps_good_lines_and_warns_about_bad_ones() {
-        let other = GOOD.replace("pid=1234 ", "pid=1300 ");
-        let text = format!("{GOOD}\n\ngarbage\x01 here\n{other}\nmemkit-report v1 pid=");
-        let (reports, warnings) = parse_reports(&text);
-        assert_eq!(reports.len(), 2);
-        assert_eq!(reports[1].pid, 1300);
-        assert_eq!(warnings.len(), 2);
-        assert!(warnings[0].starts_with("ignoring malformed report line 3:"));
-        assert!(warnings[0].ends_with("garbage? here"), "{}", warnings[0]);
-        assert!(warnings[1].contains("line 5"));
-    }
-
-    #[test]
-    fn long_garbage_is_truncated_in_warnings() {
-        let (_, warnings) = parse_reports(&"x".repeat(10_000));
-        assert!(warnings[0].len() < 250);
-        assert!(warnings[0].ends_with("..."));
+    fn excerpts_are_one_short_line() {
+        assert_eq!(excerpt("garbage\x01 here\n"), "garbage? here?");
+        let long = excerpt(&"x".repeat(10_000));
+        assert_eq!(long.len(), 123);
+        assert!(long.ends_with("..."));
     }
 
     #[test]
@@ -538,7 +565,17 @@ mod tests {
         );
     }
 
+    /// A process that exited with status 0 (exit handlers run).
+    fn exited(record: ProcessReport) -> Process {
+        Process {
+            record,
+            exit_handlers: true,
+            ending: Ending::Exited(Some(0)),
+        }
+    }
+
     fn run(processes: Vec<ProcessReport>) -> RunReport {
+        let processes = processes.into_iter().map(exited).collect();
         RunReport {
             program: "python3".to_owned(),
             pid: 1234,
@@ -640,12 +677,12 @@ memkit report: python3 (pid 1234), exit status 0, 1.52 s
         let mut report = run(Vec::new());
         report
             .warnings
-            .push("ignoring malformed report line 1: x".to_owned());
+            .push("ignoring report file 12-34: x".to_owned());
         assert_eq!(
             report.to_text(),
-            "memkit: warning: ignoring malformed report line 1: x\n\
-             memkit: no report from python3: it did not run on libmemkit.so \
-             (statically linked?) or did not exit normally\n"
+            "memkit: warning: ignoring report file 12-34: x\n\
+             memkit: no report from python3: no process ran on libmemkit.so \
+             (statically linked, or LD_PRELOAD removed from its environment?)\n"
         );
     }
 
@@ -678,8 +715,87 @@ memkit report: python3 (pid 1234), exit status 0, 1.52 s
         assert_eq!(v["processes"][1]["pid"], 2000);
         assert_eq!(v["processes"][0]["exe"], "/usr/bin/python3");
         assert_eq!(v["processes"][0]["peak_mapped"], 131072);
+        assert_eq!(v["processes"][0]["ended"], "exited");
+        assert_eq!(v["processes"][0]["exit_code"], 0);
+        assert_eq!(v["processes"][0]["exit_handlers"], true);
+        assert_eq!(v["processes"][0]["ending"], "exit status 0");
         assert_eq!(v["warnings"][0], "w");
         // One line, so scripts can pick it out of the child's stderr.
         assert!(!serde_json::to_string(&v).unwrap().contains('\n'));
+    }
+
+    #[test]
+    fn processes_are_listed_with_how_they_ended() {
+        let shell = Process {
+            record: ProcessReport {
+                allocs: 43,
+                exe: "/usr/bin/dash".to_owned(),
+                ..good()
+            },
+            exit_handlers: false,
+            ending: Ending::Exited(Some(0)),
+        };
+        let child = |pid, allocs, ending, exit_handlers| Process {
+            record: ProcessReport {
+                pid,
+                ppid: 1234,
+                allocs,
+                exe: "/opt/x/report_end".to_owned(),
+                ..good()
+            },
+            exit_handlers,
+            ending,
+        };
+        let mut report = run(Vec::new());
+        report.processes = vec![
+            shell,
+            child(1300, 2024, Ending::Exited(Some(0)), true),
+            child(1301, 1_984, Ending::Signaled(9), false),
+            child(42, 7, Ending::Unknown, false),
+        ];
+        let text = report.to_text();
+        let list = &text[text.find("  processes").unwrap()..];
+        assert_eq!(
+            list,
+            "  processes (pid, program, allocations, how it ended):\n\
+             \x20   1234  dash           43  exit status 0 without running exit handlers (_exit); \
+             counters as of its last refresh\n\
+             \x20   1300  report_end  2,024  exit status 0\n\
+             \x20   1301  report_end  1,984  killed by signal 9 (SIGKILL); counters as of its last refresh\n\
+             \x20     42  report_end      7  ended without running exit handlers (_exit, exec failure, \
+             or a signal); counters as of its last refresh\n"
+        );
+        // One process that ended normally: the title line says it all.
+        report.processes.truncate(2);
+        report.processes.remove(0);
+        assert!(!report.to_text().contains("  processes"));
+        // One that did not: listed.
+        report.processes[0].ending = Ending::Running;
+        report.processes[0].exit_handlers = false;
+        assert!(report
+            .to_text()
+            .contains("  report_end  2,024  still running when memkit run ended; counters"));
+    }
+
+    #[test]
+    fn long_lists_show_the_abnormal_endings_first() {
+        let mut report = run((0..30).map(|pid| ProcessReport { pid, ..good() }).collect());
+        for pid in [3, 25] {
+            report.processes[pid].ending = Ending::Signaled(11);
+        }
+        let text = report.to_text();
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("    ")).collect();
+        assert_eq!(lines.len(), LISTED + 1, "{text}");
+        // In start order: 0..=18 with 3 among them, then 25.
+        assert!(
+            lines[3].starts_with("     3  python3  10  killed by signal 11"),
+            "{text}"
+        );
+        assert!(lines[LISTED - 1].starts_with("    25  python3"), "{text}");
+        assert_eq!(
+            lines[LISTED],
+            "    ... and 10 more (--json lists every process)"
+        );
+        assert_eq!(report.to_json()["processes"].as_array().unwrap().len(), 30);
     }
 }

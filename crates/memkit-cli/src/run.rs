@@ -1,29 +1,37 @@
 //! `memkit run`: run a program with libmemkit.so preloaded and report on its
-//! memory use when it exits.
+//! memory use, and that of every process it starts, when it exits.
+//!
+//! Each process on libmemkit.so keeps its record in a file of a private
+//! directory (`report_dir`), up to date however it ends. memkit is the
+//! subreaper of the program's descendants, so it also learns how orphans
+//! ended; `ending` puts records and wait statuses together.
 
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Write as _};
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use clap::Args;
 
 use memkit::describe_io;
 
+use memkit_sys::report_file;
+
+use crate::ending::Process;
 use crate::error::CliError;
-use crate::report::{parse_reports, RunReport, Termination};
+use crate::report::{RunReport, Termination};
+use crate::report_dir::{Collected, ReportDir};
 
 /// Environment variable naming the library to preload, overriding the copy
 /// next to the memkit executable.
 const LIB_ENV: &str = "MEMKIT_LIB";
 const LIB_NAME: &str = "libmemkit.so";
-/// Tells libmemkit.so where to append its exit report line.
-const REPORT_FILE_ENV: &str = "MEMKIT_REPORT_FILE";
+/// Tells libmemkit.so where to keep the process's record.
+const REPORT_DIR_ENV: &str = report_file::DIR_ENV;
 /// Makes libmemkit.so print its own malloc_stats-style summary at exit.
 const SHOW_STATS_ENV: &str = "MEMKIT_SHOW_STATS";
 
@@ -35,15 +43,25 @@ stderr after it exits. memkit exits with the program's status (128+N if it
 was killed by signal N), 127 if it cannot be found, 126 if it cannot be
 executed, and 125 if memkit itself fails.
 
-Every process that runs on libmemkit.so (the program and any child it
-starts) reports once, when it exits. Totals are summed over all of them;
-peaks are those of the program itself. Processes killed by a signal, and
-statically linked programs, do not report.
+Every process that runs on libmemkit.so (the program and every process it
+starts) is reported, however it ends. Each keeps its counters in a file of
+a private directory (MEMKIT_REPORT_DIR): refreshed while it allocates and
+final when its exit handlers run. A process that ends without them (_exit,
+abort, a fatal signal, SIGKILL) shows the counters of its last refresh:
+what it did after its last allocation slow path, and at most 10 ms before
+it, is missing. Each process is marked with how it ended: the exit status
+or signal where memkit saw it (the program, and orphans, which memkit
+collects as their subreaper) or its record tells (the status passed to
+exit), else \"ended without running exit handlers\". Totals are summed
+over all processes; peaks are those of the program itself. Statically
+linked programs do not run on libmemkit.so and are not reported.
 
 Environment:
   MEMKIT_LIB         libmemkit.so to preload (default: the one next to the
                      memkit executable)
   LD_PRELOAD         kept; libmemkit.so is put in front of it
+  MEMKIT_REPORT_DIR  set by memkit for the program: the directory of the
+                     processes' report files
 
 --json prints a single line holding one JSON object, and nothing else:
   version            1 (bumped on incompatible changes)
@@ -65,10 +83,18 @@ Environment:
   totals             sums over all reports: allocs, frees, reallocs,
                      bytes_allocated, in_use (still allocated at exit),
                      mapped (at exit), unmapped, purged, threads
-  processes          one object per report: pid, ppid, allocs, frees,
-                     reallocs, bytes_allocated, in_use, peak_in_use, mapped,
-                     peak_mapped, unmapped, purged, threads, exe
-  warnings           malformed report lines that were ignored (strings)
+  processes          one object per process, in the order they started:
+                     pid, ppid, allocs, frees, reallocs, bytes_allocated,
+                     in_use, peak_in_use, mapped, peak_mapped, unmapped,
+                     purged, threads, exe; then how it ended:
+                     exit_handlers (true: the counters are those at exit;
+                     false: of its last refresh), ended (\"exited\",
+                     \"killed\", \"unknown\": ended without running exit
+                     handlers, status not seen, or \"running\": still
+                     running when memkit finished), exit_code, signal,
+                     signal_name (null when not known or not applicable),
+                     ending (the same in words, as in the text report)
+  warnings           report files that were ignored, and why (strings)
 All sizes are in bytes.";
 
 #[derive(Debug, Args)]
@@ -96,7 +122,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     };
     let program_name = program.to_string_lossy().into_owned();
     let library = find_library()?;
-    let report_file = ReportFile::create()?;
+    let report_dir = ReportDir::create()?;
 
     let mut command = Command::new(program);
     command
@@ -105,12 +131,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
             "LD_PRELOAD",
             ld_preload(&library, std::env::var_os("LD_PRELOAD")),
         )
-        .env(REPORT_FILE_ENV, &report_file.path);
+        .env(REPORT_DIR_ENV, report_dir.path());
     if args.stats {
         command.env(SHOW_STATS_ENV, "1");
     }
 
     install_signal_handlers()?;
+    become_subreaper();
+    let collector = report_dir.collect();
     let start = Instant::now();
     let child = command
         .spawn()
@@ -130,16 +158,16 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     // through `child`; dropping it neither waits nor kills.
     drop(child);
 
-    let exit = wait_for_child(pid_t);
+    let mut reaped = Vec::new();
+    let exit = wait_for_child(pid_t, &mut reaped);
     let elapsed = start.elapsed();
     let (termination, peak_rss) = exit?;
+    reap_orphans(&mut reaped);
 
     // The program has run; from here on nothing may hide its exit status,
-    // so an unreadable report file is only a warning.
-    let (processes, warnings) = match report_file.read() {
-        Ok(bytes) => parse_reports(&String::from_utf8_lossy(&bytes)),
-        Err(err) => (Vec::new(), vec![err.message]),
-    };
+    // so unreadable report files are only warnings.
+    let collected = collector.finish();
+    let (processes, warnings) = processes(collected, &reaped);
     let report = RunReport {
         program: program_name,
         pid,
@@ -151,6 +179,59 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     };
     print_report(&report, args.json);
     Ok(ExitCode::from(termination.shell_status()))
+}
+
+/// A process memkit reaped: the program, or an orphan of its descendants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reaped {
+    pid: u32,
+    /// Its start time, read while it was a zombie (None: unreadable).
+    start: Option<u64>,
+    termination: Termination,
+}
+
+/// Each record with how its process ended.
+fn processes(collected: Collected, reaped: &[Reaped]) -> (Vec<Process>, Vec<String>) {
+    let processes = collected
+        .found
+        .into_iter()
+        .map(|found| {
+            let pid = u32::try_from(found.record.pid).unwrap_or(0);
+            // The same process: same pid and start time, or the same pid
+            // when the start time could not be read.
+            let waited = reaped
+                .iter()
+                .find(|r| r.pid == pid && r.start == Some(found.start))
+                .or_else(|| reaped.iter().find(|r| r.pid == pid && r.start.is_none()))
+                .map(|r| r.termination);
+            let start = found.start;
+            Process::new(found, waited, || alive(pid, start))
+        })
+        .collect();
+    (processes, collected.warnings)
+}
+
+/// Whether process `pid` that started at `start` still runs (a zombie
+/// does not).
+fn alive(pid: u32, start: u64) -> bool {
+    let Ok(stat) = fs::read(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let same = start == 0 || report_file::stat_start_time(&stat) == Some(start);
+    same && !matches!(report_file::stat_state(&stat), Some(b'Z' | b'X') | None)
+}
+
+/// The start time of process `pid` (a zombie's too).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
+    report_file::stat_start_time(&stat)
+}
+
+/// Makes memkit the parent of every orphan among the program's
+/// descendants, so that it learns how they ended. Best effort.
+fn become_subreaper() {
+    // SAFETY: prctl with these arguments changes only a process attribute.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 }
 
 fn print_report(report: &RunReport, json: bool) {
@@ -260,64 +341,6 @@ fn spawn_error(program: &str, err: &io::Error) -> CliError {
     )
 }
 
-/// The report file handed to the child. Created empty with O_EXCL and mode
-/// 0600 under a unique name, so nobody else can pre-create or read it, and
-/// removed on drop whatever path `run` leaves by.
-struct ReportFile {
-    path: PathBuf,
-}
-
-impl ReportFile {
-    fn create() -> Result<Self, CliError> {
-        let dir = std::env::temp_dir();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_nanos();
-        let mut last_error = None;
-        for attempt in 0..100u32 {
-            let path = dir.join(format!(
-                "memkit-report-{}-{nanos:x}-{attempt}",
-                std::process::id()
-            ));
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(_) => return Ok(ReportFile { path }),
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => last_error = Some(err),
-                Err(err) => {
-                    last_error = Some(err);
-                    break;
-                }
-            }
-        }
-        let reason = last_error.map_or_else(String::new, |err| describe_io(&err));
-        Err(CliError::new(format!(
-            "cannot create a report file in {}: {reason} (set TMPDIR to a writable directory)",
-            dir.display()
-        )))
-    }
-
-    fn read(&self) -> Result<Vec<u8>, CliError> {
-        fs::read(&self.path).map_err(|err| {
-            CliError::new(format!(
-                "cannot read the report file {}: {}",
-                self.path.display(),
-                describe_io(&err)
-            ))
-        })
-    }
-}
-
-impl Drop for ReportFile {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
 /// Pid of the running child for the signal handler; 0 when there is none.
 static CHILD_PID: AtomicI32 = AtomicI32::new(0);
 /// A signal to forward that arrived before CHILD_PID was known.
@@ -388,31 +411,41 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut li
 }
 
 /// Waits for the child to terminate and reaps it, returning how it ended
-/// and its peak RSS in bytes.
+/// and its peak RSS in bytes. Orphans that end meanwhile are reaped too,
+/// into `reaped`, as is the child.
 ///
 /// Waiting happens in two steps so the signal handler can never forward a
 /// signal to a recycled pid: waitid(WNOWAIT) leaves the child a zombie
 /// (its pid stays reserved) while CHILD_PID is cleared, then wait4 reaps it
 /// and collects its rusage.
-fn wait_for_child(pid: libc::pid_t) -> Result<(Termination, Option<u64>), CliError> {
-    let id = libc::id_t::try_from(pid).unwrap_or_default();
+fn wait_for_child(
+    pid: libc::pid_t,
+    reaped: &mut Vec<Reaped>,
+) -> Result<(Termination, Option<u64>), CliError> {
     loop {
         // SAFETY: siginfo_t is plain data and all-zero is valid.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: `info` is a valid, writable siginfo_t.
-        let rc = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        if rc == 0 {
-            break;
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
+        let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
             return Err(CliError::new(format!(
                 "cannot wait for the child: {}",
                 describe_io(&err)
             )));
         }
+        // SAFETY: waitid filled in a child's siginfo.
+        let who = unsafe { info.si_pid() };
+        if who == pid {
+            break;
+        }
+        reap_orphan(&info, reaped);
     }
     CHILD_PID.store(0, Ordering::SeqCst);
+    let start = start_time(pid as u32);
 
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain data and all-zero is valid.
@@ -437,12 +470,71 @@ fn wait_for_child(pid: libc::pid_t) -> Result<(Termination, Option<u64>), CliErr
     } else {
         Termination::Exited(libc::WEXITSTATUS(status))
     };
+    reaped.push(Reaped {
+        pid: pid as u32,
+        start,
+        termination,
+    });
     // Linux reports ru_maxrss in KiB.
     let peak_rss = u64::try_from(usage.ru_maxrss)
         .ok()
         .filter(|&kib| kib > 0)
         .map(|kib| kib.saturating_mul(1024));
     Ok((termination, peak_rss))
+}
+
+/// Reaps the orphans that have ended by now (the program's children that
+/// outlived it become memkit's); those still running are left alone.
+fn reap_orphans(reaped: &mut Vec<Reaped>) {
+    loop {
+        // SAFETY: siginfo_t is plain data and all-zero is valid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            )
+        };
+        if rc != 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return; // ECHILD: no children left
+        }
+        // SAFETY: waitid filled in the siginfo (si_pid 0: nobody ended).
+        if unsafe { info.si_pid() } == 0 {
+            return;
+        }
+        reap_orphan(&info, reaped);
+    }
+}
+
+/// Reaps the ended orphan `info` describes (left a zombie by WNOWAIT, so
+/// that its start time could still be read).
+fn reap_orphan(info: &libc::siginfo_t, reaped: &mut Vec<Reaped>) {
+    // SAFETY: a siginfo filled in by waitid for a child that ended.
+    let (who, code, value) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    let start = start_time(who as u32);
+    let termination = if code == libc::CLD_EXITED {
+        Termination::Exited(value)
+    } else {
+        Termination::Signaled(value)
+    };
+    loop {
+        // SAFETY: a null status pointer is allowed.
+        let rc = unsafe { libc::waitpid(who, std::ptr::null_mut(), 0) };
+        if rc != -1 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    reaped.push(Reaped {
+        pid: who as u32,
+        start,
+        termination,
+    });
 }
 
 #[cfg(test)]
@@ -475,14 +567,58 @@ mod tests {
     }
 
     #[test]
-    fn report_file_is_private_and_removed_on_drop() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let file = ReportFile::create().unwrap();
-        let path = file.path.clone();
-        let mode = fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert!(file.read().unwrap().is_empty());
-        drop(file);
-        assert!(!path.exists());
+    fn records_meet_the_wait_statuses_of_their_processes() {
+        use crate::ending::Ending;
+        use crate::report::ProcessReport;
+        use crate::report_dir::Found;
+        use memkit_sys::report_file::State;
+        let found = |pid: u64, start: u64| Found {
+            start,
+            state: State::Running,
+            status: None,
+            record: ProcessReport {
+                pid,
+                ..ProcessReport::default()
+            },
+        };
+        // This test process: alive. Pid 0: no such process.
+        let me = std::process::id();
+        let my_start = start_time(me).unwrap();
+        assert!(alive(me, my_start));
+        assert!(!alive(me, my_start + 1));
+        let collected = Collected {
+            found: vec![
+                found(100, 5),
+                found(100, 9),
+                found(u64::from(me), my_start),
+                found(0, 1),
+            ],
+            warnings: vec!["w".to_owned()],
+        };
+        let reaped = [
+            Reaped {
+                pid: 100,
+                start: Some(9),
+                termination: Termination::Signaled(9),
+            },
+            Reaped {
+                pid: 100,
+                start: None,
+                termination: Termination::Exited(4),
+            },
+        ];
+        let (processes, warnings) = processes(collected, &reaped);
+        let endings: Vec<Ending> = processes.iter().map(|p| p.ending).collect();
+        assert_eq!(
+            endings,
+            [
+                // Same pid, another process: the reaped one with no start time.
+                Ending::Exited(Some(4)),
+                Ending::Signaled(9),
+                Ending::Running,
+                Ending::Unknown,
+            ]
+        );
+        assert_eq!(warnings, ["w"]);
     }
 }

@@ -1,31 +1,21 @@
 //! End-to-end tests of `memkit run`, driving the real binary.
 //!
-//! Most tests fake the library side of the report protocol with a shell
-//! that appends a line to `$MEMKIT_REPORT_FILE`, preloading libc (already
-//! loaded by everything, so preloading it again is a silent no-op). That
-//! keeps them independent of the allocator's state and exercises the
-//! parser end to end. The tests at the bottom use the real libmemkit.so
-//! when it has been built and are skipped otherwise.
+//! Tests of memkit's own behaviour (exit statuses, signals, errors, the
+//! environment) preload a stand-in for libmemkit.so: libc, already loaded
+//! by everything, so preloading it again is a silent no-op, and no process
+//! leaves a record. The tests of the reports run C programs
+//! (`crates/memkit-tests/c/report_end.c`) and the shell on the real
+//! libmemkit.so, built when missing.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 const MEMKIT: &str = env!("CARGO_BIN_EXE_memkit");
-
-/// A report line for the process running the shell snippet, with `allocs`
-/// and `threads` chosen by the caller so tests can check the sums.
-fn fake_line(allocs: u64, threads: u64) -> String {
-    format!(
-        "echo \"memkit-report v1 pid=$$ ppid=$PPID allocs={allocs} frees=1 reallocs=2 \
-         bytes_allocated=2097152 in_use=1024 peak_in_use=1048576 mapped=65536 \
-         peak_mapped=4194304 unmapped=8192 purged=4096 threads={threads} \
-         future_key=42 exe=/bin/sh\" >> \"$MEMKIT_REPORT_FILE\""
-    )
-}
 
 /// libc.so.6 as mapped into this test process: a real shared object that is
 /// always present, so the loader accepts it as a stand-in for libmemkit.so.
@@ -38,12 +28,57 @@ fn stand_in_lib() -> PathBuf {
         .expect("libc.so.6 in /proc/self/maps")
 }
 
-/// The real library: beside the memkit binary (the release layout), else
-/// the workspace's release build.
-fn real_lib() -> Option<PathBuf> {
-    let beside = Path::new(MEMKIT).parent()?.join("libmemkit.so");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/libmemkit.so");
-    [beside, workspace].into_iter().find(|p| p.is_file())
+/// The real library (memkit-tests finds or builds it).
+fn real_lib() -> &'static Path {
+    memkit_tests::lib_path()
+}
+
+/// `report_end` compiled once for all tests (see its source for the modes),
+/// into cargo's scratch directory for integration tests.
+fn report_end() -> &'static Path {
+    static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        memkit_tests::compile_c("report_end.c", dir, "report_end", &[])
+    })
+}
+
+/// memkit run on the real library, `--json`: its exit code, the report
+/// and the whole stderr.
+fn run_real_json(args: &[&str]) -> (Option<i32>, Value, String) {
+    let (code, _, stderr) = run(memkit()
+        .env("MEMKIT_LIB", real_lib())
+        .args(["run", "--json", "--"])
+        .args(args));
+    let v = last_json_line(&stderr);
+    (code, v, stderr)
+}
+
+/// The processes of a JSON report, each checked to be well formed.
+fn processes(v: &Value) -> Vec<Value> {
+    let list = v["processes"].as_array().expect("processes").clone();
+    for p in &list {
+        for key in [
+            "pid",
+            "ppid",
+            "allocs",
+            "exe",
+            "exit_handlers",
+            "ended",
+            "ending",
+        ] {
+            assert!(!p[key].is_null(), "{key} missing in {p}");
+        }
+    }
+    list
+}
+
+/// The process of the JSON report with this pid.
+fn process(v: &Value, pid: &Value) -> Value {
+    processes(v)
+        .into_iter()
+        .find(|p| &p["pid"] == pid)
+        .unwrap_or_else(|| panic!("no process {pid} in {v}"))
 }
 
 /// `program` with a clean environment as far as memkit is concerned and
@@ -52,7 +87,7 @@ fn command(program: &str) -> Command {
     let mut cmd = Command::new(program);
     cmd.env("MEMKIT_LIB", stand_in_lib())
         .env_remove("LD_PRELOAD")
-        .env_remove("MEMKIT_REPORT_FILE")
+        .env_remove("MEMKIT_REPORT_DIR")
         .env_remove("MEMKIT_SHOW_STATS");
     cmd
 }
@@ -85,8 +120,8 @@ fn exit_status_passes_through() {
     assert_eq!(code, Some(3), "{stderr}");
     assert!(
         stderr.contains(
-            "memkit: no report from sh: it did not run on libmemkit.so (statically linked?) \
-             or did not exit normally"
+            "memkit: no report from sh: no process ran on libmemkit.so (statically linked, \
+             or LD_PRELOAD removed from its environment?)"
         ),
         "{stderr}"
     );
@@ -183,7 +218,8 @@ fn stdout_is_untouched() {
 #[test]
 fn environment_for_the_child() {
     let script = "echo \"$LD_PRELOAD\"; echo \"$MEMKIT_SHOW_STATS\"; \
-                  test -f \"$MEMKIT_REPORT_FILE\" && echo \"$MEMKIT_REPORT_FILE\"";
+                  test -d \"$MEMKIT_REPORT_DIR\" && stat -c %a \"$MEMKIT_REPORT_DIR\" && \
+                  echo \"$MEMKIT_REPORT_DIR\"";
     let (code, stdout, stderr) = run(memkit()
         .env("LD_PRELOAD", "/user/one.so /user/two.so")
         .args(["run", "--stats", "--", "sh", "-c", script]));
@@ -195,10 +231,12 @@ fn environment_for_the_child() {
         format!("{}:/user/one.so /user/two.so", lib.display())
     );
     assert_eq!(lines[1], "1");
-    // A fresh file existed for the child and is cleaned up afterwards.
-    let report_file = Path::new(lines[2]);
-    assert!(report_file.is_absolute());
-    assert!(!report_file.exists());
+    // A fresh private directory existed for the child and is removed
+    // afterwards.
+    assert_eq!(lines[2], "700");
+    let report_dir = Path::new(lines[3]);
+    assert!(report_dir.is_absolute());
+    assert!(!report_dir.exists());
 }
 
 #[test]
@@ -209,27 +247,37 @@ fn stats_flag_is_off_by_default() {
 }
 
 #[test]
-fn fake_reports_are_summed_into_a_table() {
+fn reports_are_summed_into_a_table() {
+    let prog = report_end().display().to_string();
     let script = format!(
-        "{main}; sh -c '{child}'; echo 'not a report' >> \"$MEMKIT_REPORT_FILE\"; exit 5",
-        main = fake_line(1_000_000, 3),
-        child = fake_line(234_567, 2).replace('\'', "'\\''"),
+        "'{prog}' 1000 exit 0; '{prog}' 2000 exit 0; \
+         echo 'not a report' > \"$MEMKIT_REPORT_DIR/junk\"; exit 5"
     );
-    let (code, _, stderr) = run(memkit().args(["run", "--", "sh", "-c", &script]));
+    let (code, _, stderr) = run(memkit()
+        .env("MEMKIT_LIB", real_lib())
+        .args(["run", "--", "sh", "-c", &script]));
     assert_eq!(code, Some(5), "{stderr}");
     let expect = [
-        "memkit: warning: ignoring malformed report line 3: does not start with \
-         `memkit-report v1`: not a report\n",
+        "memkit: warning: ignoring report file junk: incomplete (not a report file, \
+         or its process was stopped while creating it)\n",
         "memkit report: sh (pid ",
         "), exit status 5, ",
-        "\n  allocations         1,234,567   (frees 2, reallocs 4)\n",
-        "  bytes allocated       4.0 MiB\n",
-        "  peak in use           1.0 MiB   (at exit: 2.0 KiB still allocated in all processes)\n",
+        "\n  allocations ",
+        "  bytes allocated ",
+        " still allocated in all processes)\n",
         "  peak RSS ",
-        "  mapped from OS        4.0 MiB peak, 16.0 KiB returned (munmap), 8.0 KiB purged\n",
-        "  threads                     5\n",
-        "  child processes             1   (totals above include them; \
+        "  mapped from OS ",
+        "  threads                     3\n",
+        "  child processes             2   (totals above include them; \
          peaks are of the main process)\n",
+        "  processes (pid, program, allocations, how it ended):\n",
+        "  dash ",
+        "  exit status 5 without running exit handlers (_exit); \
+         counters as of its last refresh\n",
+        "  report_end ",
+        "  exit status 0\n",
+        "  report_end ",
+        "  exit status 0\n",
     ];
     let mut rest = stderr.as_str();
     for piece in expect {
@@ -241,10 +289,12 @@ fn fake_reports_are_summed_into_a_table() {
 }
 
 #[test]
-fn fake_report_as_json() {
-    let script = format!("{}; kill -USR1 $$", fake_line(7, 1));
-    // A report written before dying still counts (e.g. a child's).
-    let (code, _, stderr) = run(memkit().args(["run", "--json", "--", "sh", "-c", &script]));
+fn report_as_json() {
+    let prog = report_end().display().to_string();
+    let script = format!("'{prog}' 100 exit 7; kill -USR1 $$");
+    let (code, _, stderr) = run(memkit()
+        .env("MEMKIT_LIB", real_lib())
+        .args(["run", "--json", "--", "sh", "-c", &script]));
     assert_eq!(code, Some(138), "{stderr}");
     // In JSON mode memkit prints nothing but the object.
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -256,11 +306,24 @@ fn fake_report_as_json() {
     assert_eq!(v["status"], 138);
     assert_eq!(v["reported"], true);
     assert_eq!(v["main_reported"], true);
-    assert_eq!(v["child_processes"], 0);
-    assert_eq!(v["totals"]["allocs"], 7);
-    assert_eq!(v["peak_in_use"], 1_048_576);
-    assert_eq!(v["processes"][0]["pid"], v["pid"]);
-    assert_eq!(v["processes"][0]["exe"], "/bin/sh");
+    assert_eq!(v["child_processes"], 1);
+    assert_eq!(v["warnings"].as_array().map(Vec::len), Some(0), "{stderr}");
+    let list = processes(&v);
+    assert_eq!(list.len(), 2, "{stderr}");
+    // In the order they started: the shell, then its child.
+    let (sh, child) = (&list[0], &list[1]);
+    assert_eq!(sh["pid"], v["pid"]);
+    assert!(sh["exe"].as_str().unwrap().ends_with("sh"), "{sh}");
+    assert_eq!(sh["ended"], "killed");
+    assert_eq!(sh["signal_name"], "SIGUSR1");
+    assert_eq!(sh["exit_handlers"], false);
+    assert_eq!(child["ppid"], v["pid"]);
+    assert_eq!(child["ended"], "exited");
+    assert_eq!(child["exit_code"], 7);
+    assert_eq!(child["exit_handlers"], true);
+    assert_eq!(child["ending"], "exit status 7");
+    assert!(child["allocs"].as_u64().unwrap() >= 1100, "{child}");
+    assert!(v["totals"]["allocs"].as_u64().unwrap() >= 1100);
     assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
     assert!(v["elapsed_seconds"].as_f64().unwrap() >= 0.0);
 }
@@ -339,10 +402,6 @@ fn memkit_outlives_a_ctrl_c_to_the_whole_group() {
 
 #[test]
 fn real_library_reports_allocations() {
-    let Some(lib) = real_lib() else {
-        eprintln!("skipping: libmemkit.so is not built (cargo build --release)");
-        return;
-    };
     let mut cases = vec![vec!["/bin/true"]];
     if Command::new("python3")
         .arg("-c")
@@ -355,15 +414,14 @@ fn real_library_reports_allocations() {
         eprintln!("python3 not available; only checking /bin/true");
     }
     for case in cases {
-        let (code, _, stderr) = run(memkit()
-            .env("MEMKIT_LIB", &lib)
-            .args(["run", "--json", "--"])
-            .args(&case));
+        let (code, v, stderr) = run_real_json(&case);
         assert_eq!(code, Some(0), "{case:?}: {stderr}");
-        let v = last_json_line(&stderr);
         assert_eq!(v["reported"], true, "{case:?}: {stderr}");
         assert_eq!(v["main_reported"], true, "{case:?}: {stderr}");
         assert_eq!(v["warnings"].as_array().map(Vec::len), Some(0), "{stderr}");
+        let main = process(&v, &v["pid"]);
+        assert_eq!(main["ended"], "exited", "{stderr}");
+        assert_eq!(main["exit_handlers"], true, "{stderr}");
         if case[0] == "python3" {
             assert!(v["totals"]["allocs"].as_u64().unwrap() > 0, "{stderr}");
             assert!(
@@ -377,11 +435,7 @@ fn real_library_reports_allocations() {
 
 #[test]
 fn real_library_table() {
-    let Some(lib) = real_lib() else {
-        eprintln!("skipping: libmemkit.so is not built (cargo build --release)");
-        return;
-    };
-    let (code, _, stderr) = run(memkit().env("MEMKIT_LIB", &lib).args([
+    let (code, _, stderr) = run(memkit().env("MEMKIT_LIB", real_lib()).args([
         "run",
         "--",
         "sh",
@@ -393,6 +447,136 @@ fn real_library_table() {
     assert!(stderr.contains("exit status 4"), "{stderr}");
     assert!(stderr.contains("  allocations "), "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(!stderr.contains("no report"), "{stderr}");
+}
+
+/// `sh -c 'prog; prog'`: the shell ends with `_exit` (dash does), yet it
+/// is reported, beside both children, each marked.
+#[test]
+fn a_shell_and_both_its_children() {
+    let prog = report_end().display().to_string();
+    let script = format!("'{prog}' 1000 exit 0; '{prog}' 2000 exit 0");
+    let (code, v, stderr) = run_real_json(&["sh", "-c", &script]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let list = processes(&v);
+    assert_eq!(list.len(), 3, "{stderr}");
+    let sh = &list[0];
+    assert_eq!(sh["pid"], v["pid"]);
+    assert_eq!(sh["ended"], "exited");
+    assert_eq!(sh["exit_code"], 0);
+    assert_eq!(sh["exit_handlers"], false, "dash ends with _exit: {sh}");
+    assert!(sh["allocs"].as_u64().unwrap() > 0, "{sh}");
+    for (child, n) in list[1..].iter().zip([1000, 2000]) {
+        assert_eq!(child["ppid"], v["pid"]);
+        assert!(child["exe"].as_str().unwrap().ends_with("/report_end"));
+        assert_eq!(child["ending"], "exit status 0");
+        assert!(child["allocs"].as_u64().unwrap() >= n + 1024, "{child}");
+        assert!(child["bytes_allocated"].as_u64().unwrap() >= 64 * n);
+    }
+    assert!(!stderr.contains("statically linked"), "{stderr}");
+}
+
+#[test]
+fn underscore_exit_is_reported_with_counters_and_status() {
+    let prog = report_end().to_str().unwrap();
+    let (code, v, stderr) = run_real_json(&[prog, "5000", "_exit", "3"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(v["main_reported"], true, "{stderr}");
+    let p = process(&v, &v["pid"]);
+    assert_eq!(p["ended"], "exited");
+    assert_eq!(p["exit_code"], 3);
+    assert_eq!(p["exit_handlers"], false);
+    assert_eq!(
+        p["ending"],
+        "exit status 3 without running exit handlers (_exit); counters as of its last refresh"
+    );
+    // From the refresh after its settling: every block of the first phase.
+    assert!(p["allocs"].as_u64().unwrap() >= 5000, "{p}");
+    assert!(p["peak_in_use"].as_u64().unwrap() >= 5000 * 64, "{p}");
+}
+
+#[test]
+fn sigkill_is_reported_with_the_last_refresh() {
+    let prog = report_end().to_str().unwrap();
+    let (code, v, stderr) = run_real_json(&[prog, "5000", "kill"]);
+    assert_eq!(code, Some(137), "{stderr}");
+    let p = process(&v, &v["pid"]);
+    assert_eq!(p["ended"], "killed");
+    assert_eq!(p["signal"], 9);
+    assert_eq!(p["signal_name"], "SIGKILL");
+    assert_eq!(p["exit_handlers"], false);
+    assert!(p["allocs"].as_u64().unwrap() >= 5000, "{p}");
+    assert!(p["in_use"].as_u64().unwrap() >= 5000 * 64, "{p}");
+    // The table says so too, and nothing blames static linking.
+    let (code, _, stderr) = run(memkit()
+        .env("MEMKIT_LIB", real_lib())
+        .args(["run", "--", prog, "5000", "kill"]));
+    assert_eq!(code, Some(137), "{stderr}");
+    assert!(
+        stderr.contains("  killed by signal 9 (SIGKILL); counters as of its last refresh\n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no report"), "{stderr}");
+}
+
+#[test]
+fn a_forked_child_gets_its_own_record() {
+    let prog = report_end().to_str().unwrap();
+    let (code, v, stderr) = run_real_json(&[prog, "3000", "fork"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let list = processes(&v);
+    assert_eq!(list.len(), 2, "{stderr}");
+    let (parent, child) = (&list[0], &list[1]);
+    assert_eq!(parent["pid"], v["pid"]);
+    assert_ne!(child["pid"], v["pid"]);
+    assert_eq!(child["ppid"], v["pid"]);
+    assert_eq!(child["exe"], parent["exe"]);
+    for p in [parent, child] {
+        assert_eq!(p["ending"], "exit status 0", "{p}");
+    }
+    // The child's counters go on from the parent's at fork, as its memory
+    // does.
+    let child_allocs = child["allocs"].as_u64().unwrap();
+    assert!(child_allocs >= 2 * 3000 + 2 * 1024, "{child}");
+    assert!(
+        parent["allocs"].as_u64().unwrap() < child_allocs,
+        "{stderr}"
+    );
+}
+
+/// A grandchild killed while its parent (the shell) collects its status:
+/// memkit cannot know how it ended, and says what it knows.
+#[test]
+fn a_grandchild_ended_without_exit_handlers() {
+    let prog = report_end().display().to_string();
+    let script = format!("'{prog}' 100 kill; true");
+    let (code, v, stderr) = run_real_json(&["sh", "-c", &script]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let list = processes(&v);
+    assert_eq!(list.len(), 2, "{stderr}");
+    let p = &list[1];
+    assert_eq!(p["ended"], "unknown");
+    assert_eq!(
+        p["ending"],
+        "ended without running exit handlers (_exit, exec failure, or a signal); \
+         counters as of its last refresh"
+    );
+    assert!(p["allocs"].as_u64().unwrap() >= 100, "{p}");
+}
+
+/// An orphan is reaped by memkit (its subreaper): how it ended is known.
+#[test]
+fn an_orphan_is_reaped_by_memkit() {
+    let prog = report_end().display().to_string();
+    let script = format!("('{prog}' 100 kill &); sleep 1");
+    let (code, v, stderr) = run_real_json(&["sh", "-c", &script]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let orphan = processes(&v)
+        .into_iter()
+        .find(|p| p["exe"].as_str().unwrap().ends_with("/report_end"))
+        .unwrap_or_else(|| panic!("no report_end in {stderr}"));
+    assert_eq!(orphan["ended"], "killed", "{stderr}");
+    assert_eq!(orphan["signal_name"], "SIGKILL");
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod cxx;
 mod exports;
 mod introspect;
 mod lifecycle;
+mod run_report;
 mod secure;
 
 #[cfg(not(test))]

@@ -22,6 +22,8 @@ pub mod protect;
 
 pub mod report;
 
+pub mod report_file;
+
 pub mod signal;
 pub mod text;
 

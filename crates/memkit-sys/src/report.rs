@@ -1,5 +1,6 @@
-//! The exit report record: the one line each process on libmemkit.so
-//! appends to `MEMKIT_REPORT_FILE` at exit, and `memkit run` reads back.
+//! The report record: the line each process on libmemkit.so keeps up to
+//! date in its report file for `memkit run` (see [`crate::report_file`]),
+//! and `memkit run` reads back.
 //!
 //! ```text
 //! memkit-report v1 pid=1234 ppid=1200 allocs=10 ... threads=3 exe=/opt/my%20app/bin/x
@@ -8,7 +9,8 @@
 //! The fields are defined once, in the table at the `record!` call below
 //! (name and type, in the order written). Both ends use this module: the
 //! library encodes with [`Record::encode`] (no allocation, a caller's
-//! buffer of [`MAX_LEN`] bytes), the CLI decodes with [`decode`]. Adding a
+//! buffer of [`MAX_LEN`] bytes, or [`max_len`] of its paths' length), the
+//! CLI decodes with [`decode`]. Adding a
 //! counter is one line in the table and the line of the library that fills
 //! it in. It lives in memkit-sys because that is the lowest crate both
 //! libmemkit.so and the CLI reach.
@@ -240,19 +242,23 @@ record! {
 }
 
 /// Bytes enough for any record whose paths are at most [`PATH_MAX`] bytes.
-pub const MAX_LEN: usize = {
+pub const MAX_LEN: usize = max_len(PATH_MAX);
+
+/// Bytes enough for any record whose paths are at most `path_len` bytes
+/// (each byte may take three when encoded).
+pub const fn max_len(path_len: usize) -> usize {
     let mut n = MAGIC.len() + 1 + VERSION.len() + 1; // header and "\n"
     let mut i = 0;
     while i < FIELDS.len() {
         let value = match FIELDS[i].kind {
             Kind::Count => 20, // u64::MAX has 20 digits
-            Kind::Path => 3 * PATH_MAX,
+            Kind::Path => 3 * path_len,
         };
         n += 1 + FIELDS[i].name.len() + 1 + value;
         i += 1;
     }
     n
-};
+}
 
 /// A path value as found in a record: percent-encoding checked, not yet
 /// decoded (decoding needs somewhere to put the bytes; see [`Escaped::bytes`]).
@@ -504,6 +510,13 @@ mod tests {
         r = Record { pid: u64::MAX, ..r };
         let mut buf = [0u8; MAX_LEN];
         assert!(r.encode(&mut buf).is_some());
+        // max_len of a path's length is enough for records with paths of
+        // that length, escaped or not.
+        let short = Record {
+            exe: std::vec![b'a'; 10],
+            ..r.clone()
+        };
+        assert!(short.encode(&mut std::vec![0u8; max_len(10)]).is_some());
         // Too small a buffer is refused, never overrun.
         for len in [0, 10, 100, MAX_LEN / 2] {
             let mut small = std::vec![0u8; len];

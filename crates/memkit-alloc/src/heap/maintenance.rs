@@ -20,6 +20,11 @@ pub(super) unsafe fn tick(h: *mut Heap) {
         if (*h).slow_calls.is_multiple_of(FLUSH_EVERY) {
             flush_stats(h, false);
         }
+        // The front end's periodic hook: on each of a thread's first slow
+        // calls (short-lived processes make only a few), then every 8th.
+        if (*h).slow_calls <= FLUSH_EVERY || (*h).slow_calls.is_multiple_of(FLUSH_EVERY) {
+            crate::stats::run_periodic_hook();
+        }
         if !(*h).slow_calls.is_multiple_of(MAINTENANCE_EVERY) {
             return;
         }
