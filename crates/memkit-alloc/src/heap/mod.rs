@@ -129,25 +129,37 @@ pub fn empty_page() -> *mut Page {
     EMPTY_PAGE.0.get()
 }
 
-static EMPTY_HEAP: SyncCell<Heap> = SyncCell(UnsafeCell::new(Heap {
-    first: [EMPTY_PAGE.0.get(); NBINS],
-    last: [EMPTY_PAGE.0.get(); NBINS],
-    stats: HeapStats::ZERO,
-    delayed: AtomicPtr::new(null_mut()),
-    rcache: [null_mut(); NBINS],
-    rcache_bytes: [0; NBINS],
-    segments: null_mut(),
-    seg_hint: NO_HINT,
-    slow_calls: 0,
-    state: AtomicU32::new(STATE_EMPTY),
-    trim_requested: AtomicBool::new(false),
-    flushed: 0,
-    next_maintenance: 0,
-    next_all: null_mut(),
-    next_dead: null_mut(),
-    forked: false,
-    dead_returns: 0,
-}));
+static EMPTY_HEAP: SyncCell<Heap> = SyncCell(UnsafeCell::new(Heap::fresh(
+    EMPTY_PAGE.0.get(),
+    STATE_EMPTY,
+    null_mut(),
+)));
+
+impl Heap {
+    /// A heap with empty queues (all pointing to `empty`), no segments and
+    /// zero counters, in `state`, linked before `next_all` in the registry.
+    const fn fresh(empty: *mut Page, state: u32, next_all: *mut Heap) -> Heap {
+        Heap {
+            first: [empty; NBINS],
+            last: [empty; NBINS],
+            stats: HeapStats::ZERO,
+            delayed: AtomicPtr::new(null_mut()),
+            rcache: [null_mut(); NBINS],
+            rcache_bytes: [0; NBINS],
+            segments: null_mut(),
+            seg_hint: NO_HINT,
+            slow_calls: 0,
+            state: AtomicU32::new(state),
+            trim_requested: AtomicBool::new(false),
+            flushed: 0,
+            next_maintenance: 0,
+            next_all,
+            next_dead: null_mut(),
+            forked: false,
+            dead_returns: 0,
+        }
+    }
+}
 
 /// The static heap of threads that have not allocated yet.
 #[inline(always)]
@@ -244,25 +256,7 @@ impl Registry {
         self.meta_cur += size;
         // SAFETY: fresh memory from our metadata mapping.
         unsafe {
-            h.write(Heap {
-                first: [empty_page(); NBINS],
-                last: [empty_page(); NBINS],
-                stats: HeapStats::ZERO,
-                delayed: AtomicPtr::new(null_mut()),
-                rcache: [null_mut(); NBINS],
-                rcache_bytes: [0; NBINS],
-                segments: null_mut(),
-                seg_hint: NO_HINT,
-                slow_calls: 0,
-                state: AtomicU32::new(STATE_LIVE),
-                trim_requested: AtomicBool::new(false),
-                flushed: 0,
-                next_maintenance: 0,
-                next_all: self.all,
-                next_dead: null_mut(),
-                forked: false,
-                dead_returns: 0,
-            });
+            h.write(Heap::fresh(empty_page(), STATE_LIVE, self.all));
         }
         self.all = h;
         h
