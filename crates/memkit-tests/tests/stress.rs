@@ -132,7 +132,8 @@ fn baseline_glibc() {
 /// `malloc_trim` call (before, memkit kept 49 MB where glibc keeps 5 MB:
 /// the dead heaps' pages were collected only on other threads' allocation
 /// slow paths). memkit must end within 1.5x glibc's RSS (+2 MiB of slack
-/// for the runtime), measured after a second of idleness.
+/// for the runtime, and never below 16 MiB, for a loaded machine),
+/// measured after a second of idleness.
 #[test]
 fn memory_left_by_exited_threads_returns_without_trim() {
     if !require(
@@ -162,8 +163,12 @@ fn memory_left_by_exited_threads_returns_without_trim() {
         kb(&glibc.stdout, "RSS_IDLE_KB"),
         kb(&o.stdout, "RSS_IDLE_KB"),
     );
+    // Alone, memkit ends at 4.2-5.4 MB and glibc at 5.5-7.0; beside the
+    // other stress tests (2 cores) memkit 4.8-11 MB and glibc 5.3-14.5, so
+    // the bound has a 16 MiB floor: the failure it guards against left
+    // 49-78 MB.
     assert!(
-        m <= g * 3 / 2 + 2048,
+        m <= (g * 3 / 2 + 2048).max(16 << 10),
         "RSS after the frees and 1 s idle: memkit {m} kB, glibc {g} kB"
     );
 }
