@@ -334,3 +334,20 @@ pub unsafe fn atfork(
     // SAFETY: per the contract.
     unsafe { pthread_atfork(prepare, parent, child) }
 }
+
+/// Reads the file at `path` into `buf` (as much as fits, retrying on
+/// EINTR); returns the bytes read. Raw system calls, no allocation.
+pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut n = 0;
+    while n < buf.len() {
+        match rustix::io::read(&fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
+}

@@ -260,22 +260,7 @@ pub fn random(buf: &mut [u8]) -> Result<(), Errno> {
 /// Reads `/proc/self/status` into `buf`; returns the length read (the file
 /// is about 1.5 KiB; 4 KiB is plenty).
 pub fn read_proc_status(buf: &mut [u8]) -> Result<usize, Errno> {
-    use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::open(
-        c"/proc/self/status",
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut n = 0;
-    while n < buf.len() {
-        match rustix::io::read(&fd, &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(n)
+    crate::read_file(c"/proc/self/status", buf)
 }
 
 /// The value of a `Key:   1234 kB` line of `/proc/self/status` in bytes

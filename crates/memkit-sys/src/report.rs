@@ -402,18 +402,9 @@ impl Cursor<'_> {
         Some(())
     }
 
-    fn count(&mut self, mut v: u64) -> Option<()> {
+    fn count(&mut self, v: u64) -> Option<()> {
         let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.put(&digits[i..])
+        self.put(crate::text::decimal(v, &mut digits))
     }
 
     fn path(&mut self, bytes: &[u8]) -> Option<()> {

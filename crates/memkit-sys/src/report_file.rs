@@ -293,22 +293,11 @@ pub fn file_name(pid: u32, start: u64, buf: &mut [u8; NAME_MAX]) -> &CStr {
 }
 
 /// Writes `v` in decimal at `buf[at..]`; returns the index after it.
-fn put_decimal(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
+fn put_decimal(buf: &mut [u8], at: usize, v: u64) -> usize {
     let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        buf[at] = d;
-        at += 1;
-    }
-    at
+    let d = crate::text::decimal(v, &mut digits);
+    buf[at..at + d.len()].copy_from_slice(d);
+    at + d.len()
 }
 
 /// The start time of a process from its `/proc/PID/stat` text: field 22,
@@ -344,25 +333,12 @@ pub fn stat_state(stat: &[u8]) -> Option<u8> {
 /// This process's start time (see [`stat_start_time`]), read from
 /// `/proc/self/stat` into a stack buffer; 0 when it cannot be read.
 pub fn self_start_time() -> u64 {
-    let Ok(fd) = rustix::fs::open(
-        c"/proc/self/stat",
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
-        return 0;
-    };
     // The line is at most ~700 bytes (52 numbers and a 16-byte name).
     let mut buf = [0u8; 1024];
-    let mut n = 0;
-    while n < buf.len() {
-        match rustix::io::read(&fd, &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return 0,
-        }
+    match crate::read_file(c"/proc/self/stat", &mut buf) {
+        Ok(n) => stat_start_time(&buf[..n]).unwrap_or(0),
+        Err(_) => 0,
     }
-    stat_start_time(&buf[..n]).unwrap_or(0)
 }
 
 /// A file mapped by [`create`] or [`map_file`]: unmapped by the owner with

@@ -91,6 +91,21 @@ impl<const N: usize> fmt::Write for BufWriter<N> {
     }
 }
 
+/// `v` in decimal, written into the end of `digits`; returns the digits.
+pub fn decimal(v: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut v = v;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &digits[i..]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +120,8 @@ mod tests {
         assert_eq!(w.as_str(), "ab12cdef");
         w.clear();
         assert_eq!(w.as_bytes(), b"");
+        let mut d = [0; 20];
+        assert_eq!(decimal(0, &mut d), b"0");
+        assert_eq!(decimal(u64::MAX, &mut d), b"18446744073709551615");
     }
 }
