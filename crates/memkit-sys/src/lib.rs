@@ -260,20 +260,6 @@ pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-/// `open(path, O_WRONLY|O_APPEND|O_CLOEXEC)` of an existing file; returns
-/// the raw fd. Not creating it means a process that outlives whoever made
-/// the file cannot leave a new one behind.
-pub fn open_append(path: &core::ffi::CStr) -> Result<i32, Errno> {
-    use rustix::fd::IntoRawFd;
-    use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::open(
-        path,
-        OFlags::WRONLY | OFlags::APPEND | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    Ok(fd.into_raw_fd())
-}
-
 /// `dup(fd)` with close-on-exec; returns the raw fd.
 pub fn dup_cloexec(fd: i32) -> Result<i32, Errno> {
     use rustix::fd::IntoRawFd;
