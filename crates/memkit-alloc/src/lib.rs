@@ -714,3 +714,28 @@ pub fn check_thread_heap() -> bool {
     // SAFETY: our own heap (the empty heap trivially passes).
     h == empty_heap() || unsafe { heap::check(h) }
 }
+
+/// The carved block of a small page that `p` points into, live or free:
+/// its start and size. `None` outside small segments, and for addresses
+/// in no carved block (huge blocks are not found: their callers track them).
+/// For front-ends that keep their own metadata per block (check mode):
+/// interior pointers, ranges of `memcpy`.
+pub fn small_block_of(p: *const u8) -> Option<(*mut u8, usize)> {
+    if !segment::is_small_segment(p) {
+        return None;
+    }
+    let seg = Segment::of(p);
+    // SAFETY: a small segment of ours has a descriptor for every slice.
+    unsafe {
+        let sh = &(*Segment::page_of_shared(seg, p)).shared;
+        if sh.flags & FLAG_NO_PAGE != 0 || p < sh.start as *const u8 {
+            return None;
+        }
+        let off = p as usize - sh.start as usize;
+        if off >= sh.carved.load(Relaxed) as usize {
+            return None;
+        }
+        let bs = sh.block_size;
+        Some((sh.start.add(off - off % bs), bs))
+    }
+}

@@ -3,6 +3,7 @@
 //! bench, check, profile) slot in without touching the others.
 
 mod bounded;
+mod check;
 mod ending;
 mod error;
 mod human;
@@ -36,6 +37,10 @@ enum Command {
     #[command(after_long_help = run::LONG_HELP)]
     Run(run::RunArgs),
     Maps(maps::MapsArgs),
+    /// Run a program on memkit's checking allocator and report heap bugs:
+    /// leaks, double and invalid frees, overflows, use after free
+    #[command(after_long_help = check::LONG_HELP)]
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
     let result: Result<ExitCode, CliError> = match &cli.command {
         Command::Run(args) => run::run(args),
         Command::Maps(args) => maps::run(args),
+        Command::Check(args) => check::run(args),
     };
     result.unwrap_or_else(|err| {
         // Ignore write failures: with stderr gone there is no one to tell,

@@ -260,7 +260,13 @@ fn print_report(report: &RunReport, json: bool) {
 /// as usual for environment overrides), else the file next to the memkit
 /// executable, which is where `cargo build --release` puts it.
 fn find_library() -> Result<PathBuf, CliError> {
-    let path = match std::env::var_os(LIB_ENV).filter(|v| !v.is_empty()) {
+    find_library_named(LIB_NAME, LIB_ENV)
+}
+
+/// As [`find_library`], for any of memkit's libraries (`memkit check`
+/// preloads libmemkit_check.so, found the same way).
+pub(crate) fn find_library_named(lib_name: &str, lib_env: &str) -> Result<PathBuf, CliError> {
+    let path = match std::env::var_os(lib_env).filter(|v| !v.is_empty()) {
         Some(value) => {
             let path = PathBuf::from(&value);
             if !path.is_file() {
@@ -270,7 +276,7 @@ fn find_library() -> Result<PathBuf, CliError> {
                     "does not exist"
                 };
                 return Err(CliError::new(format!(
-                    "{LIB_ENV}={} {problem}; point it at a built {LIB_NAME} or unset it",
+                    "{lib_env}={} {problem}; point it at a built {lib_name} or unset it",
                     path.display()
                 )));
             }
@@ -281,18 +287,18 @@ fn find_library() -> Result<PathBuf, CliError> {
         None => {
             let exe = std::env::current_exe().map_err(|err| {
                 CliError::new(format!(
-                    "cannot locate the memkit executable to find {LIB_NAME} next to it ({}); \
-                     set {LIB_ENV}=/path/to/{LIB_NAME}",
+                    "cannot locate the memkit executable to find {lib_name} next to it ({}); \
+                     set {lib_env}=/path/to/{lib_name}",
                     describe_io(&err)
                 ))
             })?;
             let dir = exe.parent().unwrap_or(Path::new("/"));
-            let candidate = dir.join(LIB_NAME);
+            let candidate = dir.join(lib_name);
             if !candidate.is_file() {
                 return Err(CliError::new(format!(
-                    "cannot find {LIB_NAME} (looked in {}); build it with \
+                    "cannot find {lib_name} (looked in {}); build it with \
                      `cargo build --release` (it lands next to target/release/memkit) \
-                     or set {LIB_ENV}=/path/to/{LIB_NAME}",
+                     or set {lib_env}=/path/to/{lib_name}",
                     dir.display()
                 )));
             }
@@ -309,7 +315,7 @@ fn find_library() -> Result<PathBuf, CliError> {
     {
         return Err(CliError::new(format!(
             "{} contains a space or colon, which LD_PRELOAD cannot express; \
-             copy {LIB_NAME} elsewhere and set {LIB_ENV}",
+             copy {lib_name} elsewhere and set {lib_env}",
             path.display()
         )));
     }
@@ -318,7 +324,7 @@ fn find_library() -> Result<PathBuf, CliError> {
 
 /// Puts the library first (so it wins symbol resolution) while keeping
 /// whatever the user already preloads.
-fn ld_preload(library: &Path, existing: Option<OsString>) -> OsString {
+pub(crate) fn ld_preload(library: &Path, existing: Option<OsString>) -> OsString {
     let mut value = library.as_os_str().to_owned();
     if let Some(existing) = existing.filter(|e| !e.as_bytes().iter().all(u8::is_ascii_whitespace)) {
         value.push(":");
@@ -329,7 +335,7 @@ fn ld_preload(library: &Path, existing: Option<OsString>) -> OsString {
 
 /// Maps a failed spawn to the shell's conventions (127 not found, 126 found
 /// but not runnable) so scripts see the same status with or without memkit.
-fn spawn_error(program: &str, err: &io::Error) -> CliError {
+pub(crate) fn spawn_error(program: &str, err: &io::Error) -> CliError {
     let status = if err.kind() == io::ErrorKind::NotFound {
         127
     } else {

@@ -1,0 +1,7 @@
+fn main() {
+    // Never unload the library: blocks it handed out outlive any dlclose.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    // Our own calls bind to our own symbols; the mem*/str* interceptors
+    // tell our calls from the program's by the thread's `busy` count.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic-functions");
+}

@@ -1,0 +1,439 @@
+//! The mem* and str* interceptors: each checks that the bytes it touches
+//! lie inside live heap blocks (a `heap-buffer-overflow` or
+//! `use-after-free` at the call, with the call's stack) and, where the
+//! standard forbids it, that source and destination do not overlap
+//! (`memcpy-param-overlap`); then it calls glibc's own function.
+//!
+//! The library's own calls (its fills, copies, table growth) come here too
+//! (`-Bsymbolic-functions`, and compiler-generated `memcpy`): they run with
+//! the thread's `busy` count set and go straight to glibc. glibc's
+//! functions are found with `dlsym(RTLD_NEXT)`; until then a plain byte
+//! loop does the work.
+
+use core::ffi::{c_char, c_int, c_void};
+use core::sync::atomic::{AtomicUsize, Ordering::*};
+
+use crate::block;
+use crate::report::{self, Report};
+use crate::table::State;
+use crate::{stacks, tls};
+
+struct Real {
+    name: &'static core::ffi::CStr,
+    addr: AtomicUsize,
+}
+
+macro_rules! reals {
+    ($($id:ident = $name:literal;)*) => {
+        #[allow(non_upper_case_globals)]
+        mod real {
+            use super::*;
+            $(pub(super) static $id: Real = Real { name: $name, addr: AtomicUsize::new(0) };)*
+            pub(super) static ALL: &[&Real] = &[$(&$id),*];
+        }
+    };
+}
+
+reals! {
+    memcpy = c"memcpy";
+    memmove = c"memmove";
+    memset = c"memset";
+    memcmp = c"memcmp";
+    memchr = c"memchr";
+    memmem = c"memmem";
+    strlen = c"strlen";
+    strnlen = c"strnlen";
+}
+
+impl Real {
+    fn get(&self) -> usize {
+        let a = self.addr.load(Relaxed);
+        if a != 0 {
+            return a;
+        }
+        resolve_one(self)
+    }
+}
+
+static RESOLVING: AtomicUsize = AtomicUsize::new(0);
+
+fn resolve_one(r: &Real) -> usize {
+    if RESOLVING.swap(1, Acquire) != 0 {
+        return 0;
+    }
+    // SAFETY: dlsym with a NUL-terminated name.
+    let a = tls::inside(|| unsafe { libc::dlsym(libc::RTLD_NEXT, r.name.as_ptr()) }) as usize;
+    r.addr.store(a, Relaxed);
+    RESOLVING.store(0, Release);
+    a
+}
+
+/// Finds glibc's functions (at start, so that later calls need no dlsym).
+pub fn resolve() {
+    for r in real::ALL {
+        r.get();
+    }
+}
+
+fn fallback_copy(d: *mut u8, s: *const u8, n: usize) {
+    // Volatile accesses: a loop the compiler would turn into a memcpy call.
+    if (d as usize) < (s as usize) {
+        for i in 0..n {
+            // SAFETY: the caller's ranges.
+            unsafe { d.add(i).write_volatile(s.add(i).read_volatile()) };
+        }
+    } else {
+        for i in (0..n).rev() {
+            // SAFETY: as above.
+            unsafe { d.add(i).write_volatile(s.add(i).read_volatile()) };
+        }
+    }
+}
+
+fn do_memmove(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
+    match real::memmove.get() {
+        0 => {
+            fallback_copy(d.cast(), s.cast(), n);
+            d
+        }
+        f => {
+            // SAFETY: glibc's memmove.
+            let f: unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
+            // SAFETY: the caller's contract.
+            unsafe { f(d, s, n) }
+        }
+    }
+}
+
+fn do_memcpy(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
+    match real::memcpy.get() {
+        0 => do_memmove(d, s, n),
+        f => {
+            // SAFETY: glibc's memcpy.
+            let f: unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
+            // SAFETY: the caller's contract.
+            unsafe { f(d, s, n) }
+        }
+    }
+}
+
+fn do_memset(d: *mut c_void, c: c_int, n: usize) -> *mut c_void {
+    match real::memset.get() {
+        0 => {
+            for i in 0..n {
+                // SAFETY: the caller's range.
+                unsafe { (d as *mut u8).add(i).write_volatile(c as u8) };
+            }
+            d
+        }
+        f => {
+            // SAFETY: glibc's memset.
+            let f: unsafe extern "C" fn(*mut c_void, c_int, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
+            // SAFETY: the caller's contract.
+            unsafe { f(d, c, n) }
+        }
+    }
+}
+
+fn do_strlen(s: *const c_char) -> usize {
+    match real::strlen.get() {
+        0 => {
+            let mut n = 0;
+            // SAFETY: the caller passes a NUL-terminated string.
+            while unsafe { (s as *const u8).add(n).read_volatile() } != 0 {
+                n += 1;
+            }
+            n
+        }
+        f => {
+            // SAFETY: glibc's strlen.
+            let f: unsafe extern "C" fn(*const c_char) -> usize = unsafe { core::mem::transmute(f) };
+            // SAFETY: the caller's contract.
+            unsafe { f(s) }
+        }
+    }
+}
+
+fn do_strnlen(s: *const c_char, max: usize) -> usize {
+    match real::strnlen.get() {
+        0 => {
+            let mut n = 0;
+            // SAFETY: the caller passes at least `max` readable bytes or a NUL.
+            while n < max && unsafe { (s as *const u8).add(n).read_volatile() } != 0 {
+                n += 1;
+            }
+            n
+        }
+        f => {
+            // SAFETY: glibc's strnlen.
+            let f: unsafe extern "C" fn(*const c_char, usize) -> usize = unsafe { core::mem::transmute(f) };
+            // SAFETY: the caller's contract.
+            unsafe { f(s, max) }
+        }
+    }
+}
+
+/// Whether to check this call: not the checker's own, not before start.
+#[inline(always)]
+fn checking() -> bool {
+    !tls::is_busy() && crate::started()
+}
+
+/// Checks that `[p, p + n)` lies inside one live block, if `p` is in a
+/// block at all; reports the first bad byte otherwise.
+fn range(func: &str, what: &str, p: usize, n: usize) {
+    if n != 0 {
+        tls::inside(|| range_inner(func, what, p, n));
+    }
+}
+
+fn range_inner(func: &str, what: &str, p: usize, n: usize) {
+    let Some(m) = block::containing(p) else {
+        return;
+    };
+    let end = m.user + m.size;
+    let (kind, at) = if m.state == State::Quarantined {
+        ("use-after-free", p.max(m.user))
+    } else if p < m.user {
+        ("heap-buffer-overflow", p)
+    } else if p + n > end {
+        ("heap-buffer-overflow", p.max(end))
+    } else {
+        return;
+    };
+    let stack = stacks::here();
+    let (off, place) = block::describe(&m, at);
+    report::emit(Report {
+        kind,
+        message: format!("{func}: {what} of {n} bytes at {p:#x}; {place}"),
+        address: at,
+        size: Some(m.size),
+        offset: Some(off),
+        thread: tls::tid(),
+        stack,
+        alloc_stack: m.alloc_stack,
+        alloc_thread: m.alloc_thread,
+        free_stack: if m.state == State::Quarantined { m.free_stack } else { 0 },
+        free_thread: m.free_thread,
+        ..Report::default()
+    });
+}
+
+fn overlap(func: &str, d: usize, dn: usize, s: usize, sn: usize) {
+    if dn == 0 || sn == 0 || d + dn <= s || s + sn <= d {
+        return;
+    }
+    tls::inside(|| overlap_report(func, d, dn, s, sn));
+}
+
+fn overlap_report(func: &str, d: usize, dn: usize, s: usize, sn: usize) {
+    let stack = stacks::here();
+    report::emit(Report {
+        kind: "memcpy-param-overlap",
+        message: format!(
+            "{func}: source [{s:#x},{:#x}) and destination [{d:#x},{:#x}) overlap",
+            s + sn,
+            d + dn
+        ),
+        address: d,
+        thread: tls::tid(),
+        stack,
+        ..Report::default()
+    });
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn memcpy(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
+    if checking() {
+        range("memcpy", "write", d as usize, n);
+        range("memcpy", "read", s as usize, n);
+        overlap("memcpy", d as usize, n, s as usize, n);
+    }
+    do_memcpy(d, s, n)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn memmove(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
+    if checking() {
+        range("memmove", "write", d as usize, n);
+        range("memmove", "read", s as usize, n);
+    }
+    do_memmove(d, s, n)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn memset(d: *mut c_void, c: c_int, n: usize) -> *mut c_void {
+    if checking() {
+        range("memset", "write", d as usize, n);
+    }
+    do_memset(d, c, n)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __memcpy_chk(d: *mut c_void, s: *const c_void, n: usize, _dn: usize) -> *mut c_void {
+    memcpy(d, s, n)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __memmove_chk(d: *mut c_void, s: *const c_void, n: usize, _dn: usize) -> *mut c_void {
+    memmove(d, s, n)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __memset_chk(d: *mut c_void, c: c_int, n: usize, _dn: usize) -> *mut c_void {
+    memset(d, c, n)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn memcmp(a: *const c_void, b: *const c_void, n: usize) -> c_int {
+    if checking() {
+        range("memcmp", "read", a as usize, n);
+        range("memcmp", "read", b as usize, n);
+    }
+    match real::memcmp.get() {
+        0 => {
+            for i in 0..n {
+                // SAFETY: the caller's ranges.
+                let (x, y) = unsafe { ((a as *const u8).add(i).read_volatile(), (b as *const u8).add(i).read_volatile()) };
+                if x != y {
+                    return x as c_int - y as c_int;
+                }
+            }
+            0
+        }
+        f => {
+            // SAFETY: glibc's memcmp and the caller's contract.
+            let f: unsafe extern "C" fn(*const c_void, *const c_void, usize) -> c_int = unsafe { core::mem::transmute(f) };
+            // SAFETY: the caller's contract.
+            unsafe { f(a, b, n) }
+        }
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn memchr(s: *const c_void, c: c_int, n: usize) -> *mut c_void {
+    let r = match real::memchr.get() {
+        0 => {
+            let mut r = core::ptr::null_mut();
+            for i in 0..n {
+                // SAFETY: the caller's range.
+                if unsafe { (s as *const u8).add(i).read_volatile() } == c as u8 {
+                    r = (s as *mut u8).wrapping_add(i) as *mut c_void;
+                    break;
+                }
+            }
+            r
+        }
+        f => {
+            // SAFETY: glibc's memchr.
+            let f: unsafe extern "C" fn(*const c_void, c_int, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
+            // SAFETY: the caller's contract.
+            unsafe { f(s, c, n) }
+        }
+    };
+    if checking() {
+        // The bytes actually read: up to the match, or all n.
+        let read = if r.is_null() { n } else { r as usize - s as usize + 1 };
+        range("memchr", "read", s as usize, read);
+    }
+    r
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn memmem(h: *const c_void, hn: usize, n: *const c_void, nn: usize) -> *mut c_void {
+    if checking() {
+        range("memmem", "read", h as usize, hn);
+        range("memmem", "read", n as usize, nn);
+    }
+    match real::memmem.get() {
+        0 => {
+            if nn == 0 {
+                return h as *mut c_void;
+            }
+            for i in 0..=hn.saturating_sub(nn) {
+                if hn >= nn && memcmp((h as *const u8).wrapping_add(i).cast(), n, nn) == 0 {
+                    return (h as *mut u8).wrapping_add(i).cast();
+                }
+            }
+            core::ptr::null_mut()
+        }
+        f => {
+            // SAFETY: glibc's memmem.
+            let f: unsafe extern "C" fn(*const c_void, usize, *const c_void, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
+            // SAFETY: the caller's contract.
+            unsafe { f(h, hn, n, nn) }
+        }
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn strlen(s: *const c_char) -> usize {
+    let n = do_strlen(s);
+    if checking() {
+        range("strlen", "read", s as usize, n + 1);
+    }
+    n
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn strnlen(s: *const c_char, max: usize) -> usize {
+    let n = do_strnlen(s, max);
+    if checking() {
+        range("strnlen", "read", s as usize, (n + 1).min(max));
+    }
+    n
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn strcpy(d: *mut c_char, s: *const c_char) -> *mut c_char {
+    let n = do_strlen(s) + 1;
+    if checking() {
+        range("strcpy", "read", s as usize, n);
+        range("strcpy", "write", d as usize, n);
+        overlap("strcpy", d as usize, n, s as usize, n);
+    }
+    do_memmove(d.cast(), s.cast(), n);
+    d
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn strncpy(d: *mut c_char, s: *const c_char, n: usize) -> *mut c_char {
+    let sl = do_strnlen(s, n);
+    let read = (sl + 1).min(n);
+    if checking() {
+        range("strncpy", "read", s as usize, read);
+        range("strncpy", "write", d as usize, n);
+        overlap("strncpy", d as usize, n, s as usize, read);
+    }
+    do_memmove(d.cast(), s.cast(), sl);
+    do_memset((d as *mut u8).wrapping_add(sl).cast(), 0, n - sl);
+    d
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn strcat(d: *mut c_char, s: *const c_char) -> *mut c_char {
+    let dl = do_strlen(d);
+    let sl = do_strlen(s);
+    if checking() {
+        range("strcat", "read", s as usize, sl + 1);
+        range("strcat", "write", d as usize, dl + sl + 1);
+        overlap("strcat", d as usize, dl + sl + 1, s as usize, sl + 1);
+    }
+    do_memmove((d as *mut u8).wrapping_add(dl).cast(), s.cast(), sl + 1);
+    d
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn strncat(d: *mut c_char, s: *const c_char, n: usize) -> *mut c_char {
+    let dl = do_strlen(d);
+    let sl = do_strnlen(s, n);
+    if checking() {
+        range("strncat", "read", s as usize, (sl + 1).min(n));
+        range("strncat", "write", d as usize, dl + sl + 1);
+        overlap("strncat", d as usize, dl + sl + 1, s as usize, sl);
+    }
+    do_memmove((d as *mut u8).wrapping_add(dl).cast(), s.cast(), sl);
+    // SAFETY: the destination holds dl + sl + 1 bytes (checked above).
+    unsafe { *(d as *mut u8).add(dl + sl) = 0 };
+    d
+}

@@ -1,0 +1,274 @@
+//! The leak check at exit, LeakSanitizer's way: stop the other threads,
+//! scan the roots for anything that looks like a pointer into a live block
+//! (interior pointers count), flood-fill through the blocks found; what is
+//! never reached is leaked — `direct` when no leaked block points to it,
+//! `indirect` when only leaked blocks do. Leaks are grouped by allocation
+//! stack and kind, biggest first.
+//!
+//! Threads are stopped by a signal (`STOP_SIGNAL`) whose handler saves the
+//! thread's registers and stack pointer and waits until the scan is over; a
+//! thread that blocks the signal is not stopped and its stack is not
+//! scanned (its blocks may then show as leaks).
+
+use core::sync::atomic::{AtomicUsize, Ordering::*};
+use std::time::{Duration, Instant};
+
+use crate::report::{self, Report};
+use crate::roots::{self, Mapping};
+use crate::table::{self, State};
+
+/// The signal that stops threads for the scan (SIGRTMAX - 2).
+pub fn stop_signal() -> i32 {
+    libc::SIGRTMAX() - 2
+}
+
+const MAX_THREADS: usize = 1024;
+const NREGS: usize = 23;
+
+struct Stopped {
+    tid: AtomicUsize,
+    sp: AtomicUsize,
+    tp: AtomicUsize,
+    regs: [AtomicUsize; NREGS],
+}
+
+static STOPPED: [Stopped; MAX_THREADS] = [const {
+    Stopped {
+        tid: AtomicUsize::new(0),
+        sp: AtomicUsize::new(0),
+        tp: AtomicUsize::new(0),
+        regs: [const { AtomicUsize::new(0) }; NREGS],
+    }
+}; MAX_THREADS];
+static ARRIVED: AtomicUsize = AtomicUsize::new(0);
+static LEFT: AtomicUsize = AtomicUsize::new(0);
+static RELEASE: AtomicUsize = AtomicUsize::new(0);
+
+fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: fs:0 holds the thread pointer itself on x86_64 glibc.
+    unsafe { core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly)) };
+    tp
+}
+
+extern "C" fn on_stop(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // Async-signal-safe: atomics, one syscall.
+    let i = ARRIVED.fetch_add(1, AcqRel);
+    if i < MAX_THREADS {
+        let s = &STOPPED[i];
+        // SAFETY: the kernel passes a ucontext_t as the third argument.
+        let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+        for (r, v) in s.regs.iter().zip(uc.uc_mcontext.gregs.iter()) {
+            r.store(*v as usize, Relaxed);
+        }
+        s.sp.store(uc.uc_mcontext.gregs[libc::REG_RSP as usize] as usize, Relaxed);
+        s.tp.store(thread_pointer(), Relaxed);
+        // SAFETY: gettid has no preconditions.
+        s.tid.store(unsafe { libc::gettid() } as usize, Release);
+    }
+    while RELEASE.load(Acquire) == 0 {
+        // SAFETY: sched_yield is async-signal-safe.
+        unsafe { libc::sched_yield() };
+    }
+    LEFT.fetch_add(1, AcqRel);
+}
+
+fn other_threads() -> Vec<i32> {
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::gettid() };
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|&t: &i32| t != me)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Stops the other threads; returns how many stopped and the old handler.
+fn stop_all() -> (usize, libc::sigaction) {
+    ARRIVED.store(0, Relaxed);
+    LEFT.store(0, Relaxed);
+    RELEASE.store(0, Relaxed);
+    // SAFETY: installing a handler with a zeroed, then filled, sigaction.
+    let old = unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = on_stop as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigfillset(&mut sa.sa_mask);
+        let mut old: libc::sigaction = core::mem::zeroed();
+        libc::sigaction(stop_signal(), &sa, &mut old);
+        old
+    };
+    let tids = other_threads();
+    let mut sent = 0;
+    for &t in &tids {
+        // SAFETY: signalling a thread of our own process.
+        if unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), t, stop_signal()) } == 0 {
+            sent += 1;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while ARRIVED.load(Acquire) < sent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (ARRIVED.load(Acquire).min(MAX_THREADS), old)
+}
+
+fn resume_all(arrived: usize, old: libc::sigaction) {
+    RELEASE.store(1, Release);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while LEFT.load(Acquire) < ARRIVED.load(Acquire) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = arrived;
+    // SAFETY: restoring the handler saved by stop_all.
+    unsafe { libc::sigaction(stop_signal(), &old, core::ptr::null_mut()) };
+}
+
+struct Live {
+    user: usize,
+    size: usize,
+    stack: u32,
+    /// 0 unreached, 1 reachable, 2 indirect.
+    mark: u8,
+}
+
+struct Heap {
+    blocks: Vec<Live>,
+    lo: usize,
+    hi: usize,
+}
+
+impl Heap {
+    fn find(&self, v: usize) -> Option<usize> {
+        if v < self.lo || v >= self.hi {
+            return None;
+        }
+        let i = self.blocks.partition_point(|b| b.user <= v);
+        if i == 0 {
+            return None;
+        }
+        let b = &self.blocks[i - 1];
+        (v < b.user + b.size.max(1)).then_some(i - 1)
+    }
+
+    /// Marks every block a word of `[a, b)` points into with `mark` (only
+    /// blocks still at `from`), and queues them.
+    fn scan(&mut self, a: usize, b: usize, from: u8, mark: u8, work: &mut Vec<usize>) {
+        let mut p = (a + 7) & !7;
+        while p + 8 <= b {
+            // SAFETY: callers pass readable ranges (mapped roots, live blocks).
+            let v = unsafe { (p as *const usize).read_volatile() };
+            if let Some(i) = self.find(v) {
+                if self.blocks[i].mark == from {
+                    self.blocks[i].mark = mark;
+                    work.push(i);
+                }
+            }
+            p += 8;
+        }
+    }
+
+    fn flood(&mut self, work: &mut Vec<usize>, from: u8, mark: u8) {
+        while let Some(i) = work.pop() {
+            let (u, s) = (self.blocks[i].user, self.blocks[i].size);
+            self.scan(u, u + s, from, mark, work);
+        }
+    }
+}
+
+fn scan_thread(h: &mut Heap, maps: &[Mapping], sp: usize, tp: usize, regs: &[usize], work: &mut Vec<usize>) {
+    for &r in regs {
+        if let Some(i) = h.find(r) {
+            if h.blocks[i].mark == 0 {
+                h.blocks[i].mark = 1;
+                work.push(i);
+            }
+        }
+    }
+    // The stack from just below sp (the red zone) to its mapping's end,
+    // which for a thread's stack includes its static TLS and descriptor.
+    if let Some(m) = roots::mapping_of(maps, sp) {
+        h.scan(sp.saturating_sub(128).max(m.start), m.end, 0, 1, work);
+    }
+    // Static TLS sits below the thread pointer (the main thread's is not on
+    // its stack); pthread-specific data lives in the descriptor above it.
+    if let Some(m) = roots::mapping_of(maps, tp) {
+        if m.readable {
+            h.scan(tp.saturating_sub(64 << 10).max(m.start), (tp + (8 << 10)).min(m.end), 0, 1, work);
+        }
+    }
+}
+
+/// Runs the leak check and reports what leaked.
+pub fn check(show_reachable: bool, own: usize, my_sp: usize) {
+    let (stopped, old) = stop_all();
+    let mut blocks = Vec::new();
+    table::for_each(|m| {
+        if m.state == State::Live {
+            blocks.push(Live { user: m.user, size: m.size, stack: m.alloc_stack, mark: 0 });
+        }
+    });
+    blocks.sort_by_key(|b| b.user);
+    let lo = blocks.first().map_or(0, |b| b.user);
+    let hi = blocks.iter().map(|b| b.user + b.size.max(1)).max().unwrap_or(0);
+    let mut h = Heap { blocks, lo, hi };
+    let maps = roots::mappings();
+    let mut work = Vec::new();
+    for (a, b, _) in roots::globals(own) {
+        h.scan(a, b, 0, 1, &mut work);
+    }
+    scan_thread(&mut h, &maps, my_sp, thread_pointer(), &[], &mut work);
+    for s in STOPPED.iter().take(stopped) {
+        if s.tid.load(Acquire) == 0 {
+            continue;
+        }
+        let regs: Vec<usize> = s.regs.iter().map(|r| r.load(Relaxed)).collect();
+        scan_thread(&mut h, &maps, s.sp.load(Relaxed), s.tp.load(Relaxed), &regs, &mut work);
+    }
+    h.flood(&mut work, 0, 1);
+    resume_all(stopped, old);
+    // Blocks reached only from unreached blocks are indirect leaks.
+    for i in 0..h.blocks.len() {
+        if h.blocks[i].mark == 0 {
+            let (u, s) = (h.blocks[i].user, h.blocks[i].size);
+            h.scan(u, u + s, 0, 2, &mut work);
+            h.flood(&mut work, 0, 2);
+        }
+    }
+    let mut groups: Vec<(u32, u8, usize, usize, usize, usize)> = Vec::new();
+    for b in &h.blocks {
+        if b.mark == 1 && !show_reachable {
+            continue;
+        }
+        match groups.iter_mut().find(|g| g.0 == b.stack && g.1 == b.mark) {
+            Some(g) => {
+                g.2 += b.size;
+                g.3 += 1;
+            }
+            None => groups.push((b.stack, b.mark, b.size, 1, b.user, b.size)),
+        }
+    }
+    groups.sort_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)));
+    for (stack, mark, bytes, count, first, first_size) in groups {
+        let leak_kind = match mark {
+            0 => "direct",
+            2 => "indirect",
+            _ => "reachable",
+        };
+        report::emit(Report {
+            kind: "leak",
+            message: format!("{bytes} byte(s) in {count} block(s) ({leak_kind})"),
+            address: first,
+            size: Some(first_size),
+            offset: Some(0),
+            thread: crate::tls::tid(),
+            alloc_stack: stack,
+            leak_kind: Some(leak_kind),
+            bytes,
+            count,
+            ..Report::default()
+        });
+    }
+}

@@ -1,0 +1,146 @@
+//! libmemkit_check.so: memkit's checking allocator, for `memkit check` and
+//! for `LD_PRELOAD` by hand (options in `MEMKIT_CHECK_OPTIONS`).
+//!
+//! A second front-end over memkit's allocator core: every block between
+//! red zones ([`block`]), recorded in a side table ([`table`]) with the
+//! stack that allocated it ([`stacks`], memkit-trace), freed into a
+//! quarantine; mem*/str* calls checked against the blocks they touch
+//! ([`intercept`]); every C++ operator new/delete form ([`cxx`]); a leak
+//! check at exit ([`leaks`]). See docs/CHECK.md for what each mode catches.
+//!
+//! The library's own Rust code allocates from memkit's core directly (its
+//! global allocator), never through its checked exports.
+
+mod block;
+mod cxx;
+mod exports;
+mod intercept;
+mod leaks;
+mod options;
+mod report;
+mod roots;
+mod stacks;
+mod table;
+mod tls;
+
+use core::sync::atomic::{AtomicBool, Ordering::*};
+
+/// The library's own allocations: memkit's core, unchecked.
+struct Core;
+
+// SAFETY: the core returns blocks of at least `size` bytes aligned to
+// `max(align, 16)` that stay valid until freed, or null.
+unsafe impl core::alloc::GlobalAlloc for Core {
+    unsafe fn alloc(&self, l: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: any layout is valid for the core.
+        unsafe {
+            if l.align() <= memkit_alloc::MIN_ALIGN {
+                memkit_alloc::malloc(l.size())
+            } else {
+                memkit_alloc::aligned_alloc(l.align(), l.size())
+            }
+        }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, _l: core::alloc::Layout) {
+        // SAFETY: p came from alloc above.
+        unsafe { memkit_alloc::free(p) }
+    }
+}
+
+#[global_allocator]
+static CORE: Core = Core;
+
+const ENOMEM: i32 = 12;
+const EINVAL: i32 = 22;
+
+fn set_errno(e: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the constructor has run (the interceptors check from then on).
+#[inline(always)]
+fn started() -> bool {
+    STARTED.load(Relaxed)
+}
+
+/// Ends the process now with `code`, flushing stdio first (the program's
+/// own buffered output must not be lost).
+fn exit_now(code: i32) -> ! {
+    // SAFETY: fflush(NULL) flushes every stream; _exit never returns.
+    unsafe {
+        libc::fflush(core::ptr::null_mut());
+        libc::_exit(code)
+    }
+}
+
+extern "C" fn before_fork() {
+    table::lock_all();
+}
+
+extern "C" fn after_fork() {
+    table::unlock_all();
+}
+
+extern "C" fn init() {
+    tls::inside(|| {
+        report::init();
+        options::get();
+        intercept::resolve();
+        // SAFETY: handlers that only take and release the table's locks.
+        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+    });
+    STARTED.store(true, Release);
+}
+
+extern "C" fn fini() {
+    if !started() {
+        return;
+    }
+    STARTED.store(false, Release);
+    let o = options::get();
+    // The exiting thread's stack is scanned from here up: deeper slots
+    // hold only stale values of frames that have returned.
+    let sp = memkit_trace::unwind::here().sp;
+    block::walk_all("at exit");
+    block::drain_quarantine();
+    if o.leaks {
+        tls::inside(|| leaks::check(o.show_reachable, fini as *const () as usize, sp));
+    }
+    report::summary();
+    if report::REPORTED.load(Relaxed) > 0 {
+        exit_now(o.error_exitcode);
+    }
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT: extern "C" fn() = init;
+
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static FINI: extern "C" fn() = fini;
+
+/// `dlclose`: glibc's, then forget what the unloaded objects' code told
+/// the unwinder (their addresses may be reused); recorded stacks keep
+/// naming them.
+#[unsafe(no_mangle)]
+pub extern "C" fn dlclose(handle: *mut core::ffi::c_void) -> i32 {
+    // SAFETY: dlsym with a NUL-terminated name.
+    let real = tls::inside(|| unsafe { libc::dlsym(libc::RTLD_NEXT, c"dlclose".as_ptr()) });
+    if real.is_null() {
+        return -1;
+    }
+    // SAFETY: glibc's dlclose, with the caller's handle.
+    let rc = unsafe {
+        let f: extern "C" fn(*mut core::ffi::c_void) -> i32 = core::mem::transmute(real);
+        f(handle)
+    };
+    tls::inside(|| {
+        memkit_trace::modules::forget_unmapped();
+        memkit_trace::unwind::forget_rules();
+    });
+    rc
+}

@@ -1,0 +1,120 @@
+//! `MEMKIT_CHECK_OPTIONS`: colon-separated `name=value` pairs, like
+//! `ASAN_OPTIONS` (`memkit check` sets it from its command line; people who
+//! preload libmemkit_check.so by hand set it themselves). Unknown names and
+//! bad values are reported once on stderr and otherwise ignored.
+
+use std::sync::OnceLock;
+
+/// The environment variable read at the first allocation.
+pub const ENV: &str = "MEMKIT_CHECK_OPTIONS";
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Leak check at exit (`leaks=0` turns it off).
+    pub leaks: bool,
+    /// List still-reachable blocks too (Valgrind's "still reachable").
+    pub show_reachable: bool,
+    /// Stop at the first report (exit with `error_exitcode`).
+    pub halt_on_error: bool,
+    /// The exit status when anything was reported.
+    pub error_exitcode: i32,
+    /// Text reports go here instead of stderr (`.PID` appended).
+    pub log_file: Option<String>,
+    /// Where each process writes `check.PID.jsonl` (one report per line).
+    pub json_dir: Option<String>,
+    /// Suppressions file (`kind:pattern` lines).
+    pub suppressions: Option<String>,
+    /// Bytes of freed blocks held back before reuse.
+    pub quarantine_bytes: usize,
+    /// Bytes a new block is filled with (`malloc`, `new`; never `calloc`).
+    pub alloc_fill: u8,
+    /// Bytes a freed block is filled with while in quarantine.
+    pub free_fill: u8,
+    /// At most this many bytes of a block are filled (and checked).
+    pub max_fill: usize,
+    /// Frames kept per stack.
+    pub stack_depth: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            leaks: true,
+            show_reachable: false,
+            halt_on_error: false,
+            error_exitcode: 23,
+            log_file: None,
+            json_dir: None,
+            suppressions: None,
+            quarantine_bytes: 64 << 20,
+            alloc_fill: 0xbe,
+            free_fill: 0xdf,
+            max_fill: 64 << 10,
+            stack_depth: 30,
+        }
+    }
+}
+
+static OPTIONS: OnceLock<Options> = OnceLock::new();
+
+/// The options (parsed from the environment on first use).
+pub fn get() -> &'static Options {
+    OPTIONS.get_or_init(|| {
+        let (o, errors) = parse(std::env::var(ENV).ok().as_deref().unwrap_or(""));
+        for e in errors {
+            crate::report::warn(&format!("{ENV}: {e}"));
+        }
+        o
+    })
+}
+
+fn flag(v: &str) -> Option<bool> {
+    match v {
+        "1" | "yes" | "true" => Some(true),
+        "0" | "no" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn number(v: &str) -> Option<u64> {
+    match v.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// Parses an options string; returns the options and what was wrong.
+pub fn parse(s: &str) -> (Options, Vec<String>) {
+    let mut o = Options::default();
+    let mut errors = Vec::new();
+    for item in s.split(':').filter(|i| !i.is_empty()) {
+        let Some((k, v)) = item.split_once('=') else {
+            errors.push(format!("`{item}` is not name=value"));
+            continue;
+        };
+        let ok = match k {
+            "leaks" => flag(v).map(|b| o.leaks = b),
+            "show_reachable" => flag(v).map(|b| o.show_reachable = b),
+            "halt_on_error" => flag(v).map(|b| o.halt_on_error = b),
+            "error_exitcode" => v.parse().ok().map(|n| o.error_exitcode = n),
+            "log_file" => Some(o.log_file = Some(v.to_owned())),
+            "json_dir" => Some(o.json_dir = Some(v.to_owned())),
+            "suppressions" => Some(o.suppressions = Some(v.to_owned())),
+            "quarantine_mb" => number(v).map(|n| o.quarantine_bytes = (n as usize) << 20),
+            "alloc_fill" => number(v).filter(|&n| n < 256).map(|n| o.alloc_fill = n as u8),
+            "free_fill" => number(v).filter(|&n| n < 256).map(|n| o.free_fill = n as u8),
+            "max_fill" => number(v).map(|n| o.max_fill = n as usize),
+            "stack_depth" => number(v)
+                .filter(|&n| (1..=memkit_trace::unwind::MAX_FRAMES as u64).contains(&n))
+                .map(|n| o.stack_depth = n as usize),
+            _ => {
+                errors.push(format!("unknown option `{k}`"));
+                continue;
+            }
+        };
+        if ok.is_none() {
+            errors.push(format!("bad value `{v}` for `{k}`"));
+        }
+    }
+    (o, errors)
+}

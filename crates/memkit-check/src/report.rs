@@ -1,0 +1,355 @@
+//! Reports: text on stderr (or the log file) as they happen, one JSON
+//! object per line in `json_dir/check.PID.jsonl`, suppressions, the
+//! SUMMARY line and the exit status.
+//!
+//! Reports are rare: everything here may allocate (from memkit's core, as
+//! the checker's own code) and takes one mutex, never on an allocation path
+//! that finds nothing wrong.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::*};
+use std::sync::Mutex;
+
+use memkit_trace::depot::{self, StackId};
+use memkit_trace::symbolize::{self, Symbol};
+
+use crate::options;
+
+/// The version of the JSON report objects (`schema_version`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What was found.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub kind: &'static str,
+    /// One line, without the address details that follow it.
+    pub message: String,
+    pub address: usize,
+    /// The block's size, when the report concerns a block.
+    pub size: Option<usize>,
+    /// Offset of the address from the block's start (negative before it).
+    pub offset: Option<i64>,
+    pub thread: u32,
+    /// Where it was detected.
+    pub stack: StackId,
+    pub alloc_stack: StackId,
+    pub alloc_thread: u32,
+    pub free_stack: StackId,
+    pub free_thread: u32,
+    /// Leaks: `direct` / `indirect` (or `reachable` with show_reachable).
+    pub leak_kind: Option<&'static str>,
+    pub bytes: usize,
+    pub count: usize,
+}
+
+struct Out {
+    text_fd: i32,
+    json: Option<std::fs::File>,
+    suppressions: Vec<(String, String, usize)>,
+    counts: Vec<(&'static str, usize)>,
+    leak_bytes: usize,
+    leak_blocks: usize,
+    suppressed: usize,
+}
+
+static OUT: Mutex<Option<Out>> = Mutex::new(None);
+/// Reports made (not suppressed); "reachable" listings do not count.
+pub static REPORTED: AtomicUsize = AtomicUsize::new(0);
+static STDERR: AtomicI32 = AtomicI32::new(-1);
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Takes a duplicate of stderr at start: programs may close fd 2.
+pub fn init() {
+    if let Ok(fd) = memkit_sys::dup_cloexec(2) {
+        STDERR.store(fd, Relaxed);
+    }
+}
+
+fn stderr_fd() -> i32 {
+    let fd = STDERR.load(Relaxed);
+    if fd >= 0 { fd } else { 2 }
+}
+
+/// A one-line message about the checker itself (bad options, files).
+pub fn warn(msg: &str) {
+    let _ = memkit_sys::write_all(stderr_fd(), format!("memkit check: {msg}\n").as_bytes());
+    WARNED.store(true, Relaxed);
+}
+
+fn open() -> Out {
+    let o = options::get();
+    let pid = memkit_sys::pid();
+    let text_fd = match &o.log_file {
+        Some(path) => {
+            let path = format!("{path}.{pid}");
+            match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+                Ok(f) => std::os::fd::IntoRawFd::into_raw_fd(f),
+                Err(e) => {
+                    warn(&format!("cannot open log file {path}: {e}; reporting on stderr"));
+                    stderr_fd()
+                }
+            }
+        }
+        None => stderr_fd(),
+    };
+    let json = o.json_dir.as_ref().and_then(|d| {
+        let path = format!("{d}/check.{pid}.jsonl");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| warn(&format!("cannot write JSON reports to {path}: {e}")))
+            .ok()
+    });
+    let suppressions = o.suppressions.as_ref().map(|p| load_suppressions(p)).unwrap_or_default();
+    Out {
+        text_fd,
+        json,
+        suppressions,
+        counts: Vec::new(),
+        leak_bytes: 0,
+        leak_blocks: 0,
+        suppressed: 0,
+    }
+}
+
+/// Reads `kind:pattern` lines (`#` comments, blank lines ignored).
+fn load_suppressions(path: &str) -> Vec<(String, String, usize)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            warn(&format!("cannot read suppressions file {path}: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once(':') {
+            Some((k, p)) if !p.is_empty() => out.push((k.trim().to_owned(), p.trim().to_owned(), 0)),
+            _ => warn(&format!("{path}:{}: `{line}` is not kind:pattern", n + 1)),
+        }
+    }
+    out
+}
+
+/// `*` matches any run of characters; the rest matches itself.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, usize::MAX, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != b'*' && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = pi;
+            pi += 1;
+            mark = ti;
+        } else if star != usize::MAX {
+            pi = star + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Whether a suppression pattern matches a frame: its function, its
+/// object's path or the object's file name. Patterns without `*` match a
+/// substring, as LeakSanitizer's do.
+fn frame_matches(pat: &str, s: &Symbol) -> bool {
+    let test = |text: &str| {
+        if pat.contains('*') {
+            glob(pat, text)
+        } else {
+            text.contains(pat)
+        }
+    };
+    s.function.as_deref().is_some_and(test) || (!s.object.is_empty() && test(&s.object))
+}
+
+fn hex(a: usize) -> String {
+    format!("{a:#x}")
+}
+
+fn frames_json(frames: &[Symbol]) -> serde_json::Value {
+    serde_json::Value::Array(
+        frames
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "address": hex(s.address),
+                    "object": s.object,
+                    "function": s.function,
+                    "file": s.file,
+                    "line": s.line,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn write_stack(t: &mut String, frames: &[Symbol]) {
+    if frames.is_empty() {
+        t.push_str("    (no stack)\n");
+    }
+    for (i, s) in frames.iter().enumerate() {
+        let _ = write!(t, "    #{i} {:#x} in {}", s.address, s.function.as_deref().unwrap_or("??"));
+        if let Some(f) = &s.file {
+            let _ = write!(t, " {f}");
+            if let Some(l) = s.line {
+                let _ = write!(t, ":{l}");
+            }
+        }
+        if !s.object.is_empty() {
+            let _ = write!(t, " ({})", s.object);
+        }
+        t.push('\n');
+    }
+}
+
+fn sym(id: StackId) -> Vec<Symbol> {
+    symbolize::stack(depot::frames(id), crate::stacks::own())
+}
+
+/// Prints and records one report (unless suppressed); stops the process
+/// when `halt_on_error` is set.
+pub fn emit(r: Report) {
+    crate::tls::inside(|| emit_inner(&r));
+}
+
+fn emit_inner(r: &Report) {
+    let pid = memkit_sys::pid();
+    let mut guard = OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let out = guard.get_or_insert_with(open);
+    let stack = sym(r.stack);
+    let alloc = sym(r.alloc_stack);
+    let free = sym(r.free_stack);
+    let reachable = r.leak_kind == Some("reachable");
+    let all = stack.iter().chain(alloc.iter()).chain(free.iter());
+    for frame in all {
+        if let Some(s) = out
+            .suppressions
+            .iter_mut()
+            .find(|(k, p, _)| (k == r.kind || k == "*") && frame_matches(p, frame))
+        {
+            s.2 += 1;
+            out.suppressed += 1;
+            return;
+        }
+    }
+    let mut t = String::new();
+    if r.kind == "leak" {
+        let what = match r.leak_kind {
+            Some("direct") => "Direct leak",
+            Some("indirect") => "Indirect leak",
+            _ => "Still reachable",
+        };
+        let _ = writeln!(
+            t,
+            "=={pid}== {what} of {} byte(s) in {} object(s) allocated from:",
+            r.bytes, r.count
+        );
+        write_stack(&mut t, &alloc);
+    } else {
+        let _ = writeln!(
+            t,
+            "=={pid}== ERROR: memkit check: {} on address {:#x} in thread {}",
+            r.kind, r.address, r.thread
+        );
+        let _ = writeln!(t, "=={pid}== {}", r.message);
+        write_stack(&mut t, &stack);
+        if r.free_stack != 0 {
+            let _ = writeln!(t, "  freed by thread {} at:", r.free_thread);
+            write_stack(&mut t, &free);
+        }
+        if r.alloc_stack != 0 {
+            let _ = writeln!(t, "  {} by thread {} at:", if r.free_stack != 0 { "previously allocated" } else { "allocated" }, r.alloc_thread);
+            write_stack(&mut t, &alloc);
+        }
+    }
+    t.push('\n');
+    let _ = memkit_sys::write_all(out.text_fd, t.as_bytes());
+    if let Some(j) = &mut out.json {
+        let opt = |id: StackId, s: &[Symbol]| if id == 0 { serde_json::Value::Null } else { frames_json(s) };
+        let mut v = serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "pid": pid,
+            "kind": r.kind,
+            "message": r.message,
+            "address": hex(r.address),
+            "size": r.size,
+            "offset": r.offset,
+            "thread": r.thread,
+            "stack": frames_json(&stack),
+            "alloc_stack": opt(r.alloc_stack, &alloc),
+            "free_stack": opt(r.free_stack, &free),
+        });
+        if let Some(lk) = r.leak_kind {
+            v["leak_kind"] = lk.into();
+            v["bytes"] = r.bytes.into();
+            v["count"] = r.count.into();
+        }
+        let mut line = v.to_string();
+        line.push('\n');
+        let _ = j.write_all(line.as_bytes());
+    }
+    if reachable {
+        return;
+    }
+    REPORTED.fetch_add(1, Relaxed);
+    if r.kind == "leak" {
+        out.leak_bytes += r.bytes;
+        out.leak_blocks += r.count;
+    }
+    match out.counts.iter_mut().find(|(k, _)| *k == r.kind) {
+        Some(c) => c.1 += 1,
+        None => out.counts.push((r.kind, 1)),
+    }
+    if options::get().halt_on_error {
+        drop(guard);
+        summary();
+        crate::exit_now(options::get().error_exitcode);
+    }
+}
+
+/// The SUMMARY line (and the suppressions used), once at exit.
+pub fn summary() {
+    crate::tls::inside(|| {
+        let pid = memkit_sys::pid();
+        let guard = OUT.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(out) = guard.as_ref() else { return };
+        let mut t = String::new();
+        let used: Vec<_> = out.suppressions.iter().filter(|s| s.2 > 0).collect();
+        if !used.is_empty() {
+            let _ = writeln!(t, "=={pid}== Suppressions used:");
+            for (k, p, n) in used {
+                let _ = writeln!(t, "=={pid}==   {n:>6} {k}:{p}");
+            }
+        }
+        let n = REPORTED.load(Relaxed);
+        if n > 0 {
+            let parts: Vec<String> = out
+                .counts
+                .iter()
+                .map(|(k, c)| {
+                    if *k == "leak" {
+                        format!("{c} leak ({} bytes in {} blocks)", out.leak_bytes, out.leak_blocks)
+                    } else {
+                        format!("{c} {k}")
+                    }
+                })
+                .collect();
+            let _ = writeln!(t, "=={pid}== SUMMARY: memkit check: {n} report(s): {}", parts.join(", "));
+        }
+        if !t.is_empty() {
+            let _ = memkit_sys::write_all(out.text_fd, t.as_bytes());
+        }
+    });
+}

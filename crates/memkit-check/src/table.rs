@@ -1,0 +1,239 @@
+//! The side table: what the checker knows about every block it handed out
+//! and every block in quarantine, keyed by the pointer the program holds.
+//!
+//! Kept outside the heap, so that an overflow can corrupt a red zone but
+//! not the record that validates the next `free`. 256 shards, each an
+//! open-addressing table (linear probing, backward-shift deletion) behind
+//! its own spin lock; all shards are taken around `fork`, so the child
+//! finds none held. The tables' memory comes from memkit's core.
+
+use core::sync::atomic::{AtomicBool, Ordering::*};
+use std::cell::UnsafeCell;
+
+/// How the block was allocated (and must be freed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Malloc = 0,
+    New = 1,
+    NewArray = 2,
+}
+
+impl Kind {
+    pub fn alloc_name(self) -> &'static str {
+        match self {
+            Kind::Malloc => "malloc",
+            Kind::New => "operator new",
+            Kind::NewArray => "operator new []",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    Live = 1,
+    Quarantined = 2,
+}
+
+/// One block's record.
+#[derive(Clone, Copy, Debug)]
+pub struct Meta {
+    /// The pointer the program holds (0: empty slot).
+    pub user: usize,
+    /// The core block it lies in.
+    pub start: usize,
+    /// Bytes asked for.
+    pub size: usize,
+    pub alloc_stack: u32,
+    pub free_stack: u32,
+    pub alloc_thread: u32,
+    pub free_thread: u32,
+    pub kind: Kind,
+    pub state: State,
+}
+
+const EMPTY: Meta = Meta {
+    user: 0,
+    start: 0,
+    size: 0,
+    alloc_stack: 0,
+    free_stack: 0,
+    alloc_thread: 0,
+    free_thread: 0,
+    kind: Kind::Malloc,
+    state: State::Live,
+};
+
+struct Shard {
+    lock: AtomicBool,
+    inner: UnsafeCell<Inner>,
+}
+
+struct Inner {
+    slots: Vec<Meta>,
+    len: usize,
+}
+
+// SAFETY: `inner` is only touched with `lock` held.
+unsafe impl Sync for Shard {}
+
+const SHARDS: usize = 256;
+
+static TABLE: [Shard; SHARDS] = [const {
+    Shard {
+        lock: AtomicBool::new(false),
+        inner: UnsafeCell::new(Inner { slots: Vec::new(), len: 0 }),
+    }
+}; SHARDS];
+
+fn hash(user: usize) -> usize {
+    ((user as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20) as usize
+}
+
+fn shard_of(user: usize) -> &'static Shard {
+    &TABLE[hash(user) % SHARDS]
+}
+
+/// A held shard: the guard gives access to its records.
+pub struct Guard(&'static Shard);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.lock.store(false, Release);
+    }
+}
+
+fn lock(s: &'static Shard) -> Guard {
+    while s
+        .lock
+        .compare_exchange_weak(false, true, Acquire, Relaxed)
+        .is_err()
+    {
+        while s.lock.load(Relaxed) {
+            core::hint::spin_loop();
+        }
+    }
+    Guard(s)
+}
+
+impl Guard {
+    fn inner(&mut self) -> &mut Inner {
+        // SAFETY: the lock is held for the guard's life.
+        unsafe { &mut *self.0.inner.get() }
+    }
+
+    fn find(&mut self, user: usize) -> Option<usize> {
+        let inner = self.inner();
+        let n = inner.slots.len();
+        if n == 0 {
+            return None;
+        }
+        let mut i = (hash(user) / SHARDS) & (n - 1);
+        loop {
+            let u = inner.slots[i].user;
+            if u == user {
+                return Some(i);
+            }
+            if u == 0 {
+                return None;
+            }
+            i = (i + 1) & (n - 1);
+        }
+    }
+
+    /// The record of `user`.
+    pub fn get(&mut self, user: usize) -> Option<&mut Meta> {
+        let i = self.find(user)?;
+        Some(&mut self.inner().slots[i])
+    }
+
+    /// Adds (or replaces) a record.
+    pub fn insert(&mut self, m: Meta) {
+        if let Some(i) = self.find(m.user) {
+            self.inner().slots[i] = m;
+            return;
+        }
+        let inner = self.inner();
+        if (inner.len + 1) * 2 > inner.slots.len() {
+            let n = (inner.slots.len() * 2).max(64);
+            let old = core::mem::replace(&mut inner.slots, vec![EMPTY; n]);
+            inner.len = 0;
+            for o in old.into_iter().filter(|o| o.user != 0) {
+                place(inner, o);
+            }
+        }
+        place(inner, m);
+    }
+
+    /// Removes the record of `user`.
+    pub fn remove(&mut self, user: usize) -> Option<Meta> {
+        let mut i = self.find(user)?;
+        let inner = self.inner();
+        let n = inner.slots.len();
+        let out = inner.slots[i];
+        inner.slots[i] = EMPTY;
+        inner.len -= 1;
+        // Backward shift: pull later members of the run into the hole.
+        let mut j = i;
+        loop {
+            j = (j + 1) & (n - 1);
+            let u = inner.slots[j].user;
+            if u == 0 {
+                break;
+            }
+            let home = (hash(u) / SHARDS) & (n - 1);
+            // Move j to i unless its home lies cyclically in (i, j].
+            let between = if i <= j { home > i && home <= j } else { home > i || home <= j };
+            if !between {
+                inner.slots[i] = inner.slots[j];
+                inner.slots[j] = EMPTY;
+                i = j;
+            }
+        }
+        Some(out)
+    }
+
+    /// Every record of the shard.
+    pub fn each(&mut self, mut f: impl FnMut(&mut Meta)) {
+        for m in self.inner().slots.iter_mut().filter(|m| m.user != 0) {
+            f(m);
+        }
+    }
+}
+
+fn place(inner: &mut Inner, m: Meta) {
+    let n = inner.slots.len();
+    let mut i = (hash(m.user) / SHARDS) & (n - 1);
+    while inner.slots[i].user != 0 {
+        i = (i + 1) & (n - 1);
+    }
+    inner.slots[i] = m;
+    inner.len += 1;
+}
+
+/// The shard holding `user`, locked.
+pub fn shard(user: usize) -> Guard {
+    lock(shard_of(user))
+}
+
+/// Runs `f` on every record, one shard at a time.
+pub fn for_each(mut f: impl FnMut(&mut Meta)) {
+    for s in TABLE.iter() {
+        lock(s).each(&mut f);
+    }
+}
+
+/// Takes every shard (before `fork`).
+pub fn lock_all() {
+    for s in TABLE.iter() {
+        core::mem::forget(lock(s));
+    }
+}
+
+/// Releases every shard (after `fork`, in parent and child).
+pub fn unlock_all() {
+    for s in TABLE.iter() {
+        s.lock.store(false, Release);
+    }
+}

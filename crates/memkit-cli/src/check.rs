@@ -1,0 +1,208 @@
+//! `memkit check`: run a program (and everything it starts) on
+//! libmemkit_check.so, memkit's checking allocator.
+//!
+//! The library prints each report on stderr as it happens and appends it,
+//! as one JSON object per line, to `check.PID.jsonl` in a private
+//! directory this command creates; at the end the command merges those
+//! files into `--json FILE` (one JSON array) and exits with the program's
+//! status when nothing was reported, else with `--error-exitcode`.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::Args;
+
+use crate::error::CliError;
+use crate::run::{find_library_named, ld_preload, spawn_error};
+
+const LIB_NAME: &str = "libmemkit_check.so";
+const LIB_ENV: &str = "MEMKIT_CHECK_LIB";
+const OPTIONS_ENV: &str = "MEMKIT_CHECK_OPTIONS";
+
+pub const LONG_HELP: &str = "\
+Reports (each on stderr as it happens, ASan style; all of them as a JSON
+array with --json): leak (direct, indirect), double-free, invalid-free,
+heap-buffer-overflow, use-after-free, memcpy-param-overlap,
+alloc-dealloc-mismatch, invalid-alignment, allocation-size-too-big,
+calloc-overflow. What each is and when it is detected: docs/CHECK.md.
+
+Exit status: the program's own when nothing was reported, else
+--error-exitcode (23, like LeakSanitizer).
+
+Environment:
+  MEMKIT_CHECK_LIB      libmemkit_check.so to preload (default: the one next
+                        to the memkit executable)
+  MEMKIT_CHECK_OPTIONS  what this command sets for the library; set it
+                        yourself when preloading libmemkit_check.so by hand
+                        (name=value pairs separated by colons, see
+                        docs/CHECK.md)";
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Write every report, of every process, to FILE as one JSON array
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Exit status when anything was reported
+    #[arg(long, value_name = "N", default_value_t = 23)]
+    error_exitcode: u8,
+    /// Check for leaks at exit
+    #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = ["yes", "no"])]
+    leaks: String,
+    /// Also list blocks still reachable at exit (not counted as reports)
+    #[arg(long)]
+    show_reachable: bool,
+    /// Suppressions: lines of `kind:pattern`, the pattern matching a
+    /// function or object name in a report's stacks (`*` wildcards)
+    #[arg(long, value_name = "FILE")]
+    suppressions: Option<PathBuf>,
+    /// Stop the program at the first report
+    #[arg(long)]
+    halt_on_error: bool,
+    /// Write the text reports to PATH.PID instead of stderr
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// Freed bytes held back from reuse, in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    quarantine_mb: u64,
+    /// Frames kept per stack (1-64)
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=64))]
+    stack_depth: u64,
+    /// The program to check and its arguments
+    #[arg(last = true, required = true, value_name = "PROG")]
+    command: Vec<OsString>,
+}
+
+/// A private directory for the JSON report files, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn create() -> Result<Self, CliError> {
+        let base = std::env::temp_dir();
+        for n in 0..100u32 {
+            let p = base.join(format!("memkit-check.{}.{n}", std::process::id()));
+            match fs::DirBuilder::new().mode(0o700).create(&p) {
+                Ok(()) => return Ok(Dir(p)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(CliError::new(format!(
+                        "cannot create a report directory in {}: {}",
+                        base.display(),
+                        memkit::describe_io(&e)
+                    )))
+                }
+            }
+        }
+        Err(CliError::new(format!("cannot create a report directory in {}", base.display())))
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+}
+
+fn options(args: &CheckArgs, dir: &Path) -> Result<String, CliError> {
+    let mut o = vec![
+        format!("json_dir={}", dir.display()),
+        format!("error_exitcode={}", args.error_exitcode),
+        format!("leaks={}", if args.leaks == "yes" { 1 } else { 0 }),
+        format!("quarantine_mb={}", args.quarantine_mb),
+        format!("stack_depth={}", args.stack_depth),
+    ];
+    if args.show_reachable {
+        o.push("show_reachable=1".into());
+    }
+    if args.halt_on_error {
+        o.push("halt_on_error=1".into());
+    }
+    if let Some(s) = &args.suppressions {
+        if !s.is_file() {
+            return Err(CliError::new(format!("suppressions file {} does not exist", s.display())));
+        }
+        o.push(format!("suppressions={}", absolute(s).display()));
+    }
+    if let Some(l) = &args.log_file {
+        o.push(format!("log_file={}", absolute(l).display()));
+    }
+    for v in &o {
+        if v.contains(':') {
+            return Err(CliError::new(format!(
+                "`{v}`: paths given to memkit check cannot contain a colon"
+            )));
+        }
+    }
+    Ok(o.join(":"))
+}
+
+/// Every report the processes wrote, in the order of their files.
+fn collect(dir: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    let mut reports = Vec::new();
+    let mut warnings = Vec::new();
+    for f in files {
+        let Ok(text) = fs::read_to_string(&f) else {
+            warnings.push(format!("cannot read {}", f.display()));
+            continue;
+        };
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(v) => reports.push(v),
+                // A process killed mid-write leaves a partial last line.
+                Err(_) => warnings.push(format!("{}: an incomplete report was dropped", f.display())),
+            }
+        }
+    }
+    (reports, warnings)
+}
+
+pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
+    let Some((program, program_args)) = args.command.split_first() else {
+        return Err(CliError::new("no program given (usage: memkit check -- PROG ARGS...)"));
+    };
+    let program_name = program.to_string_lossy().into_owned();
+    let library = find_library_named(LIB_NAME, LIB_ENV)?;
+    let dir = Dir::create()?;
+    let opts = options(args, &dir.0)?;
+    let status = Command::new(program)
+        .args(program_args)
+        .env("LD_PRELOAD", ld_preload(&library, std::env::var_os("LD_PRELOAD")))
+        .env(OPTIONS_ENV, opts)
+        .status()
+        .map_err(|e| spawn_error(&program_name, &e))?;
+    let (reports, warnings) = collect(&dir.0);
+    for w in &warnings {
+        eprintln!("memkit check: {w}");
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&reports).unwrap_or_else(|_| "[]".into());
+        fs::write(path, text + "\n").map_err(|e| {
+            CliError::new(format!("cannot write {}: {}", path.display(), memkit::describe_io(&e)))
+        })?;
+    }
+    let counted = reports
+        .iter()
+        .filter(|r| r.get("leak_kind").and_then(|k| k.as_str()) != Some("reachable"))
+        .count();
+    let program_status = match (status.code(), status.signal()) {
+        (Some(c), _) => c as u8,
+        (None, Some(s)) => (128 + s) as u8,
+        _ => 1,
+    };
+    if counted > 0 {
+        Ok(ExitCode::from(args.error_exitcode))
+    } else {
+        Ok(ExitCode::from(program_status))
+    }
+}

@@ -1,0 +1,138 @@
+//! The stack depot: every distinct stack stored once, named by a 32-bit id.
+//!
+//! Blocks keep only ids (a million live blocks with the same allocation
+//! site share one stack). Records are appended to one reserved mapping and
+//! never change once published; the hash table is a lock-free array of chain
+//! heads. Two threads inserting the same new stack at once may both store
+//! it: harmless (two ids for one stack, merged again by the reports, which
+//! compare frames).
+
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::*};
+
+use crate::unwind::Frame;
+
+const HEAD_BITS: u32 = 18;
+/// Reserved for records: 2^27 words (1 GiB of address space, touched as used).
+const ARENA_WORDS: usize = 1 << 27;
+
+static HEADS: [AtomicU32; 1 << HEAD_BITS] = [const { AtomicU32::new(0) }; 1 << HEAD_BITS];
+static ARENA: AtomicPtr<u64> = AtomicPtr::new(core::ptr::null_mut());
+/// Next free word; word 0 is never a record (id 0 means "no stack").
+static USED: AtomicUsize = AtomicUsize::new(1);
+
+/// A stored stack (0: none).
+pub type StackId = u32;
+
+fn arena() -> *mut u64 {
+    let a = ARENA.load(Acquire);
+    if !a.is_null() {
+        return a;
+    }
+    let Ok(p) = memkit_sys::map(ARENA_WORDS * 8) else {
+        return core::ptr::null_mut();
+    };
+    let p = p as *mut u64;
+    match ARENA.compare_exchange(core::ptr::null_mut(), p, AcqRel, Acquire) {
+        Ok(_) => p,
+        Err(won) => {
+            // SAFETY: our own mapping, never published.
+            unsafe { memkit_sys::unmap(p as *mut u8, ARENA_WORDS * 8) };
+            won
+        }
+    }
+}
+
+fn hash(frames: &[Frame]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ frames.len() as u64;
+    for &f in frames {
+        h = (h ^ f).wrapping_mul(0x100_0000_01b3).rotate_left(23);
+    }
+    h | 1
+}
+
+/// The id of `frames`, storing them on first sight (0 for an empty stack
+/// or when the depot is full).
+pub fn intern(frames: &[Frame]) -> StackId {
+    if frames.is_empty() {
+        return 0;
+    }
+    let a = arena();
+    if a.is_null() {
+        return 0;
+    }
+    let h = hash(frames);
+    let head = &HEADS[(h >> (64 - HEAD_BITS)) as usize];
+    let mut id = head.load(Acquire);
+    while id != 0 {
+        // SAFETY: published records are immutable and inside the arena.
+        unsafe {
+            let r = a.add(id as usize);
+            let meta = *r.add(1);
+            if *r == h && (meta >> 32) as usize == frames.len() {
+                let stored = core::slice::from_raw_parts(r.add(2), frames.len());
+                if stored == frames {
+                    return id;
+                }
+            }
+            id = meta as u32;
+        }
+    }
+    let words = 2 + frames.len();
+    let at = USED.fetch_add(words, Relaxed);
+    if at + words > ARENA_WORDS || at > u32::MAX as usize {
+        return 0;
+    }
+    // SAFETY: [at, at + words) was reserved for us alone, inside the arena.
+    unsafe {
+        let r = a.add(at);
+        *r = h;
+        core::ptr::copy_nonoverlapping(frames.as_ptr(), r.add(2), frames.len());
+        let mut next = head.load(Acquire);
+        loop {
+            *r.add(1) = (frames.len() as u64) << 32 | next as u64;
+            match head.compare_exchange_weak(next, at as u32, AcqRel, Acquire) {
+                Ok(_) => return at as u32,
+                Err(n) => next = n,
+            }
+        }
+    }
+}
+
+/// The frames of a stored stack (empty for 0 or an unknown id).
+pub fn frames(id: StackId) -> &'static [Frame] {
+    let a = ARENA.load(Acquire);
+    if id == 0 || a.is_null() || id as usize >= USED.load(Relaxed).min(ARENA_WORDS) {
+        return &[];
+    }
+    // SAFETY: ids are only handed out for published records.
+    unsafe {
+        let r = a.add(id as usize);
+        let len = (*r.add(1) >> 32) as usize;
+        core::slice::from_raw_parts(r.add(2), len)
+    }
+}
+
+/// Bytes of records stored (for the overhead figures).
+pub fn bytes() -> usize {
+    USED.load(Relaxed) * 8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_stack_same_id() {
+        let a = [1u64, 2, 3, 0x55];
+        let b = [1u64, 2, 3, 0x56];
+        let ia = intern(&a);
+        let ib = intern(&b);
+        assert_ne!(ia, 0);
+        assert_ne!(ia, ib);
+        assert_eq!(intern(&a), ia);
+        assert_eq!(frames(ia), &a);
+        assert_eq!(frames(ib), &b);
+        assert_eq!(intern(&[]), 0);
+        assert!(frames(0).is_empty());
+    }
+}
