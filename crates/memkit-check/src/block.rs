@@ -44,15 +44,28 @@ pub const MAX_SIZE: usize = 1 << 40;
 static BIG: Mutex<Vec<(usize, usize, usize)>> = Mutex::new(Vec::new());
 static BIG_COUNT: AtomicUsize = AtomicUsize::new(0);
 
-static QUARANTINE: Mutex<Quarantine> = Mutex::new(Quarantine { q: VecDeque::new(), bytes: 0 });
+/// Freed blocks, oldest first, with their records (the side table holds
+/// live blocks only: a million blocks in quarantine do not slow its
+/// lookups). A quarantined block's header carries its sequence number, so
+/// a second free or a checked `memcpy` finds its record.
+static QUARANTINE: Mutex<Quarantine> = Mutex::new(Quarantine { q: VecDeque::new(), bytes: 0, head: 0 });
 
 struct Quarantine {
-    q: VecDeque<(usize, usize)>,
+    /// Records and what each holds back (bytes).
+    q: VecDeque<(Meta, usize)>,
     bytes: usize,
+    /// Sequence number of `q[0]`.
+    head: u64,
 }
+
+/// Header word 1: the user pointer's offset (bits 33-63), "in quarantine"
+/// (bit 32), the quarantine sequence number's low 32 bits.
+const IN_QUARANTINE: u64 = 1 << 32;
 
 /// Live bytes and blocks (for the periodic walk's pace).
 static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+/// Blocks in quarantine (the walk visits their records too).
+static QUARANTINED: AtomicUsize = AtomicUsize::new(0);
 static SINCE_WALK: AtomicUsize = AtomicUsize::new(0);
 static WALKING: AtomicBool = AtomicBool::new(false);
 
@@ -114,7 +127,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool) -> *mut u
     // SAFETY: the header lies at the start of the core block.
     unsafe {
         (start as *mut u64).write(MAGIC ^ start as u64);
-        ((start + 8) as *mut u64).write((left as u64) << 32);
+        ((start + 8) as *mut u64).write((left as u64) << 33);
     }
     fill(start + HEADER, LEFT_CANARY, left - HEADER);
     let o = options::get();
@@ -147,7 +160,8 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool) -> *mut u
     tls::inside(|| table::shard(user).insert(m));
     LIVE_BLOCKS.fetch_add(1, Relaxed);
     let since = SINCE_WALK.fetch_add(1, Relaxed);
-    if since > 65536 && since > 4 * LIVE_BLOCKS.load(Relaxed) {
+    // A walk visits every record: at most one record per 4 allocations.
+    if since > 65536 && since > 4 * (LIVE_BLOCKS.load(Relaxed) + QUARANTINED.load(Relaxed)) {
         periodic_walk();
     }
     user as *mut u8
@@ -170,13 +184,20 @@ pub fn containing(p: usize) -> Option<Meta> {
     };
     // SAFETY: a core block of ours: its first 16 bytes are mapped; a free
     // block's header may hold anything, hence the magic.
-    let (magic, left) = unsafe { (*(start as *const u64), *((start + 8) as *const u64) >> 32) };
-    if magic != MAGIC ^ start as u64 || left as usize >= core_usable(start) {
+    let (magic, word) = unsafe { (*(start as *const u64), *((start + 8) as *const u64)) };
+    let left = (word >> 33) as usize;
+    if magic != MAGIC ^ start as u64 || left >= core_usable(start) {
         return None;
     }
-    let user = start + left as usize;
-    let m = tls::inside(|| table::shard(user).get(user).copied())?;
-    (m.start == start).then_some(m)
+    let user = start + left;
+    let m = if word & IN_QUARANTINE != 0 {
+        let q = QUARANTINE.lock().unwrap_or_else(|e| e.into_inner());
+        let i = (word as u32).wrapping_sub(q.head as u32) as usize;
+        q.q.get(i).map(|e| e.0)?
+    } else {
+        tls::inside(|| table::shard(user).get(user).copied())?
+    };
+    (m.start == start && m.user == user).then_some(m)
 }
 
 /// Where `p` lies relative to `m`: the offset from its start and a phrase.
@@ -212,13 +233,13 @@ fn block_report(kind: &'static str, message: String, m: &Meta, p: usize, stack: 
 
 /// Checks both red zones of a live block; reports the first damaged byte
 /// and repairs the zone (one overflow, one report).
-fn check_zones(m: &Meta, when: &str, stack: StackId) -> bool {
+fn check_zones(m: &Meta, when: &dyn Fn() -> String, stack: StackId) -> bool {
     if let Some(i) = first_not(m.start + HEADER, LEFT_CANARY, m.user - m.start - HEADER) {
         fill(m.start + HEADER, LEFT_CANARY, m.user - m.start - HEADER);
         let at = m.start + HEADER + i;
         report::emit(block_report(
             "heap-buffer-overflow",
-            format!("a write before the block's start, found {when}"),
+            format!("a write before the block's start, found {}", when()),
             m,
             at,
             stack,
@@ -230,7 +251,7 @@ fn check_zones(m: &Meta, when: &str, stack: StackId) -> bool {
         fill(rz, RIGHT_CANARY, rn);
         report::emit(block_report(
             "heap-buffer-overflow",
-            format!("a write past the block's end, found {when}"),
+            format!("a write past the block's end, found {}", when()),
             m,
             rz + i,
             stack,
@@ -251,25 +272,18 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str) {
     let p = p as usize;
     let stack = stacks::here();
     let tid = tls::tid();
-    let found = tls::inside(|| {
-        let mut g = table::shard(p);
-        let m = g.get(p)?;
-        let before = *m;
-        if m.state == State::Live {
-            m.state = State::Quarantined;
-            m.free_stack = stack;
-            m.free_thread = tid;
+    let Some(mut m) = tls::inside(|| table::shard(p).remove(p)) else {
+        match tls::inside(|| containing(p)) {
+            Some(m) if m.state == State::Quarantined && m.user == p => {
+                report::emit(block_report("double-free", format!("attempting double-free ({func})"), &m, p, stack))
+            }
+            _ => invalid_free(p, func, stack),
         }
-        Some(before)
-    });
-    let Some(m) = found else {
-        invalid_free(p, func, stack);
         return;
     };
-    if m.state == State::Quarantined {
-        report::emit(block_report("double-free", format!("attempting double-free ({func})"), &m, p, stack));
-        return;
-    }
+    m.state = State::Quarantined;
+    m.free_stack = stack;
+    m.free_thread = tid;
     if m.kind != kind {
         report::emit(block_report(
             "alloc-dealloc-mismatch",
@@ -279,7 +293,7 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str) {
             stack,
         ));
     }
-    check_zones(&m, &format!("when {func} was called"), stack);
+    check_zones(&m, &|| format!("when {func} was called"), stack);
     retire(m);
 }
 
@@ -306,34 +320,47 @@ fn invalid_free(p: usize, func: &str, stack: StackId) {
     report::emit(r);
 }
 
+/// What a block in quarantine holds back: its core block and its record.
+fn footprint(m: &Meta) -> usize {
+    m.user - m.start + m.size + RIGHT_MIN + 2 * core::mem::size_of::<Meta>()
+}
+
 /// Moves a block into quarantine (filled with the free pattern), evicting
 /// the oldest blocks beyond the quarantine's size.
 fn retire(m: Meta) {
     let o = options::get();
     fill(m.user, o.free_fill, m.size.min(o.max_fill));
     LIVE_BLOCKS.fetch_sub(1, Relaxed);
-    let mut evicted: Vec<usize> = Vec::new();
+    let mut evicted: [Option<Meta>; 4] = [None; 4];
     tls::inside(|| {
         let mut q = QUARANTINE.lock().unwrap_or_else(|e| e.into_inner());
-        q.q.push_back((m.user, m.size));
-        q.bytes += m.size;
-        while q.bytes > o.quarantine_bytes {
-            let Some((u, s)) = q.q.pop_front() else { break };
+        let cost = footprint(&m);
+        let seq = q.head + q.q.len() as u64;
+        // SAFETY: the block's header, ours until the core gets it back.
+        unsafe { *((m.start + 8) as *mut u64) |= IN_QUARANTINE | (seq & 0xffff_ffff) };
+        q.q.push_back((m, cost));
+        q.bytes += cost;
+        QUARANTINED.fetch_add(1, Relaxed);
+        // At most a few per free: the caller releases them after the lock.
+        for slot in evicted.iter_mut() {
+            if q.bytes <= o.quarantine_bytes {
+                break;
+            }
+            let Some((old, s)) = q.q.pop_front() else { break };
+            q.head += 1;
             q.bytes -= s;
-            evicted.push(u);
+            QUARANTINED.fetch_sub(1, Relaxed);
+            *slot = Some(old);
         }
     });
-    for u in evicted {
-        release(u);
+    for m in evicted.into_iter().flatten() {
+        release(m);
     }
 }
 
 /// A block leaves quarantine: its free pattern must be intact (else a
 /// write after free), then it goes back to the core.
-fn release(user: usize) {
-    let Some(m) = tls::inside(|| table::shard(user).remove(user)) else {
-        return;
-    };
+fn release(m: Meta) {
     let o = options::get();
     let n = m.size.min(o.max_fill);
     if let Some(i) = first_not(m.user, o.free_fill, n) {
@@ -346,7 +373,7 @@ fn release(user: usize) {
             0,
         ));
     }
-    check_zones(&m, "when it left quarantine", 0);
+    check_zones(&m, &|| "when it left quarantine".into(), 0);
     if memkit_alloc::small_block_of(m.start as *const u8).is_none() {
         let mut big = BIG.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = big.iter().position(|b| b.0 == m.start) {
@@ -360,13 +387,15 @@ fn release(user: usize) {
 
 /// Empties the quarantine (checking every block), at exit.
 pub fn drain_quarantine() {
-    let all: Vec<usize> = tls::inside(|| {
+    let all: Vec<Meta> = tls::inside(|| {
         let mut q = QUARANTINE.lock().unwrap_or_else(|e| e.into_inner());
         q.bytes = 0;
-        q.q.drain(..).map(|(u, _)| u).collect()
+        q.head += q.q.len() as u64;
+        QUARANTINED.store(0, Relaxed);
+        q.q.drain(..).map(|(m, _)| m).collect()
     });
-    for u in all {
-        release(u);
+    for m in all {
+        release(m);
     }
 }
 
@@ -382,7 +411,7 @@ pub fn walk_all(when: &str) {
         })
     });
     for m in &bad {
-        check_zones(m, when, 0);
+        check_zones(m, &|| when.into(), 0);
     }
 }
 
