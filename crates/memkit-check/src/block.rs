@@ -15,11 +15,12 @@
 //! (at most 4 KiB of it is written and checked).
 
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::*};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use memkit_trace::depot::StackId;
+use memkit_trace::unwind::Regs;
 
 use crate::report::{self, Report};
 use crate::table::{self, Kind, Meta, State};
@@ -48,7 +49,15 @@ static BIG_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// live blocks only: a million blocks in quarantine do not slow its
 /// lookups). A quarantined block's header carries its sequence number, so
 /// a second free or a checked `memcpy` finds its record.
-static QUARANTINE: Mutex<Quarantine> = Mutex::new(Quarantine { q: VecDeque::new(), bytes: 0, head: 0 });
+static QUARANTINE: [Mutex<Quarantine>; QSHARDS] =
+    [const { Mutex::new(Quarantine { q: VecDeque::new(), bytes: 0, head: 0 }) }; QSHARDS];
+/// Independent quarantines (a thread frees into `tid % QSHARDS`), each
+/// so that threads seldom meet on a lock. The bound is on their total
+/// (`QBYTES`): a thread evicts from its own shard while the total is over
+/// it, so a single-threaded program keeps the whole quarantine.
+const QSHARDS: usize = 16;
+static QBYTES: AtomicUsize = AtomicUsize::new(0);
+const SEQ_BITS: u32 = 28;
 
 struct Quarantine {
     /// Records and what each holds back (bytes).
@@ -59,11 +68,12 @@ struct Quarantine {
 }
 
 /// Header word 1: the user pointer's offset (bits 33-63), "in quarantine"
-/// (bit 32), the quarantine sequence number's low 32 bits.
+/// (bit 32), the quarantine shard (bits 28-31) and the low 28 bits of the
+/// block's sequence number in it.
 const IN_QUARANTINE: u64 = 1 << 32;
 
 /// Live bytes and blocks (for the periodic walk's pace).
-static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+static LIVE_BLOCKS: AtomicI64 = AtomicI64::new(0);
 /// Blocks in quarantine (the walk visits their records too).
 static QUARANTINED: AtomicUsize = AtomicUsize::new(0);
 static SINCE_WALK: AtomicUsize = AtomicUsize::new(0);
@@ -74,11 +84,34 @@ fn fill(p: usize, byte: u8, n: usize) {
     unsafe { core::ptr::write_bytes(p as *mut u8, byte, n) }
 }
 
-/// The first byte of `[p, p + n)` that is not `byte`.
+/// The first byte of `[p, p + n)` that is not `byte` (eight at a time).
 fn first_not(p: usize, byte: u8, n: usize) -> Option<usize> {
-    // SAFETY: callers pass ranges inside blocks they own.
-    let s = unsafe { core::slice::from_raw_parts(p as *const u8, n) };
-    s.iter().position(|&b| b != byte)
+    let word = u64::from_ne_bytes([byte; 8]);
+    let mut i = 0;
+    while i < n && (p + i) % 8 != 0 {
+        // SAFETY: callers pass ranges inside blocks they own.
+        if unsafe { *((p + i) as *const u8) } != byte {
+            return Some(i);
+        }
+        i += 1;
+    }
+    while i + 8 <= n {
+        // SAFETY: as above; aligned.
+        let w = unsafe { *((p + i) as *const u64) };
+        if w != word {
+            let diff = (w ^ word).trailing_zeros() as usize / 8;
+            return Some(i + diff);
+        }
+        i += 8;
+    }
+    while i < n {
+        // SAFETY: as above.
+        if unsafe { *((p + i) as *const u8) } != byte {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The core block's usable bytes.
@@ -89,7 +122,7 @@ fn core_usable(start: usize) -> usize {
 
 fn right_zone(m: &Meta) -> (usize, usize) {
     let from = m.user + m.size;
-    let end = (m.start + core_usable(m.start)).min(from + RIGHT_CAP);
+    let end = m.end.min(from + RIGHT_CAP);
     (from, end - from)
 }
 
@@ -97,9 +130,9 @@ fn right_zone(m: &Meta) -> (usize, usize) {
 ///
 /// # Safety
 /// Always safe; unsafe because it hands out raw memory.
-pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool) -> *mut u8 {
+pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Regs) -> *mut u8 {
     if size > MAX_SIZE {
-        let st = stacks::here();
+        let st = stacks::at(regs);
         report::emit(Report {
             kind: "allocation-size-too-big",
             message: format!("requested allocation size {size:#x} exceeds the maximum {MAX_SIZE:#x}"),
@@ -136,10 +169,16 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool) -> *mut u
     } else {
         fill(user, o.alloc_fill, size.min(o.max_fill));
     }
-    let stack = stacks::here();
+    let stack = stacks::at(regs);
+    let (end, big) = match memkit_alloc::small_block_of(start as *const u8) {
+        Some((b, bs)) => (b as usize + bs, false),
+        None => (start + core_usable(start), true),
+    };
     let m = Meta {
         user,
         start,
+        end,
+        big,
         size,
         alloc_stack: stack,
         free_stack: 0,
@@ -150,27 +189,45 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool) -> *mut u
     };
     let (rz, rn) = right_zone(&m);
     fill(rz, RIGHT_CANARY, rn);
-    if memkit_alloc::small_block_of(start as *const u8).is_none() {
-        let end = start + core_usable(start);
-        let mut big = BIG.lock().unwrap_or_else(|e| e.into_inner());
-        let at = big.partition_point(|b| b.0 < start);
-        tls::inside(|| big.insert(at, (start, end, user)));
-        BIG_COUNT.store(big.len(), Relaxed);
+    if big {
+        let mut b = BIG.lock().unwrap_or_else(|e| e.into_inner());
+        let at = b.partition_point(|x| x.0 < start);
+        tls::inside(|| b.insert(at, (start, end, user)));
+        BIG_COUNT.store(b.len(), Relaxed);
     }
     tls::inside(|| table::shard(user).insert(m));
-    LIVE_BLOCKS.fetch_add(1, Relaxed);
-    let since = SINCE_WALK.fetch_add(1, Relaxed);
-    // A walk visits every record: at most one record per 4 allocations.
-    if since > 65536 && since > 4 * (LIVE_BLOCKS.load(Relaxed) + QUARANTINED.load(Relaxed)) {
+    count(1);
+    user as *mut u8
+}
+
+/// Counts an allocation (`live` +1) or a free (-1) in the thread's tallies,
+/// adding them to the process-wide counts every 1024 allocations; a walk
+/// of every record is due when the allocations since the last one reach
+/// four times the records (at least 65536).
+fn count(live: i64) {
+    let t = tls::me();
+    t.live.set(t.live.get() + live);
+    if live < 0 {
+        return;
+    }
+    let n = t.allocs.get() + 1;
+    if n < 1024 {
+        t.allocs.set(n);
+        return;
+    }
+    t.allocs.set(0);
+    let records = LIVE_BLOCKS.fetch_add(t.live.replace(0), Relaxed).max(0) as usize
+        + QUARANTINED.load(Relaxed);
+    let since = SINCE_WALK.fetch_add(n as usize, Relaxed);
+    if since > 65536 && since > 4 * records {
         periodic_walk();
     }
-    user as *mut u8
 }
 
 /// The block (live or in quarantine) whose core block holds `p`.
 pub fn containing(p: usize) -> Option<Meta> {
-    let start = if let Some((s, _)) = memkit_alloc::small_block_of(p as *const u8) {
-        s as usize
+    let (start, end) = if let Some((s, bs)) = memkit_alloc::small_block_of(p as *const u8) {
+        (s as usize, s as usize + bs)
     } else {
         if BIG_COUNT.load(Relaxed) == 0 {
             return None;
@@ -180,19 +237,21 @@ pub fn containing(p: usize) -> Option<Meta> {
         if i == 0 || p >= big[i - 1].1 {
             return None;
         }
-        big[i - 1].0
+        (big[i - 1].0, big[i - 1].1)
     };
     // SAFETY: a core block of ours: its first 16 bytes are mapped; a free
     // block's header may hold anything, hence the magic.
     let (magic, word) = unsafe { (*(start as *const u64), *((start + 8) as *const u64)) };
     let left = (word >> 33) as usize;
-    if magic != MAGIC ^ start as u64 || left >= core_usable(start) {
+    if magic != MAGIC ^ start as u64 || left >= end - start {
         return None;
     }
     let user = start + left;
     let m = if word & IN_QUARANTINE != 0 {
-        let q = QUARANTINE.lock().unwrap_or_else(|e| e.into_inner());
-        let i = (word as u32).wrapping_sub(q.head as u32) as usize;
+        let shard = (word as u32 >> SEQ_BITS) as usize;
+        let q = QUARANTINE[shard].lock().unwrap_or_else(|e| e.into_inner());
+        let mask = (1u32 << SEQ_BITS) - 1;
+        let i = ((word as u32).wrapping_sub(q.head as u32) & mask) as usize;
         q.q.get(i).map(|e| e.0)?
     } else {
         tls::inside(|| table::shard(user).get(user).copied())?
@@ -265,12 +324,12 @@ fn check_zones(m: &Meta, when: &dyn Fn() -> String, stack: StackId) -> bool {
 ///
 /// # Safety
 /// The C contract of free: `p` may be anything, which is reported.
-pub unsafe fn free(p: *mut u8, kind: Kind, func: &str) {
+pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
     if p.is_null() {
         return;
     }
     let p = p as usize;
-    let stack = stacks::here();
+    let stack = stacks::at(regs);
     let tid = tls::tid();
     let Some(mut m) = tls::inside(|| table::shard(p).remove(p)) else {
         match tls::inside(|| containing(p)) {
@@ -330,25 +389,30 @@ fn footprint(m: &Meta) -> usize {
 fn retire(m: Meta) {
     let o = options::get();
     fill(m.user, o.free_fill, m.size.min(o.max_fill));
-    LIVE_BLOCKS.fetch_sub(1, Relaxed);
+    count(-1);
     let mut evicted: [Option<Meta>; 4] = [None; 4];
+    let shard = m.free_thread as usize % QSHARDS;
+    let bound = o.quarantine_bytes;
     tls::inside(|| {
-        let mut q = QUARANTINE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = QUARANTINE[shard].lock().unwrap_or_else(|e| e.into_inner());
         let cost = footprint(&m);
         let seq = q.head + q.q.len() as u64;
+        let tag = (shard as u64) << SEQ_BITS | (seq & ((1 << SEQ_BITS) - 1));
         // SAFETY: the block's header, ours until the core gets it back.
-        unsafe { *((m.start + 8) as *mut u64) |= IN_QUARANTINE | (seq & 0xffff_ffff) };
+        unsafe { *((m.start + 8) as *mut u64) |= IN_QUARANTINE | tag };
         q.q.push_back((m, cost));
         q.bytes += cost;
+        let mut total = QBYTES.fetch_add(cost, Relaxed) + cost;
         QUARANTINED.fetch_add(1, Relaxed);
         // At most a few per free: the caller releases them after the lock.
         for slot in evicted.iter_mut() {
-            if q.bytes <= o.quarantine_bytes {
+            if total <= bound {
                 break;
             }
             let Some((old, s)) = q.q.pop_front() else { break };
             q.head += 1;
             q.bytes -= s;
+            total = QBYTES.fetch_sub(s, Relaxed) - s;
             QUARANTINED.fetch_sub(1, Relaxed);
             *slot = Some(old);
         }
@@ -374,7 +438,7 @@ fn release(m: Meta) {
         ));
     }
     check_zones(&m, &|| "when it left quarantine".into(), 0);
-    if memkit_alloc::small_block_of(m.start as *const u8).is_none() {
+    if m.big {
         let mut big = BIG.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = big.iter().position(|b| b.0 == m.start) {
             big.remove(i);
@@ -388,11 +452,16 @@ fn release(m: Meta) {
 /// Empties the quarantine (checking every block), at exit.
 pub fn drain_quarantine() {
     let all: Vec<Meta> = tls::inside(|| {
-        let mut q = QUARANTINE.lock().unwrap_or_else(|e| e.into_inner());
-        q.bytes = 0;
-        q.head += q.q.len() as u64;
+        let mut all = Vec::new();
+        for shard in QUARANTINE.iter() {
+            let mut q = shard.lock().unwrap_or_else(|e| e.into_inner());
+            QBYTES.fetch_sub(q.bytes, Relaxed);
+            q.bytes = 0;
+            q.head += q.q.len() as u64;
+            all.extend(q.q.drain(..).map(|(m, _)| m));
+        }
         QUARANTINED.store(0, Relaxed);
-        q.q.drain(..).map(|(m, _)| m).collect()
+        all
     });
     for m in all {
         release(m);
@@ -441,25 +510,25 @@ pub fn usable_size(p: *mut u8) -> usize {
 ///
 /// # Safety
 /// The C contract of realloc.
-pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+pub unsafe fn realloc(p: *mut u8, size: usize, regs: Regs) -> *mut u8 {
     let u = p as usize;
     let old = tls::inside(|| table::shard(u).get(u).copied());
     match old {
         Some(m) if m.state == State::Live => {
             // SAFETY: forwarded.
-            let n = unsafe { alloc(size, 16, Kind::Malloc, false) };
+            let n = unsafe { alloc(size, 16, Kind::Malloc, false, regs) };
             if n.is_null() {
                 return n;
             }
             // SAFETY: both blocks hold at least min(size, old size) bytes.
             unsafe { core::ptr::copy_nonoverlapping(p, n, size.min(m.size)) };
             // SAFETY: p is live.
-            unsafe { free(p, Kind::Malloc, "realloc") };
+            unsafe { free(p, Kind::Malloc, "realloc", regs) };
             n
         }
         _ => {
             // SAFETY: free reports double and invalid frees.
-            unsafe { free(p, Kind::Malloc, "realloc") };
+            unsafe { free(p, Kind::Malloc, "realloc", regs) };
             null_mut()
         }
     }

@@ -20,14 +20,19 @@ fn oom(p: *mut u8) -> *mut c_void {
 
 /// Allocates as the checker's own code (its fills and table updates must
 /// not be checked by the mem* interceptors).
+/// Inlined into each export: the stack is taken from the export's frame.
+#[inline(always)]
 pub(crate) fn checked_alloc(size: usize, align: usize, kind: Kind, zero: bool) -> *mut c_void {
+    let regs = memkit_trace::unwind::here();
     // SAFETY: any size and a power-of-two alignment.
-    oom(tls::inside(|| unsafe { block::alloc(size, align, kind, zero) }))
+    oom(tls::inside(|| unsafe { block::alloc(size, align, kind, zero, regs) }))
 }
 
+#[inline(always)]
 pub(crate) fn checked_free(p: *mut c_void, kind: Kind, func: &str) {
+    let regs = memkit_trace::unwind::here();
     // SAFETY: free reports whatever p is.
-    tls::inside(|| unsafe { block::free(p.cast(), kind, func) })
+    tls::inside(|| unsafe { block::free(p.cast(), kind, func, regs) })
 }
 
 #[unsafe(no_mangle)]
@@ -70,8 +75,9 @@ pub extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         checked_free(p, Kind::Malloc, "realloc");
         return null_mut();
     }
+    let regs = memkit_trace::unwind::here();
     // SAFETY: realloc reports invalid and double frees.
-    oom(tls::inside(|| unsafe { block::realloc(p.cast(), size) }))
+    oom(tls::inside(|| unsafe { block::realloc(p.cast(), size, regs) }))
 }
 
 #[unsafe(no_mangle)]

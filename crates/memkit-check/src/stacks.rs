@@ -26,10 +26,17 @@ pub fn own() -> u16 {
 /// The calling thread's stack, from here.
 #[inline(never)]
 pub fn here() -> StackId {
-    let regs = unwind::here();
+    at(unwind::here())
+}
+
+/// The calling thread's stack, from `regs` (taken by a caller further up
+/// the same stack: the entry point, so that the checker's own frames cost
+/// nothing to unwind).
+pub fn at(regs: unwind::Regs) -> StackId {
     let end = tls::stack_end(regs.sp);
-    let mut frames: [Frame; MAX_FRAMES] = [0; MAX_FRAMES];
+    let mut frames = [core::mem::MaybeUninit::<Frame>::uninit(); MAX_FRAMES];
     let depth = options::get().stack_depth;
     let n = unwind::capture(regs, end, own(), &mut frames[..depth]);
-    depot::intern(&frames[..n])
+    // SAFETY: capture wrote the first n frames.
+    depot::intern(unsafe { &*(&frames[..n] as *const [core::mem::MaybeUninit<Frame>] as *const [Frame]) })
 }

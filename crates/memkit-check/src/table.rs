@@ -41,8 +41,9 @@ pub enum State {
 pub struct Meta {
     /// The pointer the program holds (0: empty slot).
     pub user: usize,
-    /// The core block it lies in.
+    /// The core block it lies in, and that block's end.
     pub start: usize,
+    pub end: usize,
     /// Bytes asked for.
     pub size: usize,
     pub alloc_stack: u32,
@@ -51,11 +52,14 @@ pub struct Meta {
     pub free_thread: u32,
     pub kind: Kind,
     pub state: State,
+    /// A huge core block (tracked by address in `block::BIG`).
+    pub big: bool,
 }
 
 const EMPTY: Meta = Meta {
     user: 0,
     start: 0,
+    end: 0,
     size: 0,
     alloc_stack: 0,
     free_stack: 0,
@@ -63,6 +67,7 @@ const EMPTY: Meta = Meta {
     free_thread: 0,
     kind: Kind::Malloc,
     state: State::Live,
+    big: false,
 };
 
 struct Shard {

@@ -20,6 +20,10 @@ pub struct Thread {
     pub stack_end: Cell<usize>,
     /// Set while the stack bounds are being found (that calls malloc).
     pub finding_stack: Cell<u32>,
+    /// Allocations not yet added to the process-wide count.
+    pub allocs: Cell<u32>,
+    /// Live blocks gained (or lost) not yet added to the process-wide count.
+    pub live: Cell<i64>,
 }
 
 const SIZE: usize = core::mem::size_of::<Thread>();

@@ -240,7 +240,7 @@ pub fn split(f: Frame) -> (u16, usize) {
 /// `[regs.sp, stack_end)`. Frames whose module is `skip` are dropped from the
 /// top of the stack except the last of them (the entry point the program
 /// called, such as `malloc`). Returns the number of frames written.
-pub fn capture(regs: Regs, stack_end: usize, skip: u16, out: &mut [Frame]) -> usize {
+pub fn capture(regs: Regs, stack_end: usize, skip: u16, out: &mut [core::mem::MaybeUninit<Frame>]) -> usize {
     let mut n = 0;
     let (mut pc, mut sp, mut bp) = (regs.pc, regs.sp, regs.bp);
     let mut first = true;
@@ -256,11 +256,11 @@ pub fn capture(regs: Regs, stack_end: usize, skip: u16, out: &mut [Frame]) -> us
             pc.wrapping_sub(modules::bias(module))
         };
         if in_skip && module == skip && skip != 0 {
-            out[0] = frame(module, offset);
+            out[0].write(frame(module, offset));
             n = 1;
         } else {
             in_skip = false;
-            out[n] = frame(module, offset);
+            out[n].write(frame(module, offset));
             n += 1;
         }
         first = false;
