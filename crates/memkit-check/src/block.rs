@@ -16,7 +16,7 @@
 
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::*};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use memkit_trace::depot::StackId;
@@ -24,7 +24,7 @@ use memkit_trace::unwind::Regs;
 
 use crate::report::{self, Report};
 use crate::table::{self, Kind, Meta, State};
-use crate::{options, stacks, tls};
+use crate::{guard, options, stacks, tls};
 
 const HEADER: usize = 16;
 /// The smallest distance from a core block's start to the user pointer.
@@ -40,9 +40,19 @@ pub const RIGHT_CANARY: u8 = 0xfa;
 /// Requests beyond this are reported (`allocation-size-too-big`).
 pub const MAX_SIZE: usize = 1 << 40;
 
-/// Blocks the core does not find by address (huge blocks): start, end and
-/// user pointer, sorted by start.
-static BIG: Mutex<Vec<(usize, usize, usize)>> = Mutex::new(Vec::new());
+/// A block the core does not find by address: a huge core block or a
+/// guarded mapping.
+#[derive(Clone, Copy, Debug)]
+struct Big {
+    end: usize,
+    user: usize,
+    guard: bool,
+    /// The quarantine tag (`IN_QUARANTINE | tag`) while freed, else 0.
+    qtag: u64,
+}
+
+/// Those blocks, by start address.
+static BIG: Mutex<BTreeMap<usize, Big>> = Mutex::new(BTreeMap::new());
 static BIG_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Freed blocks, oldest first, with their records (the side table holds
@@ -143,16 +153,26 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         });
         return null_mut();
     }
-    let left = LEFT.max(align);
-    let total = left + size + RIGHT_MIN;
-    // SAFETY: any size; a valid power-of-two alignment.
-    let start = tls::inside(|| unsafe {
-        if align <= memkit_alloc::MIN_ALIGN {
-            memkit_alloc::malloc(total)
-        } else {
-            memkit_alloc::aligned_alloc(align, total)
+    let mut left = LEFT.max(align);
+    let guarded = if guard::wanted(size, align) { guard::map(size, left) } else { None };
+    let start = match guarded {
+        Some((s, end)) => {
+            // The block ends at the guard page (rounded to 16 bytes).
+            left = end - size.next_multiple_of(align.max(16)) - s;
+            s
         }
-    }) as usize;
+        None => {
+            let total = left + size + RIGHT_MIN;
+            // SAFETY: any size; a valid power-of-two alignment.
+            tls::inside(|| unsafe {
+                if align <= memkit_alloc::MIN_ALIGN {
+                    memkit_alloc::malloc(total)
+                } else {
+                    memkit_alloc::aligned_alloc(align, total)
+                }
+            }) as usize
+        }
+    };
     if start == 0 {
         return null_mut();
     }
@@ -170,15 +190,19 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         fill(user, o.alloc_fill, size.min(o.max_fill));
     }
     let stack = stacks::at(regs);
-    let (end, big) = match memkit_alloc::small_block_of(start as *const u8) {
-        Some((b, bs)) => (b as usize + bs, false),
-        None => (start + core_usable(start), true),
+    let (end, big) = match guarded {
+        Some((_, end)) => (end, true),
+        None => match memkit_alloc::small_block_of(start as *const u8) {
+            Some((b, bs)) => (b as usize + bs, false),
+            None => (start + core_usable(start), true),
+        },
     };
     let m = Meta {
         user,
         start,
         end,
         big,
+        guard: guarded.is_some(),
         size,
         alloc_stack: stack,
         free_stack: 0,
@@ -191,8 +215,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     fill(rz, RIGHT_CANARY, rn);
     if big {
         let mut b = BIG.lock().unwrap_or_else(|e| e.into_inner());
-        let at = b.partition_point(|x| x.0 < start);
-        tls::inside(|| b.insert(at, (start, end, user)));
+        tls::inside(|| b.insert(start, Big { end, user, guard: guarded.is_some(), qtag: 0 }));
         BIG_COUNT.store(b.len(), Relaxed);
     }
     tls::inside(|| table::shard(user).insert(m));
@@ -226,27 +249,20 @@ fn count(live: i64) {
 
 /// The block (live or in quarantine) whose core block holds `p`.
 pub fn containing(p: usize) -> Option<Meta> {
-    let (start, end) = if let Some((s, bs)) = memkit_alloc::small_block_of(p as *const u8) {
-        (s as usize, s as usize + bs)
+    let (start, user, word) = if let Some((s, bs)) = memkit_alloc::small_block_of(p as *const u8) {
+        let start = s as usize;
+        // SAFETY: a core block of ours: its first 16 bytes are mapped; a
+        // free block's header may hold anything, hence the magic.
+        let (magic, word) = unsafe { (*(start as *const u64), *((start + 8) as *const u64)) };
+        let left = (word >> 33) as usize;
+        if magic != MAGIC ^ start as u64 || left >= bs {
+            return None;
+        }
+        (start, start + left, word)
     } else {
-        if BIG_COUNT.load(Relaxed) == 0 {
-            return None;
-        }
-        let big = BIG.lock().unwrap_or_else(|e| e.into_inner());
-        let i = big.partition_point(|b| b.0 <= p);
-        if i == 0 || p >= big[i - 1].1 {
-            return None;
-        }
-        (big[i - 1].0, big[i - 1].1)
+        let (start, b) = big_at(p, 0)?;
+        (start, b.user, b.qtag)
     };
-    // SAFETY: a core block of ours: its first 16 bytes are mapped; a free
-    // block's header may hold anything, hence the magic.
-    let (magic, word) = unsafe { (*(start as *const u64), *((start + 8) as *const u64)) };
-    let left = (word >> 33) as usize;
-    if magic != MAGIC ^ start as u64 || left >= end - start {
-        return None;
-    }
-    let user = start + left;
     let m = if word & IN_QUARANTINE != 0 {
         let shard = (word as u32 >> SEQ_BITS) as usize;
         let q = QUARANTINE[shard].lock().unwrap_or_else(|e| e.into_inner());
@@ -257,6 +273,23 @@ pub fn containing(p: usize) -> Option<Meta> {
         tls::inside(|| table::shard(user).get(user).copied())?
     };
     (m.start == start && m.user == user).then_some(m)
+}
+
+/// The big block whose range (plus `slack` bytes after it) holds `p`.
+fn big_at(p: usize, slack: usize) -> Option<(usize, Big)> {
+    if BIG_COUNT.load(Relaxed) == 0 {
+        return None;
+    }
+    let big = BIG.lock().unwrap_or_else(|e| e.into_inner());
+    let (&start, &b) = big.range(..=p).next_back()?;
+    (p < b.end + slack).then_some((start, b))
+}
+
+/// The guarded mapping whose data or guard page holds `addr`: (start, data
+/// end, user pointer, in quarantine).
+pub fn guarded_at(addr: usize) -> Option<(usize, usize, usize, bool)> {
+    let (start, b) = big_at(addr, guard::PAGE)?;
+    b.guard.then_some((start, b.end, b.user, b.qtag != 0))
 }
 
 /// Where `p` lies relative to `m`: the offset from its start and a phrase.
@@ -388,7 +421,9 @@ fn footprint(m: &Meta) -> usize {
 /// the oldest blocks beyond the quarantine's size.
 fn retire(m: Meta) {
     let o = options::get();
-    fill(m.user, o.free_fill, m.size.min(o.max_fill));
+    if !m.guard {
+        fill(m.user, o.free_fill, m.size.min(o.max_fill));
+    }
     count(-1);
     let mut evicted: [Option<Meta>; 4] = [None; 4];
     let shard = m.free_thread as usize % QSHARDS;
@@ -400,6 +435,14 @@ fn retire(m: Meta) {
         let tag = (shard as u64) << SEQ_BITS | (seq & ((1 << SEQ_BITS) - 1));
         // SAFETY: the block's header, ours until the core gets it back.
         unsafe { *((m.start + 8) as *mut u64) |= IN_QUARANTINE | tag };
+        if m.big {
+            if let Some(b) = BIG.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&m.start) {
+                b.qtag = IN_QUARANTINE | tag;
+            }
+        }
+        if m.guard {
+            guard::protect_freed(m.start, m.end);
+        }
         q.q.push_back((m, cost));
         q.bytes += cost;
         let mut total = QBYTES.fetch_add(cost, Relaxed) + cost;
@@ -426,7 +469,7 @@ fn retire(m: Meta) {
 /// write after free), then it goes back to the core.
 fn release(m: Meta) {
     let o = options::get();
-    let n = m.size.min(o.max_fill);
+    let n = if m.guard { 0 } else { m.size.min(o.max_fill) };
     if let Some(i) = first_not(m.user, o.free_fill, n) {
         fill(m.user, o.free_fill, n);
         report::emit(block_report(
@@ -437,13 +480,17 @@ fn release(m: Meta) {
             0,
         ));
     }
-    check_zones(&m, &|| "when it left quarantine".into(), 0);
+    if !m.guard {
+        check_zones(&m, &|| "when it left quarantine".into(), 0);
+    }
     if m.big {
         let mut big = BIG.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = big.iter().position(|b| b.0 == m.start) {
-            big.remove(i);
-        }
+        big.remove(&m.start);
         BIG_COUNT.store(big.len(), Relaxed);
+    }
+    if m.guard {
+        guard::unmap(m.start, m.end);
+        return;
     }
     // SAFETY: the block was ours, recorded, and leaves the table now.
     tls::inside(|| unsafe { memkit_alloc::free(m.start as *mut u8) });

@@ -14,6 +14,7 @@
 mod block;
 mod cxx;
 mod exports;
+mod guard;
 mod intercept;
 mod leaks;
 mod options;
@@ -89,6 +90,7 @@ extern "C" fn init() {
         report::init();
         options::get();
         intercept::resolve();
+        guard::install();
         // SAFETY: handlers that only take and release the table's locks.
         unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
     });

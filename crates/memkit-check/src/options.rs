@@ -34,6 +34,19 @@ pub struct Options {
     pub max_fill: usize,
     /// Frames kept per stack.
     pub stack_depth: usize,
+    /// Guard pages: none, every block, or one block in N.
+    pub guard: Guard,
+    /// Blocks larger than this are never guarded.
+    pub guard_max: usize,
+}
+
+/// Which blocks get a guard page (`guard=all`, `guard=sample` with
+/// `guard_sample=N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    None,
+    All,
+    Sample(u64),
 }
 
 impl Default for Options {
@@ -51,6 +64,8 @@ impl Default for Options {
             free_fill: 0xdf,
             max_fill: 64 << 10,
             stack_depth: 30,
+            guard: Guard::None,
+            guard_max: 1 << 20,
         }
     }
 }
@@ -87,6 +102,8 @@ fn number(v: &str) -> Option<u64> {
 pub fn parse(s: &str) -> (Options, Vec<String>) {
     let mut o = Options::default();
     let mut errors = Vec::new();
+    let mut sample = 1000;
+    let mut guard = "none".to_owned();
     for item in s.split(':').filter(|i| !i.is_empty()) {
         let Some((k, v)) = item.split_once('=') else {
             errors.push(format!("`{item}` is not name=value"));
@@ -107,6 +124,9 @@ pub fn parse(s: &str) -> (Options, Vec<String>) {
             "stack_depth" => number(v)
                 .filter(|&n| (1..=memkit_trace::unwind::MAX_FRAMES as u64).contains(&n))
                 .map(|n| o.stack_depth = n as usize),
+            "guard" => matches!(v, "none" | "all" | "sample").then(|| guard = v.to_owned()),
+            "guard_sample" => number(v).filter(|&n| n >= 1).map(|n| sample = n),
+            "guard_max" => number(v).map(|n| o.guard_max = n as usize),
             _ => {
                 errors.push(format!("unknown option `{k}`"));
                 continue;
@@ -116,5 +136,10 @@ pub fn parse(s: &str) -> (Options, Vec<String>) {
             errors.push(format!("bad value `{v}` for `{k}`"));
         }
     }
+    o.guard = match guard.as_str() {
+        "all" => Guard::All,
+        "sample" => Guard::Sample(sample),
+        _ => Guard::None,
+    };
     (o, errors)
 }

@@ -52,8 +52,11 @@ pub struct Meta {
     pub free_thread: u32,
     pub kind: Kind,
     pub state: State,
-    /// A huge core block (tracked by address in `block::BIG`).
+    /// A huge core block or a guarded mapping (tracked by address in
+    /// `block::BIG`).
     pub big: bool,
+    /// A guarded mapping (`guard=`), not a core block.
+    pub guard: bool,
 }
 
 const EMPTY: Meta = Meta {
@@ -68,6 +71,7 @@ const EMPTY: Meta = Meta {
     kind: Kind::Malloc,
     state: State::Live,
     big: false,
+    guard: false,
 };
 
 struct Shard {

@@ -71,9 +71,26 @@ pub struct CheckArgs {
     /// Frames kept per stack (1-64)
     #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=64))]
     stack_depth: u64,
+    /// Guard pages: `none`, `all` (every block up to 1 MiB against a guard
+    /// page, freed blocks inaccessible: overflow and use-after-free reads
+    /// fault and are reported), or `sample[=N]` (one block in N, default 1000)
+    #[arg(long, value_name = "MODE", default_value = "none", value_parser = parse_guard)]
+    guard: String,
     /// The program to check and its arguments
     #[arg(last = true, required = true, value_name = "PROG")]
     command: Vec<OsString>,
+}
+
+fn parse_guard(v: &str) -> Result<String, String> {
+    match v {
+        "none" => Ok("guard=none".into()),
+        "all" => Ok("guard=all".into()),
+        "sample" => Ok("guard=sample".into()),
+        _ => match v.strip_prefix("sample=").map(str::parse::<u64>) {
+            Some(Ok(n)) if n >= 1 => Ok(format!("guard=sample:guard_sample={n}")),
+            _ => Err("expected none, all, sample or sample=N (N >= 1)".into()),
+        },
+    }
 }
 
 /// A private directory for the JSON report files, removed on drop.
@@ -118,6 +135,7 @@ fn options(args: &CheckArgs, dir: &Path) -> Result<String, CliError> {
         format!("quarantine_mb={}", args.quarantine_mb),
         format!("stack_depth={}", args.stack_depth),
     ];
+    o.push(args.guard.clone());
     if args.show_reachable {
         o.push("show_reachable=1".into());
     }
@@ -133,7 +151,7 @@ fn options(args: &CheckArgs, dir: &Path) -> Result<String, CliError> {
     if let Some(l) = &args.log_file {
         o.push(format!("log_file={}", absolute(l).display()));
     }
-    for v in &o {
+    for v in o.iter().filter(|v| !v.starts_with("guard=")) {
         if v.contains(':') {
             return Err(CliError::new(format!(
                 "`{v}`: paths given to memkit check cannot contain a colon"
