@@ -326,31 +326,36 @@ fn block_report(kind: &'static str, message: String, m: &Meta, p: usize, stack: 
 /// Checks both red zones of a live block; reports the first damaged byte
 /// and repairs the zone (one overflow, one report).
 fn check_zones(m: &Meta, when: &dyn Fn() -> String, stack: StackId) -> bool {
-    if let Some(i) = first_not(m.start + HEADER, LEFT_CANARY, m.user - m.start - HEADER) {
-        fill(m.start + HEADER, LEFT_CANARY, m.user - m.start - HEADER);
-        let at = m.start + HEADER + i;
-        report::emit(block_report(
-            "heap-buffer-overflow",
-            format!("a write before the block's start, found {}", when()),
-            m,
-            at,
-            stack,
-        ));
-        return false;
+    match damaged_zone(m) {
+        Some((at, before)) => {
+            zone_report(m, at, before, &when(), stack);
+            false
+        }
+        None => true,
+    }
+}
+
+/// The first damaged red-zone byte of `m` (and whether it lies before the
+/// block), repairing the zone: one overflow, one report. The caller keeps
+/// the block from being freed meanwhile (it owns the record, or holds its
+/// shard).
+fn damaged_zone(m: &Meta) -> Option<(usize, bool)> {
+    let left = m.user - m.start - HEADER;
+    if let Some(i) = first_not(m.start + HEADER, LEFT_CANARY, left) {
+        fill(m.start + HEADER, LEFT_CANARY, left);
+        return Some((m.start + HEADER + i, true));
     }
     let (rz, rn) = right_zone(m);
     if let Some(i) = first_not(rz, RIGHT_CANARY, rn) {
         fill(rz, RIGHT_CANARY, rn);
-        report::emit(block_report(
-            "heap-buffer-overflow",
-            format!("a write past the block's end, found {}", when()),
-            m,
-            rz + i,
-            stack,
-        ));
-        return false;
+        return Some((rz + i, false));
     }
-    true
+    None
+}
+
+fn zone_report(m: &Meta, at: usize, before: bool, when: &str, stack: StackId) {
+    let what = if before { "a write before the block's start" } else { "a write past the block's end" };
+    report::emit(block_report("heap-buffer-overflow", format!("{what}, found {when}"), m, at, stack));
 }
 
 /// Frees a checked block (`kind`: which call frees it).
@@ -518,16 +523,18 @@ pub fn drain_quarantine() {
 /// Checks every live block's red zones (and quarantined blocks' patterns
 /// at exit, through [`drain_quarantine`]).
 pub fn walk_all(when: &str) {
-    let mut bad: Vec<Meta> = Vec::new();
+    // Checked under each shard's lock: a block cannot be freed (and its
+    // memory reused) while its record is being looked at.
+    let mut bad: Vec<(Meta, usize, bool)> = Vec::new();
     tls::inside(|| {
         table::for_each(|m| {
-            if m.state == State::Live {
-                bad.push(*m);
+            if let Some((at, before)) = damaged_zone(m) {
+                bad.push((*m, at, before));
             }
         })
     });
-    for m in &bad {
-        check_zones(m, &|| when.into(), 0);
+    for (m, at, before) in &bad {
+        zone_report(m, *at, *before, when, 0);
     }
 }
 
