@@ -3,9 +3,13 @@
 //! bench, check, profile) slot in without touching the others.
 
 mod bounded;
+mod command;
 mod ending;
+mod env;
 mod error;
+mod generate;
 mod human;
+mod library;
 mod maps;
 mod report;
 mod report_dir;
@@ -14,7 +18,7 @@ mod run;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::error::CliError;
 
@@ -36,13 +40,20 @@ enum Command {
     #[command(after_long_help = run::LONG_HELP)]
     Run(run::RunArgs),
     Maps(maps::MapsArgs),
+    /// List every MEMKIT_* environment variable: default, value here, meaning
+    Env(env::EnvArgs),
+    /// Write the man pages and shell completions (for packagers)
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = command::parse();
     let result: Result<ExitCode, CliError> = match &cli.command {
         Command::Run(args) => run::run(args),
         Command::Maps(args) => maps::run(args),
+        Command::Env(args) => env::run(args),
+        Command::Generate(args) => generate::run(args, Cli::command()),
     };
     result.unwrap_or_else(|err| {
         // Ignore write failures: with stderr gone there is no one to tell,
