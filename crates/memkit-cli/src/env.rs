@@ -50,14 +50,18 @@ pub fn run(args: &EnvArgs) -> Result<ExitCode, CliError> {
     }
 }
 
-/// The names of the readers of `v`, comma-separated.
-pub fn readers(v: &Var) -> String {
+/// The names of the readers of `v`.
+fn reader_names(v: &Var) -> Vec<&'static str> {
     reader::NAMES
         .iter()
         .filter(|(bit, _)| v.read_by & bit != 0)
         .map(|(_, name)| *name)
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect()
+}
+
+/// The names of the readers of `v`, comma-separated.
+pub fn readers(v: &Var) -> String {
+    reader_names(v).join(", ")
 }
 
 /// `v`'s meaning without the backquotes of its code spans.
@@ -138,16 +142,11 @@ fn json_text(vars: &[&Var]) -> String {
     let variables: Vec<_> = vars
         .iter()
         .map(|v| {
-            let read_by: Vec<&str> = reader::NAMES
-                .iter()
-                .filter(|(bit, _)| v.read_by & bit != 0)
-                .map(|(_, n)| *n)
-                .collect();
             json!({
                 "name": v.name,
                 "default": v.default,
                 "value": v.current().map(|b| String::from_utf8_lossy(b).into_owned()),
-                "read_by": read_by,
+                "read_by": reader_names(v),
                 "meaning": plain(v.meaning),
             })
         })

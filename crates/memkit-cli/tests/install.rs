@@ -5,7 +5,7 @@
 //! scripts/test-deb (run by .ci/run).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -44,16 +44,8 @@ fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("spawn memkit");
-    (
-        status.code(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
+    let o = memkit_tests::run(cmd, std::time::Duration::from_secs(120));
+    (o.status.code(), o.stdout, o.stderr)
 }
 
 #[test]
@@ -228,6 +220,15 @@ fn env_lists_every_variable_with_its_value_here() {
     assert_eq!(v["unknown"], Value::Array(vec![]));
 }
 
+/// The pages `memkit generate` writes, under `man/`.
+const PAGES: [&str; 5] = [
+    "man1/memkit.1",
+    "man1/memkit-run.1",
+    "man1/memkit-maps.1",
+    "man1/memkit-env.1",
+    "man3/libmemkit.3",
+];
+
 /// The files of `memkit generate` (once per test binary).
 fn generated() -> &'static Path {
     static DIR: OnceLock<memkit_tests::TempDir> = OnceLock::new();
@@ -243,13 +244,7 @@ fn generated() -> &'static Path {
 #[test]
 fn generate_writes_a_page_per_command_and_the_c_api_page() {
     let man = generated().join("man");
-    for page in [
-        "man1/memkit.1",
-        "man1/memkit-run.1",
-        "man1/memkit-maps.1",
-        "man1/memkit-env.1",
-        "man3/libmemkit.3",
-    ] {
+    for page in PAGES {
         let text =
             std::fs::read_to_string(man.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
         assert!(
@@ -292,13 +287,7 @@ fn man_pages_render_without_warnings() {
         return;
     }
     let man = generated().join("man");
-    for page in [
-        "man1/memkit.1",
-        "man1/memkit-run.1",
-        "man1/memkit-maps.1",
-        "man1/memkit-env.1",
-        "man3/libmemkit.3",
-    ] {
+    for page in PAGES {
         let (code, _, stderr) = run(Command::new("groff")
             .args(["-man", "-Tutf8", "-ww", "-z"])
             .arg(man.join(page))
