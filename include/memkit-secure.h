@@ -9,12 +9,9 @@
  * with dlsym. Every function is thread-safe. All allocation paths are
  * allocation-free (they never call malloc).
  *
- * Environment:
- *   MEMKIT_SECURE_MLOCK=require|best-effort|off   lock policy (default
- *       require); memkit_secure_set_policy() wins over it.
- *   MEMKIT_MLOCKALL=1|onfault|current|future|0     lock the whole process at
- *       start (mlockall); a failure is reported once on stderr and the
- *       program continues.
+ * The environment variables MEMKIT_SECURE_MLOCK (the lock policy) and
+ * MEMKIT_MLOCKALL (lock the whole process at start) are described with
+ * the others in libmemkit(3) and by `memkit env`.
  */
 #ifndef MEMKIT_SECURE_H
 #define MEMKIT_SECURE_H

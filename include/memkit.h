@@ -20,6 +20,12 @@
 extern "C" {
 #endif
 
+/* The version of the libmemkit.so the program runs on, e.g. "0.1.0"
+ * (static storage, never NULL). The same string is in the library's ELF
+ * note `.note.memkit.version` (readelf -n), which `memkit --version` reads
+ * without loading the library. */
+const char *memkit_version(void);
+
 /* C23 sized deallocation (glibc 2.36's headers do not declare them yet).
  * The size and alignment are hints: memkit finds them itself. */
 void free_sized(void *ptr, size_t size);

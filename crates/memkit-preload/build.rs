@@ -3,4 +3,9 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     // Resolve our own references to our own symbols (no PLT hops inside).
     println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic-functions");
+    // The soname programs linked with -lmemkit record (DT_NEEDED): the
+    // major version, as the package installs it (libmemkit.so.0.1.0 with the
+    // links libmemkit.so.0 and libmemkit.so; scripts/build-deb).
+    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets it");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmemkit.so.{major}");
 }

@@ -148,4 +148,40 @@ mod tests {
         assert_eq!(parse_bool(b"1"), Some(true));
         assert_eq!(parse_bool(b"maybe"), None);
     }
+
+    /// The defaults `memkit env`, the man pages and the README show
+    /// (memkit_sys::env::VARS) are the ones in force.
+    #[test]
+    fn defaults_are_those_of_the_table() {
+        let default = |name: &str| -> Option<u64> {
+            if env(name.as_bytes()).is_some() {
+                return None; // set here: OPTIONS holds the value given
+            }
+            let v = memkit_sys::env::lookup(name).expect("in VARS").default;
+            Some(match v {
+                "default" => u64::from(THP_DEFAULT),
+                _ => v.parse().expect("a number"),
+            })
+        };
+        let o = &OPTIONS;
+        let cases = [
+            (
+                "MEMKIT_PURGE_DELAY_MS",
+                o.purge_delay_ns.load(Relaxed) / 1_000_000,
+            ),
+            (
+                "MEMKIT_HUGE_CACHE_MB",
+                o.huge_cache_bytes.load(Relaxed) >> 20,
+            ),
+            ("MEMKIT_SEGMENT_CACHE", o.segment_cache.load(Relaxed)),
+            ("MEMKIT_THP", u64::from(o.thp.load(Relaxed))),
+            ("MEMKIT_VERBOSE", u64::from(o.verbose.load(Relaxed))),
+            ("MEMKIT_SHOW_STATS", u64::from(o.show_stats.load(Relaxed))),
+        ];
+        for (name, in_force) in cases {
+            if let Some(d) = default(name) {
+                assert_eq!(in_force, d, "{name}");
+            }
+        }
+    }
 }

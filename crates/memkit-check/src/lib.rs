@@ -26,6 +26,9 @@ mod tls;
 
 use core::sync::atomic::{AtomicBool, Ordering::*};
 
+// The version note `memkit check` reads before preloading this library.
+memkit_sys::version_note!(static VERSION_NOTE);
+
 /// The library's own allocations: memkit's core, unchecked.
 struct Core;
 

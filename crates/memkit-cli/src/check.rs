@@ -17,10 +17,9 @@ use std::process::{Command, ExitCode};
 use clap::Args;
 
 use crate::error::CliError;
-use crate::run::{find_library_named, ld_preload, spawn_error};
+use crate::library;
+use crate::run::{ld_preload, spawn_error};
 
-const LIB_NAME: &str = "libmemkit_check.so";
-const LIB_ENV: &str = "MEMKIT_CHECK_LIB";
 const OPTIONS_ENV: &str = "MEMKIT_CHECK_OPTIONS";
 
 pub const LONG_HELP: &str = "\
@@ -190,7 +189,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
         return Err(CliError::new("no program given (usage: memkit check -- PROG ARGS...)"));
     };
     let program_name = program.to_string_lossy().into_owned();
-    let library = find_library_named(LIB_NAME, LIB_ENV)?;
+    let library = library::find_checked(&library::CHECK)?;
     let dir = Dir::create()?;
     let opts = options(args, &dir.0)?;
     let status = Command::new(program)

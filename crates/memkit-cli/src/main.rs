@@ -4,9 +4,13 @@
 
 mod bounded;
 mod check;
+mod command;
 mod ending;
+mod env;
 mod error;
+mod generate;
 mod human;
+mod library;
 mod maps;
 mod report;
 mod report_dir;
@@ -15,7 +19,7 @@ mod run;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::error::CliError;
 
@@ -41,14 +45,21 @@ enum Command {
     /// leaks, double and invalid frees, overflows, use after free
     #[command(after_long_help = check::LONG_HELP)]
     Check(check::CheckArgs),
+    /// List every MEMKIT_* environment variable: default, value here, meaning
+    Env(env::EnvArgs),
+    /// Write the man pages and shell completions (for packagers)
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = command::parse();
     let result: Result<ExitCode, CliError> = match &cli.command {
         Command::Run(args) => run::run(args),
         Command::Maps(args) => maps::run(args),
         Command::Check(args) => check::run(args),
+        Command::Env(args) => env::run(args),
+        Command::Generate(args) => generate::run(args, Cli::command()),
     };
     result.unwrap_or_else(|err| {
         // Ignore write failures: with stderr gone there is no one to tell,

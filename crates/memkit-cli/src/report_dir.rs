@@ -287,8 +287,10 @@ mod tests {
         }
     }
 
-    fn scratch() -> PathBuf {
-        let p = std::env::temp_dir().join(format!("memkit-cli-unit-{}", std::process::id()));
+    /// A directory of the test `name` alone: tests run in parallel, and
+    /// each removes its own at the end.
+    fn scratch(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("memkit-cli-unit-{}-{name}", std::process::id()));
         fs::create_dir_all(&p).unwrap();
         p
     }
@@ -315,7 +317,7 @@ mod tests {
 
     #[test]
     fn final_records_are_collected_early_the_rest_at_the_end() {
-        let base = scratch();
+        let base = scratch("final");
         let dir = ReportDir::create_in(&base).unwrap();
         let (a, b, c) = (line(10, 1), line(11, 2), line(12, 3));
         write(&dir, 10, 500, &[entry(&a, State::Running, None)]);
@@ -364,7 +366,7 @@ mod tests {
 
     #[test]
     fn bad_records_are_warnings() {
-        let base = scratch();
+        let base = scratch("bad");
         let dir = ReportDir::create_in(&base).unwrap();
         write(
             &dir,

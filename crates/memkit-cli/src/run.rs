@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Write as _};
 use std::os::unix::ffi::OsStrExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
@@ -23,13 +23,10 @@ use memkit_sys::report_file;
 
 use crate::ending::Process;
 use crate::error::CliError;
+use crate::library;
 use crate::report::{RunReport, Termination};
 use crate::report_dir::{Collected, ReportDir};
 
-/// Environment variable naming the library to preload, overriding the copy
-/// next to the memkit executable.
-const LIB_ENV: &str = "MEMKIT_LIB";
-const LIB_NAME: &str = "libmemkit.so";
 /// Tells libmemkit.so where to keep the process's record.
 const REPORT_DIR_ENV: &str = report_file::DIR_ENV;
 /// Makes libmemkit.so print its own malloc_stats-style summary at exit.
@@ -56,12 +53,10 @@ exit), else \"ended without running exit handlers\". Totals are summed
 over all processes; peaks are those of the program itself. Statically
 linked programs do not run on libmemkit.so and are not reported.
 
-Environment:
-  MEMKIT_LIB         libmemkit.so to preload (default: the one next to the
-                     memkit executable)
-  LD_PRELOAD         kept; libmemkit.so is put in front of it
-  MEMKIT_REPORT_DIR  set by memkit for the program: the directory of the
-                     processes' report files
+libmemkit.so is found as memkit --help says (MEMKIT_LIB, beside the memkit
+executable, the memkit package) and must be of memkit's own version. It is
+put in front of any LD_PRELOAD the program already has. memkit env lists
+the variables that configure it.
 
 --json prints a single line holding one JSON object, and nothing else:
   version            1 (bumped on incompatible changes)
@@ -121,7 +116,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         ));
     };
     let program_name = program.to_string_lossy().into_owned();
-    let library = find_library()?;
+    let library = library::find_checked(&library::MEMKIT)?;
     let report_dir = ReportDir::create()?;
 
     let mut command = Command::new(program);
@@ -254,72 +249,6 @@ fn print_report(report: &RunReport, json: bool) {
     // A closed or broken stderr must not turn into a panic; there is
     // nowhere left to report it anyway.
     let _ = io::stderr().lock().write_all(text.as_bytes());
-}
-
-/// Finds libmemkit.so: `MEMKIT_LIB` if set (an empty value counts as unset,
-/// as usual for environment overrides), else the file next to the memkit
-/// executable, which is where `cargo build --release` puts it.
-fn find_library() -> Result<PathBuf, CliError> {
-    find_library_named(LIB_NAME, LIB_ENV)
-}
-
-/// As [`find_library`], for any of memkit's libraries (`memkit check`
-/// preloads libmemkit_check.so, found the same way).
-pub(crate) fn find_library_named(lib_name: &str, lib_env: &str) -> Result<PathBuf, CliError> {
-    let path = match std::env::var_os(lib_env).filter(|v| !v.is_empty()) {
-        Some(value) => {
-            let path = PathBuf::from(&value);
-            if !path.is_file() {
-                let problem = if path.exists() {
-                    "is not a regular file"
-                } else {
-                    "does not exist"
-                };
-                return Err(CliError::new(format!(
-                    "{lib_env}={} {problem}; point it at a built {lib_name} or unset it",
-                    path.display()
-                )));
-            }
-            // Absolute, so child processes that change directory still
-            // preload it.
-            fs::canonicalize(&path).unwrap_or(path)
-        }
-        None => {
-            let exe = std::env::current_exe().map_err(|err| {
-                CliError::new(format!(
-                    "cannot locate the memkit executable to find {lib_name} next to it ({}); \
-                     set {lib_env}=/path/to/{lib_name}",
-                    describe_io(&err)
-                ))
-            })?;
-            let dir = exe.parent().unwrap_or(Path::new("/"));
-            let candidate = dir.join(lib_name);
-            if !candidate.is_file() {
-                return Err(CliError::new(format!(
-                    "cannot find {lib_name} (looked in {}); build it with \
-                     `cargo build --release` (it lands next to target/release/memkit) \
-                     or set {lib_env}=/path/to/{lib_name}",
-                    dir.display()
-                )));
-            }
-            candidate
-        }
-    };
-    // The dynamic loader splits LD_PRELOAD on spaces and colons, so such a
-    // path would silently preload nothing.
-    if path
-        .as_os_str()
-        .as_bytes()
-        .iter()
-        .any(|b| matches!(b, b' ' | b':'))
-    {
-        return Err(CliError::new(format!(
-            "{} contains a space or colon, which LD_PRELOAD cannot express; \
-             copy {lib_name} elsewhere and set {lib_env}",
-            path.display()
-        )));
-    }
-    Ok(path)
 }
 
 /// Puts the library first (so it wins symbol resolution) while keeping

@@ -1,9 +1,9 @@
 //! End-to-end tests of `memkit run`, driving the real binary.
 //!
 //! Tests of memkit's own behaviour (exit statuses, signals, errors, the
-//! environment) preload a stand-in for libmemkit.so: libc, already loaded
-//! by everything, so preloading it again is a silent no-op, and no process
-//! leaves a record. The tests of the reports run C programs
+//! environment) preload a stand-in for libmemkit.so: a shared object with
+//! memkit's version note and nothing else (`crates/memkit-tests/c/stand_in.c`),
+//! so preloading it is a silent no-op, and no process leaves a record. The tests of the reports run C programs
 //! (`crates/memkit-tests/c/report_end.c`) and the shell on the real
 //! libmemkit.so, built when missing.
 
@@ -17,15 +17,14 @@ use serde_json::Value;
 
 const MEMKIT: &str = env!("CARGO_BIN_EXE_memkit");
 
-/// libc.so.6 as mapped into this test process: a real shared object that is
-/// always present, so the loader accepts it as a stand-in for libmemkit.so.
+/// The stand-in for libmemkit.so, of this memkit's version.
 fn stand_in_lib() -> PathBuf {
-    let maps = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
-    maps.lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| path.ends_with("/libc.so.6"))
-        .map(PathBuf::from)
-        .expect("libc.so.6 in /proc/self/maps")
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        memkit_tests::stand_in_lib(dir, Some(env!("CARGO_PKG_VERSION")))
+    })
+    .clone()
 }
 
 /// The real library (memkit-tests finds or builds it).
@@ -170,9 +169,15 @@ fn memkit_lib_pointing_nowhere_is_a_clear_error() {
 
 #[test]
 fn missing_library_says_how_to_fix_it() {
-    if Path::new(MEMKIT).with_file_name("libmemkit.so").exists() {
-        eprintln!("skipping: libmemkit.so exists next to {MEMKIT}");
-        return;
+    for lib in [
+        Path::new(MEMKIT).with_file_name("libmemkit.so"),
+        PathBuf::from("/usr/lib/x86_64-linux-gnu/libmemkit.so.0"),
+        PathBuf::from("/usr/lib/x86_64-linux-gnu/libmemkit.so"),
+    ] {
+        if lib.exists() {
+            eprintln!("skipping: {} exists", lib.display());
+            return;
+        }
     }
     let (code, _, stderr) = run(memkit()
         .env_remove("MEMKIT_LIB")

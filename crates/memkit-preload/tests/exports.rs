@@ -70,6 +70,7 @@ fn exports_the_whole_malloc_family() {
         "_ZnamRKSt9nothrow_t",
         "_ZnwmSt11align_val_tRKSt9nothrow_t",
         "_ZnamSt11align_val_tRKSt9nothrow_t",
+        "memkit_version",
     ];
     let missing: Vec<_> = required
         .iter()
@@ -120,4 +121,100 @@ fn needs_nothing_from_libc_that_could_allocate() {
         unexpected.is_empty(),
         "libmemkit.so needs unexpected symbols: {unexpected:?}"
     );
+}
+
+/// Every function include/*.h declares (what -lmemkit promises).
+fn declared_functions() -> Vec<String> {
+    let include = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../include");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(include).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('#') || line.starts_with('*') || line.starts_with("/*") {
+                continue;
+            }
+            if let Some(open) = line.find('(').filter(|_| line.ends_with(");")) {
+                let name: String = line[..open]
+                    .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn exports_every_function_of_the_headers() {
+    let declared = declared_functions();
+    assert!(
+        declared.iter().any(|f| f == "memkit_secure_malloc"),
+        "{declared:?}"
+    );
+    let defined = dynamic_symbols(false);
+    let missing: Vec<_> = declared.iter().filter(|f| !defined.contains(f)).collect();
+    assert!(
+        missing.is_empty(),
+        "declared in include/ but not exported: {missing:?}"
+    );
+}
+
+/// `readelf` of the library, as text.
+fn readelf(flag: &str) -> String {
+    let out = Command::new("readelf")
+        .arg(flag)
+        .arg(memkit_tests::lib_path())
+        .output()
+        .expect("readelf runs");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The soname programs linked with -lmemkit depend on, and the version
+/// note `memkit --version` reads (crates/memkit-sys/src/version.rs).
+#[test]
+fn has_a_soname_and_a_version_note() {
+    let major = env!("CARGO_PKG_VERSION_MAJOR");
+    let dynamic = readelf("-d");
+    assert!(
+        dynamic.contains(&format!("Library soname: [libmemkit.so.{major}]")),
+        "{dynamic}"
+    );
+    let notes = readelf("-n");
+    let version_hex: Vec<String> = env!("CARGO_PKG_VERSION")
+        .bytes()
+        .chain([0])
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        notes.contains("Displaying notes found in: .note.memkit.version"),
+        "{notes}"
+    );
+    assert!(notes.contains(&version_hex.join(" ")), "{notes}");
+    // In a PT_NOTE segment, where a stripped or packaged copy keeps it.
+    let segments = readelf("-lW");
+    let headers: Vec<&str> = segments
+        .lines()
+        .skip_while(|l| !l.starts_with("Program Headers:"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| !l.trim_start().starts_with('['))
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    let in_note = segments
+        .lines()
+        .skip_while(|l| !l.contains("Section to Segment mapping"))
+        .skip(2)
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let index: usize = words.next()?.parse().ok()?;
+            Some((index, words.collect::<Vec<_>>()))
+        })
+        .any(|(i, sections)| {
+            headers.get(i) == Some(&"NOTE") && sections.contains(&".note.memkit.version")
+        });
+    assert!(in_note, "{segments}");
 }

@@ -321,6 +321,38 @@ pub fn compile_cxx(name: &str, dir: &Path, out_name: &str, extra: &[&str]) -> Pa
     compile_with("g++", &c_source(name), &dir.join(out_name), extra)
 }
 
+/// A stand-in for libmemkit.so (`c/stand_in.c`): a shared object that
+/// preloads as a no-op and carries memkit's version note for `version`
+/// (none for `None`), built into `dir` (once; concurrent callers each
+/// build a private copy and rename it into place).
+pub fn stand_in_lib(dir: &Path, version: Option<&str>) -> PathBuf {
+    let name = format!("libstand-in-{}.so", version.unwrap_or("none"));
+    let out = dir.join(&name);
+    if out.is_file() && newer_than(&out, &c_source("stand_in.c")) {
+        return out;
+    }
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let private = dir.join(format!(
+        ".{name}.{}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut flags = vec!["-shared".to_owned(), "-fPIC".to_owned()];
+    if let Some(v) = version {
+        flags.push(format!("-DSTAND_IN_VERSION=\"{v}\""));
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    compile_with("gcc", &c_source("stand_in.c"), &private, &flags);
+    fs::rename(&private, &out).expect("rename the stand-in library into place");
+    out
+}
+
+/// Whether `a` was modified after `b`.
+fn newer_than(a: &Path, b: &Path) -> bool {
+    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    matches!((modified(a), modified(b)), (Some(a), Some(b)) if a > b)
+}
+
 // ---------------------------------------------------------------------------
 // Running programs
 // ---------------------------------------------------------------------------
