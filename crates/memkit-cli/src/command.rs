@@ -39,7 +39,9 @@ fn version_text() -> String {
     let mut parts = Vec::new();
     let mut problems = Vec::new();
     for lib in LIBRARIES {
-        let (part, problem) = library::version_report(lib);
+        let Some((part, problem)) = library::version_report(lib) else {
+            continue;
+        };
         parts.push(part);
         problems.extend(problem);
     }

@@ -44,6 +44,10 @@ pub struct Library {
     pub env: &'static str,
     /// The subcommand that preloads it.
     pub used_by: &'static str,
+    /// `memkit --version` says when it is missing (else it names it only
+    /// when found: the check library is built and packaged with memkit, but
+    /// a `cargo install`ed memkit may run without it).
+    pub required: bool,
 }
 
 /// libmemkit.so, the allocator `memkit run` preloads.
@@ -53,6 +57,7 @@ pub const MEMKIT: Library = Library {
     soname: concat!("libmemkit.so.", env!("CARGO_PKG_VERSION_MAJOR")),
     env: "MEMKIT_LIB",
     used_by: "memkit run",
+    required: true,
 };
 
 /// libmemkit_check.so, the checking allocator `memkit check` preloads.
@@ -62,6 +67,7 @@ pub const CHECK: Library = Library {
     soname: concat!("libmemkit_check.so.", env!("CARGO_PKG_VERSION_MAJOR")),
     env: "MEMKIT_CHECK_LIB",
     used_by: "memkit check",
+    required: false,
 };
 
 /// Every library memkit may preload, in the order `memkit --version` and
@@ -260,12 +266,13 @@ fn version_in(data: &[u8]) -> Result<Option<String>, String> {
 
 /// What `memkit --version` says about `lib`: `"library: PATH, 0.1.0"`,
 /// and, when its subcommand would refuse it or finds none, why.
-pub fn version_report(lib: &Library) -> (String, Option<String>) {
+pub fn version_report(lib: &Library) -> Option<(String, Option<String>)> {
     let found = match find(lib) {
         Ok(found) => found,
+        Err(_) if !lib.required => return None,
         Err(e) => {
             let why = format!("{} needs one: {}", lib.used_by, e.message);
-            return (format!("{}: none found", lib.role), Some(why));
+            return Some((format!("{}: none found", lib.role), Some(why)));
         }
     };
     let shown = match read_version(&found.path) {
@@ -275,10 +282,10 @@ pub fn version_report(lib: &Library) -> (String, Option<String>) {
     };
     let line = format!("{}: {}, {shown}", lib.role, found.path.display());
     let why = check(lib, &found).err();
-    (
+    Some((
         line,
         why.map(|e| format!("{} refuses it: {}", lib.used_by, e.message)),
-    )
+    ))
 }
 
 /// The library search order, for the end of `memkit --help` and memkit(1).
