@@ -417,9 +417,11 @@ fn invalid_free(p: usize, func: &str, stack: StackId) {
     report::emit(r);
 }
 
-/// What a block in quarantine holds back: its core block and its record.
+/// What a block in quarantine holds back: its core block (or guarded
+/// mapping) and its record.
 fn footprint(m: &Meta) -> usize {
-    m.user - m.start + m.size + RIGHT_MIN + 2 * core::mem::size_of::<Meta>()
+    let guard_page = if m.guard { guard::PAGE } else { 0 };
+    m.end - m.start + guard_page + core::mem::size_of::<Meta>()
 }
 
 /// Moves a block into quarantine (filled with the free pattern), evicting

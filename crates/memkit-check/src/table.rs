@@ -96,12 +96,22 @@ static TABLE: [Shard; SHARDS] = [const {
     }
 }; SHARDS];
 
-fn hash(user: usize) -> usize {
-    ((user as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20) as usize
+/// The shard of a 64 KiB region: blocks carved from one page share a
+/// shard (one lock, one table, for a thread working through its page).
+fn region(user: usize) -> u64 {
+    ((user >> 16) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Where a record's probe starts in a table of `n` slots: the region's
+/// hash plus the block's 16-byte index inside it, so that neighbouring
+/// blocks have neighbouring records (a page's frees and mallocs touch a
+/// few cache lines of the table, not one each).
+fn home(user: usize, n: usize) -> usize {
+    ((region(user) >> 24) as usize).wrapping_add((user >> 4) & 0xfff) & (n - 1)
 }
 
 fn shard_of(user: usize) -> &'static Shard {
-    &TABLE[hash(user) % SHARDS]
+    &TABLE[(region(user) >> 56) as usize % SHARDS]
 }
 
 /// A held shard: the guard gives access to its records.
@@ -138,7 +148,7 @@ impl Guard {
         if n == 0 {
             return None;
         }
-        let mut i = (hash(user) / SHARDS) & (n - 1);
+        let mut i = home(user, n);
         loop {
             let u = inner.slots[i].user;
             if u == user {
@@ -191,7 +201,7 @@ impl Guard {
             if u == 0 {
                 break;
             }
-            let home = (hash(u) / SHARDS) & (n - 1);
+            let home = home(u, n);
             // Move j to i unless its home lies cyclically in (i, j].
             let between = if i <= j { home > i && home <= j } else { home > i || home <= j };
             if !between {
@@ -213,7 +223,7 @@ impl Guard {
 
 fn place(inner: &mut Inner, m: Meta) {
     let n = inner.slots.len();
-    let mut i = (hash(m.user) / SHARDS) & (n - 1);
+    let mut i = home(m.user, n);
     while inner.slots[i].user != 0 {
         i = (i + 1) & (n - 1);
     }
