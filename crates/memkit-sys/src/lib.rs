@@ -26,6 +26,7 @@ pub mod report_file;
 
 pub mod signal;
 pub mod text;
+pub mod tls;
 
 /// The page size of x86_64 Linux. memkit targets x86_64 only (see README).
 pub const OS_PAGE: usize = 4096;
