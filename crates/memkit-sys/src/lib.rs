@@ -25,6 +25,7 @@ pub mod report;
 pub mod report_file;
 
 pub mod signal;
+pub mod stack;
 pub mod text;
 pub mod tls;
 

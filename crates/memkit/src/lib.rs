@@ -14,8 +14,9 @@
 //!
 //! It is the same allocator `libmemkit.so` puts under C programs, linked
 //! statically: a program can use both (each keeps its own heaps).
-//! Further capabilities (layout, secure memory, locking, shared-memory heaps,
-//! stack buffers) arrive as modules of this crate.
+//! Further capabilities are modules of this crate: [`layout`] (a process's
+//! memory layout), [`secure`] (secrets), [`lock`] (memory locking),
+//! [`stack`] (stack buffers with a heap fallback).
 
 #![warn(missing_docs)]
 
@@ -23,6 +24,7 @@ mod global;
 pub mod layout;
 pub mod lock;
 pub mod secure;
+pub mod stack;
 
 pub use global::MemKit;
 pub use memkit_alloc::AllocStats as Stats;
