@@ -4,7 +4,7 @@
 //! glibc requires a replacement malloc to use the initial-exec TLS model
 //! (`thread_local!` in a cdylib is global-dynamic and calls
 //! `__tls_get_addr`, which may call `free`). Stable Rust cannot choose a
-//! TLS model, so [`tls_word!`] declares the word in `.tbss` with
+//! TLS model, so [`tls_word!`](crate::tls_word) declares the word in `.tbss` with
 //! `global_asm!` and reads it through `@GOTTPOFF`, which the linker turns
 //! into a plain `%fs:` access (STATIC_TLS in a shared object). In an
 //! executable the same code is a `%fs:` access too. Every word starts at 0

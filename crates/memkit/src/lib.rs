@@ -16,13 +16,15 @@
 //! statically: a program can use both (each keeps its own heaps).
 //! Further capabilities are modules of this crate: [`layout`] (a process's
 //! memory layout), [`secure`] (secrets), [`lock`] (memory locking),
-//! [`stack`] (stack buffers with a heap fallback).
+//! [`stack`] (stack buffers with a heap fallback), [`map`] (file views that
+//! survive truncation).
 
 #![warn(missing_docs)]
 
 mod global;
 pub mod layout;
 pub mod lock;
+pub mod map;
 pub mod secure;
 pub mod stack;
 
