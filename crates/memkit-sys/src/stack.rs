@@ -99,8 +99,10 @@ pub fn bounds() -> (usize, usize) {
 #[cold]
 #[inline(never)]
 fn bounds_slow() -> (usize, usize) {
+    // The main thread, unless it is a thread that forked: its child's
+    // only thread has the pid for its id but runs on the old thread stack.
     let (lo, hi) = if rustix::thread::gettid() == rustix::process::getpid() {
-        main_thread_bounds(sp())
+        main_thread_bounds(sp()).or_else(other_thread_bounds)
     } else {
         other_thread_bounds()
     }
@@ -112,7 +114,8 @@ fn bounds_slow() -> (usize, usize) {
     (lo, hi)
 }
 
-/// The main thread's stack from `/proc/self/maps` and `RLIMIT_STACK`.
+/// The main thread's stack from `/proc/self/maps` and `RLIMIT_STACK`;
+/// `None` if the stack pointer is not in the `[stack]` mapping.
 fn main_thread_bounds(sp: usize) -> Option<(usize, usize)> {
     let fd = rustix::fs::open(
         c"/proc/self/maps",
@@ -130,7 +133,7 @@ fn main_thread_bounds(sp: usize) -> Option<(usize, usize)> {
             Err(_) => return None,
         }
     }
-    let m = scan.found?;
+    let m = scan.found.filter(|m| m.grows)?;
     let rlimit = rustix::process::getrlimit(Resource::Stack).current;
     Some((main_stack_low(m, rlimit), m.end))
 }
@@ -145,6 +148,8 @@ pub struct StackMapping {
     pub end: usize,
     /// The end of the highest mapping below it.
     pub below_end: usize,
+    /// Whether it is the main thread's `[stack]`, which grows down.
+    pub grows: bool,
 }
 
 /// The lowest address a main-thread stack may use: `RLIMIT_STACK` below
@@ -159,15 +164,18 @@ pub fn main_stack_low(m: StackMapping, rlimit: Option<u64>) -> usize {
 }
 
 /// Finds the mapping that holds an address in `/proc/self/maps` text fed
-/// in pieces of any size (lines are `start-end perms …`, ascending): a
-/// state machine over the two hex numbers, so no line buffer is needed.
+/// in pieces of any size (lines are `start-end perms offset dev inode
+/// name`, ascending): a state machine over the two hex numbers and the end
+/// of the name, so no line buffer is needed.
 pub struct MapsScan {
     addr: usize,
     state: ScanState,
     start: usize,
     end: usize,
     below_end: usize,
-    /// The result, once seen.
+    /// The last 8 bytes of the line so far.
+    tail: u64,
+    /// The result, once its line is complete.
     pub found: Option<StackMapping>,
 }
 
@@ -176,6 +184,8 @@ enum ScanState {
     Start,
     End,
     Rest,
+    /// The rest of the line of the mapping that holds the address.
+    Holding,
 }
 
 impl MapsScan {
@@ -187,12 +197,15 @@ impl MapsScan {
             start: 0,
             end: 0,
             below_end: 0,
+            tail: 0,
             found: None,
         }
     }
 
     /// Feeds the next piece of the text.
     pub fn feed(&mut self, text: &[u8]) {
+        // The line's last 7 bytes are these for the main thread's stack.
+        const STACK: u64 = u64::from_be_bytes(*b"\0[stack]");
         for &c in text {
             if self.found.is_some() {
                 return;
@@ -201,18 +214,25 @@ impl MapsScan {
                 (ScanState::Start, b'-') => self.state = ScanState::End,
                 (ScanState::Start, _) => self.start = push_hex(self.start, c),
                 (ScanState::End, b' ') => {
-                    self.state = ScanState::Rest;
-                    if (self.start..self.end).contains(&self.addr) {
-                        self.found = Some(StackMapping {
-                            start: self.start,
-                            end: self.end,
-                            below_end: self.below_end,
-                        });
-                    } else if self.end <= self.addr {
-                        self.below_end = self.end;
-                    }
+                    self.state = if (self.start..self.end).contains(&self.addr) {
+                        ScanState::Holding
+                    } else {
+                        if self.end <= self.addr {
+                            self.below_end = self.end;
+                        }
+                        ScanState::Rest
+                    };
                 }
                 (ScanState::End, _) => self.end = push_hex(self.end, c),
+                (ScanState::Holding, b'\n') => {
+                    self.found = Some(StackMapping {
+                        start: self.start,
+                        end: self.end,
+                        below_end: self.below_end,
+                        grows: self.tail & 0x00ff_ffff_ffff_ffff == STACK,
+                    });
+                }
+                (ScanState::Holding, _) => self.tail = self.tail << 8 | c as u64,
                 (ScanState::Rest, b'\n') => {
                     self.state = ScanState::Start;
                     self.start = 0;
@@ -298,14 +318,20 @@ mod tests {
             start: 0x7ffc1a2f0000,
             end: 0x7ffc1a311000,
             below_end: 0x7f1e2a021000,
+            grows: true,
         };
         for piece in [1, 3, 7, 64, 4096] {
             assert_eq!(scan(MAPS, 0x7ffc1a310abc, piece), Some(want), "{piece}");
         }
-        // First line, and an address in no mapping.
+        // First line, one without a name (a thread's stack), and an
+        // address in no mapping.
         assert_eq!(
-            scan(MAPS, 0x55d0c0a00000, 5).map(|m| (m.start, m.below_end)),
-            Some((0x55d0c0a00000, 0))
+            scan(MAPS, 0x55d0c0a00000, 5).map(|m| (m.start, m.below_end, m.grows)),
+            Some((0x55d0c0a00000, 0, false))
+        );
+        assert_eq!(
+            scan(MAPS, 0x7f1e2a020000, 2).map(|m| (m.end, m.grows)),
+            Some((0x7f1e2a021000, false))
         );
         assert_eq!(scan(MAPS, 0x7ffc1a311000, 5), None);
     }
@@ -316,6 +342,7 @@ mod tests {
             start: 0x7ffc1a2f0000,
             end: 0x7ffc1a311000,
             below_end: 0x7f1e2a021000,
+            grows: true,
         };
         let eight = 8 << 20;
         assert_eq!(

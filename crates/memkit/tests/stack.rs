@@ -229,6 +229,32 @@ fn remaining_shrinks_as_the_stack_deepens() {
     });
 }
 
+/// A thread that forks: the child's only thread has the pid for its id
+/// but runs on the thread's stack, which is what remaining() measures.
+#[test]
+fn a_child_forked_by_a_thread_measures_the_thread_stack() {
+    on_thread(256 * 1024, || {
+        let (lo, _) = thread_stack();
+        // SAFETY: the child only measures and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let here = 0u8;
+            let sp = std::hint::black_box(&here) as *const u8 as usize;
+            let r = stack::remaining();
+            let ok = r > 128 * 1024 && r <= sp - lo && sp - lo - r < 4096;
+            // SAFETY: ends the child without running the parent's exit code.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: our child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status:#x}"
+        );
+    });
+}
+
 #[test]
 fn a_panicking_closure_frees_its_heap_buffer() {
     let _s = serial();
