@@ -110,8 +110,8 @@ pub enum Advice {
     /// `MADV_DONTNEED`: drop the pages from the process now (a shared
     /// file mapping reads the file again; nothing written is lost).
     DontNeed,
-    /// `MADV_HUGEPAGE`: back with transparent huge pages where the file
-    /// system can.
+    /// `MADV_HUGEPAGE`: back with transparent huge pages where the kernel
+    /// and file system can.
     HugePage,
     /// `MADV_POPULATE_READ` (Linux 5.14+): fault every page in now
     /// (EINVAL on older kernels).

@@ -271,7 +271,7 @@ fn hints_and_empty_files() {
     v.will_need().unwrap();
     v.populate().unwrap();
     v.dont_need().unwrap();
-    // Only some file systems back files with huge pages.
+    // A kernel without transparent huge pages refuses the hint.
     if let Err(e) = v.hugepage() {
         assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
     }

@@ -299,7 +299,7 @@ macro_rules! view_methods {
         }
 
         /// `MADV_HUGEPAGE`: back the view with transparent huge pages
-        /// where the file system supports it (an error where it does not).
+        /// where the kernel and file system can (EINVAL without THP).
         pub fn hugepage(&self) -> io::Result<()> {
             self.map.advise(Advice::HugePage)
         }
