@@ -12,7 +12,7 @@
 //!     // SAFETY: every byte was written above.
 //!     buf.iter().map(|b| unsafe { b.assume_init() } as u64).sum::<u64>()
 //! });
-//! assert_eq!(sum, (0..1000u64).map(|i| i % 256).sum());
+//! assert_eq!(sum, (0..1000u64).map(|i| i % 256).sum::<u64>());
 //! println!("{} bytes of stack left", memkit::stack::remaining());
 //! ```
 //!
