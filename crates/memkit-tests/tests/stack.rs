@@ -12,25 +12,9 @@ const STACK_LIMIT: u64 = 8 << 20;
 
 /// Compiles c/stack.c against include/ and links libmemkit.so.
 fn program(dir: &TempDir) -> std::path::PathBuf {
-    let include = workspace_root().join("include");
-    let libdir = lib_path().parent().unwrap().to_str().unwrap().to_owned();
-    compile_c(
-        "stack.c",
-        dir.path(),
-        "stack",
-        &[
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            &format!("-I{}", include.display()),
-            &format!("-L{libdir}"),
-            &format!("-Wl,-rpath,{libdir}"),
-            // compile_c puts these before the source: keep the library
-            // although nothing before it needs it yet.
-            "-Wl,--no-as-needed",
-            "-lmemkit",
-        ],
-    )
+    let flags = memkit_link_flags(lib_path());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    compile_c("stack.c", dir.path(), "stack", &flags)
 }
 
 fn with_stack_limit(cmd: &mut Command) -> &mut Command {
