@@ -15,6 +15,9 @@
 
 /* Secure memory for secrets and memory locking: memkit_secure_*, memkit_memzero. */
 #include "memkit-secure.h"
+/* Stack buffers that fall back to the heap: memkit_stack_remaining,
+ * MEMKIT_STACK_BUFFER. */
+#include "memkit-stack.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -17,6 +17,7 @@ mod introspect;
 mod lifecycle;
 mod run_report;
 mod secure;
+mod stack;
 mod version;
 
 #[cfg(not(test))]

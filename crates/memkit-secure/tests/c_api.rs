@@ -37,25 +37,9 @@ fn program() -> &'static Path {
         .get_or_init(|| {
             let dir = TempDir::new("secure-c");
             let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/secure.c");
-            let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../include");
-            let libdir = lib().parent().unwrap().to_str().unwrap().to_owned();
-            let prog = compile_with(
-                "gcc",
-                &src,
-                &dir.join("secure"),
-                &[
-                    "-Wall",
-                    "-Wextra",
-                    "-Werror",
-                    &format!("-I{}", include.display()),
-                    &format!("-L{libdir}"),
-                    &format!("-Wl,-rpath,{libdir}"),
-                    // compile_with puts these before the source: keep the
-                    // library although nothing before it needs it yet.
-                    "-Wl,--no-as-needed",
-                    "-lmemkit",
-                ],
-            );
+            let flags = memkit_tests::memkit_link_flags(lib());
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let prog = compile_with("gcc", &src, &dir.join("secure"), &flags);
             (dir, prog)
         })
         .1

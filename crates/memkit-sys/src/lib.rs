@@ -1,8 +1,12 @@
 //! memkit's OS layer: the only crate in memkit that makes system calls.
 //!
 //! Every function is a thin, allocation-free wrapper over one system call made
-//! through rustix's `linux_raw` backend (the clock excepted, see [`now_ns`]), so that no call re-enters libc (which
-//! could call `malloc`) or changes `errno` (which `free` must preserve).
+//! through rustix's `linux_raw` backend, so that no call re-enters libc (which
+//! could call `malloc`) or changes `errno` (which `free` must preserve). The
+//! few libc calls, none on an allocator path: the clock ([`now_ns`], vDSO),
+//! `pthread_atfork`, `sigaction` ([`signal::sigaction`]: glibc supplies the
+//! signal restorer) and a thread's stack attributes ([`stack`], which
+//! allocate on a thread's first call).
 //! Failures are reported as `Option`/`Result` with the raw errno value; no
 //! function here panics.
 //!
@@ -18,6 +22,8 @@ use rustix::mm::{self, Advice, MapFlags, MremapFlags, ProtFlags};
 
 pub mod env;
 
+pub mod file_map;
+
 pub mod protect;
 
 pub mod report;
@@ -25,7 +31,9 @@ pub mod report;
 pub mod report_file;
 
 pub mod signal;
+pub mod stack;
 pub mod text;
+pub mod tls;
 
 pub mod version;
 

@@ -310,6 +310,25 @@ pub fn compile_with(compiler: &str, src: &Path, out: &Path, extra: &[&str]) -> P
     out.to_path_buf()
 }
 
+/// Flags that build a C program against memkit's headers (`include/`) and
+/// link it with the libmemkit.so at `lib` (found at run time through an
+/// rpath), warnings as errors: for programs that call memkit's own exports.
+pub fn memkit_link_flags(lib: &Path) -> Vec<String> {
+    let libdir = lib.parent().expect("libmemkit.so in a directory").display();
+    vec![
+        "-Wall".into(),
+        "-Wextra".into(),
+        "-Werror".into(),
+        format!("-I{}", workspace_root().join("include").display()),
+        format!("-L{libdir}"),
+        format!("-Wl,-rpath,{libdir}"),
+        // compile_with puts these before the source: keep the library
+        // although nothing before it needs it yet.
+        "-Wl,--no-as-needed".into(),
+        "-lmemkit".into(),
+    ]
+}
+
 /// Compiles `c/<name>` with gcc into `dir/<stem>` (extra flags appended,
 /// e.g. `-shared -fPIC` with `out_name` "libfoo.so").
 pub fn compile_c(name: &str, dir: &Path, out_name: &str, extra: &[&str]) -> PathBuf {

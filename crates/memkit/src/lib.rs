@@ -14,15 +14,19 @@
 //!
 //! It is the same allocator `libmemkit.so` puts under C programs, linked
 //! statically: a program can use both (each keeps its own heaps).
-//! Further capabilities (layout, secure memory, locking, shared-memory heaps,
-//! stack buffers) arrive as modules of this crate.
+//! Further capabilities are modules of this crate: [`layout`] (a process's
+//! memory layout), [`secure`] (secrets), [`lock`] (memory locking),
+//! [`stack`] (stack buffers with a heap fallback), [`map`] (file views that
+//! survive truncation).
 
 #![warn(missing_docs)]
 
 mod global;
 pub mod layout;
 pub mod lock;
+pub mod map;
 pub mod secure;
+pub mod stack;
 
 pub use global::MemKit;
 pub use memkit_alloc::AllocStats as Stats;

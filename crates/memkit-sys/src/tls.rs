@@ -1,0 +1,69 @@
+//! Initial-exec thread-local words for code that may end up in
+//! libmemkit.so.
+//!
+//! glibc requires a replacement malloc to use the initial-exec TLS model
+//! (`thread_local!` in a cdylib is global-dynamic and calls
+//! `__tls_get_addr`, which may call `free`). Stable Rust cannot choose a
+//! TLS model, so [`tls_word!`](crate::tls_word) declares the word in `.tbss` with
+//! `global_asm!` and reads it through `@GOTTPOFF`, which the linker turns
+//! into a plain `%fs:` access (STATIC_TLS in a shared object). In an
+//! executable the same code is a `%fs:` access too. Every word starts at 0
+//! in every thread; a thread made by `fork` keeps its parent thread's value.
+//!
+//! The allocator's heap pointer (`memkit-alloc`'s `tls`) and the stack
+//! bounds of [`crate::stack`] are such words.
+
+/// Declares `mod $name` with `get() -> usize` and `set(usize)` over one
+/// zero-initialised, initial-exec thread-local word named `$sym` (hidden:
+/// each linked object has its own).
+#[macro_export]
+macro_rules! tls_word {
+    ($(#[$m:meta])* $vis:vis mod $name:ident = $sym:literal;) => {
+        $(#[$m])*
+        $vis mod $name {
+            core::arch::global_asm!(
+                ".pushsection .tbss,\"awT\",@nobits",
+                ".p2align 3",
+                concat!(".globl ", $sym),
+                concat!(".hidden ", $sym),
+                concat!(".type ", $sym, ",@object"),
+                concat!(".size ", $sym, ",8"),
+                concat!($sym, ":"),
+                ".zero 8",
+                ".popsection",
+            );
+
+            /// This thread's value of the word.
+            #[inline(always)]
+            pub fn get() -> usize {
+                let v: usize;
+                // SAFETY: reads this thread's copy of the 8-byte TLS word
+                // declared above.
+                unsafe {
+                    core::arch::asm!(
+                        concat!("mov {tmp}, qword ptr [rip + ", $sym, "@GOTTPOFF]"),
+                        "mov {v}, qword ptr fs:[{tmp}]",
+                        tmp = out(reg) _, v = out(reg) v,
+                        options(nostack, readonly, preserves_flags, pure),
+                    );
+                }
+                v
+            }
+
+            /// Sets this thread's value of the word.
+            #[inline(always)]
+            pub fn set(v: usize) {
+                // SAFETY: writes this thread's copy of the TLS word declared
+                // above.
+                unsafe {
+                    core::arch::asm!(
+                        concat!("mov {tmp}, qword ptr [rip + ", $sym, "@GOTTPOFF]"),
+                        "mov qword ptr fs:[{tmp}], {v}",
+                        tmp = out(reg) _, v = in(reg) v,
+                        options(nostack, preserves_flags),
+                    );
+                }
+            }
+        }
+    };
+}
