@@ -178,7 +178,18 @@ impl Heap {
     }
 }
 
-fn scan_thread(h: &mut Heap, maps: &[Mapping], sp: usize, tp: usize, regs: &[usize], work: &mut Vec<usize>) {
+/// Scans one thread's roots. `red_zone`: bytes below `sp` that may still
+/// hold a leaf function's live data (128 for a thread stopped by the
+/// signal; 0 for the thread running the check, whose slots below its `sp`
+/// are the checker's own, possibly holding every block's address).
+fn scan_thread(
+    h: &mut Heap,
+    maps: &[Mapping],
+    (sp, red_zone): (usize, usize),
+    tp: usize,
+    regs: &[usize],
+    work: &mut Vec<usize>,
+) {
     for &r in regs {
         if let Some(i) = h.find(r) {
             if h.blocks[i].mark == 0 {
@@ -190,7 +201,7 @@ fn scan_thread(h: &mut Heap, maps: &[Mapping], sp: usize, tp: usize, regs: &[usi
     // The stack from just below sp (the red zone) to its mapping's end,
     // which for a thread's stack includes its static TLS and descriptor.
     if let Some(m) = roots::mapping_of(maps, sp) {
-        h.scan(sp.saturating_sub(128).max(m.start), m.end, 0, 1, work);
+        h.scan(sp.saturating_sub(red_zone).max(m.start), m.end, 0, 1, work);
     }
     // Static TLS sits below the thread pointer (the main thread's is not on
     // its stack); pthread-specific data lives in the descriptor above it.
@@ -219,13 +230,14 @@ pub fn check(show_reachable: bool, own: usize, my_sp: usize) {
     for (a, b, _) in roots::globals(own) {
         h.scan(a, b, 0, 1, &mut work);
     }
-    scan_thread(&mut h, &maps, my_sp, thread_pointer(), &[], &mut work);
+    scan_thread(&mut h, &maps, (my_sp, 0), thread_pointer(), &[], &mut work);
     for s in STOPPED.iter().take(stopped) {
         if s.tid.load(Acquire) == 0 {
             continue;
         }
         let regs: Vec<usize> = s.regs.iter().map(|r| r.load(Relaxed)).collect();
-        scan_thread(&mut h, &maps, s.sp.load(Relaxed), s.tp.load(Relaxed), &regs, &mut work);
+        let sp = (s.sp.load(Relaxed), 128);
+        scan_thread(&mut h, &maps, sp, s.tp.load(Relaxed), &regs, &mut work);
     }
     h.flood(&mut work, 0, 1);
     resume_all(stopped, old);
