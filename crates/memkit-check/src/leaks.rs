@@ -200,13 +200,16 @@ fn scan_thread(
     }
     // The stack from just below sp (the red zone) to its mapping's end,
     // which for a thread's stack includes its static TLS and descriptor.
-    if let Some(m) = roots::mapping_of(maps, sp) {
+    let stack = roots::mapping_of(maps, sp);
+    if let Some(m) = stack {
         h.scan(sp.saturating_sub(red_zone).max(m.start), m.end, 0, 1, work);
     }
-    // Static TLS sits below the thread pointer (the main thread's is not on
-    // its stack); pthread-specific data lives in the descriptor above it.
+    // Static TLS sits below the thread pointer; pthread-specific data lives
+    // in the descriptor above it. The main thread's is not on its stack.
+    // A thread's is, scanned above already, and its 64 KiB below the thread
+    // pointer would reach below sp, into dead frames.
     if let Some(m) = roots::mapping_of(maps, tp) {
-        if m.readable {
+        if m.readable && stack.is_none_or(|s| s.start != m.start) {
             h.scan(tp.saturating_sub(64 << 10).max(m.start), (tp + (8 << 10)).min(m.end), 0, 1, work);
         }
     }
