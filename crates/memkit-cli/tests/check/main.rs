@@ -82,6 +82,35 @@ impl Checked {
         self.out.status.code()
     }
 
+    /// Panics (describing the run) unless it exited `code` with `reports`
+    /// reports.
+    fn expect(&self, code: i32, reports: usize) -> &Self {
+        assert_eq!(self.code(), Some(code), "exit status\n{}", self.describe());
+        assert_eq!(self.reports.len(), reports, "reports\n{}", self.describe());
+        self
+    }
+
+    /// Panics unless `text` is in stdout (`present`), or is not.
+    fn stdout_has(&self, text: &str, present: bool) -> &Self {
+        self.has("stdout", &self.out.stdout, text, present)
+    }
+
+    /// Panics unless `text` is in stderr (`present`), or is not.
+    fn stderr_has(&self, text: &str, present: bool) -> &Self {
+        self.has("stderr", &self.out.stderr, text, present)
+    }
+
+    fn has(&self, name: &str, stream: &str, text: &str, present: bool) -> &Self {
+        let ok = stream.contains(text) == present;
+        assert!(
+            ok,
+            "{name}: `{text}` present {}\n{}",
+            !present,
+            self.describe()
+        );
+        self
+    }
+
     fn describe(&self) -> String {
         let json = serde_json::to_string_pretty(&self.reports).unwrap_or_default();
         let json = if json.len() > 6000 {
@@ -233,7 +262,7 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
 mod cases;
 mod programs;
 
-use cases::{leak, matches, text_matches, Expect, C_CASES};
+use cases::{leak, matches, text_matches, C_CASES};
 
 // ---------------------------------------------------------------------------
 // Options
@@ -244,13 +273,9 @@ fn error_exitcode() {
     if !require("error_exitcode", &["gcc"]) {
         return;
     }
-    let c = check(&["--error-exitcode", "7"], bugs(), &["leak-direct"]);
-    assert_eq!(c.code(), Some(7), "{}", c.describe());
-    assert_eq!(c.reports.len(), 1, "{}", c.describe());
+    check(&["--error-exitcode", "7"], bugs(), &["leak-direct"]).expect(7, 1);
     // Nothing reported: the program's own status.
-    let c = check(&["--error-exitcode", "7"], "sh", &["-c", "exit 3"]);
-    assert_eq!(c.code(), Some(3), "{}", c.describe());
-    assert!(c.reports.is_empty(), "{}", c.describe());
+    check(&["--error-exitcode", "7"], "sh", &["-c", "exit 3"]).expect(3, 0);
 }
 
 #[test]
@@ -261,36 +286,17 @@ fn suppressions() {
     let dir = TempDir::new("check-supp");
     let file = dir.join("supp.txt");
     std::fs::write(&file, "# one leak\nleak:alloc_site_suppressed\n").unwrap();
-    let supp = file.to_str().unwrap();
-    let c = check(&["--suppressions", supp], bugs(), &["leak-suppressed"]);
-    assert_eq!(c.code(), Some(0), "{}", c.describe());
-    assert!(c.reports.is_empty(), "{}", c.describe());
-    assert!(
-        c.out.stderr.contains("Suppressions used"),
-        "{}",
-        c.describe()
-    );
-    assert!(
-        c.out.stderr.contains("leak:alloc_site_suppressed"),
-        "{}",
-        c.describe()
-    );
-    assert!(
-        c.out.stdout.contains("END leak-suppressed"),
-        "{}",
-        c.describe()
-    );
-    // A suppression is for its kind only, and matches only its frames.
-    let c = check(&["--suppressions", supp], bugs(), &["leak-direct"]);
-    assert_eq!(c.code(), Some(ERROR_EXIT), "{}", c.describe());
-    assert_eq!(c.reports.len(), 1, "{}", c.describe());
-    let c = check(&["--suppressions", supp], bugs(), &["double-free"]);
-    assert_eq!(c.code(), Some(ERROR_EXIT), "{}", c.describe());
-    assert!(
-        !c.out.stderr.contains("Suppressions used"),
-        "{}",
-        c.describe()
-    );
+    let supp = &["--suppressions", file.to_str().unwrap()];
+    check(supp, bugs(), &["leak-suppressed"])
+        .expect(0, 0)
+        .stdout_has("END leak-suppressed", true)
+        .stderr_has("Suppressions used", true)
+        .stderr_has("leak:alloc_site_suppressed", true);
+    // A suppression matches only its frames, and only for its kind.
+    check(supp, bugs(), &["leak-direct"]).expect(ERROR_EXIT, 1);
+    check(supp, bugs(), &["double-free"])
+        .expect(ERROR_EXIT, 1)
+        .stderr_has("Suppressions used", false);
 }
 
 #[test]
@@ -298,18 +304,11 @@ fn leaks_no() {
     if !require("leaks_no", &["gcc"]) {
         return;
     }
-    let c = check(&["--leaks", "no"], bugs(), &["leak-indirect"]);
-    assert_eq!(c.code(), Some(0), "{}", c.describe());
-    assert!(c.reports.is_empty(), "{}", c.describe());
-    assert!(
-        c.out.stdout.contains("END leak-indirect"),
-        "{}",
-        c.describe()
-    );
+    check(&["--leaks", "no"], bugs(), &["leak-indirect"])
+        .expect(0, 0)
+        .stdout_has("END leak-indirect", true);
     // Other kinds are still reported.
-    let c = check(&["--leaks", "no"], bugs(), &["double-free"]);
-    assert_eq!(c.code(), Some(ERROR_EXIT), "{}", c.describe());
-    assert_eq!(c.reports.len(), 1, "{}", c.describe());
+    check(&["--leaks", "no"], bugs(), &["double-free"]).expect(ERROR_EXIT, 1);
 }
 
 /// The first report ends the program: the second bug, and what the program
@@ -320,15 +319,10 @@ fn halt_on_error() {
         return;
     }
     let c = check(&["--halt-on-error"], bugs(), &["two-bugs"]);
-    assert_eq!(c.code(), Some(ERROR_EXIT), "{}", c.describe());
-    assert_eq!(c.reports.len(), 1, "{}", c.describe());
+    c.expect(ERROR_EXIT, 1)
+        .stdout_has("AFTER-FIRST", false)
+        .stderr_has("SUMMARY: memkit check: 1 report(s)", true);
     assert_eq!(c.reports[0]["kind"], "double-free", "{}", c.describe());
-    assert!(!c.out.stdout.contains("AFTER-FIRST"), "{}", c.describe());
-    assert!(
-        c.out.stderr.contains("SUMMARY: memkit check: 1 report(s)"),
-        "{}",
-        c.describe()
-    );
 }
 
 /// Reachable blocks are listed (leak_kind "reachable") but are no reports:
@@ -339,34 +333,22 @@ fn show_reachable() {
         return;
     }
     let c = check(&["--show-reachable"], bugs(), &["ok-leak-global"]);
+    c.stderr_has("Still reachable of 100 byte(s) in 1 object(s)", true)
+        .stderr_has("SUMMARY", false);
     assert_eq!(c.code(), Some(0), "{}", c.describe());
-    assert!(
-        c.reports.iter().all(|r| r["leak_kind"] == "reachable"),
-        "{}",
-        c.describe()
+    let reachable = |r: &&Value| r["leak_kind"] == "reachable";
+    assert!(c.reports.iter().all(|r| reachable(&r)), "{}", c.describe());
+    let global = leak(
+        "reachable",
+        100,
+        1,
+        &["malloc", "alloc_site_global", "main"],
     );
-    let global = Expect {
-        leak: Some(("reachable", 100, 1)),
-        ..leak(
-            "reachable",
-            100,
-            1,
-            &["malloc", "alloc_site_global", "main"],
-        )
-    };
     assert!(
         c.reports.iter().any(|r| matches(r, &global).is_ok()),
         "no reachable block from alloc_site_global\n{}",
         c.describe()
     );
-    assert!(
-        c.out
-            .stderr
-            .contains("Still reachable of 100 byte(s) in 1 object(s)"),
-        "{}",
-        c.describe()
-    );
-    assert!(!c.out.stderr.contains("SUMMARY"), "{}", c.describe());
 }
 
 /// --log-file: the text goes to PATH.PID, not stderr; the JSON is the same.
@@ -382,9 +364,7 @@ fn log_file() {
         bugs(),
         &["double-free"],
     );
-    assert_eq!(c.code(), Some(ERROR_EXIT), "{}", c.describe());
-    assert_eq!(c.reports.len(), 1, "{}", c.describe());
-    assert!(!c.out.stderr.contains("double-free"), "{}", c.describe());
+    c.expect(ERROR_EXIT, 1).stderr_has("double-free", false);
     let pid = c.reports[0]["pid"].as_u64().unwrap();
     let text = std::fs::read_to_string(dir.join(format!("log.{pid}")))
         .unwrap_or_else(|e| panic!("no log.{pid}: {e}\n{}", c.describe()));
@@ -400,28 +380,12 @@ fn children_through_sh() {
         return;
     }
     let prog = memkit_tests::shell_quote(bugs());
-    let c = check(
-        &[],
-        "sh",
-        &["-c", &format!("{prog} leak-direct; echo SH-END")],
-    );
-    assert_eq!(c.code(), Some(ERROR_EXIT), "{}", c.describe());
-    assert!(
-        c.out.stdout.contains("END leak-direct\nSH-END"),
-        "{}",
-        c.describe()
-    );
-    let leaks: Vec<&Value> = c.reports.iter().filter(|r| r["kind"] == "leak").collect();
-    assert_eq!(leaks.len(), 1, "{}", c.describe());
-    matches(leaks[0], &C_CASES[0].reports[0]).unwrap_or_else(|e| panic!("{e}\n{}", c.describe()));
-    let c = check(
-        &[],
-        "sh",
-        &[
-            "-c",
-            &format!("{prog} ok-leak-direct && {prog} ok-double-free"),
-        ],
-    );
-    assert_eq!(c.code(), Some(0), "{}", c.describe());
-    assert!(c.reports.is_empty(), "{}", c.describe());
+    let script = format!("{prog} leak-direct; echo SH-END");
+    let c = check(&[], "sh", &["-c", &script]);
+    c.expect(ERROR_EXIT, 1)
+        .stdout_has("END leak-direct\nSH-END", true);
+    matches(&c.reports[0], &C_CASES[0].reports[0])
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.describe()));
+    let script = format!("{prog} ok-leak-direct && {prog} ok-double-free");
+    check(&[], "sh", &["-c", &script]).expect(0, 0);
 }

@@ -53,11 +53,7 @@ print("PY", len(back), len(words), sorted(out)[-1])
         &[("PYTHONMALLOC", OsStr::new("malloc"))],
     );
     only_leaks("python3", &c);
-    assert!(
-        c.out.stdout.contains("PY 2000 2000 4498500"),
-        "{}",
-        c.describe()
-    );
+    c.stdout_has("PY 2000 2000 4498500", true);
 }
 
 #[test]
@@ -92,11 +88,7 @@ fn git() {
         last = Some(c);
     }
     let log = last.unwrap();
-    assert!(
-        log.out.stdout.contains("first commit"),
-        "{}",
-        log.describe()
-    );
+    log.stdout_has("first commit", true);
 }
 
 #[test]
@@ -110,7 +102,7 @@ fn sqlite3() {
                select count(*), group_concat(b, ',') from t where b > 'w';";
     let c = check(&[], "sqlite3", &[":memory:", sql]);
     only_leaks("sqlite3", &c);
-    assert!(c.out.stdout.contains("3|x,y,z"), "{}", c.describe());
+    c.stdout_has("3|x,y,z", true);
 }
 
 /// g++ and every process it starts (cc1plus, as, collect2, ld) on the
@@ -139,8 +131,7 @@ fn gxx() {
         "g++",
         &["-O1", src.to_str().unwrap(), "-o", exe.to_str().unwrap()],
     );
-    assert!(c.reports.is_empty(), "g++\n{}", c.describe());
-    assert_eq!(c.code(), Some(0), "g++\n{}", c.describe());
+    c.expect(0, 0);
     let o = run(&mut Command::new(&exe), T);
     o.assert_success("the program g++ built");
     assert_eq!(o.stdout, "TINY 2\n");
@@ -157,11 +148,6 @@ fn stress() {
     static P: OnceLock<PathBuf> = OnceLock::new();
     let prog = compiled(&P, |d| compile_c("stress.c", d, "check_stress", &[]));
     let c = check(&[], prog, &["4", "20000"]);
-    assert!(c.reports.is_empty(), "stress\n{}", c.describe());
-    assert_eq!(c.code(), Some(0), "stress\n{}", c.describe());
-    assert!(
-        c.out.stdout.contains("stress: 4 threads x 20000 ops ok"),
-        "{}",
-        c.describe()
-    );
+    c.expect(0, 0);
+    c.stdout_has("stress: 4 threads x 20000 ops ok", true);
 }
