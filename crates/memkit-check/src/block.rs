@@ -589,3 +589,25 @@ pub unsafe fn realloc(p: *mut u8, size: usize, regs: Regs) -> *mut u8 {
         }
     }
 }
+
+/// After a write into or past `m` that an interceptor reported (and then
+/// performed, as the program asked): restores the red-zone canaries and,
+/// in a quarantined block, the free pattern over `[p, p + n)`, so that
+/// free, the walks and the quarantine do not report the same bytes again.
+/// Bytes beyond the block's zones belong to others and are left alone.
+pub fn repair(m: &Meta, p: usize, n: usize) {
+    let end = p.saturating_add(n);
+    let restore = |from: usize, to: usize, byte: u8| {
+        let (lo, hi) = (from.max(p), to.min(end));
+        if lo < hi {
+            fill(lo, byte, hi - lo);
+        }
+    };
+    restore(m.start + HEADER, m.user, LEFT_CANARY);
+    let (rz, rn) = right_zone(m);
+    restore(rz, rz + rn, RIGHT_CANARY);
+    if m.state == State::Quarantined {
+        let o = options::get();
+        restore(m.user, m.user + m.size.min(o.max_fill), o.free_fill);
+    }
+}

@@ -59,71 +59,85 @@ extern "C" fn memkit_check_throw_target() -> usize {
     }
 }
 
+// Naked functions, not `global_asm!`: a cdylib exports only the Rust
+// items it marks `no_mangle`, so symbols defined in `global_asm!` become
+// local and the linker drops them — the program's `new` was then
+// libstdc++'s (calling `malloc`), and every correct `delete` a mismatch.
 macro_rules! throwing_new {
-    ($name:literal, $align_reg:literal, $kind:literal) => {
-        core::arch::global_asm!(
-            concat!(".globl ", $name),
-            concat!(".type ", $name, ",@function"),
-            ".p2align 4",
-            concat!($name, ":"),
-            ".cfi_startproc",
-            "push rbx",
-            ".cfi_adjust_cfa_offset 8",
-            ".cfi_offset rbx, -16",
-            "push r12",
-            ".cfi_adjust_cfa_offset 8",
-            ".cfi_offset r12, -24",
-            "push r13",
-            ".cfi_adjust_cfa_offset 8",
-            ".cfi_offset r13, -32",
-            "mov rbx, rdi",
-            concat!("mov r12, ", $align_reg),
-            concat!("mov r13, ", $kind),
-            "2:",
-            "mov rdi, rbx",
-            "mov rsi, r12",
-            "mov rdx, r13",
-            "call {try_new}",
-            "test rax, rax",
-            "jnz 3f",
-            "call {handler}",
-            "test rax, rax",
-            "jz 4f",
-            "call rax",
-            "jmp 2b",
-            "3:",
-            "pop r13",
-            ".cfi_adjust_cfa_offset -8",
-            "pop r12",
-            ".cfi_adjust_cfa_offset -8",
-            "pop rbx",
-            ".cfi_adjust_cfa_offset -8",
-            "ret",
-            ".cfi_adjust_cfa_offset 24",
-            "4:",
-            "call {throw}",
-            "pop r13",
-            ".cfi_adjust_cfa_offset -8",
-            "pop r12",
-            ".cfi_adjust_cfa_offset -8",
-            "pop rbx",
-            ".cfi_adjust_cfa_offset -8",
-            "jmp rax",
-            ".cfi_endproc",
-            concat!(".size ", $name, ", . - ", $name),
-            try_new = sym memkit_check_try_new,
-            handler = sym memkit_check_new_handler,
-            throw = sym memkit_check_throw_target,
-        );
+    ($(#[$doc:meta])* $name:ident ($($arg:ident: $ty:ty),*), $align_reg:literal, $kind:literal) => {
+        $(#[$doc])*
+        #[unsafe(naked)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $name($($arg: $ty),*) -> *mut c_void {
+            core::arch::naked_asm!(
+                ".cfi_startproc",
+                "push rbx",
+                ".cfi_adjust_cfa_offset 8",
+                ".cfi_offset rbx, -16",
+                "push r12",
+                ".cfi_adjust_cfa_offset 8",
+                ".cfi_offset r12, -24",
+                "push r13",
+                ".cfi_adjust_cfa_offset 8",
+                ".cfi_offset r13, -32",
+                "mov rbx, rdi",
+                concat!("mov r12, ", $align_reg),
+                concat!("mov r13, ", $kind),
+                "2:",
+                "mov rdi, rbx",
+                "mov rsi, r12",
+                "mov rdx, r13",
+                "call {try_new}",
+                "test rax, rax",
+                "jnz 3f",
+                "call {handler}",
+                "test rax, rax",
+                "jz 4f",
+                "call rax",
+                "jmp 2b",
+                "3:",
+                "pop r13",
+                ".cfi_adjust_cfa_offset -8",
+                "pop r12",
+                ".cfi_adjust_cfa_offset -8",
+                "pop rbx",
+                ".cfi_adjust_cfa_offset -8",
+                "ret",
+                ".cfi_adjust_cfa_offset 24",
+                "4:",
+                "call {throw}",
+                "pop r13",
+                ".cfi_adjust_cfa_offset -8",
+                "pop r12",
+                ".cfi_adjust_cfa_offset -8",
+                "pop rbx",
+                ".cfi_adjust_cfa_offset -8",
+                "jmp rax",
+                ".cfi_endproc",
+                try_new = sym memkit_check_try_new,
+                handler = sym memkit_check_new_handler,
+                throw = sym memkit_check_throw_target,
+            )
+        }
     };
 }
 
-// operator new(size_t), new[](size_t): alignment 16 (r12 = 16 via esi below).
-throwing_new!("_Znwm", "16", "1");
-throwing_new!("_Znam", "16", "2");
-// operator new(size_t, align_val_t), new[](size_t, align_val_t).
-throwing_new!("_ZnwmSt11align_val_t", "rsi", "1");
-throwing_new!("_ZnamSt11align_val_t", "rsi", "2");
+throwing_new!(
+    /// `operator new(size_t)`.
+    _Znwm(size: usize), "16", "1"
+);
+throwing_new!(
+    /// `operator new[](size_t)`.
+    _Znam(size: usize), "16", "2"
+);
+throwing_new!(
+    /// `operator new(size_t, std::align_val_t)`.
+    _ZnwmSt11align_val_t(size: usize, align: usize), "rsi", "1"
+);
+throwing_new!(
+    /// `operator new[](size_t, std::align_val_t)`.
+    _ZnamSt11align_val_t(size: usize, align: usize), "rsi", "2"
+);
 
 /// `operator new(size_t, const std::nothrow_t&)`.
 #[unsafe(no_mangle)]

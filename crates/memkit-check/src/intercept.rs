@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicUsize, Ordering::*};
 
 use crate::block;
 use crate::report::{self, Report};
-use crate::table::State;
+use crate::table::{Meta, State};
 use crate::{stacks, tls};
 
 struct Real {
@@ -180,17 +180,26 @@ fn checking() -> bool {
 }
 
 /// Checks that `[p, p + n)` lies inside one live block, if `p` is in a
-/// block at all; reports the first bad byte otherwise.
-fn range(func: &str, what: &str, p: usize, n: usize) {
-    if n != 0 {
-        tls::inside(|| range_inner(func, what, p, n));
+/// block at all; reports the first bad byte otherwise, and returns the
+/// block reported (for [`repair`], after a write).
+fn range(func: &str, what: &str, p: usize, n: usize) -> Option<Meta> {
+    if n == 0 {
+        return None;
+    }
+    tls::inside(|| range_inner(func, what, p, n))
+}
+
+/// After a write `range` reported: the canaries and free pattern it
+/// overwrote are restored, so that the one bug is reported once (not again
+/// at free, or when the block leaves quarantine).
+fn repair(bad: Option<Meta>, p: *const c_void, n: usize) {
+    if let Some(m) = bad {
+        tls::inside(|| block::repair(&m, p as usize, n));
     }
 }
 
-fn range_inner(func: &str, what: &str, p: usize, n: usize) {
-    let Some(m) = block::containing(p) else {
-        return;
-    };
+fn range_inner(func: &str, what: &str, p: usize, n: usize) -> Option<Meta> {
+    let m = block::containing(p)?;
     let end = m.user + m.size;
     let (kind, at) = if m.state == State::Quarantined {
         ("use-after-free", p.max(m.user))
@@ -199,7 +208,7 @@ fn range_inner(func: &str, what: &str, p: usize, n: usize) {
     } else if p + n > end {
         ("heap-buffer-overflow", p.max(end))
     } else {
-        return;
+        return None;
     };
     let stack = stacks::here();
     let (off, place) = block::describe(&m, at);
@@ -217,6 +226,7 @@ fn range_inner(func: &str, what: &str, p: usize, n: usize) {
         free_thread: m.free_thread,
         ..Report::default()
     });
+    Some(m)
 }
 
 fn overlap(func: &str, d: usize, dn: usize, s: usize, sn: usize) {
@@ -244,29 +254,38 @@ fn overlap_report(func: &str, d: usize, dn: usize, s: usize, sn: usize) {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn memcpy(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
+    let mut bad = None;
     if checking() {
-        range("memcpy", "write", d as usize, n);
+        bad = range("memcpy", "write", d as usize, n);
         range("memcpy", "read", s as usize, n);
         overlap("memcpy", d as usize, n, s as usize, n);
     }
-    do_memcpy(d, s, n)
+    do_memcpy(d, s, n);
+    repair(bad, d, n);
+    d
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn memmove(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
+    let mut bad = None;
     if checking() {
-        range("memmove", "write", d as usize, n);
+        bad = range("memmove", "write", d as usize, n);
         range("memmove", "read", s as usize, n);
     }
-    do_memmove(d, s, n)
+    do_memmove(d, s, n);
+    repair(bad, d, n);
+    d
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn memset(d: *mut c_void, c: c_int, n: usize) -> *mut c_void {
+    let mut bad = None;
     if checking() {
-        range("memset", "write", d as usize, n);
+        bad = range("memset", "write", d as usize, n);
     }
-    do_memset(d, c, n)
+    do_memset(d, c, n);
+    repair(bad, d, n);
+    d
 }
 
 #[unsafe(no_mangle)]
@@ -387,12 +406,14 @@ pub extern "C" fn strnlen(s: *const c_char, max: usize) -> usize {
 #[unsafe(no_mangle)]
 pub extern "C" fn strcpy(d: *mut c_char, s: *const c_char) -> *mut c_char {
     let n = do_strlen(s) + 1;
+    let mut bad = None;
     if checking() {
         range("strcpy", "read", s as usize, n);
-        range("strcpy", "write", d as usize, n);
+        bad = range("strcpy", "write", d as usize, n);
         overlap("strcpy", d as usize, n, s as usize, n);
     }
     do_memmove(d.cast(), s.cast(), n);
+    repair(bad, d.cast(), n);
     d
 }
 
@@ -400,13 +421,15 @@ pub extern "C" fn strcpy(d: *mut c_char, s: *const c_char) -> *mut c_char {
 pub extern "C" fn strncpy(d: *mut c_char, s: *const c_char, n: usize) -> *mut c_char {
     let sl = do_strnlen(s, n);
     let read = (sl + 1).min(n);
+    let mut bad = None;
     if checking() {
         range("strncpy", "read", s as usize, read);
-        range("strncpy", "write", d as usize, n);
+        bad = range("strncpy", "write", d as usize, n);
         overlap("strncpy", d as usize, n, s as usize, read);
     }
     do_memmove(d.cast(), s.cast(), sl);
     do_memset((d as *mut u8).wrapping_add(sl).cast(), 0, n - sl);
+    repair(bad, d.cast(), n);
     d
 }
 
@@ -414,12 +437,14 @@ pub extern "C" fn strncpy(d: *mut c_char, s: *const c_char, n: usize) -> *mut c_
 pub extern "C" fn strcat(d: *mut c_char, s: *const c_char) -> *mut c_char {
     let dl = do_strlen(d);
     let sl = do_strlen(s);
+    let mut bad = None;
     if checking() {
         range("strcat", "read", s as usize, sl + 1);
-        range("strcat", "write", d as usize, dl + sl + 1);
+        bad = range("strcat", "write", d as usize, dl + sl + 1);
         overlap("strcat", d as usize, dl + sl + 1, s as usize, sl + 1);
     }
     do_memmove((d as *mut u8).wrapping_add(dl).cast(), s.cast(), sl + 1);
+    repair(bad, d.cast(), dl + sl + 1);
     d
 }
 
@@ -427,13 +452,15 @@ pub extern "C" fn strcat(d: *mut c_char, s: *const c_char) -> *mut c_char {
 pub extern "C" fn strncat(d: *mut c_char, s: *const c_char, n: usize) -> *mut c_char {
     let dl = do_strlen(d);
     let sl = do_strnlen(s, n);
+    let mut bad = None;
     if checking() {
         range("strncat", "read", s as usize, (sl + 1).min(n));
-        range("strncat", "write", d as usize, dl + sl + 1);
+        bad = range("strncat", "write", d as usize, dl + sl + 1);
         overlap("strncat", d as usize, dl + sl + 1, s as usize, sl);
     }
     do_memmove((d as *mut u8).wrapping_add(dl).cast(), s.cast(), sl);
     // SAFETY: the destination holds dl + sl + 1 bytes (checked above).
     unsafe { *(d as *mut u8).add(dl + sl) = 0 };
+    repair(bad, d.cast(), dl + sl + 1);
     d
 }

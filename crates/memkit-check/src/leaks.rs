@@ -178,7 +178,18 @@ impl Heap {
     }
 }
 
-fn scan_thread(h: &mut Heap, maps: &[Mapping], sp: usize, tp: usize, regs: &[usize], work: &mut Vec<usize>) {
+/// Scans one thread's roots. `red_zone`: bytes below `sp` that may still
+/// hold a leaf function's live data (128 for a thread stopped by the
+/// signal; 0 for the thread running the check, whose slots below its `sp`
+/// are the checker's own, possibly holding every block's address).
+fn scan_thread(
+    h: &mut Heap,
+    maps: &[Mapping],
+    (sp, red_zone): (usize, usize),
+    tp: usize,
+    regs: &[usize],
+    work: &mut Vec<usize>,
+) {
     for &r in regs {
         if let Some(i) = h.find(r) {
             if h.blocks[i].mark == 0 {
@@ -189,14 +200,42 @@ fn scan_thread(h: &mut Heap, maps: &[Mapping], sp: usize, tp: usize, regs: &[usi
     }
     // The stack from just below sp (the red zone) to its mapping's end,
     // which for a thread's stack includes its static TLS and descriptor.
-    if let Some(m) = roots::mapping_of(maps, sp) {
-        h.scan(sp.saturating_sub(128).max(m.start), m.end, 0, 1, work);
+    let stack = roots::mapping_of(maps, sp);
+    if let Some(m) = stack {
+        h.scan(sp.saturating_sub(red_zone).max(m.start), m.end, 0, 1, work);
     }
-    // Static TLS sits below the thread pointer (the main thread's is not on
-    // its stack); pthread-specific data lives in the descriptor above it.
+    // Static TLS sits below the thread pointer; pthread-specific data lives
+    // in the descriptor above it. The main thread's is not on its stack.
+    // A thread's is, scanned above already, and its 64 KiB below the thread
+    // pointer would reach below sp, into dead frames.
     if let Some(m) = roots::mapping_of(maps, tp) {
-        if m.readable {
+        if m.readable && stack.is_none_or(|s| s.start != m.start) {
             h.scan(tp.saturating_sub(64 << 10).max(m.start), (tp + (8 << 10)).min(m.end), 0, 1, work);
+        }
+    }
+}
+
+/// Blocks the dynamic linker allocated count as roots: the DTVs and
+/// dynamic TLS blocks of threads (`_dl_allocate_tls`), which glibc keeps
+/// only in thread descriptors inside mmapped stacks — those of joined
+/// threads too, in its stack cache — where the scan does not look.
+/// LeakSanitizer treats them the same way.
+fn linker_roots(h: &mut Heap, work: &mut Vec<usize>) {
+    // SAFETY: getauxval has no preconditions.
+    let base = unsafe { libc::getauxval(libc::AT_BASE) } as usize;
+    if base == 0 {
+        return;
+    }
+    let linker = memkit_trace::modules::module_of(base);
+    if linker == 0 {
+        return;
+    }
+    for (i, b) in h.blocks.iter_mut().enumerate() {
+        // Frame 0 is the entry point the caller called (malloc, calloc...).
+        let caller = memkit_trace::depot::frames(b.stack).get(1);
+        if b.mark == 0 && caller.is_some_and(|&f| memkit_trace::unwind::split(f).0 == linker) {
+            b.mark = 1;
+            work.push(i);
         }
     }
 }
@@ -216,16 +255,18 @@ pub fn check(show_reachable: bool, own: usize, my_sp: usize) {
     let mut h = Heap { blocks, lo, hi };
     let maps = roots::mappings();
     let mut work = Vec::new();
+    linker_roots(&mut h, &mut work);
     for (a, b, _) in roots::globals(own) {
         h.scan(a, b, 0, 1, &mut work);
     }
-    scan_thread(&mut h, &maps, my_sp, thread_pointer(), &[], &mut work);
+    scan_thread(&mut h, &maps, (my_sp, 0), thread_pointer(), &[], &mut work);
     for s in STOPPED.iter().take(stopped) {
         if s.tid.load(Acquire) == 0 {
             continue;
         }
         let regs: Vec<usize> = s.regs.iter().map(|r| r.load(Relaxed)).collect();
-        scan_thread(&mut h, &maps, s.sp.load(Relaxed), s.tp.load(Relaxed), &regs, &mut work);
+        let sp = (s.sp.load(Relaxed), 128);
+        scan_thread(&mut h, &maps, sp, s.tp.load(Relaxed), &regs, &mut work);
     }
     h.flood(&mut work, 0, 1);
     resume_all(stopped, old);

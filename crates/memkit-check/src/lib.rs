@@ -100,15 +100,26 @@ extern "C" fn init() {
     STARTED.store(true, Release);
 }
 
+/// The leak scan reads the exiting thread's stack from this frame's `sp`
+/// up. Below it lie stale slots of returned frames and, once the work
+/// starts, the frames of [`finish`], which walk every block and may keep
+/// any block's address in a spill slot: read, that slot would make a
+/// leaked block look reachable. So this frame only takes `sp`.
+#[inline(never)]
 extern "C" fn fini() {
+    let sp = memkit_trace::unwind::here().sp;
+    finish(sp);
+    // Not a tail call: `finish` must not reuse this frame.
+    core::hint::black_box(sp);
+}
+
+#[inline(never)]
+fn finish(sp: usize) {
     if !started() {
         return;
     }
     STARTED.store(false, Release);
     let o = options::get();
-    // The exiting thread's stack is scanned from here up: deeper slots
-    // hold only stale values of frames that have returned.
-    let sp = memkit_trace::unwind::here().sp;
     block::walk_all("at exit");
     block::drain_quarantine();
     if o.leaks {

@@ -11,6 +11,10 @@
 //!   `cargo build --release -p memkit-preload` when missing, and rebuilt
 //!   when a source file of memkit-{sys,alloc,preload} is newer than it
 //!   (unless `MEMKIT_NO_REBUILD` is set).
+//! - `MEMKIT_CHECK_LIB=/path/libmemkit_check.so`: the same for the checking
+//!   library of `memkit check` ([`check_lib_path`]; built from
+//!   memkit-{sys,alloc,trace,check} with `cargo build --release -p
+//!   memkit-check`).
 //! - `MEMKIT_TESTS_REQUIRE_ALL=1` (implied by `CI=true`): a missing external
 //!   program (python3, git, gcc, sqlite3, perl, ...) fails the test instead of
 //!   skipping it.
@@ -50,18 +54,53 @@ pub fn c_source(name: &str) -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------
-// Finding (or building) libmemkit.so
+// Finding (or building) libmemkit.so and libmemkit_check.so
 // ---------------------------------------------------------------------------
+
+/// A preload library of the workspace that tests need built.
+struct Library {
+    /// File name in `target/<profile>/`.
+    file: &'static str,
+    /// The package that builds it.
+    package: &'static str,
+    /// The environment variable that names a library to use instead.
+    env: &'static str,
+    /// The crates whose sources it is built from (for staleness).
+    crates: &'static [&'static str],
+}
+
+const MEMKIT: Library = Library {
+    file: "libmemkit.so",
+    package: "memkit-preload",
+    env: "MEMKIT_LIB",
+    crates: &[
+        "memkit-sys",
+        "memkit-alloc",
+        "memkit-secure",
+        "memkit-preload",
+    ],
+};
+
+const MEMKIT_CHECK: Library = Library {
+    file: "libmemkit_check.so",
+    package: "memkit-check",
+    env: "MEMKIT_CHECK_LIB",
+    crates: &["memkit-sys", "memkit-alloc", "memkit-trace", "memkit-check"],
+};
 
 /// The libmemkit.so under test (absolute path). Panics if it cannot be found
 /// or built.
 pub fn lib_path() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let p = find_or_build_lib();
-        eprintln!("memkit-tests: using {}", p.display());
-        p
-    })
+    LIB.get_or_init(|| MEMKIT.find_or_build())
+}
+
+/// The libmemkit_check.so under test (absolute path), found and built like
+/// libmemkit.so (see the crate docs), `MEMKIT_CHECK_LIB` in place of
+/// `MEMKIT_LIB`. Panics if it cannot be found or built.
+pub fn check_lib_path() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| MEMKIT_CHECK.find_or_build())
 }
 
 /// The cargo target directory this test executable lives in:
@@ -75,129 +114,142 @@ fn exe_target_dir() -> Option<PathBuf> {
     Some(deps.parent()?.parent()?.to_path_buf())
 }
 
-fn lib_candidates() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(t) = exe_target_dir() {
-        dirs.push(t);
+impl Library {
+    fn find_or_build(&self) -> PathBuf {
+        let p = self.find_or_build_uncached();
+        eprintln!("memkit-tests: using {}", p.display());
+        p
     }
-    let ws_target = workspace_root().join("target");
-    if !dirs.contains(&ws_target) {
-        dirs.push(ws_target);
-    }
-    let mut out = Vec::new();
-    for d in &dirs {
-        for profile in ["release", "debug"] {
-            out.push(d.join(profile).join("libmemkit.so"));
-        }
-    }
-    out
-}
 
-fn find_or_build_lib() -> PathBuf {
-    if let Some(p) = std::env::var_os("MEMKIT_LIB") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "MEMKIT_LIB={} does not exist", p.display());
-        return p.canonicalize().unwrap();
-    }
-    let candidates = lib_candidates();
-    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
-        // target/<profile>/libmemkit.so
-        let profile_dir = p.parent().unwrap();
-        let release = profile_dir
-            .file_name()
-            .map(|n| n == "release")
-            .unwrap_or(false);
-        if let Some(newer) = newer_source(p) {
-            if std::env::var_os("MEMKIT_NO_REBUILD").is_none() {
-                eprintln!(
-                    "memkit-tests: {} is older than {}; rebuilding it (set MEMKIT_NO_REBUILD=1 to skip)",
-                    p.display(),
-                    newer.display()
-                );
-                return build_lib(profile_dir.parent().unwrap(), release);
+    fn candidates(&self) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        if let Some(t) = exe_target_dir() {
+            dirs.push(t);
+        }
+        let ws_target = workspace_root().join("target");
+        if !dirs.contains(&ws_target) {
+            dirs.push(ws_target);
+        }
+        let mut out = Vec::new();
+        for d in &dirs {
+            for profile in ["release", "debug"] {
+                out.push(d.join(profile).join(self.file));
             }
         }
-        return p.canonicalize().unwrap();
+        out
     }
-    eprintln!(
-        "memkit-tests: libmemkit.so not found (looked at {:?}); building it with `cargo build --release -p memkit-preload`",
-        candidates
-    );
-    let target = exe_target_dir().unwrap_or_else(|| workspace_root().join("target"));
-    build_lib(&target, true)
-}
 
-/// A source file of the allocator crates newer than `lib`, if any.
-fn newer_source(lib: &Path) -> Option<PathBuf> {
-    let built = fs::metadata(lib).and_then(|m| m.modified()).ok()?;
-    fn walk(dir: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
-        for e in fs::read_dir(dir).ok()?.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                if let Some(n) = walk(&p, built) {
-                    return Some(n);
+    fn find_or_build_uncached(&self) -> PathBuf {
+        if let Some(p) = std::env::var_os(self.env) {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "{}={} does not exist", self.env, p.display());
+            return p.canonicalize().unwrap();
+        }
+        let candidates = self.candidates();
+        if let Some(p) = candidates.iter().find(|p| p.is_file()) {
+            // target/<profile>/<file>
+            let profile_dir = p.parent().unwrap();
+            let release = profile_dir
+                .file_name()
+                .map(|n| n == "release")
+                .unwrap_or(false);
+            if let Some(newer) = self.newer_source(p) {
+                if std::env::var_os("MEMKIT_NO_REBUILD").is_none() {
+                    eprintln!(
+                        "memkit-tests: {} is older than {}; rebuilding it (set MEMKIT_NO_REBUILD=1 to skip)",
+                        p.display(),
+                        newer.display()
+                    );
+                    return self.build(profile_dir.parent().unwrap(), release);
                 }
-            } else if p
-                .extension()
-                .map(|x| x == "rs" || x == "toml")
-                .unwrap_or(false)
-                && fs::metadata(&p)
-                    .and_then(|m| m.modified())
-                    .map(|m| m > built)
-                    .unwrap_or(false)
-            {
-                return Some(p);
             }
+            return p.canonicalize().unwrap();
         }
-        None
+        eprintln!(
+            "memkit-tests: {} not found (looked at {:?}); building it with `cargo build --release -p {}`",
+            self.file, candidates, self.package
+        );
+        let target = exe_target_dir().unwrap_or_else(|| workspace_root().join("target"));
+        self.build(&target, true)
     }
-    let crates = workspace_root().join("crates");
-    [
-        "memkit-sys",
-        "memkit-alloc",
-        "memkit-secure",
-        "memkit-preload",
-    ]
-    .iter()
-    .find_map(|c| walk(&crates.join(c), built))
+
+    /// A source file of the library's crates newer than `lib`, if any.
+    fn newer_source(&self, lib: &Path) -> Option<PathBuf> {
+        let built = fs::metadata(lib).and_then(|m| m.modified()).ok()?;
+        fn walk(dir: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
+            for e in fs::read_dir(dir).ok()?.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    if let Some(n) = walk(&p, built) {
+                        return Some(n);
+                    }
+                } else if p
+                    .extension()
+                    .map(|x| x == "rs" || x == "toml")
+                    .unwrap_or(false)
+                    && fs::metadata(&p)
+                        .and_then(|m| m.modified())
+                        .map(|m| m > built)
+                        .unwrap_or(false)
+                {
+                    return Some(p);
+                }
+            }
+            None
+        }
+        let crates = workspace_root().join("crates");
+        self.crates
+            .iter()
+            .find_map(|c| walk(&crates.join(c), built))
+    }
+
+    /// Runs `cargo build [--release] -p <package>` in the workspace, into
+    /// `target` (the target directory of this test executable, or the one
+    /// the stale library was found in). Checked with cargo 1.95: `cargo
+    /// test` does not hold the build-directory lock while tests run, so
+    /// this nested cargo does not deadlock even on the same target
+    /// directory; a timeout guards anyway.
+    fn build(&self, target: &Path, release: bool) -> PathBuf {
+        let cargo = std::env::var_os("CARGO")
+            .or_else(|| option_env!("CARGO").map(OsString::from))
+            .unwrap_or_else(|| OsString::from("cargo"));
+        let mut cmd = Command::new(&cargo);
+        cmd.arg("build");
+        if release {
+            cmd.arg("--release");
+        }
+        cmd.args(["-p", self.package])
+            .current_dir(workspace_root())
+            .env("CARGO_TARGET_DIR", target)
+            .env_remove("LD_PRELOAD");
+        let out = run(&mut cmd, Duration::from_secs(1200));
+        if out.timed_out && out.stderr.contains("Blocking waiting for file lock") {
+            panic!(
+                "nested `cargo build` waited 20 minutes for the build-directory lock; build {} first \
+                 (cargo build --release -p {}) or set {}\n{}",
+                self.file,
+                self.package,
+                self.env,
+                out.describe()
+            );
+        }
+        out.assert_success(&format!("cargo build -p {}", self.package));
+        let lib = target
+            .join(if release { "release" } else { "debug" })
+            .join(self.file);
+        assert!(
+            lib.is_file(),
+            "cargo build succeeded but {} is missing",
+            lib.display()
+        );
+        lib.canonicalize().unwrap()
+    }
 }
 
-/// Runs `cargo build [--release] -p memkit-preload` in the workspace, into
-/// `target` (the target directory of this test executable, or the one the
-/// stale library was found in). Checked with cargo 1.95: `cargo test` does not
-/// hold the build-directory lock while tests run, so this nested cargo does
-/// not deadlock even on the same target directory; a timeout guards anyway.
+/// Runs `cargo build [--release] -p memkit-preload` into `target` (see
+/// `Library::build`) and returns the libmemkit.so built.
 pub fn build_lib(target: &Path, release: bool) -> PathBuf {
-    let cargo = std::env::var_os("CARGO")
-        .or_else(|| option_env!("CARGO").map(OsString::from))
-        .unwrap_or_else(|| OsString::from("cargo"));
-    let mut cmd = Command::new(&cargo);
-    cmd.arg("build");
-    if release {
-        cmd.arg("--release");
-    }
-    cmd.args(["-p", "memkit-preload"])
-        .current_dir(workspace_root())
-        .env("CARGO_TARGET_DIR", target)
-        .env_remove("LD_PRELOAD");
-    let out = run(&mut cmd, Duration::from_secs(1200));
-    if out.timed_out && out.stderr.contains("Blocking waiting for file lock") {
-        panic!(
-            "nested `cargo build` waited 20 minutes for the build-directory lock; build libmemkit.so first \
-             (cargo build --release -p memkit-preload) or set MEMKIT_LIB\n{}",
-            out.describe()
-        );
-    }
-    out.assert_success("cargo build -p memkit-preload");
-    let lib = target
-        .join(if release { "release" } else { "debug" })
-        .join("libmemkit.so");
-    assert!(
-        lib.is_file(),
-        "cargo build succeeded but {} is missing",
-        lib.display()
-    );
-    lib.canonicalize().unwrap()
+    MEMKIT.build(target, release)
 }
 
 // ---------------------------------------------------------------------------

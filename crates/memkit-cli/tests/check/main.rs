@@ -1,0 +1,391 @@
+//! End-to-end tests of `memkit check`, driving the real binary on
+//! libmemkit_check.so (built when missing, see
+//! `memkit_tests::check_lib_path`).
+//!
+//! - The one-bug programs of `crates/memkit-tests/c/check/` (`cases`; a case per
+//!   report kind; `ok-CASE` is its correct twin): every report's kind,
+//!   block size and offset, the function names of its stacks, the leak
+//!   kind, bytes and count, the exit status; every twin must give `[]` and
+//!   exit 0. The C cases run twice, at -O0 and at -O2
+//!   -fomit-frame-pointer (the stacks then come from the DWARF unwinder
+//!   alone).
+//! - The command's options (here): --error-exitcode, --suppressions, --leaks no,
+//!   --halt-on-error, --show-reachable, --log-file; child processes (`sh
+//!   -c`, fork).
+//! - Real programs (`programs`: python3, git, sqlite3, g++, a multi-threaded
+//!   stress program): no report but leaks, and their normal output.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use memkit_tests::{check_lib_path, compile_c, compile_cxx, require, run, Outcome, TempDir};
+use serde_json::Value;
+
+const MEMKIT: &str = env!("CARGO_BIN_EXE_memkit");
+const T: Duration = Duration::from_secs(120);
+/// `memkit check`'s default --error-exitcode.
+const ERROR_EXIT: i32 = 23;
+
+// ---------------------------------------------------------------------------
+// Programs and runs
+// ---------------------------------------------------------------------------
+
+/// A test program compiled once for all tests, into cargo's scratch
+/// directory for integration tests.
+fn compiled(
+    cell: &'static OnceLock<PathBuf>,
+    build: impl FnOnce(&Path) -> PathBuf,
+) -> &'static Path {
+    cell.get_or_init(|| build(Path::new(env!("CARGO_TARGET_TMPDIR"))))
+}
+
+/// check_bugs.c at -O0.
+fn bugs() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    compiled(&P, |d| {
+        compile_c("check/check_bugs.c", d, "check_bugs", &["-O0"])
+    })
+}
+
+/// check_bugs.c at -O2 without frame pointers.
+fn bugs_optimized() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    compiled(&P, |d| {
+        compile_c(
+            "check/check_bugs.c",
+            d,
+            "check_bugs_o2",
+            &["-O2", "-fomit-frame-pointer"],
+        )
+    })
+}
+
+fn bugs_cxx() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    compiled(&P, |d| {
+        compile_cxx("check/check_bugs_cxx.cc", d, "check_bugs_cxx", &["-O0"])
+    })
+}
+
+/// What one `memkit check --json FILE` run did.
+struct Checked {
+    out: Outcome,
+    reports: Vec<Value>,
+}
+
+impl Checked {
+    fn code(&self) -> Option<i32> {
+        self.out.status.code()
+    }
+
+    /// Panics (describing the run) unless it exited `code` with `reports`
+    /// reports.
+    fn expect(&self, code: i32, reports: usize) -> &Self {
+        assert_eq!(self.code(), Some(code), "exit status\n{}", self.describe());
+        assert_eq!(self.reports.len(), reports, "reports\n{}", self.describe());
+        self
+    }
+
+    /// Panics unless `text` is in stdout (`present`), or is not.
+    fn stdout_has(&self, text: &str, present: bool) -> &Self {
+        self.has("stdout", &self.out.stdout, text, present)
+    }
+
+    /// Panics unless `text` is in stderr (`present`), or is not.
+    fn stderr_has(&self, text: &str, present: bool) -> &Self {
+        self.has("stderr", &self.out.stderr, text, present)
+    }
+
+    fn has(&self, name: &str, stream: &str, text: &str, present: bool) -> &Self {
+        let ok = stream.contains(text) == present;
+        assert!(
+            ok,
+            "{name}: `{text}` present {}\n{}",
+            !present,
+            self.describe()
+        );
+        self
+    }
+
+    fn describe(&self) -> String {
+        let json = serde_json::to_string_pretty(&self.reports).unwrap_or_default();
+        let json = if json.len() > 6000 {
+            format!("{}...", &json[..6000])
+        } else {
+            json
+        };
+        format!("{}--- reports ---\n{json}\n", self.out.describe())
+    }
+}
+
+/// `memkit check --json F OPTIONS -- PROGRAM ARGS` with `env` added; the
+/// reports are parsed and each checked to be well formed.
+fn check_with(
+    options: &[&str],
+    program: impl AsRef<OsStr>,
+    args: &[&str],
+    env: &[(&str, &OsStr)],
+) -> Checked {
+    let dir = TempDir::new("check");
+    let json = dir.join("reports.json");
+    let mut cmd = Command::new(MEMKIT);
+    cmd.env("MEMKIT_CHECK_LIB", check_lib_path())
+        .arg("check")
+        .arg("--json")
+        .arg(&json)
+        .args(options)
+        .arg("--")
+        .arg(program)
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run(&mut cmd, T);
+    let text = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("no --json file ({e})\n{}", out.describe()));
+    let v: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("--json file is not JSON ({e}): {text}\n{}", out.describe()));
+    let reports = v
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .clone();
+    for r in &reports {
+        if let Err(e) = well_formed(r) {
+            panic!("malformed report ({e}): {r}\n{}", out.describe());
+        }
+    }
+    Checked { out, reports }
+}
+
+fn check(options: &[&str], program: impl AsRef<OsStr>, args: &[&str]) -> Checked {
+    check_with(options, program, args, &[])
+}
+
+const KINDS: &[&str] = &[
+    "leak",
+    "double-free",
+    "invalid-free",
+    "heap-buffer-overflow",
+    "use-after-free",
+    "memcpy-param-overlap",
+    "alloc-dealloc-mismatch",
+    "invalid-alignment",
+    "allocation-size-too-big",
+    "calloc-overflow",
+];
+
+fn frames_ok(v: &Value, nullable: bool) -> Result<(), String> {
+    if v.is_null() && nullable {
+        return Ok(());
+    }
+    let frames = v.as_array().ok_or("a stack is not an array")?;
+    for f in frames {
+        let addr = f["address"].as_str().ok_or("frame address not a string")?;
+        if !addr.starts_with("0x") {
+            return Err(format!("frame address {addr}"));
+        }
+        for k in ["object", "function", "file", "line"] {
+            if f.get(k).is_none() {
+                return Err(format!("frame without {k}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The report object's schema (version 1).
+fn well_formed(r: &Value) -> Result<(), String> {
+    if r["schema_version"] != 1 {
+        return Err("schema_version is not 1".into());
+    }
+    let kind = r["kind"].as_str().ok_or("no kind")?;
+    if !KINDS.contains(&kind) {
+        return Err(format!("unknown kind {kind}"));
+    }
+    for k in ["pid", "thread"] {
+        r[k].as_u64().ok_or(format!("{k} is not a number"))?;
+    }
+    r["message"].as_str().ok_or("no message")?;
+    if !r["address"].as_str().is_some_and(|a| a.starts_with("0x")) {
+        return Err("address is not a 0x string".into());
+    }
+    if !(r["size"].is_null() || r["size"].is_u64())
+        || !(r["offset"].is_null() || r["offset"].is_i64())
+    {
+        return Err("size or offset neither null nor a number".into());
+    }
+    frames_ok(&r["stack"], false)?;
+    frames_ok(&r["alloc_stack"], true)?;
+    frames_ok(&r["free_stack"], true)?;
+    if kind == "leak" {
+        if !matches!(
+            r["leak_kind"].as_str(),
+            Some("direct" | "indirect" | "reachable")
+        ) {
+            return Err("bad leak_kind".into());
+        }
+        r["bytes"].as_u64().ok_or("leak without bytes")?;
+        r["count"].as_u64().ok_or("leak without count")?;
+    }
+    Ok(())
+}
+
+/// Runs `f` over `items` on 4 threads; results in the items' order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<(usize, R)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break done };
+                        done.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+mod cases;
+mod programs;
+
+use cases::{leak, matches, text_matches, C_CASES};
+
+// ---------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------
+
+#[test]
+fn error_exitcode() {
+    if !require("error_exitcode", &["gcc"]) {
+        return;
+    }
+    check(&["--error-exitcode", "7"], bugs(), &["leak-direct"]).expect(7, 1);
+    // Nothing reported: the program's own status.
+    check(&["--error-exitcode", "7"], "sh", &["-c", "exit 3"]).expect(3, 0);
+}
+
+#[test]
+fn suppressions() {
+    if !require("suppressions", &["gcc"]) {
+        return;
+    }
+    let dir = TempDir::new("check-supp");
+    let file = dir.join("supp.txt");
+    std::fs::write(&file, "# one leak\nleak:alloc_site_suppressed\n").unwrap();
+    let supp = &["--suppressions", file.to_str().unwrap()];
+    check(supp, bugs(), &["leak-suppressed"])
+        .expect(0, 0)
+        .stdout_has("END leak-suppressed", true)
+        .stderr_has("Suppressions used", true)
+        .stderr_has("leak:alloc_site_suppressed", true);
+    // A suppression matches only its frames, and only for its kind.
+    check(supp, bugs(), &["leak-direct"]).expect(ERROR_EXIT, 1);
+    check(supp, bugs(), &["double-free"])
+        .expect(ERROR_EXIT, 1)
+        .stderr_has("Suppressions used", false);
+}
+
+#[test]
+fn leaks_no() {
+    if !require("leaks_no", &["gcc"]) {
+        return;
+    }
+    check(&["--leaks", "no"], bugs(), &["leak-indirect"])
+        .expect(0, 0)
+        .stdout_has("END leak-indirect", true);
+    // Other kinds are still reported.
+    check(&["--leaks", "no"], bugs(), &["double-free"]).expect(ERROR_EXIT, 1);
+}
+
+/// The first report ends the program: the second bug, and what the program
+/// prints between them, never happen.
+#[test]
+fn halt_on_error() {
+    if !require("halt_on_error", &["gcc"]) {
+        return;
+    }
+    let c = check(&["--halt-on-error"], bugs(), &["two-bugs"]);
+    c.expect(ERROR_EXIT, 1)
+        .stdout_has("AFTER-FIRST", false)
+        .stderr_has("SUMMARY: memkit check: 1 report(s)", true);
+    assert_eq!(c.reports[0]["kind"], "double-free", "{}", c.describe());
+}
+
+/// Reachable blocks are listed (leak_kind "reachable") but are no reports:
+/// exit 0.
+#[test]
+fn show_reachable() {
+    if !require("show_reachable", &["gcc"]) {
+        return;
+    }
+    let c = check(&["--show-reachable"], bugs(), &["ok-leak-global"]);
+    c.stderr_has("Still reachable of 100 byte(s) in 1 object(s)", true)
+        .stderr_has("SUMMARY", false);
+    assert_eq!(c.code(), Some(0), "{}", c.describe());
+    let reachable = |r: &&Value| r["leak_kind"] == "reachable";
+    assert!(c.reports.iter().all(|r| reachable(&r)), "{}", c.describe());
+    let global = leak(
+        "reachable",
+        100,
+        1,
+        &["malloc", "alloc_site_global", "main"],
+    );
+    assert!(
+        c.reports.iter().any(|r| matches(r, &global).is_ok()),
+        "no reachable block from alloc_site_global\n{}",
+        c.describe()
+    );
+}
+
+/// --log-file: the text goes to PATH.PID, not stderr; the JSON is the same.
+#[test]
+fn log_file() {
+    if !require("log_file", &["gcc"]) {
+        return;
+    }
+    let dir = TempDir::new("check-log");
+    let log = dir.join("log");
+    let c = check(
+        &["--log-file", log.to_str().unwrap()],
+        bugs(),
+        &["double-free"],
+    );
+    c.expect(ERROR_EXIT, 1).stderr_has("double-free", false);
+    let pid = c.reports[0]["pid"].as_u64().unwrap();
+    let text = std::fs::read_to_string(dir.join(format!("log.{pid}")))
+        .unwrap_or_else(|e| panic!("no log.{pid}: {e}\n{}", c.describe()));
+    text_matches(&text, &c.reports[0]).unwrap_or_else(|e| panic!("log.{pid}: {e}\n{text}"));
+}
+
+/// Child processes are checked too: a leak in a program the shell starts is
+/// reported (with its own pid) and sets the exit status, although the shell
+/// exits 0.
+#[test]
+fn children_through_sh() {
+    if !require("children_through_sh", &["gcc", "sh"]) {
+        return;
+    }
+    let prog = memkit_tests::shell_quote(bugs());
+    let script = format!("{prog} leak-direct; echo SH-END");
+    let c = check(&[], "sh", &["-c", &script]);
+    c.expect(ERROR_EXIT, 1)
+        .stdout_has("END leak-direct\nSH-END", true);
+    matches(&c.reports[0], &C_CASES[0].reports[0])
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.describe()));
+    let script = format!("{prog} ok-leak-direct && {prog} ok-double-free");
+    check(&[], "sh", &["-c", &script]).expect(0, 0);
+}

@@ -1,0 +1,553 @@
+/* One-bug programs for `memkit check` (crates/memkit-cli/tests/check.rs).
+ *
+ *   check_bugs CASE       run the case with its bug
+ *   check_bugs ok-CASE    the correct twin: the same calls, used correctly;
+ *                         must produce no report at all
+ *   check_bugs list       print the case names, one a line
+ *
+ * Every case prints `END CASE` (or `END ok-CASE`) when it returns to main.
+ * The bug of a case sits in a function named bug_site_*, its block comes
+ * from alloc_site_* and a first free from free_site_*, so that the test can
+ * assert the function names of the report's stacks. Every such function is
+ * `noipa` (no inlining, cloning or other interprocedural change), and
+ * NOTAIL() after its last call keeps that call from becoming a jump, so
+ * the frame is on the stack even at -O2 -fomit-frame-pointer.
+ *
+ * Leak cases: a pointer that was never stored anywhere still lingers in
+ * dead stack slots below main's frame (the leak scan reads the whole
+ * stack, as LeakSanitizer's does), e.g. the last of 1000 blocks of one
+ * site. main therefore scrubs the stack (scrub_stack) after every case.
+ *
+ * Compile with -fno-builtin (so that gcc keeps every call, even to free
+ * and memcpy, as written) and -pthread.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SITE __attribute__((noipa))
+#define NOTAIL() __asm__ volatile("" ::: "memory")
+
+/* Writes the compiler cannot drop. */
+#define POKE(p, i, v) (((volatile char *)(p))[i] = (char)(v))
+
+static void die(const char *what) {
+    perror(what);
+    exit(100);
+}
+
+/* Overwrites 64 KiB of dead stack below the caller's frame. */
+SITE static void scrub_stack(void) {
+    volatile char buf[64 << 10];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = 0;
+    NOTAIL();
+}
+
+SITE void *alloc_site_malloc(size_t n) {
+    void *p = malloc(n);
+    if (!p) die("malloc");
+    NOTAIL();
+    return p;
+}
+
+SITE void free_site_free(void *p) {
+    free(p);
+    NOTAIL();
+}
+
+/* ---- leaks -------------------------------------------------------------- */
+
+SITE void *alloc_site_leak_direct(void) {
+    void *p = malloc(48);
+    NOTAIL();
+    return p;
+}
+
+static void case_leak_direct(int bug) {
+    void *p = alloc_site_leak_direct();
+    POKE(p, 0, 1);
+    if (!bug) free(p);
+}
+
+struct node {
+    struct node *next;
+    char pad[24];
+};
+
+SITE void *alloc_site_leak_outer(void) {
+    void *p = malloc(sizeof(struct node)); /* 32 */
+    NOTAIL();
+    return p;
+}
+
+SITE void *alloc_site_leak_inner(void) {
+    void *p = malloc(64);
+    NOTAIL();
+    return p;
+}
+
+/* A leaked node whose only pointer to another block is its `next`. */
+static void case_leak_indirect(int bug) {
+    struct node *outer = alloc_site_leak_outer();
+    outer->next = alloc_site_leak_inner();
+    if (!bug) {
+        free(outer->next);
+        free(outer);
+    }
+}
+
+SITE void *alloc_site_leak_many(void) {
+    void *p = malloc(24);
+    NOTAIL();
+    return p;
+}
+
+static void case_leak_many(int bug) {
+    for (int i = 0; i < 1000; i++) {
+        void *p = alloc_site_leak_many();
+        POKE(p, 0, i);
+        if (!bug) free(p);
+    }
+}
+
+SITE char *alloc_site_strdup(void) {
+    char *s = strdup("thirty characters (31 bytes)!!"); /* with the NUL */
+    NOTAIL();
+    return s;
+}
+
+static void case_leak_strdup(int bug) {
+    char *s = alloc_site_strdup();
+    if (strlen(s) != 30) die("strdup");
+    if (!bug) free(s);
+}
+
+SITE void *alloc_site_thread_leak(void) {
+    void *p = malloc(72);
+    NOTAIL();
+    return p;
+}
+
+static void *thread_leak_body(void *arg) {
+    void *p = alloc_site_thread_leak();
+    POKE(p, 0, 1);
+    if (!arg) free(p);
+    scrub_stack();
+    return NULL;
+}
+
+/* A block allocated in a thread that was joined, its pointer dropped. */
+static void case_leak_thread(int bug) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, thread_leak_body, bug ? (void *)1 : NULL)) die("pthread_create");
+    if (pthread_join(t, NULL)) die("pthread_join");
+}
+
+SITE void *alloc_site_suppressed(void) {
+    void *p = malloc(56);
+    NOTAIL();
+    return p;
+}
+
+/* The leak the suppressions test suppresses (`leak:alloc_site_suppressed`). */
+static void case_leak_suppressed(int bug) {
+    void *p = alloc_site_suppressed();
+    if (!bug) free(p);
+}
+
+/* ---- reachable at exit (the twins); lost (the bugs) --------------------- */
+
+/* volatile: gcc -O2 drops stores to a static that is never read. */
+static void *volatile g_keep;
+
+SITE void *alloc_site_global(void) {
+    void *p = malloc(100);
+    NOTAIL();
+    return p;
+}
+
+/* ok: reachable through a global at exit. bug: the global is cleared. */
+static void case_leak_global(int bug) {
+    g_keep = alloc_site_global();
+    if (bug) g_keep = NULL;
+}
+
+static __thread void *volatile t_keep;
+
+SITE void *alloc_site_tls(void) {
+    void *p = malloc(120);
+    NOTAIL();
+    return p;
+}
+
+/* ok: reachable through the main thread's __thread variable. */
+static void case_leak_tls(int bug) {
+    t_keep = alloc_site_tls();
+    if (bug) t_keep = NULL;
+}
+
+SITE void *alloc_site_thread_held(void) {
+    void *p = malloc(88);
+    NOTAIL();
+    return p;
+}
+
+static int ready_pipe[2], block_pipe[2];
+
+/* Holds the only pointer to its block in a stack slot, tells main, and
+ * blocks for good (nobody writes block_pipe): main exits meanwhile. */
+static void *holder_body(void *arg) {
+    void *volatile keep = alloc_site_thread_held();
+    if (arg) keep = NULL;
+    char c = 'r';
+    if (write(ready_pipe[1], &c, 1) != 1) die("write");
+    if (read(block_pipe[0], &c, 1) < 0) die("read");
+    (void)keep;
+    return NULL;
+}
+
+/* ok: reachable through a live thread's stack when main calls exit(). */
+static void case_leak_thread_stack(int bug) {
+    if (pipe(ready_pipe) || pipe(block_pipe)) die("pipe");
+    pthread_t t;
+    if (pthread_create(&t, NULL, holder_body, bug ? (void *)1 : NULL)) die("pthread_create");
+    char c;
+    if (read(ready_pipe[0], &c, 1) != 1) die("read");
+}
+
+static char *volatile g_mid;
+
+SITE void *alloc_site_interior(void) {
+    void *p = malloc(200);
+    NOTAIL();
+    return p;
+}
+
+/* ok: only a pointer to the block's middle is kept (in a global). */
+static void case_leak_interior(int bug) {
+    g_mid = (char *)alloc_site_interior() + 100;
+    if (bug) g_mid = NULL;
+}
+
+/* ---- double and invalid frees ------------------------------------------- */
+
+SITE void bug_site_double_free(void *p) {
+    free(p);
+    NOTAIL();
+}
+
+static void case_double_free(int bug) {
+    void *p = alloc_site_malloc(40);
+    free_site_free(p);
+    if (bug) bug_site_double_free(p);
+}
+
+SITE void bug_site_free_interior(char *p) {
+    free(p + 8);
+    NOTAIL();
+}
+
+static void case_invalid_free_interior(int bug) {
+    char *p = alloc_site_malloc(32);
+    if (bug)
+        bug_site_free_interior(p);
+    free(p);
+}
+
+SITE void bug_site_free_stack(void) {
+    char buf[32];
+    POKE(buf, 0, 1);
+    free(buf);
+    NOTAIL();
+}
+
+static void case_invalid_free_stack(int bug) {
+    if (bug)
+        bug_site_free_stack();
+    else
+        free_site_free(alloc_site_malloc(32));
+}
+
+static char g_buf[32];
+
+SITE void bug_site_free_global(void) {
+    free(g_buf);
+    NOTAIL();
+}
+
+static void case_invalid_free_global(int bug) {
+    if (bug)
+        bug_site_free_global();
+    else
+        free_site_free(alloc_site_malloc(32));
+    free(NULL);
+}
+
+/* ---- heap buffer overflows ---------------------------------------------- */
+
+/* Found when the block is freed (its right red zone damaged). */
+SITE void bug_site_overflow_end(char *p, int bug) {
+    POKE(p, bug ? 24 : 23, 'x');
+    free(p);
+    NOTAIL();
+}
+
+static void case_overflow_end(int bug) {
+    bug_site_overflow_end(alloc_site_malloc(24), bug);
+}
+
+SITE void bug_site_overflow_before(char *p, int bug) {
+    POKE(p, bug ? -1 : 0, 'x');
+    free(p);
+    NOTAIL();
+}
+
+static void case_overflow_before(int bug) {
+    bug_site_overflow_before(alloc_site_malloc(24), bug);
+}
+
+/* Found inside memcpy, at the call. */
+SITE void bug_site_overflow_memcpy(char *p, int bug) {
+    char src[32];
+    memset(src, 'a', sizeof src);
+    memcpy(p, src, bug ? 32 : 24);
+    NOTAIL();
+}
+
+static void case_overflow_memcpy(int bug) {
+    char *p = alloc_site_malloc(24);
+    bug_site_overflow_memcpy(p, bug);
+    free(p);
+}
+
+/* ---- use after free ----------------------------------------------------- */
+
+/* A plain write after free: found when the block leaves quarantine, here
+ * at exit, when the quarantine is drained. */
+SITE void bug_site_uaf_write(char *p) {
+    POKE(p, 8, 1);
+    NOTAIL();
+}
+
+static void case_uaf_write(int bug) {
+    char *p = alloc_site_malloc(40);
+    if (!bug) bug_site_uaf_write(p);
+    free_site_free(p);
+    if (bug) bug_site_uaf_write(p);
+}
+
+/* Through memcpy: found at the call. */
+SITE void bug_site_uaf_memcpy(char *p) {
+    static const char src[16] = "0123456789abcde";
+    memcpy(p, src, 16);
+    NOTAIL();
+}
+
+static void case_uaf_memcpy(int bug) {
+    char *p = alloc_site_malloc(40);
+    if (!bug) bug_site_uaf_memcpy(p);
+    free_site_free(p);
+    if (bug) bug_site_uaf_memcpy(p);
+}
+
+SITE char *realloc_site_move(char *p, size_t n) {
+    char *q = realloc(p, n);
+    if (!q) die("realloc");
+    NOTAIL();
+    return q;
+}
+
+SITE void bug_site_stale_realloc(char *p) {
+    POKE(p, 0, 'z');
+    NOTAIL();
+}
+
+/* The block moved (the checker's realloc always moves it); the bug writes
+ * through the old pointer, found at exit. */
+static void case_uaf_realloc(int bug) {
+    char *p = alloc_site_malloc(16);
+    POKE(p, 0, 'a');
+    char *q = realloc_site_move(p, 4096);
+    if (q[0] != 'a') die("realloc lost the contents");
+    bug_site_stale_realloc(bug ? p : q);
+    free(q);
+}
+
+/* ---- memcpy-param-overlap ----------------------------------------------- */
+
+SITE void bug_site_memcpy_overlap(char *p, int bug) {
+    if (bug) {
+        memcpy(p, p + 4, 16);
+    } else {
+        memcpy(p, p + 16, 16); /* adjacent, not overlapping */
+        memmove(p, p + 4, 16); /* overlapping is memmove's job */
+    }
+    NOTAIL();
+}
+
+static void case_memcpy_overlap(int bug) {
+    char *p = alloc_site_malloc(32);
+    memset(p, 'o', 32);
+    bug_site_memcpy_overlap(p, bug);
+    free(p);
+}
+
+/* ---- alignment and size ------------------------------------------------- */
+
+/* 24 is no power of two: EINVAL (and a report); 32 is fine. */
+SITE void bug_site_posix_memalign(int bug) {
+    void *p = NULL;
+    int rc = posix_memalign(&p, bug ? 24 : 32, 64);
+    printf("RC %d\n", rc);
+    if (rc == 0) {
+        if ((uintptr_t)p % 32) die("posix_memalign: misaligned");
+        memset(p, 1, 64);
+        free(p);
+    }
+    NOTAIL();
+}
+
+static void case_bad_posix_memalign(int bug) { bug_site_posix_memalign(bug); }
+
+/* glibc rounds a non-power-of-two alignment up (24 -> 32): a report, and
+ * still a usable block aligned to 32. */
+SITE void bug_site_aligned_alloc(int bug) {
+    char *p = aligned_alloc(bug ? 24 : 32, 64);
+    printf("NONNULL %d ALIGNED32 %d\n", p != NULL, p && (uintptr_t)p % 32 == 0);
+    if (p) {
+        memset(p, 1, 64);
+        free(p);
+    }
+    NOTAIL();
+}
+
+static void case_bad_aligned_alloc(int bug) { bug_site_aligned_alloc(bug); }
+
+SITE void bug_site_malloc_too_big(int bug) {
+    errno = 0;
+    char *p = malloc(bug ? (size_t)1 << 45 : (size_t)1 << 20);
+    printf("NULL %d ENOMEM %d\n", p == NULL, errno == ENOMEM);
+    if (p) {
+        POKE(p, (1 << 20) - 1, 1);
+        free(p);
+    }
+    NOTAIL();
+}
+
+static void case_malloc_too_big(int bug) { bug_site_malloc_too_big(bug); }
+
+SITE void bug_site_calloc_overflow(int bug) {
+    errno = 0;
+    volatile size_t n = bug ? SIZE_MAX / 2 : 1000; /* no compile-time warning */
+    int *p = calloc(n, 4);
+    printf("NULL %d ENOMEM %d\n", p == NULL, errno == ENOMEM);
+    if (p) {
+        for (int i = 0; i < 1000; i++)
+            if (p[i]) die("calloc: not zeroed");
+        free(p);
+    }
+    NOTAIL();
+}
+
+static void case_calloc_overflow(int bug) { bug_site_calloc_overflow(bug); }
+
+/* ---- several bugs; processes --------------------------------------------- */
+
+/* A double free, then an invalid free: --halt-on-error stops at the first,
+ * before AFTER-FIRST is printed. */
+static void case_two_bugs(int bug) {
+    case_double_free(bug);
+    printf("AFTER-FIRST\n");
+    case_invalid_free_global(bug);
+    printf("AFTER-SECOND\n");
+}
+
+SITE void *alloc_site_child_leak(void) {
+    void *p = malloc(64);
+    NOTAIL();
+    return p;
+}
+
+/* The child of a fork leaks (or frees) a block and exits; the parent
+ * prints the child's pid and exits 0 when the child did. */
+static void case_fork_leak(int bug) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+        void *p = alloc_site_child_leak();
+        POKE(p, 0, 1);
+        if (!bug) free(p);
+        p = NULL;
+        scrub_stack();
+        exit(0);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid) die("waitpid");
+    printf("CHILD %d STATUS %d\n", (int)pid, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+/* ------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    void (*run)(int bug);
+} cases[] = {
+    {"leak-direct", case_leak_direct},
+    {"leak-indirect", case_leak_indirect},
+    {"leak-many", case_leak_many},
+    {"leak-strdup", case_leak_strdup},
+    {"leak-thread", case_leak_thread},
+    {"leak-suppressed", case_leak_suppressed},
+    {"leak-global", case_leak_global},
+    {"leak-tls", case_leak_tls},
+    {"leak-thread-stack", case_leak_thread_stack},
+    {"leak-interior", case_leak_interior},
+    {"double-free", case_double_free},
+    {"invalid-free-interior", case_invalid_free_interior},
+    {"invalid-free-stack", case_invalid_free_stack},
+    {"invalid-free-global", case_invalid_free_global},
+    {"overflow-end", case_overflow_end},
+    {"overflow-before", case_overflow_before},
+    {"overflow-memcpy", case_overflow_memcpy},
+    {"uaf-write", case_uaf_write},
+    {"uaf-memcpy", case_uaf_memcpy},
+    {"uaf-realloc", case_uaf_realloc},
+    {"memcpy-overlap", case_memcpy_overlap},
+    {"bad-posix-memalign", case_bad_posix_memalign},
+    {"bad-aligned-alloc", case_bad_aligned_alloc},
+    {"malloc-too-big", case_malloc_too_big},
+    {"calloc-overflow", case_calloc_overflow},
+    {"two-bugs", case_two_bugs},
+    {"fork-leak", case_fork_leak},
+};
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: check_bugs [ok-]CASE | check_bugs list\n");
+        return 2;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "list") == 0) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) printf("%s\n", cases[i].name);
+        return 0;
+    }
+    int bug = strncmp(name, "ok-", 3) != 0;
+    const char *base = bug ? name : name + 3;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (strcmp(cases[i].name, base) == 0) {
+            cases[i].run(bug);
+            scrub_stack();
+            printf("END %s\n", name);
+            return 0;
+        }
+    }
+    fprintf(stderr, "check_bugs: unknown case %s (try: check_bugs list)\n", name);
+    return 2;
+}
