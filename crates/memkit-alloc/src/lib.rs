@@ -720,7 +720,9 @@ pub fn check_thread_heap() -> bool {
 /// in no carved block (huge blocks are not found: their callers track them).
 /// For front-ends that keep their own metadata per block (check mode):
 /// interior pointers, ranges of `memcpy`.
-pub fn small_block_of(p: *const u8) -> Option<(*mut u8, usize)> {
+pub fn small_block_of(addr: usize) -> Option<(*mut u8, usize)> {
+    // Only the address is used: nothing is read through `p` itself.
+    let p = addr as *const u8;
     if !segment::is_small_segment(p) {
         return None;
     }

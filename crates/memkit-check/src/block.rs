@@ -59,8 +59,13 @@ static BIG_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// live blocks only: a million blocks in quarantine do not slow its
 /// lookups). A quarantined block's header carries its sequence number, so
 /// a second free or a checked `memcpy` finds its record.
-static QUARANTINE: [Mutex<Quarantine>; QSHARDS] =
-    [const { Mutex::new(Quarantine { q: VecDeque::new(), bytes: 0, head: 0 }) }; QSHARDS];
+static QUARANTINE: [Mutex<Quarantine>; QSHARDS] = [const {
+    Mutex::new(Quarantine {
+        q: VecDeque::new(),
+        bytes: 0,
+        head: 0,
+    })
+}; QSHARDS];
 /// Independent quarantines (a thread frees into `tid % QSHARDS`), each
 /// so that threads seldom meet on a lock. The bound is on their total
 /// (`QBYTES`): a thread evicts from its own shard while the total is over
@@ -98,7 +103,7 @@ fn fill(p: usize, byte: u8, n: usize) {
 fn first_not(p: usize, byte: u8, n: usize) -> Option<usize> {
     let word = u64::from_ne_bytes([byte; 8]);
     let mut i = 0;
-    while i < n && (p + i) % 8 != 0 {
+    while i < n && !(p + i).is_multiple_of(8) {
         // SAFETY: callers pass ranges inside blocks they own.
         if unsafe { *((p + i) as *const u8) } != byte {
             return Some(i);
@@ -145,7 +150,9 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         let st = stacks::at(regs);
         report::emit(Report {
             kind: "allocation-size-too-big",
-            message: format!("requested allocation size {size:#x} exceeds the maximum {MAX_SIZE:#x}"),
+            message: format!(
+                "requested allocation size {size:#x} exceeds the maximum {MAX_SIZE:#x}"
+            ),
             size: Some(size),
             thread: tls::tid(),
             stack: st,
@@ -154,7 +161,11 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         return null_mut();
     }
     let mut left = LEFT.max(align);
-    let guarded = if guard::wanted(size, align) { guard::map(size, left) } else { None };
+    let guarded = if guard::wanted(size, align) {
+        guard::map(size, left)
+    } else {
+        None
+    };
     let start = match guarded {
         Some((s, end)) => {
             // The block ends at the guard page (rounded to 16 bytes).
@@ -192,7 +203,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     let stack = stacks::at(regs);
     let (end, big) = match guarded {
         Some((_, end)) => (end, true),
-        None => match memkit_alloc::small_block_of(start as *const u8) {
+        None => match memkit_alloc::small_block_of(start) {
             Some((b, bs)) => (b as usize + bs, false),
             None => (start + core_usable(start), true),
         },
@@ -215,7 +226,17 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     fill(rz, RIGHT_CANARY, rn);
     if big {
         let mut b = BIG.lock().unwrap_or_else(|e| e.into_inner());
-        tls::inside(|| b.insert(start, Big { end, user, guard: guarded.is_some(), qtag: 0 }));
+        tls::inside(|| {
+            b.insert(
+                start,
+                Big {
+                    end,
+                    user,
+                    guard: guarded.is_some(),
+                    qtag: 0,
+                },
+            )
+        });
         BIG_COUNT.store(b.len(), Relaxed);
     }
     tls::inside(|| table::shard(user).insert(m));
@@ -249,7 +270,7 @@ fn count(live: i64) {
 
 /// The block (live or in quarantine) whose core block holds `p`.
 pub fn containing(p: usize) -> Option<Meta> {
-    let (start, user, word) = if let Some((s, bs)) = memkit_alloc::small_block_of(p as *const u8) {
+    let (start, user, word) = if let Some((s, bs)) = memkit_alloc::small_block_of(p) {
         let start = s as usize;
         // SAFETY: a core block of ours: its first 16 bytes are mapped; a
         // free block's header may hold anything, hence the magic.
@@ -302,7 +323,15 @@ pub fn describe(m: &Meta, p: usize) -> (i64, String) {
     } else {
         format!("{off} bytes inside")
     };
-    (off, format!("{p:#x} is {how} the {}-byte block [{:#x},{:#x})", m.size, m.user, m.user + m.size))
+    (
+        off,
+        format!(
+            "{p:#x} is {how} the {}-byte block [{:#x},{:#x})",
+            m.size,
+            m.user,
+            m.user + m.size
+        ),
+    )
 }
 
 fn block_report(kind: &'static str, message: String, m: &Meta, p: usize, stack: StackId) -> Report {
@@ -317,7 +346,11 @@ fn block_report(kind: &'static str, message: String, m: &Meta, p: usize, stack: 
         stack,
         alloc_stack: m.alloc_stack,
         alloc_thread: m.alloc_thread,
-        free_stack: if m.state == State::Quarantined { m.free_stack } else { 0 },
+        free_stack: if m.state == State::Quarantined {
+            m.free_stack
+        } else {
+            0
+        },
         free_thread: m.free_thread,
         ..Report::default()
     }
@@ -354,8 +387,18 @@ fn damaged_zone(m: &Meta) -> Option<(usize, bool)> {
 }
 
 fn zone_report(m: &Meta, at: usize, before: bool, when: &str, stack: StackId) {
-    let what = if before { "a write before the block's start" } else { "a write past the block's end" };
-    report::emit(block_report("heap-buffer-overflow", format!("{what}, found {when}"), m, at, stack));
+    let what = if before {
+        "a write before the block's start"
+    } else {
+        "a write past the block's end"
+    };
+    report::emit(block_report(
+        "heap-buffer-overflow",
+        format!("{what}, found {when}"),
+        m,
+        at,
+        stack,
+    ));
 }
 
 /// Frees a checked block (`kind`: which call frees it).
@@ -371,16 +414,19 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
     let tid = tls::tid();
     let Some(mut m) = tls::inside(|| table::shard(p).remove(p)) else {
         match tls::inside(|| containing(p)) {
-            Some(m) if m.state == State::Quarantined && m.user == p => {
-                report::emit(block_report("double-free", format!("attempting double-free ({func})"), &m, p, stack))
-            }
+            Some(m) if m.state == State::Quarantined && m.user == p => report::emit(block_report(
+                "double-free",
+                format!("attempting double-free ({func})"),
+                &m,
+                p,
+                stack,
+            )),
             _ => invalid_free(p, func, stack),
         }
         return;
     };
-    m.state = State::Quarantined;
-    m.free_stack = stack;
-    m.free_thread = tid;
+    // Reports made here are about the free itself: its stack is `stack`,
+    // and the record still reads as live (no "freed at").
     if m.kind != kind {
         report::emit(block_report(
             "alloc-dealloc-mismatch",
@@ -391,6 +437,9 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
         ));
     }
     check_zones(&m, &|| format!("when {func} was called"), stack);
+    m.state = State::Quarantined;
+    m.free_stack = stack;
+    m.free_thread = tid;
     retire(m);
 }
 
@@ -407,7 +456,10 @@ fn invalid_free(p: usize, func: &str, stack: StackId) {
         ),
         None => Report {
             kind: "invalid-free",
-            message: format!("attempting {func} on address {p:#x}, which was not allocated by malloc ({})", crate::roots::what_is(p)),
+            message: format!(
+                "attempting {func} on address {p:#x}, which was not allocated by malloc ({})",
+                crate::roots::what_is(p)
+            ),
             address: p,
             thread: tid,
             stack,
@@ -443,7 +495,11 @@ fn retire(m: Meta) {
         // SAFETY: the block's header, ours until the core gets it back.
         unsafe { *((m.start + 8) as *mut u64) |= IN_QUARANTINE | tag };
         if m.big {
-            if let Some(b) = BIG.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&m.start) {
+            if let Some(b) = BIG
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&m.start)
+            {
                 b.qtag = IN_QUARANTINE | tag;
             }
         }
@@ -459,7 +515,9 @@ fn retire(m: Meta) {
             if total <= bound {
                 break;
             }
-            let Some((old, s)) = q.q.pop_front() else { break };
+            let Some((old, s)) = q.q.pop_front() else {
+                break;
+            };
             q.head += 1;
             q.bytes -= s;
             total = QBYTES.fetch_sub(s, Relaxed) - s;

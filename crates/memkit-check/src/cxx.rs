@@ -51,7 +51,9 @@ extern "C" fn memkit_check_new_handler() -> usize {
 extern "C" fn memkit_check_throw_target() -> usize {
     match lookup(c"_ZSt17__throw_bad_allocv") {
         0 => {
-            crate::report::warn("operator new: out of memory and no libstdc++ to throw std::bad_alloc");
+            crate::report::warn(
+                "operator new: out of memory and no libstdc++ to throw std::bad_alloc",
+            );
             // SAFETY: abort has no preconditions.
             unsafe { libc::abort() }
         }
@@ -153,13 +155,21 @@ pub extern "C" fn _ZnamRKSt9nothrow_t(size: usize, _nt: *const c_void) -> *mut c
 
 /// `operator new(size_t, std::align_val_t, const std::nothrow_t&)`.
 #[unsafe(no_mangle)]
-pub extern "C" fn _ZnwmSt11align_val_tRKSt9nothrow_t(size: usize, align: usize, _nt: *const c_void) -> *mut c_void {
+pub extern "C" fn _ZnwmSt11align_val_tRKSt9nothrow_t(
+    size: usize,
+    align: usize,
+    _nt: *const c_void,
+) -> *mut c_void {
     checked_alloc(size, align.max(16), Kind::New, false)
 }
 
 /// `operator new[](size_t, std::align_val_t, const std::nothrow_t&)`.
 #[unsafe(no_mangle)]
-pub extern "C" fn _ZnamSt11align_val_tRKSt9nothrow_t(size: usize, align: usize, _nt: *const c_void) -> *mut c_void {
+pub extern "C" fn _ZnamSt11align_val_tRKSt9nothrow_t(
+    size: usize,
+    align: usize,
+    _nt: *const c_void,
+) -> *mut c_void {
     checked_alloc(size, align.max(16), Kind::NewArray, false)
 }
 

@@ -25,7 +25,9 @@ fn oom(p: *mut u8) -> *mut c_void {
 pub(crate) fn checked_alloc(size: usize, align: usize, kind: Kind, zero: bool) -> *mut c_void {
     let regs = memkit_trace::unwind::here();
     // SAFETY: any size and a power-of-two alignment.
-    oom(tls::inside(|| unsafe { block::alloc(size, align, kind, zero, regs) }))
+    oom(tls::inside(|| unsafe {
+        block::alloc(size, align, kind, zero, regs)
+    }))
 }
 
 #[inline(always)]
@@ -54,7 +56,9 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         let stack = stacks::here();
         report::emit(Report {
             kind: "calloc-overflow",
-            message: format!("calloc parameters overflow: count * size ({n} * {size}) cannot be represented"),
+            message: format!(
+                "calloc parameters overflow: count * size ({n} * {size}) cannot be represented"
+            ),
             thread: tls::tid(),
             stack,
             ..Report::default()
@@ -77,7 +81,9 @@ pub extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     }
     let regs = memkit_trace::unwind::here();
     // SAFETY: realloc reports invalid and double frees.
-    oom(tls::inside(|| unsafe { block::realloc(p.cast(), size, regs) }))
+    oom(tls::inside(|| unsafe {
+        block::realloc(p.cast(), size, regs)
+    }))
 }
 
 #[unsafe(no_mangle)]
@@ -107,7 +113,11 @@ fn bad_alignment(func: &str, align: usize, why: &str) {
 #[inline(never)]
 pub extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
-        bad_alignment("posix_memalign", align, "not a power of two multiple of sizeof(void *)");
+        bad_alignment(
+            "posix_memalign",
+            align,
+            "not a power of two multiple of sizeof(void *)",
+        );
         return EINVAL;
     }
     let p = checked_alloc(size, align.max(16), Kind::Malloc, false);

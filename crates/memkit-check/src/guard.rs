@@ -33,7 +33,7 @@ pub fn wanted(size: usize, align: usize) -> bool {
     match o.guard {
         Guard::None => false,
         Guard::All => true,
-        Guard::Sample(n) => SAMPLE_COUNTER.fetch_add(1, Relaxed) % n == 0,
+        Guard::Sample(n) => SAMPLE_COUNTER.fetch_add(1, Relaxed).is_multiple_of(n),
     }
 }
 
@@ -49,7 +49,15 @@ pub fn map(size: usize, left: usize) -> Option<(usize, usize)> {
     };
     let start = p as usize;
     // SAFETY: the last page of our own fresh mapping.
-    if unsafe { memkit_sys::protect::protect((start + data) as *mut u8, PAGE, memkit_sys::protect::Prot::None) }.is_err() {
+    if unsafe {
+        memkit_sys::protect::protect(
+            (start + data) as *mut u8,
+            PAGE,
+            memkit_sys::protect::Prot::None,
+        )
+    }
+    .is_err()
+    {
         // SAFETY: our own mapping, never handed out.
         unsafe { memkit_sys::unmap(p, data + PAGE) };
         return None;
@@ -61,7 +69,13 @@ pub fn map(size: usize, left: usize) -> Option<(usize, usize)> {
 /// already is).
 pub fn protect_freed(start: usize, end: usize) {
     // SAFETY: the data pages of a guarded mapping of ours.
-    let _ = unsafe { memkit_sys::protect::protect(start as *mut u8, end - start, memkit_sys::protect::Prot::None) };
+    let _ = unsafe {
+        memkit_sys::protect::protect(
+            start as *mut u8,
+            end - start,
+            memkit_sys::protect::Prot::None,
+        )
+    };
 }
 
 /// Gives a guarded mapping back.
@@ -72,46 +86,68 @@ pub fn unmap(start: usize, end: usize) {
 
 fn reopen(start: usize, len: usize) {
     // SAFETY: pages of a guarded mapping of ours.
-    let _ = unsafe { memkit_sys::protect::protect(start as *mut u8, len, memkit_sys::protect::Prot::ReadWrite) };
+    let _ = unsafe {
+        memkit_sys::protect::protect(start as *mut u8, len, memkit_sys::protect::Prot::ReadWrite)
+    };
 }
 
-static mut OLD: core::mem::MaybeUninit<libc::sigaction> = core::mem::MaybeUninit::zeroed();
+/// The SIGSEGV action before ours (set once, at install; read by the
+/// handler with one atomic load).
+static OLD: std::sync::OnceLock<libc::sigaction> = std::sync::OnceLock::new();
 
 /// Installs the SIGSEGV handler (when a guard mode is on).
 pub fn install() {
     if matches!(options::get().guard, Guard::None) {
         return;
     }
-    // SAFETY: installing a handler; OLD is written once, here, before any
-    // guarded block exists.
+    // SAFETY: installing a handler, with zeroed then filled sigactions.
     unsafe {
         let mut sa: libc::sigaction = core::mem::zeroed();
         sa.sa_sigaction = on_segv as *const () as usize;
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
         libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGSEGV, &sa, (&raw mut OLD).cast());
+        let mut old: libc::sigaction = core::mem::zeroed();
+        // The old action is known before ours can run: set it first.
+        libc::sigaction(libc::SIGSEGV, core::ptr::null(), &mut old);
+        let _ = OLD.set(old);
+        libc::sigaction(libc::SIGSEGV, &sa, core::ptr::null_mut());
     }
 }
 
 extern "C" fn on_segv(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a siginfo and a ucontext.
-    let (addr, uc) = unsafe { ((*info).si_addr() as usize, &*(ctx as *const libc::ucontext_t)) };
+    let (addr, uc) = unsafe {
+        (
+            (*info).si_addr() as usize,
+            &*(ctx as *const libc::ucontext_t),
+        )
+    };
     let g = &uc.uc_mcontext.gregs;
     if tls::inside(|| handle(addr, g)) {
         return;
     }
     // Not ours: the handler that was there before.
-    // SAFETY: OLD holds what sigaction returned at install.
+    let Some(old) = OLD.get() else {
+        // SAFETY: resetting to the default action.
+        unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
+        return;
+    };
+    // SAFETY: `old` is the action sigaction reported at install.
     unsafe {
-        let old = (*(&raw const OLD)).assume_init_ref();
         match old.sa_sigaction {
+            libc::SIG_IGN if (*info).si_code <= 0 => {}
             libc::SIG_DFL | libc::SIG_IGN => {
-                // Re-executing the instruction faults again, with the
-                // default action: the process dies by SIGSEGV as before.
+                // A fault: re-executing the instruction faults again, with
+                // the default action, and the process dies by SIGSEGV as
+                // before. A signal sent by kill is sent again.
                 libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                if (*info).si_code <= 0 {
+                    libc::raise(libc::SIGSEGV);
+                }
             }
             f if old.sa_flags & libc::SA_SIGINFO != 0 => {
-                let f: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) = core::mem::transmute(f);
+                let f: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) =
+                    core::mem::transmute(f);
                 f(sig, info, ctx)
             }
             f => {
@@ -137,7 +173,11 @@ fn handle(addr: usize, g: &[libc::greg_t; 23]) -> bool {
     let access = if write { "WRITE" } else { "READ" };
     let r = match block::containing(user) {
         Some(m) => {
-            let kind = if quarantined { "use-after-free" } else { "heap-buffer-overflow" };
+            let kind = if quarantined {
+                "use-after-free"
+            } else {
+                "heap-buffer-overflow"
+            };
             let (off, place) = block::describe(&m, addr);
             Report {
                 kind,

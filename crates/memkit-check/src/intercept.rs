@@ -98,7 +98,8 @@ fn do_memmove(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
         }
         f => {
             // SAFETY: glibc's memmove.
-            let f: unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
+            let f: unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void =
+                unsafe { core::mem::transmute(f) };
             // SAFETY: the caller's contract.
             unsafe { f(d, s, n) }
         }
@@ -110,7 +111,8 @@ fn do_memcpy(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
         0 => do_memmove(d, s, n),
         f => {
             // SAFETY: glibc's memcpy.
-            let f: unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
+            let f: unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void =
+                unsafe { core::mem::transmute(f) };
             // SAFETY: the caller's contract.
             unsafe { f(d, s, n) }
         }
@@ -128,7 +130,8 @@ fn do_memset(d: *mut c_void, c: c_int, n: usize) -> *mut c_void {
         }
         f => {
             // SAFETY: glibc's memset.
-            let f: unsafe extern "C" fn(*mut c_void, c_int, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
+            let f: unsafe extern "C" fn(*mut c_void, c_int, usize) -> *mut c_void =
+                unsafe { core::mem::transmute(f) };
             // SAFETY: the caller's contract.
             unsafe { f(d, c, n) }
         }
@@ -147,7 +150,8 @@ fn do_strlen(s: *const c_char) -> usize {
         }
         f => {
             // SAFETY: glibc's strlen.
-            let f: unsafe extern "C" fn(*const c_char) -> usize = unsafe { core::mem::transmute(f) };
+            let f: unsafe extern "C" fn(*const c_char) -> usize =
+                unsafe { core::mem::transmute(f) };
             // SAFETY: the caller's contract.
             unsafe { f(s) }
         }
@@ -166,7 +170,8 @@ fn do_strnlen(s: *const c_char, max: usize) -> usize {
         }
         f => {
             // SAFETY: glibc's strnlen.
-            let f: unsafe extern "C" fn(*const c_char, usize) -> usize = unsafe { core::mem::transmute(f) };
+            let f: unsafe extern "C" fn(*const c_char, usize) -> usize =
+                unsafe { core::mem::transmute(f) };
             // SAFETY: the caller's contract.
             unsafe { f(s, max) }
         }
@@ -222,7 +227,11 @@ fn range_inner(func: &str, what: &str, p: usize, n: usize) -> Option<Meta> {
         stack,
         alloc_stack: m.alloc_stack,
         alloc_thread: m.alloc_thread,
-        free_stack: if m.state == State::Quarantined { m.free_stack } else { 0 },
+        free_stack: if m.state == State::Quarantined {
+            m.free_stack
+        } else {
+            0
+        },
         free_thread: m.free_thread,
         ..Report::default()
     });
@@ -289,12 +298,22 @@ pub extern "C" fn memset(d: *mut c_void, c: c_int, n: usize) -> *mut c_void {
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn __memcpy_chk(d: *mut c_void, s: *const c_void, n: usize, _dn: usize) -> *mut c_void {
+pub extern "C" fn __memcpy_chk(
+    d: *mut c_void,
+    s: *const c_void,
+    n: usize,
+    _dn: usize,
+) -> *mut c_void {
     memcpy(d, s, n)
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn __memmove_chk(d: *mut c_void, s: *const c_void, n: usize, _dn: usize) -> *mut c_void {
+pub extern "C" fn __memmove_chk(
+    d: *mut c_void,
+    s: *const c_void,
+    n: usize,
+    _dn: usize,
+) -> *mut c_void {
     memmove(d, s, n)
 }
 
@@ -313,7 +332,12 @@ pub extern "C" fn memcmp(a: *const c_void, b: *const c_void, n: usize) -> c_int 
         0 => {
             for i in 0..n {
                 // SAFETY: the caller's ranges.
-                let (x, y) = unsafe { ((a as *const u8).add(i).read_volatile(), (b as *const u8).add(i).read_volatile()) };
+                let (x, y) = unsafe {
+                    (
+                        (a as *const u8).add(i).read_volatile(),
+                        (b as *const u8).add(i).read_volatile(),
+                    )
+                };
                 if x != y {
                     return x as c_int - y as c_int;
                 }
@@ -322,7 +346,8 @@ pub extern "C" fn memcmp(a: *const c_void, b: *const c_void, n: usize) -> c_int 
         }
         f => {
             // SAFETY: glibc's memcmp and the caller's contract.
-            let f: unsafe extern "C" fn(*const c_void, *const c_void, usize) -> c_int = unsafe { core::mem::transmute(f) };
+            let f: unsafe extern "C" fn(*const c_void, *const c_void, usize) -> c_int =
+                unsafe { core::mem::transmute(f) };
             // SAFETY: the caller's contract.
             unsafe { f(a, b, n) }
         }
@@ -345,14 +370,19 @@ pub extern "C" fn memchr(s: *const c_void, c: c_int, n: usize) -> *mut c_void {
         }
         f => {
             // SAFETY: glibc's memchr.
-            let f: unsafe extern "C" fn(*const c_void, c_int, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
+            let f: unsafe extern "C" fn(*const c_void, c_int, usize) -> *mut c_void =
+                unsafe { core::mem::transmute(f) };
             // SAFETY: the caller's contract.
             unsafe { f(s, c, n) }
         }
     };
     if checking() {
         // The bytes actually read: up to the match, or all n.
-        let read = if r.is_null() { n } else { r as usize - s as usize + 1 };
+        let read = if r.is_null() {
+            n
+        } else {
+            r as usize - s as usize + 1
+        };
         range("memchr", "read", s as usize, read);
     }
     r
@@ -378,7 +408,8 @@ pub extern "C" fn memmem(h: *const c_void, hn: usize, n: *const c_void, nn: usiz
         }
         f => {
             // SAFETY: glibc's memmem.
-            let f: unsafe extern "C" fn(*const c_void, usize, *const c_void, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
+            let f: unsafe extern "C" fn(*const c_void, usize, *const c_void, usize) -> *mut c_void =
+                unsafe { core::mem::transmute(f) };
             // SAFETY: the caller's contract.
             unsafe { f(h, hn, n, nn) }
         }

@@ -47,7 +47,9 @@ static RELEASE: AtomicUsize = AtomicUsize::new(0);
 fn thread_pointer() -> usize {
     let tp: usize;
     // SAFETY: fs:0 holds the thread pointer itself on x86_64 glibc.
-    unsafe { core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly)) };
+    unsafe {
+        core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly))
+    };
     tp
 }
 
@@ -61,7 +63,10 @@ extern "C" fn on_stop(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut libc::c_
         for (r, v) in s.regs.iter().zip(uc.uc_mcontext.gregs.iter()) {
             r.store(*v as usize, Relaxed);
         }
-        s.sp.store(uc.uc_mcontext.gregs[libc::REG_RSP as usize] as usize, Relaxed);
+        s.sp.store(
+            uc.uc_mcontext.gregs[libc::REG_RSP as usize] as usize,
+            Relaxed,
+        );
         s.tp.store(thread_pointer(), Relaxed);
         // SAFETY: gettid has no preconditions.
         s.tid.store(unsafe { libc::gettid() } as usize, Release);
@@ -210,7 +215,13 @@ fn scan_thread(
     // pointer would reach below sp, into dead frames.
     if let Some(m) = roots::mapping_of(maps, tp) {
         if m.readable && stack.is_none_or(|s| s.start != m.start) {
-            h.scan(tp.saturating_sub(64 << 10).max(m.start), (tp + (8 << 10)).min(m.end), 0, 1, work);
+            h.scan(
+                tp.saturating_sub(64 << 10).max(m.start),
+                (tp + (8 << 10)).min(m.end),
+                0,
+                1,
+                work,
+            );
         }
     }
 }
@@ -246,12 +257,21 @@ pub fn check(show_reachable: bool, own: usize, my_sp: usize) {
     let mut blocks = Vec::new();
     table::for_each(|m| {
         if m.state == State::Live {
-            blocks.push(Live { user: m.user, size: m.size, stack: m.alloc_stack, mark: 0 });
+            blocks.push(Live {
+                user: m.user,
+                size: m.size,
+                stack: m.alloc_stack,
+                mark: 0,
+            });
         }
     });
     blocks.sort_by_key(|b| b.user);
     let lo = blocks.first().map_or(0, |b| b.user);
-    let hi = blocks.iter().map(|b| b.user + b.size.max(1)).max().unwrap_or(0);
+    let hi = blocks
+        .iter()
+        .map(|b| b.user + b.size.max(1))
+        .max()
+        .unwrap_or(0);
     let mut h = Heap { blocks, lo, hi };
     let maps = roots::mappings();
     let mut work = Vec::new();

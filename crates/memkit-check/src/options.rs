@@ -114,12 +114,25 @@ pub fn parse(s: &str) -> (Options, Vec<String>) {
             "show_reachable" => flag(v).map(|b| o.show_reachable = b),
             "halt_on_error" => flag(v).map(|b| o.halt_on_error = b),
             "error_exitcode" => v.parse().ok().map(|n| o.error_exitcode = n),
-            "log_file" => Some(o.log_file = Some(v.to_owned())),
-            "json_dir" => Some(o.json_dir = Some(v.to_owned())),
-            "suppressions" => Some(o.suppressions = Some(v.to_owned())),
+            "log_file" => {
+                o.log_file = Some(v.to_owned());
+                Some(())
+            }
+            "json_dir" => {
+                o.json_dir = Some(v.to_owned());
+                Some(())
+            }
+            "suppressions" => {
+                o.suppressions = Some(v.to_owned());
+                Some(())
+            }
             "quarantine_mb" => number(v).map(|n| o.quarantine_bytes = (n as usize) << 20),
-            "alloc_fill" => number(v).filter(|&n| n < 256).map(|n| o.alloc_fill = n as u8),
-            "free_fill" => number(v).filter(|&n| n < 256).map(|n| o.free_fill = n as u8),
+            "alloc_fill" => number(v)
+                .filter(|&n| n < 256)
+                .map(|n| o.alloc_fill = n as u8),
+            "free_fill" => number(v)
+                .filter(|&n| n < 256)
+                .map(|n| o.free_fill = n as u8),
             "max_fill" => number(v).map(|n| o.max_fill = n as usize),
             "stack_depth" => number(v)
                 .filter(|&n| (1..=memkit_trace::unwind::MAX_FRAMES as u64).contains(&n))

@@ -68,7 +68,11 @@ pub fn init() {
 
 fn stderr_fd() -> i32 {
     let fd = STDERR.load(Relaxed);
-    if fd >= 0 { fd } else { 2 }
+    if fd >= 0 {
+        fd
+    } else {
+        2
+    }
 }
 
 /// A one-line message about the checker itself (bad options, files).
@@ -83,10 +87,16 @@ fn open() -> Out {
     let text_fd = match &o.log_file {
         Some(path) => {
             let path = format!("{path}.{pid}");
-            match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+            {
                 Ok(f) => std::os::fd::IntoRawFd::into_raw_fd(f),
                 Err(e) => {
-                    warn(&format!("cannot open log file {path}: {e}; reporting on stderr"));
+                    warn(&format!(
+                        "cannot open log file {path}: {e}; reporting on stderr"
+                    ));
                     stderr_fd()
                 }
             }
@@ -102,7 +112,11 @@ fn open() -> Out {
             .map_err(|e| warn(&format!("cannot write JSON reports to {path}: {e}")))
             .ok()
     });
-    let suppressions = o.suppressions.as_ref().map(|p| load_suppressions(p)).unwrap_or_default();
+    let suppressions = o
+        .suppressions
+        .as_ref()
+        .map(|p| load_suppressions(p))
+        .unwrap_or_default();
     Out {
         text_fd,
         json,
@@ -130,7 +144,9 @@ fn load_suppressions(path: &str) -> Vec<(String, String, usize)> {
             continue;
         }
         match line.split_once(':') {
-            Some((k, p)) if !p.is_empty() => out.push((k.trim().to_owned(), p.trim().to_owned(), 0)),
+            Some((k, p)) if !p.is_empty() => {
+                out.push((k.trim().to_owned(), p.trim().to_owned(), 0))
+            }
             _ => warn(&format!("{path}:{}: `{line}` is not kind:pattern", n + 1)),
         }
     }
@@ -200,7 +216,12 @@ fn write_stack(t: &mut String, frames: &[Symbol]) {
         t.push_str("    (no stack)\n");
     }
     for (i, s) in frames.iter().enumerate() {
-        let _ = write!(t, "    #{i} {:#x} in {}", s.address, s.function.as_deref().unwrap_or("??"));
+        let _ = write!(
+            t,
+            "    #{i} {:#x} in {}",
+            s.address,
+            s.function.as_deref().unwrap_or("??")
+        );
         if let Some(f) = &s.file {
             let _ = write!(t, " {f}");
             if let Some(l) = s.line {
@@ -270,14 +291,29 @@ fn emit_inner(r: &Report) {
             write_stack(&mut t, &free);
         }
         if r.alloc_stack != 0 {
-            let _ = writeln!(t, "  {} by thread {} at:", if r.free_stack != 0 { "previously allocated" } else { "allocated" }, r.alloc_thread);
+            let _ = writeln!(
+                t,
+                "  {} by thread {} at:",
+                if r.free_stack != 0 {
+                    "previously allocated"
+                } else {
+                    "allocated"
+                },
+                r.alloc_thread
+            );
             write_stack(&mut t, &alloc);
         }
     }
     t.push('\n');
     let _ = memkit_sys::write_all(out.text_fd, t.as_bytes());
     if let Some(j) = &mut out.json {
-        let opt = |id: StackId, s: &[Symbol]| if id == 0 { serde_json::Value::Null } else { frames_json(s) };
+        let opt = |id: StackId, s: &[Symbol]| {
+            if id == 0 {
+                serde_json::Value::Null
+            } else {
+                frames_json(s)
+            }
+        };
         let mut v = serde_json::json!({
             "schema_version": SCHEMA_VERSION,
             "pid": pid,
@@ -340,13 +376,20 @@ pub fn summary() {
                 .iter()
                 .map(|(k, c)| {
                     if *k == "leak" {
-                        format!("{c} leak ({} bytes in {} blocks)", out.leak_bytes, out.leak_blocks)
+                        format!(
+                            "{c} leak ({} bytes in {} blocks)",
+                            out.leak_bytes, out.leak_blocks
+                        )
                     } else {
                         format!("{c} {k}")
                     }
                 })
                 .collect();
-            let _ = writeln!(t, "=={pid}== SUMMARY: memkit check: {n} report(s): {}", parts.join(", "));
+            let _ = writeln!(
+                t,
+                "=={pid}== SUMMARY: memkit check: {n} report(s): {}",
+                parts.join(", ")
+            );
         }
         if !t.is_empty() {
             let _ = memkit_sys::write_all(out.text_fd, t.as_bytes());

@@ -68,7 +68,11 @@ pub fn globals(skip: usize) -> Vec<(usize, usize, String)> {
         out: Vec<(usize, usize, String)>,
         skip: usize,
     }
-    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> i32 {
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> i32 {
         // SAFETY: dl_iterate_phdr passes a valid info and our Acc.
         unsafe {
             let acc = &mut *(data as *mut Acc);
@@ -77,7 +81,8 @@ pub fn globals(skip: usize) -> Vec<(usize, usize, String)> {
             let base = info.dlpi_addr as usize;
             let contains_skip = phdrs.iter().any(|ph| {
                 ph.p_type == libc::PT_LOAD
-                    && (base + ph.p_vaddr as usize..base + (ph.p_vaddr + ph.p_memsz) as usize).contains(&acc.skip)
+                    && (base + ph.p_vaddr as usize..base + (ph.p_vaddr + ph.p_memsz) as usize)
+                        .contains(&acc.skip)
             });
             if contains_skip {
                 return 0;
@@ -85,7 +90,9 @@ pub fn globals(skip: usize) -> Vec<(usize, usize, String)> {
             let name = if info.dlpi_name.is_null() {
                 String::new()
             } else {
-                CStr::from_ptr(info.dlpi_name).to_string_lossy().into_owned()
+                CStr::from_ptr(info.dlpi_name)
+                    .to_string_lossy()
+                    .into_owned()
             };
             for ph in phdrs {
                 if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_W != 0 {
@@ -96,7 +103,10 @@ pub fn globals(skip: usize) -> Vec<(usize, usize, String)> {
             0
         }
     }
-    let mut acc = Acc { out: Vec::new(), skip };
+    let mut acc = Acc {
+        out: Vec::new(),
+        skip,
+    };
     // SAFETY: the callback matches dl_iterate_phdr's contract.
     unsafe { libc::dl_iterate_phdr(Some(each), &mut acc as *mut Acc as *mut libc::c_void) };
     acc.out

@@ -38,5 +38,7 @@ pub fn at(regs: unwind::Regs) -> StackId {
     let depth = options::get().stack_depth;
     let n = unwind::capture(regs, end, own(), &mut frames[..depth]);
     // SAFETY: capture wrote the first n frames.
-    depot::intern(unsafe { &*(&frames[..n] as *const [core::mem::MaybeUninit<Frame>] as *const [Frame]) })
+    depot::intern(unsafe {
+        &*(&frames[..n] as *const [core::mem::MaybeUninit<Frame>] as *const [Frame])
+    })
 }

@@ -92,7 +92,10 @@ const SHARDS: usize = 256;
 static TABLE: [Shard; SHARDS] = [const {
     Shard {
         lock: AtomicBool::new(false),
-        inner: UnsafeCell::new(Inner { slots: Vec::new(), len: 0 }),
+        inner: UnsafeCell::new(Inner {
+            slots: Vec::new(),
+            len: 0,
+        }),
     }
 }; SHARDS];
 
@@ -203,7 +206,11 @@ impl Guard {
             }
             let home = home(u, n);
             // Move j to i unless its home lies cyclically in (i, j].
-            let between = if i <= j { home > i && home <= j } else { home > i || home <= j };
+            let between = if i <= j {
+                home > i && home <= j
+            } else {
+                home > i || home <= j
+            };
             if !between {
                 inner.slots[i] = inner.slots[j];
                 inner.slots[j] = EMPTY;

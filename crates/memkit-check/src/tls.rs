@@ -123,7 +123,11 @@ pub fn stack_end(sp: usize) -> usize {
         }
     };
     t.finding_stack.set(0);
-    let end = if ok && addr + size > sp { addr + size } else { sp + 65536 };
+    let end = if ok && addr + size > sp {
+        addr + size
+    } else {
+        sp + 65536
+    };
     if ok {
         t.stack_end.set(end);
     }

@@ -112,7 +112,10 @@ impl Dir {
                 }
             }
         }
-        Err(CliError::new(format!("cannot create a report directory in {}", base.display())))
+        Err(CliError::new(format!(
+            "cannot create a report directory in {}",
+            base.display()
+        )))
     }
 }
 
@@ -143,7 +146,10 @@ fn options(args: &CheckArgs, dir: &Path) -> Result<String, CliError> {
     }
     if let Some(s) = &args.suppressions {
         if !s.is_file() {
-            return Err(CliError::new(format!("suppressions file {} does not exist", s.display())));
+            return Err(CliError::new(format!(
+                "suppressions file {} does not exist",
+                s.display()
+            )));
         }
         o.push(format!("suppressions={}", absolute(s).display()));
     }
@@ -177,7 +183,9 @@ fn collect(dir: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
             match serde_json::from_str::<serde_json::Value>(line) {
                 Ok(v) => reports.push(v),
                 // A process killed mid-write leaves a partial last line.
-                Err(_) => warnings.push(format!("{}: an incomplete report was dropped", f.display())),
+                Err(_) => {
+                    warnings.push(format!("{}: an incomplete report was dropped", f.display()))
+                }
             }
         }
     }
@@ -186,7 +194,9 @@ fn collect(dir: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
 
 pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let Some((program, program_args)) = args.command.split_first() else {
-        return Err(CliError::new("no program given (usage: memkit check -- PROG ARGS...)"));
+        return Err(CliError::new(
+            "no program given (usage: memkit check -- PROG ARGS...)",
+        ));
     };
     let program_name = program.to_string_lossy().into_owned();
     let library = library::find_checked(&library::CHECK)?;
@@ -194,7 +204,10 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let opts = options(args, &dir.0)?;
     let status = Command::new(program)
         .args(program_args)
-        .env("LD_PRELOAD", ld_preload(&library, std::env::var_os("LD_PRELOAD")))
+        .env(
+            "LD_PRELOAD",
+            ld_preload(&library, std::env::var_os("LD_PRELOAD")),
+        )
         .env(OPTIONS_ENV, opts)
         .status()
         .map_err(|e| spawn_error(&program_name, &e))?;
@@ -205,7 +218,11 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&reports).unwrap_or_else(|_| "[]".into());
         fs::write(path, text + "\n").map_err(|e| {
-            CliError::new(format!("cannot write {}: {}", path.display(), memkit::describe_io(&e)))
+            CliError::new(format!(
+                "cannot write {}: {}",
+                path.display(),
+                memkit::describe_io(&e)
+            ))
         })?;
     }
     let counted = reports

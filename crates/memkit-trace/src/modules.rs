@@ -158,8 +158,9 @@ pub fn forget_unmapped() {
             continue;
         }
         let start = s.start.load(Relaxed);
-        let same = find_object(start)
-            .is_some_and(|o| o.link_map as usize == s.link_map.load(Relaxed) && o.map_start as usize == start);
+        let same = find_object(start).is_some_and(|o| {
+            o.link_map as usize == s.link_map.load(Relaxed) && o.map_start as usize == start
+        });
         if !same {
             s.alive.store(false, Relaxed);
         }

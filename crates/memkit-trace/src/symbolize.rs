@@ -38,22 +38,35 @@ static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 /// (the tool's own library) show only the function the program called.
 pub fn stack(frames: &[Frame], collapse: u16) -> Vec<Symbol> {
     let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = guard.get_or_insert_with(|| Cache { loaders: HashMap::new() });
+    let cache = guard.get_or_insert_with(|| Cache {
+        loaders: HashMap::new(),
+    });
     let mut out = Vec::with_capacity(frames.len());
     for (i, &f) in frames.iter().enumerate() {
         let (module, offset) = split(f);
         let Some(info) = modules::info(module) else {
-            out.push(Symbol { address: offset, ..Symbol::default() });
+            out.push(Symbol {
+                address: offset,
+                ..Symbol::default()
+            });
             continue;
         };
         let address = info.bias.wrapping_add(offset);
         // Return addresses point after the call; the call is one byte back.
-        let probe = if i == 0 { offset } else { offset.saturating_sub(1) } as u64;
+        let probe = if i == 0 {
+            offset
+        } else {
+            offset.saturating_sub(1)
+        } as u64;
         let loader = cache
             .loaders
             .entry(info.path.clone())
             .or_insert_with(|| addr2line::Loader::new(&info.path).ok());
-        let base = Symbol { address, object: info.path.clone(), ..Symbol::default() };
+        let base = Symbol {
+            address,
+            object: info.path.clone(),
+            ..Symbol::default()
+        };
         let Some(loader) = loader else {
             out.push(base);
             continue;
@@ -74,7 +87,12 @@ pub fn stack(frames: &[Frame], collapse: u16) -> Vec<Symbol> {
                     Some(l) => (l.file.map(str::to_owned), l.line),
                     None => (None, None),
                 };
-                out.push(Symbol { function, file, line, ..base.clone() });
+                out.push(Symbol {
+                    function,
+                    file,
+                    line,
+                    ..base.clone()
+                });
             }
         }
         if out.len() == before {

@@ -18,7 +18,10 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::*};
 
-use gimli::{BaseAddresses, CfaRule, EhFrame, EhFrameHdr, NativeEndian, RegisterRule, UnwindContext, UnwindSection, X86_64};
+use gimli::{
+    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, NativeEndian, RegisterRule, UnwindContext,
+    UnwindSection, X86_64,
+};
 
 use crate::modules;
 
@@ -159,7 +162,9 @@ fn describe(pc: usize, obj: &modules::DlFindObject, module: u16) -> Option<Rule>
     let bases = BaseAddresses::default()
         .set_eh_frame_hdr(hdr_at as u64)
         .set_text(obj.map_start as u64);
-    let hdr = EhFrameHdr::new(hdr_bytes, NativeEndian).parse(&bases, 8).ok()?;
+    let hdr = EhFrameHdr::new(hdr_bytes, NativeEndian)
+        .parse(&bases, 8)
+        .ok()?;
     let frame_at = match hdr.eh_frame_ptr() {
         gimli::Pointer::Direct(a) => a as usize,
         gimli::Pointer::Indirect(_) => return None,
@@ -180,8 +185,12 @@ fn describe(pc: usize, obj: &modules::DlFindObject, module: u16) -> Option<Rule>
         .unwind_info_for_address(&eh_frame, &bases, &mut ctx, pc as u64)
         .ok()?;
     let (cfa_rbp, cfa_off) = match *row.cfa() {
-        CfaRule::RegisterAndOffset { register, offset } if register == X86_64::RSP => (false, offset),
-        CfaRule::RegisterAndOffset { register, offset } if register == X86_64::RBP => (true, offset),
+        CfaRule::RegisterAndOffset { register, offset } if register == X86_64::RSP => {
+            (false, offset)
+        }
+        CfaRule::RegisterAndOffset { register, offset } if register == X86_64::RBP => {
+            (true, offset)
+        }
         _ => return None,
     };
     match row.register(X86_64::RA) {
@@ -240,7 +249,12 @@ pub fn split(f: Frame) -> (u16, usize) {
 /// `[regs.sp, stack_end)`. Frames whose module is `skip` are dropped from the
 /// top of the stack except the last of them (the entry point the program
 /// called, such as `malloc`). Returns the number of frames written.
-pub fn capture(regs: Regs, stack_end: usize, skip: u16, out: &mut [core::mem::MaybeUninit<Frame>]) -> usize {
+pub fn capture(
+    regs: Regs,
+    stack_end: usize,
+    skip: u16,
+    out: &mut [core::mem::MaybeUninit<Frame>],
+) -> usize {
     let mut n = 0;
     let (mut pc, mut sp, mut bp) = (regs.pc, regs.sp, regs.bp);
     let mut first = true;
@@ -269,7 +283,7 @@ pub fn capture(regs: Regs, stack_end: usize, skip: u16, out: &mut [core::mem::Ma
         }
         let base = if r.cfa_rbp() { bp } else { sp };
         let cfa = (base as i64).wrapping_add(r.cfa_off()) as usize;
-        if cfa <= sp || cfa > stack_end || cfa % 8 != 0 || cfa < 8 {
+        if cfa <= sp || cfa > stack_end || !cfa.is_multiple_of(8) || cfa < 8 {
             break;
         }
         // SAFETY: sp < cfa <= stack_end, so cfa - 8 is inside the stack.
