@@ -334,7 +334,9 @@ pub fn describe(m: &Meta, p: usize) -> (i64, String) {
     )
 }
 
-fn block_report(kind: &'static str, message: String, m: &Meta, p: usize, stack: StackId) -> Report {
+/// A report about the block `m`, at address `p` (where it lies relative
+/// to the block is appended to `message`).
+pub fn block_report(kind: &'static str, message: String, m: &Meta, p: usize, stack: StackId) -> Report {
     let (off, place) = describe(m, p);
     Report {
         kind,

@@ -16,7 +16,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 
 use crate::options::{self, Guard};
-use crate::report::{self, Report};
+use crate::report;
 use crate::{block, stacks, tls};
 
 pub const PAGE: usize = 4096;
@@ -171,32 +171,16 @@ fn handle(addr: usize, g: &[libc::greg_t; 23]) -> bool {
     };
     let stack = stacks::at(regs);
     let access = if write { "WRITE" } else { "READ" };
-    let r = match block::containing(user) {
-        Some(m) => {
-            let kind = if quarantined {
-                "use-after-free"
-            } else {
-                "heap-buffer-overflow"
-            };
-            let (off, place) = block::describe(&m, addr);
-            Report {
-                kind,
-                message: format!("{access} of memory at {addr:#x} (a guard page fault); {place}"),
-                address: addr,
-                size: Some(m.size),
-                offset: Some(off),
-                thread: tls::tid(),
-                stack,
-                alloc_stack: m.alloc_stack,
-                alloc_thread: m.alloc_thread,
-                free_stack: if quarantined { m.free_stack } else { 0 },
-                free_thread: m.free_thread,
-                ..Report::default()
-            }
-        }
-        None => return false,
+    let Some(m) = block::containing(user) else {
+        return false;
     };
-    report::emit(r);
+    let kind = if quarantined {
+        "use-after-free"
+    } else {
+        "heap-buffer-overflow"
+    };
+    let message = format!("{access} of memory at {addr:#x} (a guard page fault)");
+    report::emit(block::block_report(kind, message, &m, addr, stack));
     // Let the program go on: the freed block's pages, or the guard page,
     // become accessible (later faults on them are no longer seen).
     if quarantined {

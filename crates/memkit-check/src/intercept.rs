@@ -216,25 +216,8 @@ fn range_inner(func: &str, what: &str, p: usize, n: usize) -> Option<Meta> {
         return None;
     };
     let stack = stacks::here();
-    let (off, place) = block::describe(&m, at);
-    report::emit(Report {
-        kind,
-        message: format!("{func}: {what} of {n} bytes at {p:#x}; {place}"),
-        address: at,
-        size: Some(m.size),
-        offset: Some(off),
-        thread: tls::tid(),
-        stack,
-        alloc_stack: m.alloc_stack,
-        alloc_thread: m.alloc_thread,
-        free_stack: if m.state == State::Quarantined {
-            m.free_stack
-        } else {
-            0
-        },
-        free_thread: m.free_thread,
-        ..Report::default()
-    });
+    let message = format!("{func}: {what} of {n} bytes at {p:#x}");
+    report::emit(block::block_report(kind, message, &m, at, stack));
     Some(m)
 }
 
