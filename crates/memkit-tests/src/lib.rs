@@ -365,8 +365,22 @@ pub fn compile_with(compiler: &str, src: &Path, out: &Path, extra: &[&str]) -> P
 /// Flags that build a C program against memkit's headers (`include/`) and
 /// link it with the libmemkit.so at `lib` (found at run time through an
 /// rpath), warnings as errors: for programs that call memkit's own exports.
+///
+/// libmemkit.so's soname is `libmemkit.so.0` (what the package installs);
+/// the build tree has only `libmemkit.so`, so the program links and runs
+/// against a directory beside it (`soname/`) holding both names as links
+/// to `lib`.
 pub fn memkit_link_flags(lib: &Path) -> Vec<String> {
-    let libdir = lib.parent().expect("libmemkit.so in a directory").display();
+    let dir = lib.parent().expect("libmemkit.so in a directory").join("soname");
+    let _ = std::fs::create_dir_all(&dir);
+    let major = env!("CARGO_PKG_VERSION_MAJOR");
+    for name in ["libmemkit.so".to_owned(), format!("libmemkit.so.{major}")] {
+        let link = dir.join(&name);
+        let _ = std::fs::remove_file(&link);
+        // Another test may have made it meanwhile: either link is the same.
+        let _ = std::os::unix::fs::symlink(lib, &link);
+    }
+    let libdir = dir.display();
     vec![
         "-Wall".into(),
         "-Wextra".into(),
