@@ -443,3 +443,31 @@ fn guard_passes_other_faults_on() {
     );
     assert_eq!(o.status.code(), Some(128 + 11), "{}", o.describe());
 }
+
+/// Stacks record their module at capture: a leak allocated inside a
+/// library that was dlclosed before exit still names the library's
+/// function, file and object.
+#[test]
+fn stacks_survive_dlclose() {
+    if !require("stacks_survive_dlclose", &["gcc"]) {
+        return;
+    }
+    let dir = TempDir::new("dlclose");
+    let lib = compile_c(
+        "check/dlclose_leak.c",
+        dir.path(),
+        "libdlleak.so",
+        &["-g", "-O1", "-DLIB", "-shared", "-fPIC"],
+    );
+    let prog = compile_c("check/dlclose_leak.c", dir.path(), "dlclose_leak", &["-g", "-O1", "-ldl"]);
+    let c = check(&[], &prog, &[lib.to_str().unwrap()]);
+    c.expect(ERROR_EXIT, 1).stdout_has("END dlclose", true);
+    let r = &c.reports[0];
+    assert_eq!(r["kind"], "leak", "{}", c.describe());
+    assert_eq!(r["size"], 72, "{}", c.describe());
+    let frame = &r["alloc_stack"][1];
+    assert_eq!(frame["function"], "lib_alloc_site", "{}", c.describe());
+    assert!(frame["object"].as_str().unwrap_or("").ends_with("libdlleak.so"), "{}", c.describe());
+    assert!(frame["file"].as_str().unwrap_or("").ends_with("dlclose_leak.c"), "{}", c.describe());
+    assert_eq!(r["alloc_stack"][2]["function"], "main", "{}", c.describe());
+}
