@@ -17,7 +17,7 @@
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::*};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use memkit_trace::forklock::ForkLock;
 
 use memkit_trace::depot::StackId;
 use memkit_trace::unwind::Regs;
@@ -52,15 +52,15 @@ struct Big {
 }
 
 /// Those blocks, by start address.
-static BIG: Mutex<BTreeMap<usize, Big>> = Mutex::new(BTreeMap::new());
+static BIG: ForkLock<BTreeMap<usize, Big>> = ForkLock::new(BTreeMap::new());
 static BIG_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Freed blocks, oldest first, with their records (the side table holds
 /// live blocks only: a million blocks in quarantine do not slow its
 /// lookups). A quarantined block's header carries its sequence number, so
 /// a second free or a checked `memcpy` finds its record.
-static QUARANTINE: [Mutex<Quarantine>; QSHARDS] = [const {
-    Mutex::new(Quarantine {
+static QUARANTINE: [ForkLock<Quarantine>; QSHARDS] = [const {
+    ForkLock::new(Quarantine {
         q: VecDeque::new(),
         bytes: 0,
         head: 0,
@@ -225,7 +225,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     let (rz, rn) = right_zone(&m);
     fill(rz, RIGHT_CANARY, rn);
     if big {
-        let mut b = BIG.lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = BIG.lock();
         tls::inside(|| {
             b.insert(
                 start,
@@ -286,7 +286,7 @@ pub fn containing(p: usize) -> Option<Meta> {
     };
     let m = if word & IN_QUARANTINE != 0 {
         let shard = (word as u32 >> SEQ_BITS) as usize;
-        let q = QUARANTINE[shard].lock().unwrap_or_else(|e| e.into_inner());
+        let q = QUARANTINE[shard].lock();
         let mask = (1u32 << SEQ_BITS) - 1;
         let i = ((word as u32).wrapping_sub(q.head as u32) & mask) as usize;
         q.q.get(i).map(|e| e.0)?
@@ -301,7 +301,7 @@ fn big_at(p: usize, slack: usize) -> Option<(usize, Big)> {
     if BIG_COUNT.load(Relaxed) == 0 {
         return None;
     }
-    let big = BIG.lock().unwrap_or_else(|e| e.into_inner());
+    let big = BIG.lock();
     let (&start, &b) = big.range(..=p).next_back()?;
     (p < b.end + slack).then_some((start, b))
 }
@@ -490,16 +490,14 @@ fn retire(m: Meta) {
     let shard = m.free_thread as usize % QSHARDS;
     let bound = o.quarantine_bytes;
     tls::inside(|| {
-        let mut q = QUARANTINE[shard].lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = QUARANTINE[shard].lock();
         let cost = footprint(&m);
         let seq = q.head + q.q.len() as u64;
         let tag = (shard as u64) << SEQ_BITS | (seq & ((1 << SEQ_BITS) - 1));
         // SAFETY: the block's header, ours until the core gets it back.
         unsafe { *((m.start + 8) as *mut u64) |= IN_QUARANTINE | tag };
         if m.big {
-            if let Some(b) = BIG
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+            if let Some(b) = BIG.lock()
                 .get_mut(&m.start)
             {
                 b.qtag = IN_QUARANTINE | tag;
@@ -551,7 +549,7 @@ fn release(m: Meta) {
         check_zones(&m, &|| "when it left quarantine".into(), 0);
     }
     if m.big {
-        let mut big = BIG.lock().unwrap_or_else(|e| e.into_inner());
+        let mut big = BIG.lock();
         big.remove(&m.start);
         BIG_COUNT.store(big.len(), Relaxed);
     }
@@ -568,7 +566,7 @@ pub fn drain_quarantine() {
     let all: Vec<Meta> = tls::inside(|| {
         let mut all = Vec::new();
         for shard in QUARANTINE.iter() {
-            let mut q = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let mut q = shard.lock();
             QBYTES.fetch_sub(q.bytes, Relaxed);
             q.bytes = 0;
             q.head += q.q.len() as u64;
@@ -669,5 +667,22 @@ pub fn repair(m: &Meta, p: usize, n: usize) {
     if m.state == State::Quarantined {
         let o = options::get();
         restore(m.user, m.user + m.size.min(o.max_fill), o.free_fill);
+    }
+}
+
+/// Takes the quarantine's and the big blocks' locks before `fork`, in the
+/// order the allocation paths nest them (a quarantine shard, then BIG).
+pub fn lock_for_fork() {
+    for q in QUARANTINE.iter() {
+        q.lock_for_fork();
+    }
+    BIG.lock_for_fork();
+}
+
+/// Releases them after `fork`, in parent and child.
+pub fn unlock_after_fork() {
+    BIG.unlock_after_fork();
+    for q in QUARANTINE.iter() {
+        q.unlock_after_fork();
     }
 }

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::*};
-use std::sync::Mutex;
+use memkit_trace::forklock::ForkLock;
 
 use memkit_trace::depot::{self, StackId};
 use memkit_trace::symbolize::{self, Symbol};
@@ -53,7 +53,17 @@ struct Out {
     suppressed: usize,
 }
 
-static OUT: Mutex<Option<Out>> = Mutex::new(None);
+static OUT: ForkLock<Option<Out>> = ForkLock::new(None);
+
+/// Around `fork`: the output's lock.
+pub fn lock_for_fork() {
+    OUT.lock_for_fork();
+}
+
+/// After `fork`, in parent and child.
+pub fn unlock_after_fork() {
+    OUT.unlock_after_fork();
+}
 /// Reports made (not suppressed); "reachable" listings do not count.
 pub static REPORTED: AtomicUsize = AtomicUsize::new(0);
 static STDERR: AtomicI32 = AtomicI32::new(-1);
@@ -247,7 +257,7 @@ pub fn emit(r: Report) {
 
 fn emit_inner(r: &Report) {
     let pid = memkit_sys::pid();
-    let mut guard = OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = OUT.lock();
     let out = guard.get_or_insert_with(open);
     let stack = sym(r.stack);
     let alloc = sym(r.alloc_stack);
@@ -359,7 +369,7 @@ fn emit_inner(r: &Report) {
 pub fn summary() {
     crate::tls::inside(|| {
         let pid = memkit_sys::pid();
-        let guard = OUT.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = OUT.lock();
         let Some(out) = guard.as_ref() else { return };
         let mut t = String::new();
         let used: Vec<_> = out.suppressions.iter().filter(|s| s.2 > 0).collect();

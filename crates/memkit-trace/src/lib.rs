@@ -17,6 +17,7 @@
 //! lock-free view of what is mapped.
 
 pub mod depot;
+pub mod forklock;
 pub mod modules;
 pub mod symbolize;
 pub mod unwind;

@@ -6,7 +6,7 @@
 //! runs only when a report is printed, never on an allocation path.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use crate::forklock::ForkLock;
 
 use crate::modules;
 use crate::unwind::{split, Frame};
@@ -31,13 +31,23 @@ struct Cache {
 // SAFETY: the loaders are only used under the mutex.
 unsafe impl Send for Cache {}
 
-static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+static CACHE: ForkLock<Option<Cache>> = ForkLock::new(None);
+
+/// Around `fork`: the cache's lock (see [`ForkLock`]).
+pub fn lock_for_fork() {
+    CACHE.lock_for_fork();
+}
+
+/// After `fork`, in parent and child.
+pub fn unlock_after_fork() {
+    CACHE.unlock_after_fork();
+}
 
 /// Symbolizes one stack. Inlined calls expand into several frames (the
 /// innermost first), as addr2line prints them; frames of module `collapse`
 /// (the tool's own library) show only the function the program called.
 pub fn stack(frames: &[Frame], collapse: u16) -> Vec<Symbol> {
-    let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = CACHE.lock();
     let cache = guard.get_or_insert_with(|| Cache {
         loaders: HashMap::new(),
     });
