@@ -16,8 +16,8 @@
 
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::*};
+use memkit_alloc::lock::SpinLock;
 use std::collections::{BTreeMap, VecDeque};
-use memkit_trace::forklock::ForkLock;
 
 use memkit_trace::depot::StackId;
 use memkit_trace::unwind::Regs;
@@ -52,15 +52,15 @@ struct Big {
 }
 
 /// Those blocks, by start address.
-static BIG: ForkLock<BTreeMap<usize, Big>> = ForkLock::new(BTreeMap::new());
+static BIG: SpinLock<BTreeMap<usize, Big>> = SpinLock::new(BTreeMap::new());
 static BIG_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Freed blocks, oldest first, with their records (the side table holds
 /// live blocks only: a million blocks in quarantine do not slow its
 /// lookups). A quarantined block's header carries its sequence number, so
 /// a second free or a checked `memcpy` finds its record.
-static QUARANTINE: [ForkLock<Quarantine>; QSHARDS] = [const {
-    ForkLock::new(Quarantine {
+static QUARANTINE: [SpinLock<Quarantine>; QSHARDS] = [const {
+    SpinLock::new(Quarantine {
         q: VecDeque::new(),
         bytes: 0,
         head: 0,
@@ -336,7 +336,13 @@ pub fn describe(m: &Meta, p: usize) -> (i64, String) {
 
 /// A report about the block `m`, at address `p` (where it lies relative
 /// to the block is appended to `message`).
-pub fn block_report(kind: &'static str, message: String, m: &Meta, p: usize, stack: StackId) -> Report {
+pub fn block_report(
+    kind: &'static str,
+    message: String,
+    m: &Meta,
+    p: usize,
+    stack: StackId,
+) -> Report {
     let (off, place) = describe(m, p);
     Report {
         kind,
@@ -497,9 +503,7 @@ fn retire(m: Meta) {
         // SAFETY: the block's header, ours until the core gets it back.
         unsafe { *((m.start + 8) as *mut u64) |= IN_QUARANTINE | tag };
         if m.big {
-            if let Some(b) = BIG.lock()
-                .get_mut(&m.start)
-            {
+            if let Some(b) = BIG.lock().get_mut(&m.start) {
                 b.qtag = IN_QUARANTINE | tag;
             }
         }
@@ -674,15 +678,18 @@ pub fn repair(m: &Meta, p: usize, n: usize) {
 /// order the allocation paths nest them (a quarantine shard, then BIG).
 pub fn lock_for_fork() {
     for q in QUARANTINE.iter() {
-        q.lock_for_fork();
+        q.raw_lock();
     }
-    BIG.lock_for_fork();
+    BIG.raw_lock();
 }
 
 /// Releases them after `fork`, in parent and child.
 pub fn unlock_after_fork() {
-    BIG.unlock_after_fork();
-    for q in QUARANTINE.iter() {
-        q.unlock_after_fork();
+    // SAFETY: taken by lock_for_fork in this process (or its parent).
+    unsafe {
+        BIG.raw_unlock();
+        for q in QUARANTINE.iter() {
+            q.raw_unlock();
+        }
     }
 }

@@ -6,10 +6,10 @@
 //! the checker's own code) and takes one mutex, never on an allocation path
 //! that finds nothing wrong.
 
+use memkit_alloc::lock::SpinLock;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::*};
-use memkit_trace::forklock::ForkLock;
 
 use memkit_trace::depot::{self, StackId};
 use memkit_trace::symbolize::{self, Symbol};
@@ -53,16 +53,17 @@ struct Out {
     suppressed: usize,
 }
 
-static OUT: ForkLock<Option<Out>> = ForkLock::new(None);
+static OUT: SpinLock<Option<Out>> = SpinLock::new(None);
 
 /// Around `fork`: the output's lock.
 pub fn lock_for_fork() {
-    OUT.lock_for_fork();
+    OUT.raw_lock();
 }
 
 /// After `fork`, in parent and child.
 pub fn unlock_after_fork() {
-    OUT.unlock_after_fork();
+    // SAFETY: taken by lock_for_fork in this process (or its parent).
+    unsafe { OUT.raw_unlock() };
 }
 /// Reports made (not suppressed); "reachable" listings do not count.
 pub static REPORTED: AtomicUsize = AtomicUsize::new(0);

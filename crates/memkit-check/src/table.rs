@@ -7,8 +7,7 @@
 //! its own spin lock; all shards are taken around `fork`, so the child
 //! finds none held. The tables' memory comes from memkit's core.
 
-use core::sync::atomic::{AtomicBool, Ordering::*};
-use std::cell::UnsafeCell;
+use memkit_alloc::lock::SpinLock;
 
 /// How the block was allocated (and must be freed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,29 +73,20 @@ const EMPTY: Meta = Meta {
     guard: false,
 };
 
-struct Shard {
-    lock: AtomicBool,
-    inner: UnsafeCell<Inner>,
-}
+type Shard = SpinLock<Inner>;
 
-struct Inner {
+pub struct Inner {
     slots: Vec<Meta>,
     len: usize,
 }
 
-// SAFETY: `inner` is only touched with `lock` held.
-unsafe impl Sync for Shard {}
-
 const SHARDS: usize = 256;
 
 static TABLE: [Shard; SHARDS] = [const {
-    Shard {
-        lock: AtomicBool::new(false),
-        inner: UnsafeCell::new(Inner {
-            slots: Vec::new(),
-            len: 0,
-        }),
-    }
+    SpinLock::new(Inner {
+        slots: Vec::new(),
+        len: 0,
+    })
 }; SHARDS];
 
 /// The shard of a 64 KiB region: blocks carved from one page share a
@@ -118,31 +108,15 @@ fn shard_of(user: usize) -> &'static Shard {
 }
 
 /// A held shard: the guard gives access to its records.
-pub struct Guard(&'static Shard);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.0.lock.store(false, Release);
-    }
-}
+pub struct Guard(memkit_alloc::lock::Guard<'static, Inner>);
 
 fn lock(s: &'static Shard) -> Guard {
-    while s
-        .lock
-        .compare_exchange_weak(false, true, Acquire, Relaxed)
-        .is_err()
-    {
-        while s.lock.load(Relaxed) {
-            core::hint::spin_loop();
-        }
-    }
-    Guard(s)
+    Guard(s.lock())
 }
 
 impl Guard {
     fn inner(&mut self) -> &mut Inner {
-        // SAFETY: the lock is held for the guard's life.
-        unsafe { &mut *self.0.inner.get() }
+        &mut self.0
     }
 
     fn find(&mut self, user: usize) -> Option<usize> {
@@ -253,13 +227,14 @@ pub fn for_each(mut f: impl FnMut(&mut Meta)) {
 /// Takes every shard (before `fork`).
 pub fn lock_all() {
     for s in TABLE.iter() {
-        core::mem::forget(lock(s));
+        s.raw_lock();
     }
 }
 
 /// Releases every shard (after `fork`, in parent and child).
 pub fn unlock_all() {
     for s in TABLE.iter() {
-        s.lock.store(false, Release);
+        // SAFETY: taken by lock_all in this process (or its parent).
+        unsafe { s.raw_unlock() };
     }
 }

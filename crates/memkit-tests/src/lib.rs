@@ -371,7 +371,10 @@ pub fn compile_with(compiler: &str, src: &Path, out: &Path, extra: &[&str]) -> P
 /// against a directory beside it (`soname/`) holding both names as links
 /// to `lib`.
 pub fn memkit_link_flags(lib: &Path) -> Vec<String> {
-    let dir = lib.parent().expect("libmemkit.so in a directory").join("soname");
+    let dir = lib
+        .parent()
+        .expect("libmemkit.so in a directory")
+        .join("soname");
     let _ = std::fs::create_dir_all(&dir);
     let major = env!("CARGO_PKG_VERSION_MAJOR");
     for name in ["libmemkit.so".to_owned(), format!("libmemkit.so.{major}")] {

@@ -17,7 +17,6 @@
 //! lock-free view of what is mapped.
 
 pub mod depot;
-pub mod forklock;
 pub mod modules;
 pub mod symbolize;
 pub mod unwind;

@@ -5,8 +5,8 @@
 //! library unloaded since still resolve. Loaded objects are cached; this
 //! runs only when a report is printed, never on an allocation path.
 
+use memkit_alloc::lock::SpinLock;
 use std::collections::HashMap;
-use crate::forklock::ForkLock;
 
 use crate::modules;
 use crate::unwind::{split, Frame};
@@ -31,16 +31,17 @@ struct Cache {
 // SAFETY: the loaders are only used under the mutex.
 unsafe impl Send for Cache {}
 
-static CACHE: ForkLock<Option<Cache>> = ForkLock::new(None);
+static CACHE: SpinLock<Option<Cache>> = SpinLock::new(None);
 
-/// Around `fork`: the cache's lock (see [`ForkLock`]).
+/// Before `fork`: the cache's lock (a child must not find it held).
 pub fn lock_for_fork() {
-    CACHE.lock_for_fork();
+    CACHE.raw_lock();
 }
 
 /// After `fork`, in parent and child.
 pub fn unlock_after_fork() {
-    CACHE.unlock_after_fork();
+    // SAFETY: taken by lock_for_fork in this process (or its parent).
+    unsafe { CACHE.raw_unlock() };
 }
 
 /// Symbolizes one stack. Inlined calls expand into several frames (the

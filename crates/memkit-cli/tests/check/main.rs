@@ -392,7 +392,9 @@ fn children_through_sh() {
 
 fn guard_reads() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    compiled(&P, |d| compile_c("check/guard_reads.c", d, "check_guard", &["-O2"]))
+    compiled(&P, |d| {
+        compile_c("check/guard_reads.c", d, "check_guard", &["-O2"])
+    })
 }
 
 /// `--guard all` and `--guard sample=1`: a read past the end and a read
@@ -406,18 +408,38 @@ fn guard_pages_catch_reads() {
     }
     let program = guard_reads();
     for (case, kind, site, offset) in [
-        ("read-past-end", "heap-buffer-overflow", "bug_site_read_past_end", 40),
-        ("read-after-free", "use-after-free", "bug_site_read_after_free", 3),
+        (
+            "read-past-end",
+            "heap-buffer-overflow",
+            "bug_site_read_past_end",
+            40,
+        ),
+        (
+            "read-after-free",
+            "use-after-free",
+            "bug_site_read_after_free",
+            3,
+        ),
     ] {
         for mode in [["--guard", "all"], ["--guard", "sample=1"]] {
             let c = check(&mode, program, &[case]);
-            c.expect(ERROR_EXIT, 1).stdout_has(&format!("END {case}"), true);
+            c.expect(ERROR_EXIT, 1)
+                .stdout_has(&format!("END {case}"), true);
             let r = &c.reports[0];
             assert_eq!(r["kind"], kind, "{}", c.describe());
             assert_eq!(r["offset"], offset, "{}", c.describe());
             assert_eq!(r["stack"][0]["function"], site, "{}", c.describe());
-            assert!(r["message"].as_str().unwrap_or("").starts_with("READ"), "{}", c.describe());
-            assert_eq!(r["alloc_stack"][1]["function"], "alloc_site_guard", "{}", c.describe());
+            assert!(
+                r["message"].as_str().unwrap_or("").starts_with("READ"),
+                "{}",
+                c.describe()
+            );
+            assert_eq!(
+                r["alloc_stack"][1]["function"],
+                "alloc_site_guard",
+                "{}",
+                c.describe()
+            );
             check(&mode, program, &[&format!("ok-{case}")]).expect(0, 0);
         }
         check(&[], program, &[case]).expect(0, 0);
@@ -459,7 +481,12 @@ fn stacks_survive_dlclose() {
         "libdlleak.so",
         &["-g", "-O1", "-DLIB", "-shared", "-fPIC"],
     );
-    let prog = compile_c("check/dlclose_leak.c", dir.path(), "dlclose_leak", &["-g", "-O1", "-ldl"]);
+    let prog = compile_c(
+        "check/dlclose_leak.c",
+        dir.path(),
+        "dlclose_leak",
+        &["-g", "-O1", "-ldl"],
+    );
     let c = check(&[], &prog, &[lib.to_str().unwrap()]);
     c.expect(ERROR_EXIT, 1).stdout_has("END dlclose", true);
     let r = &c.reports[0];
@@ -467,8 +494,22 @@ fn stacks_survive_dlclose() {
     assert_eq!(r["size"], 72, "{}", c.describe());
     let frame = &r["alloc_stack"][1];
     assert_eq!(frame["function"], "lib_alloc_site", "{}", c.describe());
-    assert!(frame["object"].as_str().unwrap_or("").ends_with("libdlleak.so"), "{}", c.describe());
-    assert!(frame["file"].as_str().unwrap_or("").ends_with("dlclose_leak.c"), "{}", c.describe());
+    assert!(
+        frame["object"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("libdlleak.so"),
+        "{}",
+        c.describe()
+    );
+    assert!(
+        frame["file"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("dlclose_leak.c"),
+        "{}",
+        c.describe()
+    );
     assert_eq!(r["alloc_stack"][2]["function"], "main", "{}", c.describe());
 }
 
@@ -483,7 +524,14 @@ fn fork_while_threads_allocate() {
         return;
     }
     static P: OnceLock<PathBuf> = OnceLock::new();
-    let prog = compiled(&P, |d| compile_c("check/fork_threads.c", d, "fork_threads", &["-O1", "-pthread"]));
+    let prog = compiled(&P, |d| {
+        compile_c(
+            "check/fork_threads.c",
+            d,
+            "fork_threads",
+            &["-O1", "-pthread"],
+        )
+    });
     check(&["--leaks", "no"], prog, &["300"])
         .expect(0, 0)
         .stdout_has("children 300 hung 0", true);
