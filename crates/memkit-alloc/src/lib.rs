@@ -16,6 +16,7 @@
 #![no_std]
 
 pub mod config;
+pub mod glibc;
 pub mod harden;
 pub mod heap;
 pub mod huge;

@@ -112,7 +112,7 @@ fn bad_alignment(func: &str, align: usize, why: &str) {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
-    if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
+    if !memkit_alloc::glibc::posix_memalign_accepts(align) {
         bad_alignment(
             "posix_memalign",
             align,
@@ -135,7 +135,7 @@ fn memalign_impl(func: &str, align: usize, size: usize) -> *mut c_void {
     if align > 1 && !align.is_power_of_two() {
         bad_alignment(func, align, "not a power of two (glibc rounds it up)");
     }
-    let Some(a) = align.max(1).checked_next_power_of_two() else {
+    let Some(a) = memkit_alloc::glibc::memalign_alignment(align) else {
         set_errno(EINVAL);
         return null_mut();
     };
@@ -160,7 +160,7 @@ pub extern "C" fn valloc(size: usize) -> *mut c_void {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let Some(rounded) = size.max(1).checked_next_multiple_of(memkit_sys::OS_PAGE) else {
+    let Some(rounded) = memkit_alloc::glibc::pvalloc_size(size) else {
         set_errno(ENOMEM);
         return null_mut();
     };

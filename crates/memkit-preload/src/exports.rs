@@ -72,7 +72,7 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> 
 /// `sizeof(void *)`; ENOMEM (returned, errno untouched) when memory is short.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
-    if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
+    if !core_alloc::glibc::posix_memalign_accepts(align) {
         return EINVAL;
     }
     // SAFETY: a valid power-of-two alignment.
@@ -88,8 +88,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 /// glibc's `memalign` rules, shared by `aligned_alloc`: a non-power-of-two
 /// alignment is rounded up to the next power of two; absurd ones fail EINVAL.
 unsafe fn memalign_impl(align: usize, size: usize) -> *mut c_void {
-    let align = align.max(1);
-    let Some(a) = align.checked_next_power_of_two() else {
+    let Some(a) = core_alloc::glibc::memalign_alignment(align) else {
         set_errno(EINVAL);
         return null_mut();
     };
@@ -122,7 +121,7 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 /// `pvalloc(3)`: page-aligned, size rounded up to a whole page (at least one).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let Some(rounded) = size.max(1).checked_next_multiple_of(OS_PAGE) else {
+    let Some(rounded) = core_alloc::glibc::pvalloc_size(size) else {
         set_errno(ENOMEM);
         return null_mut();
     };
