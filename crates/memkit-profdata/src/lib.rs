@@ -1,0 +1,291 @@
+//! The raw profile: what libmemkit_profile.so writes for each profiled
+//! process (one JSON object, `<pid>.json` in `MEMKIT_PROFILE_DIR`) and what
+//! `memkit profile` turns into pprof, `summary.json` and `report.html`.
+//!
+//! Defined once, used by both sides: the writer (the profiling library,
+//! at process exit) and the reader (the CLI). Stacks are not symbolized
+//! here: frames are (module, offset) words, and the modules table gives
+//! each module's path and load bias as recorded while the process ran, so
+//! the reader resolves them even for libraries unloaded since.
+//!
+//! Every count is exact unless `sample_bytes` is non-zero. In sampled mode
+//! the per-site figures are unbiased estimates: each sampled allocation of
+//! `s` bytes stands for `1 / (1 - exp(-s / sample_bytes))` allocations of
+//! that size; object counts are then kept in units of `1 / object_unit`
+//! (bytes are rounded to whole bytes per sample).
+
+use serde::{Deserialize, Serialize};
+
+/// `format` of every raw profile.
+pub const FORMAT: &str = "memkit-profile-raw";
+/// The version this crate reads and writes.
+pub const VERSION: u32 = 1;
+/// `object_unit` in sampled mode (exact mode: 1).
+pub const SAMPLED_OBJECT_UNIT: u64 = 1 << 16;
+
+/// One process's profile.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Raw {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Always [`VERSION`] for what this crate writes.
+    pub version: u32,
+    pub pid: u32,
+    pub ppid: u32,
+    /// The process's arguments (`/proc/self/cmdline`), `argv[0]` first.
+    pub command: Vec<String>,
+    /// The executable (`/proc/self/exe`).
+    pub exe: String,
+    /// Wall-clock time profiling started (nanoseconds since the Unix epoch).
+    pub start_unix_ns: u64,
+    /// From profiling start to the profile being written (monotonic).
+    pub duration_ns: u64,
+    /// 0: every allocation recorded; else the mean bytes between samples.
+    pub sample_bytes: u64,
+    /// Per-site object counts are in units of `1 / object_unit`.
+    pub object_unit: u64,
+    /// Why the profile was written: `"exit"` (normal exit).
+    pub end: String,
+    pub totals: Totals,
+    pub modules: Vec<Module>,
+    pub sites: Vec<Site>,
+    /// Bytes in use and resident set over time, oldest first.
+    pub timeline: Vec<Point>,
+    /// Allocation sizes: bucket `k` counts sizes in `(2^(k-1), 2^k]`
+    /// (bucket 0: sizes 0 and 1); trailing empty buckets are left out.
+    pub histogram: Vec<Bucket>,
+    pub overhead: Overhead,
+}
+
+/// Process-wide totals; always exact (also in sampled mode).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    /// Allocations made (malloc, calloc, realloc, aligned forms, new).
+    pub allocs: u64,
+    /// Bytes requested by them.
+    pub bytes: u64,
+    /// Frees of blocks this process allocated (free, delete, realloc's).
+    pub frees: u64,
+    /// Allocations freed by the same thread with no allocation of that
+    /// thread in between (heaptrack's rule).
+    pub temporary_allocs: u64,
+    /// The most bytes in use at once (requested sizes) and when.
+    pub peak_bytes: u64,
+    pub peak_allocs: u64,
+    pub peak_at_ns: u64,
+    /// In use when the profile was written (not freed: "leaked").
+    pub inuse_bytes: u64,
+    pub inuse_allocs: u64,
+    /// Frees of blocks allocated before a `fork` by the parent (not counted
+    /// against this process's sites).
+    pub inherited_frees: u64,
+}
+
+/// A loaded object frames point into.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Module {
+    /// The index frames carry in their top 16 bits.
+    pub index: u16,
+    pub path: String,
+    /// Load bias: runtime address = bias + offset.
+    pub bias: u64,
+}
+
+/// Everything allocated from one stack.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Site {
+    /// Innermost first: the entry point the program called (`malloc`,
+    /// `operator new`…), then its callers. Each word is
+    /// `module << 48 | offset` (module 0: an unknown raw address).
+    /// Frames after the first are return addresses.
+    pub frames: Vec<u64>,
+    pub alloc_objects: u64,
+    pub alloc_bytes: u64,
+    /// Live when the profile was written.
+    pub inuse_objects: u64,
+    pub inuse_bytes: u64,
+    /// Live at the moment of the process's peak of bytes in use.
+    pub peak_objects: u64,
+    pub peak_bytes: u64,
+    /// Temporary allocations from this site (see [`Totals::temporary_allocs`]).
+    pub temporary: u64,
+}
+
+/// One timeline sample.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Point {
+    /// Since profiling start.
+    pub t_ns: u64,
+    pub inuse_bytes: u64,
+    pub rss_bytes: u64,
+}
+
+/// One size-histogram bucket.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Bucket {
+    /// Largest size counted here (`2^k`).
+    pub max_size: u64,
+    pub allocs: u64,
+    pub bytes: u64,
+}
+
+/// What profiling cost the process in memory.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Overhead {
+    /// The stack depot's records.
+    pub stack_bytes: u64,
+    /// The per-site table.
+    pub site_bytes: u64,
+    /// Per-block headers of blocks live at the peak.
+    pub header_bytes_at_peak: u64,
+    /// The process's peak resident set (VmHWM).
+    pub peak_rss_bytes: u64,
+}
+
+/// Splits a frame word into (module, offset).
+pub fn split_frame(f: u64) -> (u16, u64) {
+    ((f >> 48) as u16, f & 0xffff_ffff_ffff)
+}
+
+/// Why a raw profile could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    Json(serde_json::Error),
+    /// Not a raw profile, or a version this build does not read.
+    Format(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::Json(e) => write!(f, "not a memkit raw profile: {e}"),
+            ReadError::Format(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl Raw {
+    /// Parses a raw profile, refusing other formats and versions.
+    pub fn from_slice(bytes: &[u8]) -> Result<Raw, ReadError> {
+        let raw: Raw = serde_json::from_slice(bytes).map_err(ReadError::Json)?;
+        if raw.format != FORMAT {
+            return Err(ReadError::Format(format!(
+                "not a memkit raw profile (format {:?})",
+                raw.format
+            )));
+        }
+        if raw.version != VERSION {
+            return Err(ReadError::Format(format!(
+                "raw profile version {} (this memkit reads version {VERSION})",
+                raw.version
+            )));
+        }
+        if raw.object_unit == 0 {
+            return Err(ReadError::Format("raw profile with object_unit 0".into()));
+        }
+        Ok(raw)
+    }
+
+    /// Reads a raw profile file.
+    pub fn read(path: &std::path::Path) -> Result<Raw, ReadError> {
+        let bytes = std::fs::read(path).map_err(ReadError::Io)?;
+        Raw::from_slice(&bytes)
+    }
+
+    /// The JSON text of this profile.
+    pub fn to_json(&self) -> String {
+        // Plain data with string keys: serialization cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_field() {
+        let raw = Raw {
+            format: FORMAT.into(),
+            version: VERSION,
+            pid: 7,
+            ppid: 1,
+            command: vec!["/bin/a prog".into(), "x\ty\"z".into()],
+            exe: "/opt/with space/prog".into(),
+            start_unix_ns: 1,
+            duration_ns: 2,
+            sample_bytes: 0,
+            object_unit: 1,
+            end: "exit".into(),
+            totals: Totals {
+                allocs: 3,
+                bytes: 4,
+                frees: 5,
+                temporary_allocs: 6,
+                peak_bytes: 7,
+                peak_allocs: 8,
+                peak_at_ns: 9,
+                inuse_bytes: 10,
+                inuse_allocs: 11,
+                inherited_frees: 12,
+            },
+            modules: vec![Module {
+                index: 1,
+                path: "/lib/ü.so".into(),
+                bias: 1 << 40,
+            }],
+            sites: vec![Site {
+                frames: vec![1 << 48 | 0x1234, 0x5678],
+                alloc_objects: 1,
+                alloc_bytes: 2,
+                inuse_objects: 3,
+                inuse_bytes: 4,
+                peak_objects: 5,
+                peak_bytes: 6,
+                temporary: 7,
+            }],
+            timeline: vec![Point {
+                t_ns: 1,
+                inuse_bytes: 2,
+                rss_bytes: 3,
+            }],
+            histogram: vec![Bucket {
+                max_size: 1,
+                allocs: 2,
+                bytes: 2,
+            }],
+            overhead: Overhead {
+                stack_bytes: 1,
+                site_bytes: 2,
+                header_bytes_at_peak: 3,
+                peak_rss_bytes: 4,
+            },
+        };
+        let back = Raw::from_slice(raw.to_json().as_bytes()).unwrap();
+        assert_eq!(back, raw);
+        assert_eq!(split_frame(raw.sites[0].frames[0]), (1, 0x1234));
+    }
+
+    #[test]
+    fn refuses_other_formats_and_versions() {
+        let mut raw = Raw {
+            format: FORMAT.into(),
+            version: VERSION,
+            object_unit: 1,
+            ..Raw::default()
+        };
+        assert!(Raw::from_slice(raw.to_json().as_bytes()).is_ok());
+        raw.version = 99;
+        let e = Raw::from_slice(raw.to_json().as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("version 99"), "{e}");
+        raw.version = VERSION;
+        raw.format = "x".into();
+        assert!(Raw::from_slice(raw.to_json().as_bytes()).is_err());
+        assert!(Raw::from_slice(b"{").is_err());
+        assert!(Raw::from_slice(b"[]").is_err());
+    }
+}
