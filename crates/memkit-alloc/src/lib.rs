@@ -742,3 +742,12 @@ pub fn small_block_of(addr: usize) -> Option<(*mut u8, usize)> {
         Some((sh.start.add(off - off % bs), bs))
     }
 }
+
+/// Whether `addr` lies in memory the core hands blocks out of (a small
+/// segment, or the first chunks of a huge block): a word there can be read
+/// without faulting. For front-ends that keep a header before each block
+/// and must look at a pointer before knowing it is theirs (the profiler).
+pub fn in_block_memory(addr: usize) -> bool {
+    let chunk = addr & !(segment::SEGMENT_SIZE - 1);
+    segment::is_owned(chunk) || segment::is_interior(chunk)
+}

@@ -44,6 +44,13 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// The protected value, for a caller that holds the lock through
+    /// [`raw_lock`](Self::raw_lock) (a fork handler): dereferencing it is
+    /// sound only while the lock is held.
+    pub fn as_ptr(&self) -> *mut T {
+        self.value.get()
+    }
+
     /// Releases a lock taken with [`raw_lock`](Self::raw_lock).
     ///
     /// # Safety

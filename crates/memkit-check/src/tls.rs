@@ -26,36 +26,9 @@ pub struct Thread {
     pub live: Cell<i64>,
 }
 
-const SIZE: usize = core::mem::size_of::<Thread>();
-const _: () = assert!(SIZE <= 64);
-
-core::arch::global_asm!(
-    ".pushsection .tbss,\"awT\",@nobits",
-    ".p2align 4",
-    ".globl memkit_check_tls",
-    ".hidden memkit_check_tls",
-    ".type memkit_check_tls,@object",
-    ".size memkit_check_tls,64",
-    "memkit_check_tls:",
-    ".zero 64",
-    ".popsection",
-);
-
-/// The calling thread's state.
-#[inline(always)]
-pub fn me() -> &'static Thread {
-    let p: usize;
-    // SAFETY: the thread pointer (fs:0) plus the block's static TLS offset
-    // is this thread's copy of the 64 zeroed bytes declared above.
-    unsafe {
-        core::arch::asm!(
-            "mov {p}, qword ptr [rip + memkit_check_tls@GOTTPOFF]",
-            "add {p}, qword ptr fs:[0]",
-            p = out(reg) p,
-            options(nostack, readonly, preserves_flags, pure),
-        );
-        &*(p as *const Thread)
-    }
+memkit_sys::tls_block! {
+    /// The calling thread's state.
+    pub fn me() -> Thread = "memkit_check_tls", 64;
 }
 
 /// Runs `f` as the checker's own code (see [`Thread::busy`]).
@@ -93,43 +66,14 @@ fn rustix_tid() -> u32 {
 
 unsafe extern "C" {
     fn gettid() -> i32;
-    fn pthread_self() -> usize;
-    fn pthread_getattr_np(th: usize, attr: *mut [u64; 8]) -> i32;
-    fn pthread_attr_getstack(attr: *const [u64; 8], addr: *mut usize, size: *mut usize) -> i32;
-    fn pthread_attr_destroy(attr: *mut [u64; 8]) -> i32;
 }
 
-/// The end of the calling thread's stack (found once; `pthread_getattr_np`
-/// allocates, so the lookup runs as the checker's own code). While it is
-/// unknown, `sp + 64 KiB` bounds the unwind.
+/// The end of the calling thread's stack (found once; the lookup allocates,
+/// so it runs as the checker's own code).
 pub fn stack_end(sp: usize) -> usize {
     let t = me();
-    let end = t.stack_end.get();
-    if end != 0 {
-        return end;
+    match t.stack_end.get() {
+        0 => inside(|| memkit_trace::thread::stack_end(sp, &t.stack_end, &t.finding_stack)),
+        end => end,
     }
-    if t.finding_stack.get() != 0 {
-        return sp + 65536;
-    }
-    t.finding_stack.set(1);
-    let mut attr = [0u64; 8];
-    let (mut addr, mut size) = (0usize, 0usize);
-    // SAFETY: attr is large enough for pthread_attr_t (56 bytes).
-    let ok = unsafe {
-        pthread_getattr_np(pthread_self(), &mut attr) == 0 && {
-            let got = pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
-            pthread_attr_destroy(&mut attr);
-            got
-        }
-    };
-    t.finding_stack.set(0);
-    let end = if ok && addr + size > sp {
-        addr + size
-    } else {
-        sp + 65536
-    };
-    if ok {
-        t.stack_end.set(end);
-    }
-    end
 }

@@ -12,7 +12,9 @@
 //! the per-site figures are unbiased estimates: each sampled allocation of
 //! `s` bytes stands for `1 / (1 - exp(-s / sample_bytes))` allocations of
 //! that size; object counts are then kept in units of `1 / object_unit`
-//! (bytes are rounded to whole bytes per sample).
+//! (bytes are rounded to whole bytes per sample). [`Totals`] are plain
+//! numbers in both modes: `allocs`, `bytes` and `frees` always exact; in
+//! sampled mode the in-use, peak and temporary totals are estimates.
 
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +59,7 @@ pub struct Raw {
     pub overhead: Overhead,
 }
 
-/// Process-wide totals; always exact (also in sampled mode).
+/// Process-wide totals (plain counts; see the crate doc for sampled mode).
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct Totals {
     /// Allocations made (malloc, calloc, realloc, aligned forms, new).
@@ -140,6 +142,19 @@ pub struct Overhead {
     pub header_bytes_at_peak: u64,
     /// The process's peak resident set (VmHWM).
     pub peak_rss_bytes: u64,
+}
+
+/// Histogram buckets (sizes up to `2^64`).
+pub const BUCKETS: usize = 65;
+
+/// The histogram bucket of an allocation of `size` bytes: `k` such that
+/// `size` is in `(2^(k-1), 2^k]` (0 for sizes 0 and 1).
+pub fn bucket_of(size: usize) -> usize {
+    if size <= 1 {
+        0
+    } else {
+        (usize::BITS - (size - 1).leading_zeros()) as usize
+    }
 }
 
 /// Splits a frame word into (module, offset).
@@ -268,6 +283,19 @@ mod tests {
         let back = Raw::from_slice(raw.to_json().as_bytes()).unwrap();
         assert_eq!(back, raw);
         assert_eq!(split_frame(raw.sites[0].frames[0]), (1, 0x1234));
+    }
+
+    #[test]
+    fn buckets() {
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(1), 0);
+        assert_eq!(bucket_of(2), 1);
+        assert_eq!(bucket_of(3), 2);
+        assert_eq!(bucket_of(4), 2);
+        assert_eq!(bucket_of(5), 3);
+        assert_eq!(bucket_of(1 << 20), 20);
+        assert_eq!(bucket_of((1 << 20) + 1), 21);
+        assert_eq!(bucket_of(usize::MAX), BUCKETS - 1);
     }
 
     #[test]

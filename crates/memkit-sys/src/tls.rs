@@ -67,3 +67,46 @@ macro_rules! tls_word {
         }
     };
 }
+
+/// Declares `fn $name() -> &'static $ty`: this thread's copy of a
+/// zero-initialised, initial-exec thread-local block of `$size` bytes
+/// named `$sym` (hidden), for per-thread state of several fields.
+///
+/// `$ty` must be `#[repr(C)]`, at most `$size` bytes (checked), valid when
+/// all-zero, and made of `Cell`s: the reference is to the calling thread's
+/// copy, which no other thread touches.
+#[macro_export]
+macro_rules! tls_block {
+    ($(#[$m:meta])* $vis:vis fn $name:ident() -> $ty:ty = $sym:literal, $size:literal;) => {
+        core::arch::global_asm!(
+            ".pushsection .tbss,\"awT\",@nobits",
+            ".p2align 4",
+            concat!(".globl ", $sym),
+            concat!(".hidden ", $sym),
+            concat!(".type ", $sym, ",@object"),
+            concat!(".size ", $sym, ",", $size),
+            concat!($sym, ":"),
+            concat!(".zero ", $size),
+            ".popsection",
+        );
+        const _: () = assert!(core::mem::size_of::<$ty>() <= $size);
+
+        $(#[$m])*
+        #[inline(always)]
+        $vis fn $name() -> &'static $ty {
+            let p: usize;
+            // SAFETY: the thread pointer (fs:0) plus the block's static TLS
+            // offset is this thread's copy of the zeroed bytes declared
+            // above, as large as the type and valid when zero.
+            unsafe {
+                core::arch::asm!(
+                    concat!("mov {p}, qword ptr [rip + ", $sym, "@GOTTPOFF]"),
+                    "add {p}, qword ptr fs:[0]",
+                    p = out(reg) p,
+                    options(nostack, readonly, preserves_flags, pure),
+                );
+                &*(p as *const $ty)
+            }
+        }
+    };
+}

@@ -19,6 +19,16 @@ static HEADS: [AtomicU32; 1 << HEAD_BITS] = [const { AtomicU32::new(0) }; 1 << H
 static ARENA: AtomicPtr<u64> = AtomicPtr::new(core::ptr::null_mut());
 /// Next free word; word 0 is never a record (id 0 means "no stack").
 static USED: AtomicUsize = AtomicUsize::new(1);
+/// The next record's serial number.
+static SERIALS: AtomicU32 = AtomicU32::new(1);
+
+/// Serials the reverse table maps back to ids (2^24 stacks; 64 MiB of
+/// address space, touched as used).
+const MAX_SERIALS: usize = 1 << 24;
+static BY_SERIAL: AtomicPtr<u32> = AtomicPtr::new(core::ptr::null_mut());
+
+// A record: [hash, len << 32 | next id in the chain, serial, frames…].
+const FRAMES_AT: usize = 3;
 
 /// A stored stack (0: none).
 pub type StackId = u32;
@@ -37,6 +47,25 @@ fn arena() -> *mut u64 {
         Err(won) => {
             // SAFETY: our own mapping, never published.
             unsafe { memkit_sys::unmap(p as *mut u8, ARENA_WORDS * 8) };
+            won
+        }
+    }
+}
+
+fn by_serial() -> *mut u32 {
+    let a = BY_SERIAL.load(Acquire);
+    if !a.is_null() {
+        return a;
+    }
+    let Ok(p) = memkit_sys::map(MAX_SERIALS * 4) else {
+        return core::ptr::null_mut();
+    };
+    let p = p as *mut u32;
+    match BY_SERIAL.compare_exchange(core::ptr::null_mut(), p, AcqRel, Acquire) {
+        Ok(_) => p,
+        Err(won) => {
+            // SAFETY: our own mapping, never published.
+            unsafe { memkit_sys::unmap(p as *mut u8, MAX_SERIALS * 4) };
             won
         }
     }
@@ -69,7 +98,7 @@ pub fn intern(frames: &[Frame]) -> StackId {
             let r = a.add(id as usize);
             let meta = *r.add(1);
             if *r == h && (meta >> 32) as usize == frames.len() {
-                let stored = core::slice::from_raw_parts(r.add(2), frames.len());
+                let stored = core::slice::from_raw_parts(r.add(FRAMES_AT), frames.len());
                 if stored == frames {
                     return id;
                 }
@@ -77,7 +106,7 @@ pub fn intern(frames: &[Frame]) -> StackId {
             id = meta as u32;
         }
     }
-    let words = 2 + frames.len();
+    let words = FRAMES_AT + frames.len();
     let at = USED.fetch_add(words, Relaxed);
     if at + words > ARENA_WORDS || at > u32::MAX as usize {
         return 0;
@@ -86,7 +115,13 @@ pub fn intern(frames: &[Frame]) -> StackId {
     unsafe {
         let r = a.add(at);
         *r = h;
-        core::ptr::copy_nonoverlapping(frames.as_ptr(), r.add(2), frames.len());
+        let serial = SERIALS.fetch_add(1, Relaxed);
+        *r.add(2) = serial as u64;
+        let rev = by_serial();
+        if !rev.is_null() && (serial as usize) < MAX_SERIALS {
+            *rev.add(serial as usize) = at as u32;
+        }
+        core::ptr::copy_nonoverlapping(frames.as_ptr(), r.add(FRAMES_AT), frames.len());
         let mut next = head.load(Acquire);
         loop {
             *r.add(1) = (frames.len() as u64) << 32 | next as u64;
@@ -108,8 +143,41 @@ pub fn frames(id: StackId) -> &'static [Frame] {
     unsafe {
         let r = a.add(id as usize);
         let len = (*r.add(1) >> 32) as usize;
-        core::slice::from_raw_parts(r.add(2), len)
+        core::slice::from_raw_parts(r.add(FRAMES_AT), len)
     }
+}
+
+/// The serial number of a stored stack: 1, 2, 3… in the order stacks were
+/// first stored (0 for 0 or an unknown id). Dense, unlike ids, so a
+/// front-end can keep per-stack data in an array indexed by it.
+#[inline]
+pub fn serial(id: StackId) -> u32 {
+    let a = ARENA.load(Acquire);
+    if id == 0 || a.is_null() || id as usize >= USED.load(Relaxed).min(ARENA_WORDS) {
+        return 0;
+    }
+    // SAFETY: ids are only handed out for published records.
+    unsafe { *a.add(id as usize + 2) as u32 }
+}
+
+/// The frames of the stack with serial `serial` (empty when unknown, or
+/// while the stack is being stored).
+pub fn frames_of_serial(n: u32) -> &'static [Frame] {
+    let rev = BY_SERIAL.load(Acquire);
+    if n == 0 || rev.is_null() || n as usize >= MAX_SERIALS || n >= serials() {
+        return &[];
+    }
+    // SAFETY: inside the reverse table; a slot not yet written reads 0.
+    let id = unsafe { *rev.add(n as usize) };
+    if serial(id) != n {
+        return &[];
+    }
+    frames(id)
+}
+
+/// Serial numbers handed out so far (every serial is below this).
+pub fn serials() -> u32 {
+    SERIALS.load(Relaxed)
 }
 
 /// Bytes of records stored (for the overhead figures).
@@ -132,6 +200,12 @@ mod tests {
         assert_eq!(intern(&a), ia);
         assert_eq!(frames(ia), &a);
         assert_eq!(frames(ib), &b);
+        assert_ne!(serial(ia), 0);
+        assert_ne!(serial(ia), serial(ib));
+        assert!(serial(ib) < serials());
+        assert_eq!(frames_of_serial(serial(ia)), &a);
+        assert_eq!(frames_of_serial(serial(ib)), &b);
+        assert!(frames_of_serial(0).is_empty());
         assert_eq!(intern(&[]), 0);
         assert!(frames(0).is_empty());
     }

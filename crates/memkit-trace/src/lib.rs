@@ -6,6 +6,7 @@
 //! * [`modules`]: the objects frames point into, recorded at capture (path
 //!   and load bias), so stacks outlive `dlclose`;
 //! * [`depot`]: each distinct stack stored once, named by a 32-bit id;
+//! * [`thread`]: the calling thread's stack bounds;
 //! * [`symbolize`]: report time — function, file and line, demangled.
 //!
 //! Why not frame pointers alone: Debian builds its binaries and glibc
@@ -19,4 +20,5 @@
 pub mod depot;
 pub mod modules;
 pub mod symbolize;
+pub mod thread;
 pub mod unwind;

@@ -1,0 +1,131 @@
+//! Recording one event: the stack captured from the export's frame and
+//! interned (memkit-trace), then the site and the process's figures
+//! changed under [`sites::STATE`]'s lock. In sampled mode only sampled
+//! allocations (and their frees) get this far; every event still counts
+//! in the exact totals.
+//!
+//! Runs as the profiler's own code (`tls::inside`): a `malloc` from a
+//! signal handler that interrupts a record is served, not recorded, and
+//! cannot wait for the lock its own thread holds.
+
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+
+use memkit_trace::depot;
+use memkit_trace::unwind::{self, Frame, Regs, MAX_FRAMES};
+
+use crate::sites::{self, STATE};
+use crate::{options, sample, tls};
+
+/// Exact totals of every event (sampled mode; exact mode counts in the state).
+pub static ALLOCS: AtomicU64 = AtomicU64::new(0);
+pub static BYTES: AtomicU64 = AtomicU64::new(0);
+pub static FREES: AtomicU64 = AtomicU64::new(0);
+pub static INHERITED_FREES: AtomicU64 = AtomicU64::new(0);
+
+/// Our own module index, plus one (0: not yet known).
+static OWN: AtomicU32 = AtomicU32::new(0);
+
+/// The profiler's own module index.
+pub fn own() -> u16 {
+    let v = OWN.load(Relaxed);
+    if v != 0 {
+        return (v - 1) as u16;
+    }
+    let m = memkit_trace::modules::module_of(own as *const () as usize);
+    OWN.store(m as u32 + 1, Relaxed);
+    m
+}
+
+/// The stack from `regs` (the export's frame), our own frames dropped but
+/// the entry point the program called.
+#[inline(always)]
+fn stack(regs: Regs) -> u32 {
+    let end = tls::stack_end(regs.sp);
+    let mut frames = [MaybeUninit::<Frame>::uninit(); MAX_FRAMES];
+    let depth = options::get().stack_depth;
+    let n = unwind::capture(regs, end, own(), &mut frames[..depth]);
+    // SAFETY: capture wrote the first n frames.
+    let id =
+        depot::intern(unsafe { &*(&frames[..n] as *const [MaybeUninit<Frame>] as *const [Frame]) });
+    depot::serial(id)
+}
+
+/// Records an allocation of `size` bytes at `user`; the site's serial when
+/// it was recorded (None: the thread was busy, or not sampled).
+#[inline(always)]
+pub fn alloc(size: usize, user: usize, regs: Regs) -> Option<u32> {
+    let t = tls::me();
+    if t.busy.get() != 0 {
+        return None;
+    }
+    t.last_alloc.set(user);
+    let o = options::get();
+    let (objects, bytes) = if o.sample_bytes == 0 {
+        (1, size as u64)
+    } else {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(size as u64, Relaxed);
+        if !sample::take(t, size, o.sample_bytes) {
+            return None;
+        }
+        sample::weights(size, o.sample_bytes)
+    };
+    Some(tls::inside(|| {
+        let serial = stack(regs);
+        let mut st = STATE.lock();
+        // SAFETY: under the state's lock.
+        if let Some(site) = unsafe { sites::site(serial) } {
+            st.alloc(site, objects, bytes, size);
+        }
+        serial
+    }))
+}
+
+/// Records the free of a recorded block of `size` bytes at `user`.
+#[inline(always)]
+pub fn free(size: usize, user: usize, serial: u32) {
+    let t = tls::me();
+    let temporary = t.last_alloc.get() == user;
+    if temporary {
+        t.last_alloc.set(0);
+    }
+    free_at(size, serial, temporary);
+}
+
+/// Records the free half of a `realloc` (never temporary).
+#[inline(always)]
+pub fn free_moved(size: usize, serial: u32) {
+    free_at(size, serial, false);
+}
+
+#[inline(always)]
+fn free_at(size: usize, serial: u32, temporary: bool) {
+    let o = options::get();
+    let (objects, bytes) = if o.sample_bytes == 0 {
+        (1, size as u64)
+    } else {
+        FREES.fetch_add(1, Relaxed);
+        sample::weights(size, o.sample_bytes)
+    };
+    tls::inside(|| {
+        let mut st = STATE.lock();
+        // SAFETY: under the state's lock.
+        if let Some(site) = unsafe { sites::site(serial) } {
+            st.free(site, objects, bytes, temporary);
+        }
+    });
+}
+
+/// Counts the free of an unrecorded block (sampled mode: not sampled).
+#[inline(always)]
+pub fn unrecorded_free() {
+    if options::get().sample_bytes != 0 {
+        FREES.fetch_add(1, Relaxed);
+    }
+}
+
+/// Counts the free of a block an ancestor allocated before a fork.
+pub fn inherited_free() {
+    INHERITED_FREES.fetch_add(1, Relaxed);
+}
