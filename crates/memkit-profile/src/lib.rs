@@ -25,7 +25,7 @@ mod sites;
 mod tls;
 mod write;
 
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::*};
 
 // The version note `memkit profile` reads before preloading this library.
 memkit_sys::version_note!(static VERSION_NOTE);
@@ -65,6 +65,7 @@ unsafe extern "C" {
         parent: Option<extern "C" fn()>,
         child: Option<extern "C" fn()>,
     ) -> i32;
+    fn syscall(number: i64, ...) -> i64;
     fn pread(fd: i32, buf: *mut u8, n: usize, offset: i64) -> isize;
     fn dlsym(
         handle: *mut core::ffi::c_void,
@@ -137,6 +138,11 @@ fn rss_bytes() -> u64 {
     resident * memkit_sys::OS_PAGE as u64
 }
 
+/// The process the state belongs to (set at start and in a fork child).
+/// A process with another pid that shares our memory (a `vfork` or
+/// `posix_spawn` child, which run no fork handlers) must not write it.
+static OWNER_PID: AtomicU32 = AtomicU32::new(0);
+
 /// Set once the profile is written (or being written): at most once per
 /// process.
 static WRITTEN: AtomicBool = AtomicBool::new(false);
@@ -167,6 +173,7 @@ extern "C" fn after_fork_child() {
         memkit_sys::close(fd);
     }
     WRITTEN.store(false, Relaxed);
+    OWNER_PID.store(memkit_sys::pid(), Relaxed);
     start_clocks();
     // SAFETY: as above.
     unsafe { sites::STATE.raw_unlock() };
@@ -177,6 +184,7 @@ extern "C" fn init() {
         if START_NS.load(Relaxed) == 0 {
             start_clocks();
         }
+        OWNER_PID.store(memkit_sys::pid(), Relaxed);
         options::get();
         let dir = std::path::Path::new(&options::get().dir);
         if !dir.is_dir() {
@@ -197,7 +205,13 @@ extern "C" fn init() {
 }
 
 extern "C" fn fini() {
-    if WRITTEN.swap(true, AcqRel) {
+    write_profile();
+}
+
+/// Writes this process's profile, once; not from a process that merely
+/// shares our memory.
+fn write_profile() {
+    if memkit_sys::pid() != OWNER_PID.load(Relaxed) || WRITTEN.swap(true, AcqRel) {
         return;
     }
     tls::inside(|| {
@@ -219,6 +233,39 @@ static INIT: extern "C" fn() = init;
 #[used]
 #[unsafe(link_section = ".fini_array")]
 static FINI: extern "C" fn() = fini;
+
+/// `_exit` and `_Exit`: the profile first (shells and fork children end
+/// this way, without running `.fini_array`), then glibc's.
+#[unsafe(no_mangle)]
+pub extern "C" fn _exit(status: i32) -> ! {
+    write_profile();
+    real_exit(c"_exit", status)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn _Exit(status: i32) -> ! {
+    write_profile();
+    real_exit(c"_Exit", status)
+}
+
+fn real_exit(name: &core::ffi::CStr, status: i32) -> ! {
+    // SAFETY: dlsym with a NUL-terminated name.
+    let real = tls::inside(|| unsafe { dlsym(RTLD_NEXT, name.as_ptr()) });
+    if !real.is_null() {
+        // SAFETY: glibc's _exit or _Exit, which never return.
+        unsafe {
+            let f: extern "C" fn(i32) -> ! = core::mem::transmute(real);
+            f(status)
+        }
+    }
+    // No glibc _exit to be found (cannot happen with glibc): the system
+    // call itself.
+    const SYS_EXIT_GROUP: i64 = 231;
+    loop {
+        // SAFETY: exit_group ends the process; it takes any status.
+        unsafe { syscall(SYS_EXIT_GROUP, status as i64) };
+    }
+}
 
 /// `dlclose`: glibc's, then forget what the unloaded objects' code told
 /// the unwinder (their addresses may be reused); recorded stacks keep

@@ -88,6 +88,19 @@ const MEMKIT_CHECK: Library = Library {
     crates: &["memkit-sys", "memkit-alloc", "memkit-trace", "memkit-check"],
 };
 
+const MEMKIT_PROFILE: Library = Library {
+    file: "libmemkit_profile.so",
+    package: "memkit-profile",
+    env: "MEMKIT_PROFILE_LIB",
+    crates: &[
+        "memkit-sys",
+        "memkit-alloc",
+        "memkit-trace",
+        "memkit-profdata",
+        "memkit-profile",
+    ],
+};
+
 /// The libmemkit.so under test (absolute path). Panics if it cannot be found
 /// or built.
 pub fn lib_path() -> &'static Path {
@@ -101,6 +114,13 @@ pub fn lib_path() -> &'static Path {
 pub fn check_lib_path() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| MEMKIT_CHECK.find_or_build())
+}
+
+/// The libmemkit_profile.so under test (absolute path), found and built
+/// like libmemkit.so, `MEMKIT_PROFILE_LIB` in place of `MEMKIT_LIB`.
+pub fn profile_lib_path() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| MEMKIT_PROFILE.find_or_build())
 }
 
 /// The cargo target directory this test executable lives in:

@@ -1,0 +1,92 @@
+/* Allocation sites with known figures, for the profiler's exact tests
+ * (built with -O0 so that no call is merged or removed).
+ *
+ *   sites: temp_site   1000 x 64 B, each freed before the next allocation
+ *                      (temporary), none live at the peak or at exit;
+ *          thread_site 5 x 777 B from a second thread, live at the peak,
+ *                      freed by main before exit;
+ *          peak_site   10 x 100000 B, all live at the peak, freed;
+ *          leak_site   3 x 1000 B, allocated after the peak, never freed.
+ *   fork:  leak_site 4 x 333 B in the parent; the child frees two of them,
+ *          allocates 2 x 555 B at thread_site and exits (its own profile).
+ *   exec:  runs argv[2] (with the rest as its arguments) after one
+ *          leak_site(4242): a profile per image, both with this pid.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SITE __attribute__((noipa))
+
+SITE void *temp_site(size_t n) { return malloc(n); }
+SITE void *thread_site(size_t n) { return malloc(n); }
+SITE void *peak_site(size_t n) { return malloc(n); }
+SITE void *leak_site(size_t n) { return malloc(n); }
+
+static void *kept[5];
+
+static void *thread_main(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 5; i++) kept[i] = thread_site(777);
+    return NULL;
+}
+
+static int sites(void) {
+    for (int i = 0; i < 1000; i++) {
+        volatile char *p = temp_site(64);
+        p[0] = 1;
+        free((void *)p);
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, thread_main, NULL) != 0) return 2;
+    pthread_join(t, NULL);
+    void *peak[10];
+    for (int i = 0; i < 10; i++) peak[i] = peak_site(100000);
+    for (int i = 0; i < 10; i++) free(peak[i]);
+    for (int i = 0; i < 3; i++) {
+        volatile void *leak = leak_site(1000);
+        (void)leak;
+    }
+    for (int i = 0; i < 5; i++) free(kept[i]);
+    printf("END sites\n");
+    return 0;
+}
+
+static int forked(void) {
+    void *inherited[4];
+    for (int i = 0; i < 4; i++) inherited[i] = leak_site(333);
+    fflush(stdout);
+    pid_t c = fork();
+    if (c < 0) return 2;
+    if (c == 0) {
+        free(inherited[0]);
+        free(inherited[1]);
+        for (int i = 0; i < 2; i++) {
+            volatile void *p = thread_site(555);
+            (void)p;
+        }
+        exit(0);
+    }
+    int st = 0;
+    if (waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return 3;
+    printf("END fork %d\n", (int)c);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "sites";
+    if (strcmp(mode, "sites") == 0) return sites();
+    if (strcmp(mode, "fork") == 0) return forked();
+    if (strcmp(mode, "exec") == 0 && argc > 2) {
+        volatile void *p = leak_site(4242);
+        (void)p;
+        execv(argv[2], argv + 2);
+        perror("execv");
+        return 4;
+    }
+    fprintf(stderr, "usage: sites [sites|fork|exec PROG ARGS...]\n");
+    return 2;
+}
