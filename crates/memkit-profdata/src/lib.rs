@@ -50,6 +50,8 @@ pub struct Raw {
     pub end: String,
     pub totals: Totals,
     pub modules: Vec<Module>,
+    /// Written compactly (see [`compact`]); read in either form.
+    #[serde(with = "compact")]
     pub sites: Vec<Site>,
     /// Bytes in use and resident set over time, oldest first.
     pub timeline: Vec<Point>,
@@ -154,6 +156,105 @@ pub fn bucket_of(size: usize) -> usize {
         0
     } else {
         (usize::BITS - (size - 1).leading_zeros()) as usize
+    }
+}
+
+/// The written form of the sites. A process with a deep call tree (a
+/// compiler) has 10^5 distinct stacks that share most of their callers:
+/// written out in full they would take tens of MiB. So each distinct frame
+/// word is written once (`frames`), stacks as a tree of callers (`nodes`:
+/// `[parent, frame index]`, node ids from 1, parent 0 the root, the
+/// outermost caller nearest the root), and each site as one array `[node,
+/// alloc_objects, alloc_bytes, inuse_objects, inuse_bytes, peak_objects,
+/// peak_bytes, temporary]` whose node is its innermost frame. Reading also
+/// accepts the plain form (an array of [`Site`] objects).
+pub mod compact {
+    use super::Site;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::HashMap;
+
+    #[derive(Serialize, Deserialize)]
+    struct Compact {
+        frames: Vec<u64>,
+        nodes: Vec<[u32; 2]>,
+        sites: Vec<[u64; 8]>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Plain(Vec<Site>),
+        Compact(Compact),
+    }
+
+    pub fn serialize<S: Serializer>(sites: &[Site], ser: S) -> Result<S::Ok, S::Error> {
+        let mut frame_ix: HashMap<u64, u32> = HashMap::new();
+        let mut frames = Vec::new();
+        let mut node_ix: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut nodes: Vec<[u32; 2]> = Vec::new();
+        let mut out = Vec::with_capacity(sites.len());
+        for s in sites {
+            let mut node = 0u32;
+            for &f in s.frames.iter().rev() {
+                let fi = *frame_ix.entry(f).or_insert_with(|| {
+                    frames.push(f);
+                    frames.len() as u32 - 1
+                });
+                node = *node_ix.entry((node, fi)).or_insert_with(|| {
+                    nodes.push([node, fi]);
+                    nodes.len() as u32
+                });
+            }
+            out.push([
+                node as u64,
+                s.alloc_objects,
+                s.alloc_bytes,
+                s.inuse_objects,
+                s.inuse_bytes,
+                s.peak_objects,
+                s.peak_bytes,
+                s.temporary,
+            ]);
+        }
+        Compact { frames, nodes, sites: out }.serialize(ser)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<Site>, D::Error> {
+        use serde::de::Error;
+        let c = match Either::deserialize(de)? {
+            Either::Plain(v) => return Ok(v),
+            Either::Compact(c) => c,
+        };
+        let mut sites = Vec::with_capacity(c.sites.len());
+        for s in &c.sites {
+            let mut frames = Vec::new();
+            let mut node = s[0] as usize;
+            while node != 0 {
+                let Some(&[parent, fi]) = c.nodes.get(node - 1) else {
+                    return Err(D::Error::custom(format!("site node {node} out of range")));
+                };
+                // Parents come before their children: no cycle.
+                if parent as usize >= node {
+                    return Err(D::Error::custom(format!("node {node} has parent {parent}")));
+                }
+                let Some(&f) = c.frames.get(fi as usize) else {
+                    return Err(D::Error::custom(format!("frame {fi} out of range")));
+                };
+                frames.push(f);
+                node = parent as usize;
+            }
+            sites.push(Site {
+                frames,
+                alloc_objects: s[1],
+                alloc_bytes: s[2],
+                inuse_objects: s[3],
+                inuse_bytes: s[4],
+                peak_objects: s[5],
+                peak_bytes: s[6],
+                temporary: s[7],
+            });
+        }
+        Ok(sites)
     }
 }
 
@@ -282,7 +383,51 @@ mod tests {
         };
         let back = Raw::from_slice(raw.to_json().as_bytes()).unwrap();
         assert_eq!(back, raw);
+        // The plain form of the sites reads too.
+        let mut v: serde_json::Value = serde_json::from_str(&raw.to_json()).unwrap();
+        v["sites"] = serde_json::to_value(
+            raw.sites
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "frames": s.frames, "alloc_objects": s.alloc_objects,
+                        "alloc_bytes": s.alloc_bytes, "inuse_objects": s.inuse_objects,
+                        "inuse_bytes": s.inuse_bytes, "peak_objects": s.peak_objects,
+                        "peak_bytes": s.peak_bytes, "temporary": s.temporary,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert_eq!(Raw::from_slice(v.to_string().as_bytes()).unwrap(), raw);
         assert_eq!(split_frame(raw.sites[0].frames[0]), (1, 0x1234));
+    }
+
+    #[test]
+    fn stacks_share_their_callers() {
+        let site = |frames: Vec<u64>, n| Site { frames, alloc_objects: n, ..Site::default() };
+        let raw = Raw {
+            format: FORMAT.into(),
+            version: VERSION,
+            object_unit: 1,
+            sites: vec![
+                site(vec![1, 2, 3, 4], 1),
+                site(vec![5, 2, 3, 4], 2),
+                site(vec![3, 4], 3),
+                site(vec![], 4),
+                site(vec![4, 4, 4], 5),
+            ],
+            ..Raw::default()
+        };
+        let text = raw.to_json();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["sites"]["frames"].as_array().unwrap().len(), 5);
+        // 4, 4>3, 4>3>2, 4>3>2>1, 4>3>2>5, 4>4, 4>4>4.
+        assert_eq!(v["sites"]["nodes"].as_array().unwrap().len(), 7);
+        assert_eq!(Raw::from_slice(text.as_bytes()).unwrap(), raw);
+        // A node naming a later parent (a cycle) is refused, not looped on.
+        let bad = text.replacen("\"nodes\":[[0,", "\"nodes\":[[1,", 1);
+        assert!(Raw::from_slice(bad.as_bytes()).is_err());
     }
 
     #[test]
