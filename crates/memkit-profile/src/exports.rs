@@ -10,12 +10,12 @@ use core::ptr::null_mut;
 
 use memkit_trace::unwind::{here, Regs};
 
-use crate::{block, set_errno, EINVAL, ENOMEM};
+use crate::{block, set_errno, signals, EINVAL, ENOMEM};
 
 #[inline(always)]
 fn alloc(size: usize, align: usize, zero: bool, regs: Regs) -> *mut c_void {
     // SAFETY: align is a power of two at every call site.
-    let p = unsafe { block::alloc(size, align, zero, regs) };
+    let p = signals::guarded(|| unsafe { block::alloc(size, align, zero, regs) });
     if p.is_null() {
         set_errno(ENOMEM);
     }
@@ -32,7 +32,7 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 #[inline(never)]
 pub extern "C" fn free(p: *mut c_void) {
     // SAFETY: the C contract of free; any pointer is judged.
-    unsafe { block::free(p.cast()) }
+    signals::guarded(|| unsafe { block::free(p.cast()) })
 }
 
 #[unsafe(no_mangle)]
@@ -55,7 +55,7 @@ fn realloc_at(p: *mut c_void, size: usize, regs: Regs) -> *mut c_void {
         return null_mut();
     }
     // SAFETY: the C contract of realloc.
-    let q = unsafe { block::realloc(p.cast(), size, regs) };
+    let q = signals::guarded(|| unsafe { block::realloc(p.cast(), size, regs) });
     if q.is_null() {
         set_errno(ENOMEM);
     }
@@ -86,8 +86,9 @@ pub extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usiz
     if !memkit_alloc::glibc::posix_memalign_accepts(align) {
         return EINVAL;
     }
+    let regs = here();
     // SAFETY: a power-of-two alignment.
-    let p = unsafe { block::alloc(size, align.max(16), false, here()) };
+    let p = signals::guarded(|| unsafe { block::alloc(size, align.max(16), false, regs) });
     if p.is_null() {
         return ENOMEM;
     }

@@ -21,6 +21,7 @@ mod exports;
 mod options;
 mod record;
 mod sample;
+mod signals;
 mod sites;
 mod tls;
 mod write;
@@ -201,6 +202,7 @@ extern "C" fn init() {
                 Some(after_fork_child),
             )
         };
+        signals::install();
     });
 }
 
@@ -210,7 +212,7 @@ extern "C" fn fini() {
 
 /// Writes this process's profile, once; not from a process that merely
 /// shares our memory.
-fn write_profile() {
+pub(crate) fn write_profile() {
     if memkit_sys::pid() != OWNER_PID.load(Relaxed) || WRITTEN.swap(true, AcqRel) {
         return;
     }

@@ -22,6 +22,9 @@ pub struct Thread {
     pub countdown: Cell<i64>,
     /// Sampled mode: the thread's random state (0: not seeded).
     pub rng: Cell<u64>,
+    /// Non-zero while the thread is inside an allocation entry point: a
+    /// terminating signal then waits for its end (see `signals`).
+    pub in_export: Cell<u32>,
 }
 
 memkit_sys::tls_block! {

@@ -278,3 +278,43 @@ fn shells_and_their_children_write_profiles() {
     assert_eq!(with_peak.len(), 1);
     assert!(with_peak[0].1.exe.ends_with("/sites"));
 }
+
+/// A server stopped with SIGTERM (or Ctrl-C's SIGINT) leaves its profile
+/// and still dies of the signal.
+#[test]
+fn a_terminated_server_leaves_its_profile() {
+    use std::io::BufRead as _;
+    use std::os::unix::process::ExitStatusExt;
+    if !require("a_terminated_server_leaves_its_profile", &["gcc"]) {
+        return;
+    }
+    let dir = TempDir::new("profile-signal");
+    let prog = program(&dir);
+    for (sig, name) in [(libc::SIGTERM, "TERM"), (libc::SIGINT, "INT")] {
+        let out = dir.join(name);
+        std::fs::create_dir(&out).unwrap();
+        let mut child = Command::new(&prog)
+            .arg("serve")
+            .env("LD_PRELOAD", profile_lib_path())
+            .env("MEMKIT_PROFILE_DIR", &out)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "READY");
+        std::thread::sleep(Duration::from_millis(100));
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(sig), "{status:?}");
+        let raws = raws(&out);
+        assert_eq!(raws.len(), 1, "SIG{name}: {raws:?}");
+        let raw = &raws[0].1;
+        let leak = one_site(raw, 2500);
+        assert_eq!((leak.inuse_objects, leak.inuse_bytes), (6, 15_000));
+        assert!(one_site(raw, 64).alloc_objects > 0);
+    }
+}

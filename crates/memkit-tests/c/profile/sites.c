@@ -9,6 +9,8 @@
  *          leak_site   3 x 1000 B, allocated after the peak, never freed.
  *   fork:  leak_site 4 x 333 B in the parent; the child frees two of them,
  *          allocates 2 x 555 B at thread_site and exits (its own profile).
+ *   serve: leak_site 6 x 2500 B, prints "READY", then allocates and
+ *          frees in a loop until a signal ends it (a server).
  *   exec:  runs argv[2] (with the rest as its arguments) after one
  *          leak_site(4242): a profile per image, both with this pid.
  */
@@ -80,6 +82,19 @@ int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "sites";
     if (strcmp(mode, "sites") == 0) return sites();
     if (strcmp(mode, "fork") == 0) return forked();
+    if (strcmp(mode, "serve") == 0) {
+        for (int i = 0; i < 6; i++) {
+            volatile void *p = leak_site(2500);
+            (void)p;
+        }
+        printf("READY\n");
+        fflush(stdout);
+        for (;;) {
+            volatile char *p = temp_site(64);
+            p[0] = 1;
+            free((void *)p);
+        }
+    }
     if (strcmp(mode, "exec") == 0 && argc > 2) {
         volatile void *p = leak_site(4242);
         (void)p;

@@ -1,0 +1,89 @@
+//! A program stopped with Ctrl-C or `kill` (SIGINT, SIGTERM, SIGHUP) still
+//! leaves its profile: servers are profiled that way. For each of these
+//! signals whose action is the default when the library starts, a handler
+//! writes the profile, restores the default action and raises the signal
+//! again, so the process still dies of it (same status for the parent).
+//! A program that installs its own handler replaces ours and ends as it
+//! chooses (through `exit`, which writes the profile).
+//!
+//! Writing allocates (from the core) and takes the profiler's lock, which
+//! is unsafe in a handler that interrupted an allocation on the same
+//! thread: every allocation entry point runs [`guarded`], and a signal
+//! that arrives inside one is only noted; the entry point finishes the
+//! job on its way out.
+
+use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
+
+use memkit_sys::signal::{self, SigAction, SigInfo};
+
+use crate::tls;
+
+const SIGHUP: i32 = 1;
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+const SIGNALS: [i32; 3] = [SIGHUP, SIGINT, SIGTERM];
+
+/// A terminating signal that arrived inside an entry point (0: none).
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+unsafe extern "C" {
+    fn raise(sig: i32) -> i32;
+}
+
+/// Installs the handler for each signal still at its default action.
+pub fn install() {
+    for sig in SIGNALS {
+        // SAFETY: reading the action only.
+        let Ok(old) = (unsafe { signal::sigaction(sig, None) }) else {
+            continue;
+        };
+        if old.disposition() == signal::Disposition::Default {
+            let act = SigAction::with_info(on_signal, 0);
+            // SAFETY: on_signal only notes the signal, or writes the
+            // profile when no allocation of this thread is under way.
+            let _ = unsafe { signal::sigaction(sig, Some(&act)) };
+        }
+    }
+}
+
+unsafe extern "C" fn on_signal(sig: i32, _info: *mut SigInfo, _ctx: *mut core::ffi::c_void) {
+    if tls::me().in_export.get() != 0 {
+        PENDING.store(sig, Relaxed);
+        return;
+    }
+    finish(sig);
+}
+
+/// Writes the profile, then dies of `sig` under its default action.
+fn finish(sig: i32) {
+    crate::write_profile();
+    // SAFETY: the default action, then the signal again: delivered (and
+    // fatal) as soon as the handler returns and unblocks it.
+    unsafe {
+        let _ = signal::sigaction(sig, Some(&SigAction::default_action()));
+        raise(sig);
+    }
+}
+
+/// Runs one allocation entry point; a terminating signal that arrived
+/// meanwhile is acted on at its end.
+#[inline(always)]
+pub fn guarded<R>(f: impl FnOnce() -> R) -> R {
+    let t = tls::me();
+    t.in_export.set(t.in_export.get() + 1);
+    let r = f();
+    t.in_export.set(t.in_export.get() - 1);
+    if PENDING.load(Relaxed) != 0 && t.in_export.get() == 0 {
+        deliver();
+    }
+    r
+}
+
+#[cold]
+#[inline(never)]
+fn deliver() {
+    let sig = PENDING.swap(0, Relaxed);
+    if sig != 0 {
+        finish(sig);
+    }
+}
