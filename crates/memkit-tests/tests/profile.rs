@@ -318,3 +318,41 @@ fn a_terminated_server_leaves_its_profile() {
         assert!(one_site(raw, 64).alloc_objects > 0);
     }
 }
+
+/// A stack through a library that was dlclosed before exit keeps naming
+/// it: the module table holds the library's path and load bias as they
+/// were when the stack was captured.
+#[test]
+fn stacks_through_a_dlclosed_library() {
+    if !require("stacks_through_a_dlclosed_library", &["gcc"]) {
+        return;
+    }
+    let dir = TempDir::new("profile-dlclose");
+    let lib = compile_c(
+        "check/dlclose_leak.c",
+        dir.path(),
+        "libdlleak.so",
+        &["-DLIB", "-shared", "-fPIC"],
+    );
+    let prog = compile_c(
+        "check/dlclose_leak.c",
+        dir.path(),
+        "dlclose_leak",
+        &["-ldl"],
+    );
+    let out = dir.join("raw");
+    std::fs::create_dir(&out).unwrap();
+    let o = profiled(&prog, &[lib.to_str().unwrap()], &out, "");
+    o.assert_success("dlclose_leak");
+    assert!(o.stdout.contains("END dlclose"), "{}", o.describe());
+    let raws = raws(&out);
+    let raw = &raws[0].1;
+    // (dlopen itself allocates 72-byte blocks too.)
+    let through: Vec<_> = sites_of_size(raw, 72)
+        .into_iter()
+        .filter(|s| module_path(raw, s.frames[1]).ends_with("/libdlleak.so"))
+        .collect();
+    assert_eq!(through.len(), 1, "{:#?} {:#?}", raw.sites, raw.modules);
+    assert_eq!(through[0].inuse_objects, 1);
+    assert!(module_path(raw, through[0].frames[2]).ends_with("/dlclose_leak"));
+}
