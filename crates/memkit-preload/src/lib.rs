@@ -1,9 +1,12 @@
 //! libmemkit.so: memkit's allocator for unmodified programs (`LD_PRELOAD`).
 //!
-//! Every export is a thin call into `memkit_alloc`; the C semantics (glibc
-//! 2.36's: `malloc(0)`, `realloc(p, 0)`, overflow checks, alignment rules,
-//! errno) live at this boundary. See `include/memkit.h` for what memkit
-//! exports beyond the standard malloc family.
+//! The malloc family and C++ operators are memkit-abi's export list over
+//! the core ([`exports::Fast`]); the C semantics (glibc 2.36's:
+//! `malloc(0)`, `realloc(p, 0)`, overflow checks, alignment rules, errno)
+//! live in that layer, shared with the other front-ends. What is
+//! libmemkit.so's own: introspection, the record for `memkit run`, secure
+//! memory, stack buffers. See `include/memkit.h` for what memkit exports
+//! beyond the standard malloc family.
 //!
 //! # Safety
 //! The exports receive raw pointers from C and trust the C contract of the
@@ -11,7 +14,6 @@
 //! `free` (see `memkit_alloc::free`).
 #![no_std]
 
-mod cxx;
 mod exports;
 mod introspect;
 mod lifecycle;
@@ -19,6 +21,8 @@ mod run_report;
 mod secure;
 mod stack;
 mod version;
+
+use memkit_abi::{set_errno, EINVAL, ENOMEM};
 
 #[cfg(not(test))]
 #[panic_handler]
@@ -39,11 +43,7 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 unsafe extern "C" {
     #[cfg_attr(test, allow(dead_code))]
     fn abort() -> !;
-    fn __errno_location() -> *mut i32;
 }
-
-const ENOMEM: i32 = 12;
-const EINVAL: i32 = 22;
 
 /// Sets errno to ENOMEM when the allocator's slow path returns null.
 pub(crate) struct Enomem;
@@ -53,9 +53,4 @@ impl memkit_alloc::NullHook for Enomem {
     fn on_null() {
         set_errno(ENOMEM);
     }
-}
-
-fn set_errno(e: i32) {
-    // SAFETY: __errno_location returns the calling thread's errno slot.
-    unsafe { *__errno_location() = e };
 }
