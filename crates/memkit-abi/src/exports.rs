@@ -25,13 +25,18 @@ macro_rules! exports {
 }
 
 /// The C malloc family: each export one call into [`c`](crate::c); the
-/// aliases call the export they alias.
+/// aliases call the export they alias. The aliased exports are
+/// `#[inline(never)]`: an alias is then a jump to its export, never a copy
+/// of its body that the compiler merges with it into one address, which a
+/// check front-end's stacks would name by either symbol (`__libc_malloc`
+/// for a call of `malloc`).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __malloc_family {
     ($B:ty) => {
         /// `malloc(3)`.
         #[unsafe(no_mangle)]
+        #[inline(never)]
         pub unsafe extern "C" fn malloc(size: usize) -> *mut ::core::ffi::c_void {
             // SAFETY: any size is valid.
             unsafe { $crate::c::malloc::<$B>(size) }
@@ -39,6 +44,7 @@ macro_rules! __malloc_family {
 
         /// `free(3)`; keeps errno; ignores null and foreign pointers.
         #[unsafe(no_mangle)]
+        #[inline(never)]
         pub unsafe extern "C" fn free(p: *mut ::core::ffi::c_void) {
             // SAFETY: the C contract of free.
             unsafe { $crate::c::free::<$B>(p) }
@@ -46,6 +52,7 @@ macro_rules! __malloc_family {
 
         /// `calloc(3)`.
         #[unsafe(no_mangle)]
+        #[inline(never)]
         pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut ::core::ffi::c_void {
             // SAFETY: any sizes are valid.
             unsafe { $crate::c::calloc::<$B>(n, size) }
@@ -53,6 +60,7 @@ macro_rules! __malloc_family {
 
         /// `realloc(3)`.
         #[unsafe(no_mangle)]
+        #[inline(never)]
         pub unsafe extern "C" fn realloc(
             p: *mut ::core::ffi::c_void,
             size: usize,
@@ -74,6 +82,7 @@ macro_rules! __malloc_family {
 
         /// `posix_memalign(3)`.
         #[unsafe(no_mangle)]
+        #[inline(never)]
         pub unsafe extern "C" fn posix_memalign(
             out: *mut *mut ::core::ffi::c_void,
             align: usize,
@@ -95,6 +104,7 @@ macro_rules! __malloc_family {
 
         /// `memalign(3)`.
         #[unsafe(no_mangle)]
+        #[inline(never)]
         pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut ::core::ffi::c_void {
             // SAFETY: any arguments are valid.
             unsafe { $crate::c::memalign::<$B>(align, size) }
@@ -102,6 +112,7 @@ macro_rules! __malloc_family {
 
         /// `valloc(3)`.
         #[unsafe(no_mangle)]
+        #[inline(never)]
         pub unsafe extern "C" fn valloc(size: usize) -> *mut ::core::ffi::c_void {
             // SAFETY: any size is valid.
             unsafe { $crate::c::valloc::<$B>(size) }
@@ -109,6 +120,7 @@ macro_rules! __malloc_family {
 
         /// `pvalloc(3)`.
         #[unsafe(no_mangle)]
+        #[inline(never)]
         pub unsafe extern "C" fn pvalloc(size: usize) -> *mut ::core::ffi::c_void {
             // SAFETY: any size is valid.
             unsafe { $crate::c::pvalloc::<$B>(size) }

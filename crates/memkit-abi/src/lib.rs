@@ -6,7 +6,7 @@
 //! a type implementing [`Backend`] — allocate, free, resize, usable size,
 //! and what to do at glibc's edges — and one line:
 //!
-//! ```ignore
+//! ```text
 //! memkit_abi::exports!(crate::exports::Fast, throwing_new = false);
 //! ```
 //!
@@ -204,3 +204,6 @@ pub unsafe trait Backend {
         let _ = (e, site);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,14 +5,15 @@
 //! red zones ([`block`]), recorded in a side table ([`table`]) with the
 //! stack that allocated it ([`stacks`], memkit-trace), freed into a
 //! quarantine; mem*/str* calls checked against the blocks they touch
-//! ([`intercept`]); every C++ operator new/delete form ([`cxx`]); a leak
-//! check at exit ([`leaks`]). See docs/CHECK.md for what each mode catches.
+//! ([`intercept`]); a leak check at exit ([`leaks`]). The malloc family and
+//! every C++ operator new/delete form are memkit-abi's export list over
+//! that allocator ([`exports`]). See docs/CHECK.md for what each mode
+//! catches.
 //!
 //! The library's own Rust code allocates from memkit's core directly (its
 //! global allocator), never through its checked exports.
 
 mod block;
-mod cxx;
 mod exports;
 mod guard;
 mod intercept;
@@ -53,14 +54,6 @@ unsafe impl core::alloc::GlobalAlloc for Core {
 
 #[global_allocator]
 static CORE: Core = Core;
-
-const ENOMEM: i32 = 12;
-const EINVAL: i32 = 22;
-
-fn set_errno(e: i32) {
-    // SAFETY: __errno_location returns the calling thread's errno slot.
-    unsafe { *libc::__errno_location() = e };
-}
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 

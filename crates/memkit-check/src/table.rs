@@ -10,23 +10,7 @@
 use memkit_alloc::lock::SpinLock;
 
 /// How the block was allocated (and must be freed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Kind {
-    Malloc = 0,
-    New = 1,
-    NewArray = 2,
-}
-
-impl Kind {
-    pub fn alloc_name(self) -> &'static str {
-        match self {
-            Kind::Malloc => "malloc",
-            Kind::New => "operator new",
-            Kind::NewArray => "operator new []",
-        }
-    }
-}
+pub use memkit_abi::Kind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
