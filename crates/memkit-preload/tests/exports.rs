@@ -5,6 +5,10 @@
 use std::process::Command;
 
 fn dynamic_symbols(undefined: bool) -> Vec<String> {
+    symbols_of(memkit_tests::lib_path(), undefined)
+}
+
+fn symbols_of(lib: &std::path::Path, undefined: bool) -> Vec<String> {
     let flag = if undefined {
         "--undefined-only"
     } else {
@@ -12,7 +16,7 @@ fn dynamic_symbols(undefined: bool) -> Vec<String> {
     };
     let out = Command::new("nm")
         .args(["-D", flag])
-        .arg(memkit_tests::lib_path())
+        .arg(lib)
         .output()
         .expect("nm runs");
     assert!(
@@ -26,59 +30,98 @@ fn dynamic_symbols(undefined: bool) -> Vec<String> {
         .collect()
 }
 
+/// The malloc family and the C++ operators: memkit-abi's export list, the
+/// same in every front-end.
+const FAMILY: [&str; 34] = [
+    "malloc",
+    "free",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "malloc_usable_size",
+    "cfree",
+    "__libc_malloc",
+    "__libc_free",
+    "__libc_calloc",
+    "__libc_realloc",
+    "__libc_memalign",
+    "__libc_valloc",
+    "__libc_pvalloc",
+    "__posix_memalign",
+    "free_sized",
+    "free_aligned_sized",
+    "_ZdlPv",
+    "_ZdaPv",
+    "_ZdlPvm",
+    "_ZdaPvm",
+    "_ZdlPvSt11align_val_t",
+    "_ZdaPvSt11align_val_t",
+    "_ZdlPvmSt11align_val_t",
+    "_ZdaPvmSt11align_val_t",
+    "_ZnwmRKSt9nothrow_t",
+    "_ZnamRKSt9nothrow_t",
+    "_ZnwmSt11align_val_tRKSt9nothrow_t",
+    "_ZnamSt11align_val_tRKSt9nothrow_t",
+];
+
+/// The throwing `operator new` forms: libstdc++'s under libmemkit.so,
+/// the checker's own under libmemkit_check.so.
+const THROWING_NEW: [&str; 4] = [
+    "_Znwm",
+    "_Znam",
+    "_ZnwmSt11align_val_t",
+    "_ZnamSt11align_val_t",
+];
+
+fn missing(defined: &[String], wanted: &[&str]) -> Vec<String> {
+    wanted
+        .iter()
+        .filter(|s| !defined.iter().any(|d| d == *s))
+        .map(|s| s.to_string())
+        .collect()
+}
+
 #[test]
 fn exports_the_whole_malloc_family() {
     let defined = dynamic_symbols(false);
-    let required = [
-        "malloc",
-        "free",
-        "calloc",
-        "realloc",
-        "reallocarray",
-        "posix_memalign",
-        "aligned_alloc",
-        "memalign",
-        "valloc",
-        "pvalloc",
-        "malloc_usable_size",
-        "cfree",
-        "__libc_malloc",
-        "__libc_free",
-        "__libc_calloc",
-        "__libc_realloc",
-        "__libc_memalign",
-        "__libc_valloc",
-        "__libc_pvalloc",
-        "__posix_memalign",
-        "free_sized",
-        "free_aligned_sized",
+    let own = [
         "mallinfo",
         "mallinfo2",
         "malloc_trim",
         "malloc_stats",
         "malloc_info",
         "mallopt",
-        "_ZdlPv",
-        "_ZdaPv",
-        "_ZdlPvm",
-        "_ZdaPvm",
-        "_ZdlPvSt11align_val_t",
-        "_ZdaPvSt11align_val_t",
-        "_ZdlPvmSt11align_val_t",
-        "_ZdaPvmSt11align_val_t",
-        "_ZnwmRKSt9nothrow_t",
-        "_ZnamRKSt9nothrow_t",
-        "_ZnwmSt11align_val_tRKSt9nothrow_t",
-        "_ZnamSt11align_val_tRKSt9nothrow_t",
         "memkit_version",
         "memkit_stack_remaining",
     ];
-    let missing: Vec<_> = required
+    let lacking = [missing(&defined, &FAMILY), missing(&defined, &own)].concat();
+    assert!(lacking.is_empty(), "libmemkit.so lacks {lacking:?}");
+    let throwing: Vec<_> = THROWING_NEW
         .iter()
-        .filter(|s| !defined.iter().any(|d| d == *s))
+        .filter(|s| defined.iter().any(|d| d == *s))
         .collect();
-    assert!(missing.is_empty(), "libmemkit.so lacks {missing:?}");
+    assert!(throwing.is_empty(), "libmemkit.so exports {throwing:?}");
     // Rust internals must not leak out and interpose other Rust code.
+    assert!(
+        !defined
+            .iter()
+            .any(|d| d.starts_with("rust_") || d.starts_with("_ZN")),
+        "{defined:?}"
+    );
+}
+
+/// libmemkit_check.so is the same export list over its backend, with the
+/// throwing `operator new` forms (so every C++ block carries its kind).
+#[test]
+fn the_check_library_exports_the_same_list() {
+    let defined = symbols_of(memkit_tests::check_lib_path(), false);
+    let lacking = [missing(&defined, &FAMILY), missing(&defined, &THROWING_NEW)].concat();
+    assert!(lacking.is_empty(), "libmemkit_check.so lacks {lacking:?}");
     assert!(
         !defined
             .iter()
