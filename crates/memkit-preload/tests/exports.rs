@@ -86,6 +86,16 @@ fn missing(defined: &[String], wanted: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Rust internals must not leak out and interpose other Rust code.
+fn no_rust_internals(defined: &[String]) {
+    assert!(
+        !defined
+            .iter()
+            .any(|d| d.starts_with("rust_") || d.starts_with("_ZN")),
+        "{defined:?}"
+    );
+}
+
 #[test]
 fn exports_the_whole_malloc_family() {
     let defined = dynamic_symbols(false);
@@ -106,13 +116,7 @@ fn exports_the_whole_malloc_family() {
         .filter(|s| defined.iter().any(|d| d == *s))
         .collect();
     assert!(throwing.is_empty(), "libmemkit.so exports {throwing:?}");
-    // Rust internals must not leak out and interpose other Rust code.
-    assert!(
-        !defined
-            .iter()
-            .any(|d| d.starts_with("rust_") || d.starts_with("_ZN")),
-        "{defined:?}"
-    );
+    no_rust_internals(&defined);
 }
 
 /// libmemkit_check.so is the same export list over its backend, with the
@@ -122,12 +126,7 @@ fn the_check_library_exports_the_same_list() {
     let defined = symbols_of(memkit_tests::check_lib_path(), false);
     let lacking = [missing(&defined, &FAMILY), missing(&defined, &THROWING_NEW)].concat();
     assert!(lacking.is_empty(), "libmemkit_check.so lacks {lacking:?}");
-    assert!(
-        !defined
-            .iter()
-            .any(|d| d.starts_with("rust_") || d.starts_with("_ZN")),
-        "{defined:?}"
-    );
+    no_rust_internals(&defined);
 }
 
 #[test]
