@@ -129,6 +129,16 @@ fn the_check_library_exports_the_same_list() {
     no_rust_internals(&defined);
 }
 
+/// libmemkit_profile.so too, leaving the throwing forms to libstdc++ like
+/// libmemkit.so.
+#[test]
+fn the_profile_library_exports_the_same_list() {
+    let defined = symbols_of(memkit_tests::profile_lib_path(), false);
+    let lacking = missing(&defined, &FAMILY);
+    assert!(lacking.is_empty(), "libmemkit_profile.so lacks {lacking:?}");
+    no_rust_internals(&defined);
+}
+
 #[test]
 fn needs_nothing_from_libc_that_could_allocate() {
     let allowed = [

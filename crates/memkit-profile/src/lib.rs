@@ -56,11 +56,7 @@ unsafe impl core::alloc::GlobalAlloc for Core {
 #[global_allocator]
 static CORE: Core = Core;
 
-const ENOMEM: i32 = 12;
-const EINVAL: i32 = 22;
-
 unsafe extern "C" {
-    fn __errno_location() -> *mut i32;
     fn pthread_atfork(
         prepare: Option<extern "C" fn()>,
         parent: Option<extern "C" fn()>,
@@ -76,11 +72,6 @@ unsafe extern "C" {
 
 /// glibc's `RTLD_NEXT`.
 const RTLD_NEXT: *mut core::ffi::c_void = -1isize as *mut core::ffi::c_void;
-
-fn set_errno(e: i32) {
-    // SAFETY: __errno_location returns the calling thread's errno slot.
-    unsafe { *__errno_location() = e };
-}
 
 /// One line on stderr.
 fn warn(msg: &str) {
