@@ -70,9 +70,19 @@ pub const CHECK: Library = Library {
     required: false,
 };
 
+/// libmemkit_profile.so, the profiling runtime `memkit profile` preloads.
+pub const PROFILE: Library = Library {
+    role: "profile library",
+    file: "libmemkit_profile.so",
+    soname: concat!("libmemkit_profile.so.", env!("CARGO_PKG_VERSION_MAJOR")),
+    env: "MEMKIT_PROFILE_LIB",
+    used_by: "memkit profile",
+    required: false,
+};
+
 /// Every library memkit may preload, in the order `memkit --version` and
 /// `memkit --help` name them.
-pub const LIBRARIES: &[&Library] = &[&MEMKIT, &CHECK];
+pub const LIBRARIES: &[&Library] = &[&MEMKIT, &CHECK, &PROFILE];
 
 /// Where a library was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

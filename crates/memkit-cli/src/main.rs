@@ -12,9 +12,11 @@ mod generate;
 mod human;
 mod library;
 mod maps;
+mod profile;
 mod report;
 mod report_dir;
 mod run;
+mod supervise;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -45,6 +47,10 @@ enum Command {
     /// leaks, double and invalid frees, overflows, use after free
     #[command(after_long_help = check::LONG_HELP)]
     Check(check::CheckArgs),
+    /// Profile a program's heap: where memory goes, what was live at the
+    /// peak, what leaks, what is short-lived churn (pprof, HTML, JSON)
+    #[command(after_long_help = profile::LONG_HELP)]
+    Profile(profile::ProfileArgs),
     /// List every MEMKIT_* environment variable: default, value here, meaning
     Env(env::EnvArgs),
     /// Write the man pages and shell completions (for packagers)
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Maps(args) => maps::run(args),
         Command::Check(args) => check::run(args),
+        Command::Profile(args) => profile::run(args),
         Command::Env(args) => env::run(args),
         Command::Generate(args) => generate::run(args, Cli::command()),
     };

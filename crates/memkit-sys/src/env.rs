@@ -30,18 +30,21 @@ pub mod reader {
     pub const TESTS: u8 = 16;
     /// libmemkit_check.so, the checking allocator (`memkit check`).
     pub const CHECK_LIB: u8 = 32;
+    /// libmemkit_profile.so, the profiling runtime (`memkit profile`).
+    pub const PROFILE_LIB: u8 = 64;
     /// Each bit with the name it is shown as.
-    pub const NAMES: [(u8, &str); 6] = [
+    pub const NAMES: [(u8, &str); 7] = [
         (LIBRARY, "libmemkit.so"),
         (RUST, "memkit::MemKit"),
         (CLI, "memkit"),
         (BENCH, "memkit-bench"),
         (TESTS, "tests"),
         (CHECK_LIB, "libmemkit_check.so"),
+        (PROFILE_LIB, "libmemkit_profile.so"),
     ];
     /// The readers a user of memkit deals with (the others are memkit's
     /// own development tools).
-    pub const USER: u8 = LIBRARY | RUST | CLI | CHECK_LIB;
+    pub const USER: u8 = LIBRARY | RUST | CLI | CHECK_LIB | PROFILE_LIB;
 }
 
 /// One environment variable of memkit.
@@ -175,6 +178,33 @@ pub const VARS: &[Var] = {
                       `max_fill`, `stack_depth`, `guard`, `guard_sample`, `guard_max`; \
                       docs/CHECK.md); `memkit check` sets it from its command line",
             read_by: CHECK_LIB,
+        },
+        Var {
+            name: "MEMKIT_PROFILE_LIB",
+            default: "unset",
+            meaning: "the `libmemkit_profile.so` `memkit profile` preloads, instead of the one \
+                      it finds beside its executable or in `/usr/lib/x86_64-linux-gnu`; it must \
+                      be the same version as `memkit`",
+            read_by: CLI,
+        },
+        Var {
+            name: "MEMKIT_PROFILE_DIR",
+            default: "unset",
+            meaning: "where `libmemkit_profile.so` writes each process's raw profile at exit \
+                      (`PID.json`; `PID.1.json`, … for later profiles of the same pid, after an \
+                      exec): an absolute directory that exists; `memkit profile` sets it to \
+                      `DIR/raw` (docs/PROFILE.md)",
+            read_by: PROFILE_LIB,
+        },
+        Var {
+            name: "MEMKIT_PROFILE_OPTIONS",
+            default: "unset",
+            meaning: "options of `libmemkit_profile.so`: `name=value` pairs separated by \
+                      colons: `sample=BYTES` (mean bytes between samples, 0: every \
+                      allocation, the default), `stack_depth=N` (1–64, default 64), \
+                      `interval_ms=N` (timeline period, default 10); `memkit profile` sets it \
+                      from its command line",
+            read_by: PROFILE_LIB,
         },
         Var {
             name: "MEMKIT_BENCH_PRELOAD",

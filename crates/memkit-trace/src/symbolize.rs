@@ -24,6 +24,7 @@ pub struct Symbol {
     pub line: Option<u32>,
 }
 
+#[derive(Default)]
 struct Cache {
     loaders: HashMap<String, Option<addr2line::Loader>>,
 }
@@ -44,82 +45,159 @@ pub fn unlock_after_fork() {
     unsafe { CACHE.raw_unlock() };
 }
 
-/// Symbolizes one stack. Inlined calls expand into several frames (the
+/// Symbolizes one stack of this process against its own module table
+/// ([`modules::info`]). Inlined calls expand into several frames (the
 /// innermost first), as addr2line prints them; frames of module `collapse`
 /// (the tool's own library) show only the function the program called.
 pub fn stack(frames: &[Frame], collapse: u16) -> Vec<Symbol> {
+    stack_in(frames, collapse, &modules::info)
+}
+
+/// [`stack`] against another module table: `lookup` gives each index's
+/// path and load bias as recorded in the process that captured `frames`
+/// (the profiler's raw record, read by `memkit profile`), `None` for an
+/// index it does not know.
+pub fn stack_in(frames: &[Frame], collapse: u16, lookup: &Lookup<'_>) -> Vec<Symbol> {
     let mut guard = CACHE.lock();
-    let cache = guard.get_or_insert_with(|| Cache {
-        loaders: HashMap::new(),
-    });
+    let cache = guard.get_or_insert_with(Cache::default);
     let mut out = Vec::with_capacity(frames.len());
     for (i, &f) in frames.iter().enumerate() {
-        let (module, offset) = split(f);
-        let Some(info) = modules::info(module) else {
-            out.push(Symbol {
-                address: offset,
-                ..Symbol::default()
-            });
-            continue;
-        };
-        let address = info.bias.wrapping_add(offset);
-        // Return addresses point after the call; the call is one byte back.
-        let probe = if i == 0 {
-            offset
-        } else {
-            offset.saturating_sub(1)
-        } as u64;
-        let loader = cache
-            .loaders
-            .entry(info.path.clone())
-            .or_insert_with(|| addr2line::Loader::new(&info.path).ok());
-        let base = Symbol {
-            address,
-            object: info.path.clone(),
-            ..Symbol::default()
-        };
-        let Some(loader) = loader else {
-            out.push(base);
-            continue;
-        };
-        let before = out.len();
-        if module == collapse && module != 0 {
-            let function = loader.find_symbol(probe).map(demangle);
-            out.push(Symbol { function, ..base });
-            continue;
-        }
-        if let Ok(mut it) = loader.find_frames(probe) {
-            while let Ok(Some(fr)) = it.next() {
-                let function = fr
-                    .function
-                    .as_ref()
-                    .and_then(|n| n.demangle().ok().map(|d| d.into_owned()));
-                let (file, line) = match fr.location {
-                    Some(l) => (l.file.map(str::to_owned), l.line),
-                    None => (None, None),
-                };
-                out.push(Symbol {
-                    function,
-                    file,
-                    line,
-                    ..base.clone()
-                });
-            }
-        }
-        if out.len() == before {
-            let function = loader.find_symbol(probe).map(demangle);
-            out.push(Symbol { function, ..base });
-        } else if out[before..].iter().all(|s| s.function.is_none()) {
-            let name = loader.find_symbol(probe).map(demangle);
-            for s in &mut out[before..] {
-                s.function = name.clone();
-            }
-        }
+        out.extend(resolve(cache, f, i > 0, collapse, lookup));
     }
     out
+}
+
+/// The module table a stack is symbolized against: index to path and
+/// load bias (`None`: unknown).
+pub type Lookup<'a> = dyn Fn(u16) -> Option<modules::ModuleInfo> + 'a;
+
+/// The symbols of one frame: several when calls were inlined there (the
+/// innermost first), always at least one. A return address (every frame
+/// but a stack's first) is looked up one byte before, at the call.
+pub fn frame_in(f: Frame, return_address: bool, collapse: u16, lookup: &Lookup<'_>) -> Vec<Symbol> {
+    let mut guard = CACHE.lock();
+    let cache = guard.get_or_insert_with(Cache::default);
+    resolve(cache, f, return_address, collapse, lookup)
+}
+
+fn resolve(
+    cache: &mut Cache,
+    f: Frame,
+    return_address: bool,
+    collapse: u16,
+    lookup: &Lookup<'_>,
+) -> Vec<Symbol> {
+    let (module, offset) = split(f);
+    let Some(info) = (module != 0).then(|| lookup(module)).flatten() else {
+        return vec![Symbol {
+            address: offset,
+            ..Symbol::default()
+        }];
+    };
+    let address = info.bias.wrapping_add(offset);
+    // Return addresses point after the call; the call is one byte back.
+    let probe = if return_address {
+        offset.saturating_sub(1)
+    } else {
+        offset
+    } as u64;
+    let loader = cache
+        .loaders
+        .entry(info.path.clone())
+        .or_insert_with(|| addr2line::Loader::new(&info.path).ok());
+    let base = Symbol {
+        address,
+        object: info.path.clone(),
+        ..Symbol::default()
+    };
+    let Some(loader) = loader else {
+        return vec![base];
+    };
+    if module == collapse {
+        let function = loader.find_symbol(probe).map(demangle);
+        return vec![Symbol { function, ..base }];
+    }
+    let mut syms = Vec::new();
+    if let Ok(mut it) = loader.find_frames(probe) {
+        while let Ok(Some(fr)) = it.next() {
+            let function = fr
+                .function
+                .as_ref()
+                .and_then(|n| n.demangle().ok().map(|d| d.into_owned()));
+            let (file, line) = match fr.location {
+                Some(l) => (l.file.map(str::to_owned), l.line),
+                None => (None, None),
+            };
+            syms.push(Symbol {
+                function,
+                file,
+                line,
+                ..base.clone()
+            });
+        }
+    }
+    if syms.is_empty() {
+        let function = loader.find_symbol(probe).map(demangle);
+        syms.push(Symbol { function, ..base });
+    } else if syms.iter().all(|s| s.function.is_none()) {
+        let name = loader.find_symbol(probe).map(demangle);
+        for s in &mut syms {
+            s.function = name.clone();
+        }
+    }
+    syms
 }
 
 /// A symbol-table name, demangled when it is a C++ or Rust name.
 pub fn demangle(name: &str) -> String {
     addr2line::demangle_auto(name.into(), None).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unwind::frame;
+
+    #[inline(never)]
+    fn probe_target() -> usize {
+        std::hint::black_box(probe_target as *const () as usize)
+    }
+
+    #[test]
+    fn a_recorded_table_resolves_like_the_own_one() {
+        let pc = probe_target();
+        let own = modules::module_of(pc);
+        assert_ne!(own, 0, "this test binary is a known object");
+        let info = modules::info(own).unwrap();
+        let f = frame(own, pc - info.bias);
+        let direct = stack(&[f], 0);
+        assert!(
+            direct.iter().any(|s| s
+                .function
+                .as_deref()
+                .is_some_and(|n| n.ends_with("probe_target"))),
+            "{direct:?}"
+        );
+        // The same object under another index, as a raw record has it.
+        let table = |i: u16| (i == 9).then(|| info.clone());
+        let recorded = stack_in(&[frame(9, pc - info.bias)], 0, &table);
+        assert_eq!(recorded, direct);
+        // A caller's frame is looked up one byte back; unknown modules
+        // keep their raw offset.
+        let call = frame_in(frame(9, pc - info.bias + 1), true, 0, &table);
+        let lines = |v: &[Symbol]| {
+            v.iter()
+                .map(|s| (s.function.clone(), s.file.clone(), s.line))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lines(&call), lines(&recorded));
+        assert_eq!(call[0].address, recorded[0].address + 1);
+        assert_eq!(
+            frame_in(frame(3, 0x42), true, 0, &table),
+            [Symbol {
+                address: 0x42,
+                ..Symbol::default()
+            }]
+        );
+    }
 }
