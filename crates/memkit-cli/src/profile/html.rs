@@ -16,7 +16,7 @@ use memkit_profdata::{Point, Raw};
 
 use super::pprof::objects;
 use super::summary::Summary;
-use super::symbols::{site_label, Symbolized};
+use super::symbols::Symbolized;
 
 const TEMPLATE: &str = include_str!("report.html");
 const DATA_MARK: &str = "/*MEMKIT_DATA*/null";
@@ -98,7 +98,7 @@ pub fn render(raw: &Raw, model: &Symbolized, summary: &Summary) -> String {
             .collect();
         rows.push(SiteRow(
             stack,
-            site_label(&labels[i]),
+            model.label(s),
             s.alloc_bytes,
             objects(s.alloc_objects, unit),
             s.peak_bytes,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use memkit_profdata::Raw;
 
 use super::pprof::objects;
-use super::symbols::{site_label, Site, Symbolized};
+use super::symbols::{Site, Symbolized};
 
 pub const FORMAT: &str = "memkit-profile-summary";
 pub const VERSION: u32 = 1;
@@ -116,7 +116,7 @@ fn top_sites(model: &Symbolized, key: impl Fn(&Site) -> (u64, u64, u64)) -> Vec<
                 value,
                 bytes,
                 objects: objects(objs, unit),
-                site: site_label(&stack),
+                site: model.label(s),
                 stack,
             }
         })

@@ -104,6 +104,18 @@ pub struct Symbolized {
 }
 
 impl Symbolized {
+    /// A site's short name ([`site_label`]) past its first frame, the
+    /// entry point the program called.
+    pub fn label(&self, site: &Site) -> String {
+        let callers = site.stack.get(1..).filter(|c| !c.is_empty());
+        let labels: Vec<String> = callers
+            .unwrap_or(&site.stack)
+            .iter()
+            .flat_map(|&l| self.locations[l].labels())
+            .collect();
+        site_label(&labels)
+    }
+
     /// A site's frames as `function (file:line)`, innermost first, inlined
     /// calls expanded.
     pub fn labels(&self, site: &Site) -> Vec<String> {
