@@ -40,9 +40,10 @@ fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
         }
     }
     cmd.env_remove("LD_PRELOAD");
-    // The check library is named only when found: keep it out of the
-    // expected outputs (tests/check.rs covers it).
+    // The check and profile libraries are named only when found: keep
+    // them out of the expected outputs (tests/check, tests/profile.rs).
     cmd.env("MEMKIT_CHECK_LIB", "/nonexistent/libmemkit_check.so");
+    cmd.env("MEMKIT_PROFILE_LIB", "/nonexistent/libmemkit_profile.so");
     cmd
 }
 
