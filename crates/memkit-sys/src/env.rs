@@ -242,6 +242,13 @@ pub const VARS: &[Var] = {
             read_by: TESTS,
         },
         Var {
+            name: "MEMKIT_PROFILE_SCREENSHOT",
+            default: "unset",
+            meaning: "a PNG path: the test that renders `memkit profile`'s report.html in \
+                      headless chromium copies its screenshot there, for a person to look at",
+            read_by: TESTS,
+        },
+        Var {
             name: "MEMKIT_TEST_CHILD",
             default: "unset",
             meaning: "set by a test that runs its own executable again: the name of the test \

@@ -19,7 +19,7 @@ use super::summary::Summary;
 use super::symbols::Symbolized;
 
 const TEMPLATE: &str = include_str!("report.html");
-const DATA_MARK: &str = "/*MEMKIT_DATA*/null";
+const DATA_MARK: &str = "/*REPORT_DATA*/null";
 
 pub const MAX_SITES: usize = 3000;
 pub const MAX_POINTS: usize = 2000;

@@ -2,13 +2,13 @@
 //! libmemkit_profile.so preloaded, then turn each process's raw record
 //! into pprof profiles, a summary, an HTML report and a terminal summary.
 //!
-//! * [`launcher`]: the output directory, the preload, the raw files;
-//! * [`symbols`]: stacks against the recorded module table, sites merged;
-//! * [`pprof`]: profile.proto, `profile.pb.gz` and `peak.pb.gz`;
-//! * [`summary`]: `summary.json`;
-//! * [`html`]: `report.html`;
-//! * [`terminal`]: what is printed at the end;
-//! * [`diff`]: `memkit profile diff A B`.
+//! * `launcher`: the output directory, the preload, the raw files;
+//! * `symbols`: stacks against the recorded module table, sites merged;
+//! * `pprof`: profile.proto, `profile.pb.gz` and `peak.pb.gz`;
+//! * `summary`: `summary.json`;
+//! * `html`: `report.html`;
+//! * `terminal`: what is printed at the end;
+//! * `diff`: `memkit profile diff A B`.
 
 mod diff;
 mod html;

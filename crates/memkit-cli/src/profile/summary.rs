@@ -101,7 +101,7 @@ pub fn top(
         })
         .filter(|t| t.1 > 0)
         .collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|t| std::cmp::Reverse(t.1));
     v.truncate(TOP);
     v
 }

@@ -377,7 +377,7 @@ fn html_is_self_contained() {
     assert_eq!(html.matches("<script").count(), 1);
     assert_eq!(html.matches("</script>").count(), 1);
     assert!(html.contains("hold_site") && html.contains("leak_site"));
-    assert!(!html.contains("/*MEMKIT_DATA*/"), "the data was put in");
+    assert!(!html.contains("/*REPORT_DATA*/"), "the data was put in");
 }
 
 /// A screenshot of `page` (and its DOM after the scripts ran).
