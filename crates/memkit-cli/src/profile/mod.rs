@@ -195,12 +195,14 @@ fn report(args: &ReportArgs) -> Result<ExitCode, CliError> {
     let out = launcher::OutDir::create(args.output.as_deref())?;
     let dir = out.finish(main)?;
     let written = write_all(&raws, Some(main), &dir, &mut warnings)?;
-    let program = written
+    // As the record names it (its file name normally says the same).
+    let (program, pid) = written
         .iter()
         .find(|w| w.main)
-        .map(|w| w.summary.command.join(" "))
-        .unwrap_or_default();
-    let text = terminal::render_report(&program, main, &dir, &written, &warnings);
+        .map_or((String::new(), main), |w| {
+            (w.summary.command.join(" "), w.summary.pid)
+        });
+    let text = terminal::render_report(&program, pid, &dir, &written, &warnings);
     terminal::print(&text);
     Ok(ExitCode::SUCCESS)
 }
