@@ -4,7 +4,8 @@
 //!
 //! * `launcher`: the output directory, the preload, the raw files;
 //! * `symbols`: stacks against the recorded module table, sites merged;
-//! * `pprof`: profile.proto, `profile.pb.gz` and `peak.pb.gz`;
+//! * `proto`: profile.proto's messages, reading pprof files;
+//! * `pprof`: writing `profile.pb.gz` and `peak.pb.gz`;
 //! * `summary`: `summary.json`;
 //! * `html`: `report.html`;
 //! * `terminal`: what is printed at the end;
@@ -14,6 +15,7 @@ mod diff;
 mod html;
 mod launcher;
 mod pprof;
+mod proto;
 mod summary;
 mod symbols;
 mod terminal;
@@ -282,6 +284,7 @@ fn write_process(raw: &Raw, dir: &Path) -> Result<summary::Summary, CliError> {
     let model = symbols::symbolize(raw);
     let meta = pprof::Meta {
         pid: raw.pid,
+        exe: &raw.exe,
         command: &raw.command,
         start_unix_ns: raw.start_unix_ns,
         duration_ns: raw.duration_ns,
