@@ -12,13 +12,13 @@ use std::fs;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use clap::Args;
 
 use crate::error::CliError;
 use crate::library;
-use crate::run::{ld_preload, spawn_error};
+use crate::run::{preloaded, spawn_error};
 
 const OPTIONS_ENV: &str = "MEMKIT_CHECK_OPTIONS";
 
@@ -193,21 +193,10 @@ fn collect(dir: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
 }
 
 pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
-    let Some((program, program_args)) = args.command.split_first() else {
-        return Err(CliError::new(
-            "no program given (usage: memkit check -- PROG ARGS...)",
-        ));
-    };
-    let program_name = program.to_string_lossy().into_owned();
-    let library = library::find_checked(&library::CHECK)?;
+    let (mut command, program_name) = preloaded(&args.command, "check", &library::CHECK)?;
     let dir = Dir::create()?;
     let opts = options(args, &dir.0)?;
-    let status = Command::new(program)
-        .args(program_args)
-        .env(
-            "LD_PRELOAD",
-            ld_preload(&library, std::env::var_os("LD_PRELOAD")),
-        )
+    let status = command
         .env(OPTIONS_ENV, opts)
         .status()
         .map_err(|e| spawn_error(&program_name, &e))?;

@@ -110,23 +110,9 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
-    let Some((program, program_args)) = args.command.split_first() else {
-        return Err(CliError::new(
-            "no program given (usage: memkit run -- PROG ARGS...)",
-        ));
-    };
-    let program_name = program.to_string_lossy().into_owned();
-    let library = library::find_checked(&library::MEMKIT)?;
+    let (mut command, program_name) = preloaded(&args.command, "run", &library::MEMKIT)?;
     let report_dir = ReportDir::create()?;
-
-    let mut command = Command::new(program);
-    command
-        .args(program_args)
-        .env(
-            "LD_PRELOAD",
-            ld_preload(&library, std::env::var_os("LD_PRELOAD")),
-        )
-        .env(REPORT_DIR_ENV, report_dir.path());
+    command.env(REPORT_DIR_ENV, report_dir.path());
     if args.stats {
         command.env(SHOW_STATS_ENV, "1");
     }
@@ -212,9 +198,30 @@ fn print_report(report: &RunReport, json: bool) {
     let _ = io::stderr().lock().write_all(text.as_bytes());
 }
 
+/// The program of `memkit SUBCOMMAND -- PROG ARGS…` with `lib` (found and
+/// checked) in front of its `LD_PRELOAD`, and its name for messages.
+pub(crate) fn preloaded(
+    command: &[OsString],
+    subcommand: &str,
+    lib: &library::Library,
+) -> Result<(Command, String), CliError> {
+    let Some((program, program_args)) = command.split_first() else {
+        return Err(CliError::new(format!(
+            "no program given (usage: memkit {subcommand} -- PROG ARGS...)"
+        )));
+    };
+    let library = library::find_checked(lib)?;
+    let mut cmd = Command::new(program);
+    cmd.args(program_args).env(
+        "LD_PRELOAD",
+        ld_preload(&library, std::env::var_os("LD_PRELOAD")),
+    );
+    Ok((cmd, program.to_string_lossy().into_owned()))
+}
+
 /// Puts the library first (so it wins symbol resolution) while keeping
 /// whatever the user already preloads.
-pub(crate) fn ld_preload(library: &Path, existing: Option<OsString>) -> OsString {
+fn ld_preload(library: &Path, existing: Option<OsString>) -> OsString {
     let mut value = library.as_os_str().to_owned();
     if let Some(existing) = existing.filter(|e| !e.as_bytes().iter().all(u8::is_ascii_whitespace)) {
         value.push(":");

@@ -23,7 +23,7 @@ mod terminal;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
@@ -32,7 +32,7 @@ use memkit_profdata::Raw;
 
 use crate::error::CliError;
 use crate::library;
-use crate::run::ld_preload;
+use crate::run::preloaded;
 use crate::supervise;
 
 pub use launcher::{DIR_ENV, OPTIONS_ENV};
@@ -129,26 +129,12 @@ pub fn run(args: &ProfileArgs) -> Result<ExitCode, CliError> {
 }
 
 fn profile(args: &RunArgs) -> Result<ExitCode, CliError> {
-    let Some((program, program_args)) = args.command.split_first() else {
-        return Err(CliError::new(
-            "no program given (usage: memkit profile -- PROG ARGS...)",
-        ));
-    };
-    let program_name = program.to_string_lossy().into_owned();
-    let library = library::find_checked(&library::PROFILE)?;
+    let (mut command, program_name) = preloaded(&args.command, "profile", &library::PROFILE)?;
     let out = launcher::OutDir::create(args.output.as_deref())?;
-    let mut command = Command::new(program);
-    command
-        .args(program_args)
-        .env(
-            "LD_PRELOAD",
-            ld_preload(&library, std::env::var_os("LD_PRELOAD")),
-        )
-        .env(DIR_ENV, out.raw())
-        .env(
-            OPTIONS_ENV,
-            launcher::options(args.sample, args.stack_depth, args.interval_ms),
-        );
+    command.env(DIR_ENV, out.raw()).env(
+        OPTIONS_ENV,
+        launcher::options(args.sample, args.stack_depth, args.interval_ms),
+    );
     supervise::prepare()?;
     let pid = match supervise::spawn(&mut command, &program_name) {
         Ok(pid) => pid as u32,

@@ -172,6 +172,18 @@ impl Profile {
             .position(|t| self.str(t.r#type) == name)
     }
 
+    /// The values of every sample with a frame whose function name
+    /// satisfies `name` (for the tests, unit and integration).
+    #[cfg(test)]
+    pub fn values_where(&self, name: impl Fn(&str) -> bool) -> Vec<Vec<i64>> {
+        self.stacks()
+            .into_iter()
+            .zip(&self.sample)
+            .filter(|(names, _)| names.iter().any(|n| name(n)))
+            .map(|(_, s)| s.value.clone())
+            .collect()
+    }
+
     /// Each sample's stack as function names, root first (inlined
     /// functions expanded), for matching sites across profiles.
     pub fn stacks(&self) -> Vec<Vec<String>> {

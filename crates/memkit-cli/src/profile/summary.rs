@@ -33,10 +33,12 @@ pub struct Summary {
     pub peak_bytes: u64,
     pub peak_allocs: u64,
     pub peak_at_seconds: f64,
+    /// Exact in both modes.
     pub total_allocs: u64,
     pub total_bytes: u64,
     pub total_frees: u64,
-    /// In use when the process ended.
+    /// In use when the process ended (this, the peak and the temporary
+    /// count are estimates in sampled mode).
     pub leaked_bytes: u64,
     pub leaked_allocs: u64,
     /// Freed by the same thread with no allocation of that thread between.

@@ -80,7 +80,7 @@ fn process(out: &mut String, s: &Summary) {
     if !s.exact {
         let _ = writeln!(
             out,
-            "  sampled   every {} allocated on average: site figures are estimates",
+            "  sampled   every {} allocated on average: peak, leaks, temporary and site figures are estimates",
             human::bytes(s.sample_bytes)
         );
     }

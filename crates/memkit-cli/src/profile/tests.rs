@@ -188,13 +188,7 @@ fn load(dir: &Path, file: &str) -> Profile {
 
 /// The values of the sample whose stack names `function`.
 fn values(p: &Profile, function: &str) -> Vec<i64> {
-    let hits: Vec<_> = p
-        .stacks()
-        .into_iter()
-        .zip(&p.sample)
-        .filter(|(names, _)| names.iter().any(|n| n.ends_with(function)))
-        .map(|(_, s)| s.value.clone())
-        .collect();
+    let hits = p.values_where(|n| n.ends_with(function));
     assert_eq!(hits.len(), 1, "one sample names {function}: {hits:?}");
     hits[0].clone()
 }

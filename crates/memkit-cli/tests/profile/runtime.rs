@@ -15,25 +15,11 @@ use std::time::Duration;
 
 use memkit_tests::{compile_c, compile_with, profile_lib_path, require, run, TempDir};
 
-#[allow(dead_code)]
-#[path = "../src/profile/proto.rs"]
-mod proto;
-
-use proto::Profile;
-
-const MEMKIT: &str = env!("CARGO_BIN_EXE_memkit");
+use super::proto::{self, Profile};
+use super::summary;
 
 fn memkit(cwd: &Path) -> Command {
-    let mut cmd = Command::new(MEMKIT);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("MEMKIT_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("LD_PRELOAD")
-        .env("MEMKIT_PROFILE_LIB", profile_lib_path())
-        .current_dir(cwd);
-    cmd
+    super::memkit(cwd, profile_lib_path())
 }
 
 /// `memkit profile -o DIR -- args`, which must exit with `status`.
@@ -53,19 +39,9 @@ fn load(path: &Path) -> Profile {
 
 /// The values of the one sample whose stack names `function`.
 fn values(p: &Profile, function: &str) -> Vec<i64> {
-    let hits: Vec<Vec<i64>> = p
-        .stacks()
-        .into_iter()
-        .zip(&p.sample)
-        .filter(|(names, _)| names.iter().any(|n| n == function))
-        .map(|(_, s)| s.value.clone())
-        .collect();
+    let hits = p.values_where(|n| n == function);
     assert_eq!(hits.len(), 1, "samples naming {function}: {hits:?}");
     hits[0].clone()
-}
-
-fn summary(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `memkit profile` driven as a user runs it, around a stand-in runtime
+//! `memkit profile` around a stand-in runtime
 //! (crates/memkit-tests/c/profile_stand_in.c: each process that exits
 //! writes a raw profile with fixed figures, and the options it got): the
 //! output directory and its rules, one profile per process, the exit
@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use memkit_tests::TempDir;
 
-const MEMKIT: &str = env!("CARGO_BIN_EXE_memkit");
+use super::summary;
+
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn stand_in() -> &'static Path {
@@ -48,18 +49,9 @@ fn exit_with() -> &'static Path {
     })
 }
 
-/// memkit, with the stand-in runtime and no MEMKIT_* of the test's own.
+/// memkit with the stand-in runtime.
 fn memkit(cwd: &Path) -> Command {
-    let mut cmd = Command::new(MEMKIT);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("MEMKIT_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("LD_PRELOAD")
-        .env("MEMKIT_PROFILE_LIB", stand_in())
-        .current_dir(cwd);
-    cmd
+    super::memkit(cwd, stand_in())
 }
 
 struct Ran {
@@ -79,10 +71,6 @@ fn run(cmd: &mut Command) -> Ran {
 }
 
 const FILES: [&str; 4] = ["profile.pb.gz", "peak.pb.gz", "summary.json", "report.html"];
-
-fn summary(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
-}
 
 #[test]
 fn every_process_gets_its_files_and_the_status_is_the_programs() {
