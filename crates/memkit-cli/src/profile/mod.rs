@@ -148,7 +148,9 @@ fn profile(args: &RunArgs) -> Result<ExitCode, CliError> {
     supervise::reap_orphans(&mut reaped);
     let dir = out.finish(pid)?;
     let (raws, mut warnings) = launcher::collect(&dir.join(launcher::RAW_DIR));
-    let written = write_all(&raws, Some(pid), &dir, &mut warnings)?;
+    // The program has run: a file that cannot be written is a warning,
+    // its exit status is still memkit's.
+    let written = write_all(&raws, Some(pid), &dir, &mut warnings);
     let text = terminal::render(&program_name, pid, termination, &dir, &written, &warnings);
     terminal::print(&text);
     Ok(ExitCode::from(termination.shell_status()))
@@ -182,7 +184,10 @@ fn report(args: &ReportArgs) -> Result<ExitCode, CliError> {
     };
     let out = launcher::OutDir::create(args.output.as_deref())?;
     let dir = out.finish(main)?;
-    let written = write_all(&raws, Some(main), &dir, &mut warnings)?;
+    let written = write_all(&raws, Some(main), &dir, &mut warnings);
+    if written.is_empty() {
+        return Err(CliError::new(warnings.join("; ")));
+    }
     // As the record names it (its file name normally says the same).
     let (program, pid) = written
         .iter()
@@ -206,12 +211,13 @@ pub struct Written {
 
 /// Writes every process's files into `dir` (the main one's at the top),
 /// the main process first, then the others in the order of their files.
+/// Files that cannot be written are warnings: the others are still made.
 fn write_all(
     raws: &[launcher::RawFile],
     main: Option<u32>,
     dir: &Path,
     warnings: &mut Vec<String>,
-) -> Result<Vec<Written>, CliError> {
+) -> Vec<Written> {
     // The main pid's last profile (after any exec) is the program's.
     let top = main.and_then(|m| {
         raws.iter()
@@ -237,7 +243,13 @@ fn write_all(
         } else {
             dir.join(&r.stem)
         };
-        let summary = write_process(&r.raw, &pdir)?;
+        let summary = match write_process(&r.raw, &pdir) {
+            Ok(s) => s,
+            Err(e) => {
+                warnings.push(e.message);
+                continue;
+            }
+        };
         out.push(Written {
             pid: r.pid,
             main: is_top,
@@ -245,7 +257,7 @@ fn write_all(
             summary,
         });
     }
-    Ok(out)
+    out
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {

@@ -266,3 +266,40 @@ fn cxx_names_are_demangled_and_dlclosed_libraries_named() {
         .any(|m| p.str(m.filename).ends_with("libplugin.so"));
     assert!(plugin, "the unloaded library is a mapping");
 }
+
+#[test]
+fn a_server_stopped_by_a_signal_to_memkit_keeps_its_profile() {
+    use std::io::BufRead as _;
+    if !require("profile a stopped server", &["gcc"]) {
+        return;
+    }
+    let t = TempDir::new("profile-rt-serve");
+    let prog = compile_c("profile/sites.c", t.path(), "sites", &["-O0"]);
+    let out = t.join("out");
+    let mut child = memkit(t.path())
+        .args(["profile", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(&prog)
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "READY\n");
+    // Sent to memkit alone: passed on to the program, whose runtime writes
+    // its profile before the signal ends it; memkit makes the files.
+    // SAFETY: kill with a pid of our own unreaped child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(128 + libc::SIGTERM), "{stderr}");
+    assert!(stderr.contains("killed by signal 15 (SIGTERM)"), "{stderr}");
+    let p = load(&out.join("profile.pb.gz"));
+    assert_eq!(values(&p, "leak_site"), [6, 15_000, 6, 15_000]);
+    assert!(summary(&out)["total_allocs"].as_u64().unwrap() >= 6);
+}
