@@ -658,6 +658,18 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Outcome {
     }
 }
 
+/// Starts `cmd` with its stdout piped and returns it once it has printed
+/// its first line (a server saying it is ready), with that line.
+pub fn spawn_until_line(cmd: &mut Command) -> (std::process::Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped stdout");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read stdout");
+    (child, line)
+}
+
 /// Runs `cmd` and asserts it exited 0. If it died from a signal and gdb is
 /// installed, re-runs it once under gdb and adds the backtrace to the panic
 /// message.

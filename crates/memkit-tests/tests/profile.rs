@@ -283,7 +283,6 @@ fn shells_and_their_children_write_profiles() {
 /// and still dies of the signal.
 #[test]
 fn a_terminated_server_leaves_its_profile() {
-    use std::io::BufRead as _;
     use std::os::unix::process::ExitStatusExt;
     if !require("a_terminated_server_leaves_its_profile", &["gcc"]) {
         return;
@@ -293,17 +292,12 @@ fn a_terminated_server_leaves_its_profile() {
     for (sig, name) in [(libc::SIGTERM, "TERM"), (libc::SIGINT, "INT")] {
         let out = dir.join(name);
         std::fs::create_dir(&out).unwrap();
-        let mut child = Command::new(&prog)
-            .arg("serve")
-            .env("LD_PRELOAD", profile_lib_path())
-            .env("MEMKIT_PROFILE_DIR", &out)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (mut child, line) = spawn_until_line(
+            Command::new(&prog)
+                .arg("serve")
+                .env("LD_PRELOAD", profile_lib_path())
+                .env("MEMKIT_PROFILE_DIR", &out),
+        );
         assert_eq!(line.trim(), "READY");
         std::thread::sleep(Duration::from_millis(100));
         // SAFETY: a signal to our own child.

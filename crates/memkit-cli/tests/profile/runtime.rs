@@ -269,27 +269,21 @@ fn cxx_names_are_demangled_and_dlclosed_libraries_named() {
 
 #[test]
 fn a_server_stopped_by_a_signal_to_memkit_keeps_its_profile() {
-    use std::io::BufRead as _;
     if !require("profile a stopped server", &["gcc"]) {
         return;
     }
     let t = TempDir::new("profile-rt-serve");
     let prog = compile_c("profile/sites.c", t.path(), "sites", &["-O0"]);
     let out = t.join("out");
-    let mut child = memkit(t.path())
-        .args(["profile", "-o"])
-        .arg(&out)
-        .arg("--")
-        .arg(&prog)
-        .arg("serve")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (child, line) = memkit_tests::spawn_until_line(
+        memkit(t.path())
+            .args(["profile", "-o"])
+            .arg(&out)
+            .arg("--")
+            .arg(&prog)
+            .arg("serve")
+            .stderr(std::process::Stdio::piped()),
+    );
     assert_eq!(line, "READY\n");
     // Sent to memkit alone: passed on to the program, whose runtime writes
     // its profile before the signal ends it; memkit makes the files.
