@@ -46,7 +46,9 @@ pub struct Raw {
     pub sample_bytes: u64,
     /// Per-site object counts are in units of `1 / object_unit`.
     pub object_unit: u64,
-    /// Why the profile was written: `"exit"` (normal exit).
+    /// Why the profile was written: `"exit"` (`exit` or a return from
+    /// `main`), `"_exit"` (`_exit` or `_Exit`), or `"signal SIGINT"`,
+    /// `"signal SIGTERM"`, `"signal SIGHUP"` (the process then died of it).
     pub end: String,
     pub totals: Totals,
     pub modules: Vec<Module>,
@@ -216,7 +218,12 @@ pub mod compact {
                 s.temporary,
             ]);
         }
-        Compact { frames, nodes, sites: out }.serialize(ser)
+        Compact {
+            frames,
+            nodes,
+            sites: out,
+        }
+        .serialize(ser)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<Site>, D::Error> {
@@ -405,7 +412,11 @@ mod tests {
 
     #[test]
     fn stacks_share_their_callers() {
-        let site = |frames: Vec<u64>, n| Site { frames, alloc_objects: n, ..Site::default() };
+        let site = |frames: Vec<u64>, n| Site {
+            frames,
+            alloc_objects: n,
+            ..Site::default()
+        };
         let raw = Raw {
             format: FORMAT.into(),
             version: VERSION,

@@ -6,7 +6,8 @@
 //! core block start            user pointer (16-aligned, or `align`-aligned)
 //! |<------- pad ------->|
 //! [ ...padding... | header ][ user bytes ... ]
-//!                 word: size (48 bits) | log2(pad) - 4 (6 bits) << 48 | RECORDED << 56
+//!                 word: size (48 bits) | log2(pad) - 4 (6 bits) << 48
+//!                       | RECORDED << 56 | COUNTED << 57
 //!                 check: site serial << 32 | cookie
 //! ```
 //! `pad` is 16, or the alignment asked for when it is larger (the header
@@ -28,7 +29,19 @@ use crate::record;
 pub const HDR: usize = 16;
 const SIZE_MASK: u64 = (1 << 48) - 1;
 const PAD_SHIFT: u32 = 48;
+/// Recorded at the site in `check` (see `record::Mark`).
 const RECORDED: u64 = 1 << 56;
+/// Counted in the exact totals, not recorded (sampled mode).
+const COUNTED: u64 = 1 << 57;
+
+/// The header's flag bits and site serial for a mark.
+fn mark_bits(m: record::Mark) -> (u64, u32) {
+    match m {
+        record::Mark::Internal => (0, 0),
+        record::Mark::Counted => (COUNTED, 0),
+        record::Mark::Site(s) => (RECORDED, s),
+    }
+}
 
 #[repr(C)]
 struct Header {
@@ -87,8 +100,8 @@ fn cookie(user: usize, secret: u64) -> u32 {
 
 /// Which process a block comes from, by its header.
 enum Owner {
-    /// This process's: (size, pad, recorded, site).
-    Ours(usize, usize, bool, u32),
+    /// This process's: (size, pad, flag bits, site).
+    Ours(usize, usize, u64, u32),
     /// Allocated before a fork by an ancestor: (size, pad).
     Inherited(usize, usize),
     /// Not a live block start of the profiler.
@@ -115,7 +128,7 @@ unsafe fn owner(user: usize) -> Owner {
     let size = (word & SIZE_MASK) as usize;
     let pad = HDR << ((word >> PAD_SHIFT) & 63);
     if c == cookie(user, secret()) {
-        return Owner::Ours(size, pad, word & RECORDED != 0, (check >> 32) as u32);
+        return Owner::Ours(size, pad, word & (RECORDED | COUNTED), (check >> 32) as u32);
     }
     let known = GENERATIONS_KNOWN.load(Relaxed);
     for s in SECRETS.iter().take(known).skip(1) {
@@ -160,15 +173,14 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool, regs: Regs) -> *mut u
         return base;
     }
     let user = base as usize + pad;
-    let site = record::alloc(size, user, regs);
-    let word = size as u64
-        | ((pad.trailing_zeros() - HDR.trailing_zeros()) as u64) << PAD_SHIFT
-        | if site.is_some() { RECORDED } else { 0 };
+    let (flags, site) = mark_bits(record::alloc(size, user, regs));
+    let word =
+        size as u64 | ((pad.trailing_zeros() - HDR.trailing_zeros()) as u64) << PAD_SHIFT | flags;
     // SAFETY: the header lies inside the block, before the user's bytes.
     unsafe {
         let h = (user - HDR) as *mut Header;
         (*h).word = word;
-        (*h).check = (site.unwrap_or(0) as u64) << 32 | cookie(user, secret()) as u64;
+        (*h).check = (site as u64) << 32 | cookie(user, secret()) as u64;
     }
     user as *mut u8
 }
@@ -185,15 +197,15 @@ pub unsafe fn free(p: *mut u8) {
     let user = p as usize;
     // SAFETY: owner reads only the core's memory.
     match unsafe { owner(user) } {
-        Owner::Ours(size, pad, recorded, site) => {
+        Owner::Ours(size, pad, flags, site) => {
             // SAFETY: a live block of ours: clear its cookie, then free the
             // core block it is carved from.
             unsafe {
                 core::ptr::write_volatile(&mut (*((user - HDR) as *mut Header)).check, 0);
-                if recorded {
+                if flags & RECORDED != 0 {
                     record::free(size, user, site);
-                } else {
-                    record::unrecorded_free();
+                } else if flags & COUNTED != 0 {
+                    record::counted_free();
                 }
                 memkit_alloc::free((user - pad) as *mut u8);
             }
@@ -246,7 +258,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, regs: Regs) -> *mut u8 {
     // SAFETY: owner reads only the core's memory; blocks found are live.
     unsafe {
         match owner(user) {
-            Owner::Ours(old, HDR, recorded, site) if size <= SIZE_MASK as usize => {
+            Owner::Ours(old, HDR, flags, site) if size <= SIZE_MASK as usize => {
                 let Some(total) = size.checked_add(HDR) else {
                     return core::ptr::null_mut();
                 };
@@ -260,16 +272,16 @@ pub unsafe fn realloc(p: *mut u8, size: usize, regs: Regs) -> *mut u8 {
                     (*h).check = check;
                     return base;
                 }
-                if recorded {
+                if flags & RECORDED != 0 {
                     record::free_moved(old, site);
-                } else {
-                    record::unrecorded_free();
+                } else if flags & COUNTED != 0 {
+                    record::counted_free();
                 }
                 let new = base as usize + HDR;
-                let site = record::alloc(size, new, regs);
+                let (flags, site) = mark_bits(record::alloc(size, new, regs));
                 let h = base as *mut Header;
-                (*h).word = size as u64 | if site.is_some() { RECORDED } else { 0 };
-                (*h).check = (site.unwrap_or(0) as u64) << 32 | cookie(new, secret()) as u64;
+                (*h).word = size as u64 | flags;
+                (*h).check = (site as u64) << 32 | cookie(new, secret()) as u64;
                 new as *mut u8
             }
             Owner::Ours(old, ..) | Owner::Inherited(old, _) => {

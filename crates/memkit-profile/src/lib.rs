@@ -198,17 +198,17 @@ extern "C" fn init() {
 }
 
 extern "C" fn fini() {
-    write_profile();
+    write_profile("exit");
 }
 
 /// Writes this process's profile, once; not from a process that merely
 /// shares our memory.
-pub(crate) fn write_profile() {
+pub(crate) fn write_profile(end: &str) {
     if memkit_sys::pid() != OWNER_PID.load(Relaxed) || WRITTEN.swap(true, AcqRel) {
         return;
     }
     tls::inside(|| {
-        let raw = write::collect("exit");
+        let raw = write::collect(end);
         let dir = std::path::Path::new(&options::get().dir);
         if let Err(e) = write::write(dir, &raw) {
             warn(&format!(
@@ -231,13 +231,13 @@ static FINI: extern "C" fn() = fini;
 /// this way, without running `.fini_array`), then glibc's.
 #[unsafe(no_mangle)]
 pub extern "C" fn _exit(status: i32) -> ! {
-    write_profile();
+    write_profile("_exit");
     real_exit(c"_exit", status)
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn _Exit(status: i32) -> ! {
-    write_profile();
+    write_profile("_exit");
     real_exit(c"_Exit", status)
 }
 

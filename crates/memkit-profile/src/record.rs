@@ -51,13 +51,24 @@ fn stack(regs: Regs) -> u32 {
     depot::serial(id)
 }
 
-/// Records an allocation of `size` bytes at `user`; the site's serial when
-/// it was recorded (None: the thread was busy, or not sampled).
+/// What became of an allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Made by the profiler's own code (or a signal handler inside it):
+    /// not counted anywhere.
+    Internal,
+    /// Sampled mode, not sampled: counted in the exact totals only.
+    Counted,
+    /// Recorded at the site with this serial.
+    Site(u32),
+}
+
+/// Records an allocation of `size` bytes at `user`.
 #[inline(always)]
-pub fn alloc(size: usize, user: usize, regs: Regs) -> Option<u32> {
+pub fn alloc(size: usize, user: usize, regs: Regs) -> Mark {
     let t = tls::me();
     if t.busy.get() != 0 {
-        return None;
+        return Mark::Internal;
     }
     t.last_alloc.set(user);
     let o = options::get();
@@ -67,11 +78,11 @@ pub fn alloc(size: usize, user: usize, regs: Regs) -> Option<u32> {
         ALLOCS.fetch_add(1, Relaxed);
         BYTES.fetch_add(size as u64, Relaxed);
         if !sample::take(t, size, o.sample_bytes) {
-            return None;
+            return Mark::Counted;
         }
         sample::weights(size, o.sample_bytes)
     };
-    Some(tls::inside(|| {
+    Mark::Site(tls::inside(|| {
         let serial = stack(regs);
         let mut st = STATE.lock();
         // SAFETY: under the state's lock.
@@ -117,12 +128,10 @@ fn free_at(size: usize, serial: u32, temporary: bool) {
     });
 }
 
-/// Counts the free of an unrecorded block (sampled mode: not sampled).
+/// Counts the free of a block counted but not sampled (sampled mode).
 #[inline(always)]
-pub fn unrecorded_free() {
-    if options::get().sample_bytes != 0 {
-        FREES.fetch_add(1, Relaxed);
-    }
+pub fn counted_free() {
+    FREES.fetch_add(1, Relaxed);
 }
 
 /// Counts the free of a block an ancestor allocated before a fork.

@@ -56,7 +56,12 @@ unsafe extern "C" fn on_signal(sig: i32, _info: *mut SigInfo, _ctx: *mut core::f
 
 /// Writes the profile, then dies of `sig` under its default action.
 fn finish(sig: i32) {
-    crate::write_profile();
+    let name = match sig {
+        SIGHUP => "signal SIGHUP",
+        SIGINT => "signal SIGINT",
+        _ => "signal SIGTERM",
+    };
+    crate::write_profile(name);
     // SAFETY: the default action, then the signal again: delivered (and
     // fatal) as soon as the handler returns and unblocks it.
     unsafe {

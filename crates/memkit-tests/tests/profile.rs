@@ -231,6 +231,7 @@ fn sampled_estimates_are_close() {
     assert_eq!(raw.sample_bytes, 4096);
     assert_eq!(raw.object_unit, memkit_profdata::SAMPLED_OBJECT_UNIT);
     assert!(raw.totals.allocs >= 1018);
+    assert!(raw.totals.frees <= raw.totals.allocs, "{:?}", raw.totals);
     assert!(raw.totals.bytes >= 1_000_000 + 64_000 + 3885 + 3000);
     // Blocks far larger than the interval are always sampled, at weight 1.
     let peak = one_site(raw, 100_000);
@@ -277,6 +278,17 @@ fn shells_and_their_children_write_profiles() {
         .collect();
     assert_eq!(with_peak.len(), 1);
     assert!(with_peak[0].1.exe.ends_with("/sites"));
+    assert_eq!(with_peak[0].1.end, "exit");
+    // The shell ends with _exit (dash) or exit (bash): either is written.
+    let shell = raws
+        .iter()
+        .find(|(_, r)| !r.exe.ends_with("/sites"))
+        .unwrap();
+    assert!(
+        ["exit", "_exit"].contains(&shell.1.end.as_str()),
+        "{}",
+        shell.1.end
+    );
 }
 
 /// A server stopped with SIGTERM (or Ctrl-C's SIGINT) leaves its profile
@@ -307,6 +319,7 @@ fn a_terminated_server_leaves_its_profile() {
         let raws = raws(&out);
         assert_eq!(raws.len(), 1, "SIG{name}: {raws:?}");
         let raw = &raws[0].1;
+        assert_eq!(raw.end, format!("signal SIG{name}"));
         let leak = one_site(raw, 2500);
         assert_eq!((leak.inuse_objects, leak.inuse_bytes), (6, 15_000));
         assert!(one_site(raw, 64).alloc_objects > 0);
