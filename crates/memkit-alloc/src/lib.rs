@@ -751,3 +751,27 @@ pub fn in_block_memory(addr: usize) -> bool {
     let chunk = addr & !(segment::SEGMENT_SIZE - 1);
     segment::is_owned(chunk) || segment::is_interior(chunk)
 }
+
+/// The core as a Rust global allocator, for front-ends (check mode, the
+/// profiler) whose own Rust code must allocate from the core directly,
+/// never through the C exports they record or check.
+pub struct Core;
+
+// SAFETY: the core returns blocks of at least `size` bytes aligned to
+// `max(align, 16)` that stay valid until freed, or null.
+unsafe impl core::alloc::GlobalAlloc for Core {
+    unsafe fn alloc(&self, l: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: any layout is valid for the core.
+        unsafe {
+            if l.align() <= MIN_ALIGN {
+                malloc(l.size())
+            } else {
+                aligned_alloc(l.align(), l.size())
+            }
+        }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, _l: core::alloc::Layout) {
+        // SAFETY: p came from alloc above.
+        unsafe { free(p) }
+    }
+}

@@ -32,29 +32,8 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::
 memkit_sys::version_note!(static VERSION_NOTE);
 
 /// The library's own allocations: memkit's core, unrecorded.
-struct Core;
-
-// SAFETY: the core returns blocks of at least `size` bytes aligned to
-// `max(align, 16)` that stay valid until freed, or null.
-unsafe impl core::alloc::GlobalAlloc for Core {
-    unsafe fn alloc(&self, l: core::alloc::Layout) -> *mut u8 {
-        // SAFETY: any layout is valid for the core.
-        unsafe {
-            if l.align() <= memkit_alloc::MIN_ALIGN {
-                memkit_alloc::malloc(l.size())
-            } else {
-                memkit_alloc::aligned_alloc(l.align(), l.size())
-            }
-        }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, _l: core::alloc::Layout) {
-        // SAFETY: p came from alloc above.
-        unsafe { memkit_alloc::free(p) }
-    }
-}
-
 #[global_allocator]
-static CORE: Core = Core;
+static CORE: memkit_alloc::Core = memkit_alloc::Core;
 
 unsafe extern "C" {
     fn pthread_atfork(

@@ -8,11 +8,11 @@
 //! signal handler that interrupts a record is served, not recorded, and
 //! cannot wait for the lock its own thread holds.
 
-use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicU64, Ordering::*};
 
 use memkit_trace::depot;
-use memkit_trace::unwind::{self, Frame, Regs, MAX_FRAMES};
+use memkit_trace::unwind::Regs;
+use memkit_trace::OwnModule;
 
 use crate::sites::{self, STATE};
 use crate::{options, sample, tls};
@@ -23,32 +23,20 @@ pub static BYTES: AtomicU64 = AtomicU64::new(0);
 pub static FREES: AtomicU64 = AtomicU64::new(0);
 pub static INHERITED_FREES: AtomicU64 = AtomicU64::new(0);
 
-/// Our own module index, plus one (0: not yet known).
-static OWN: AtomicU32 = AtomicU32::new(0);
-
-/// The profiler's own module index.
-pub fn own() -> u16 {
-    let v = OWN.load(Relaxed);
-    if v != 0 {
-        return (v - 1) as u16;
-    }
-    let m = memkit_trace::modules::module_of(own as *const () as usize);
-    OWN.store(m as u32 + 1, Relaxed);
-    m
-}
+static OWN: OwnModule = OwnModule::new();
 
 /// The stack from `regs` (the export's frame), our own frames dropped but
-/// the entry point the program called.
+/// the entry point the program called: its depot serial.
 #[inline(always)]
 fn stack(regs: Regs) -> u32 {
     let end = tls::stack_end(regs.sp);
-    let mut frames = [MaybeUninit::<Frame>::uninit(); MAX_FRAMES];
-    let depth = options::get().stack_depth;
-    let n = unwind::capture(regs, end, own(), &mut frames[..depth]);
-    // SAFETY: capture wrote the first n frames.
-    let id =
-        depot::intern(unsafe { &*(&frames[..n] as *const [MaybeUninit<Frame>] as *const [Frame]) });
-    depot::serial(id)
+    let own = OWN.get(stack as *const () as usize);
+    depot::serial(memkit_trace::capture_interned(
+        regs,
+        end,
+        own,
+        options::get().stack_depth,
+    ))
 }
 
 /// What became of an allocation.
