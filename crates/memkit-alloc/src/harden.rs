@@ -5,7 +5,7 @@
 //! chosen once before the first block exists):
 //!
 //! * **Encoded links.** Every link stored inside a free block (the page
-//!   lists `free`, `local_free`, `thread_free`; the heap's `rcache` and
+//!   lists `free` and `thread_free`; the heap's `rcache` and
 //!   `delayed` lists) is XORed with a process secret `k` from `getrandom`:
 //!   a pointer written by a use-after-free or an overflow decodes to an
 //!   address its writer cannot choose without knowing `k` (glibc's

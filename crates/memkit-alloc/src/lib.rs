@@ -121,7 +121,10 @@ unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
                     // decodes anywhere else in the segment from being
                     // handed out; landing on a free block of another size
                     // takes knowing the key (see `harden`).
-                    if !next.is_null() && !segment::is_small_segment(next as *const u8) {
+                    // Null (the list's end) is tested as `rb`, which is in
+                    // one: no branch on where the list ends.
+                    let probe = core::hint::select_unpredictable(next.is_null(), rb, next);
+                    if !segment::is_small_segment(probe as *const u8) {
                         return harden::corrupt(rb, next as usize);
                     }
                     (*rb).tag = 0;
@@ -135,30 +138,19 @@ unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
                 return rb as *mut u8;
             }
             let p = *(*h).first.get_unchecked(bin);
-            // The page's own recent frees first, last freed first out: their
-            // cache lines are likely still here (the link `malloc` reads is
-            // in the block). Then the page's free list. Remote frees are
-            // collected by the slow path when both run dry.
-            let mut b = (*p).local_free;
-            let next;
-            if !b.is_null() {
-                next = match heap::take::<HARD>(p, b) {
-                    Ok(n) => n,
-                    Err(link) => return harden::corrupt(b, link),
-                };
-                (*p).local_free = next;
-            } else {
-                b = (*p).free;
-                if b.is_null() {
-                    // SAFETY: forwarded.
-                    return malloc_slow::<H>(size);
-                }
-                next = match heap::take::<HARD>(p, b) {
-                    Ok(n) => n,
-                    Err(link) => return harden::corrupt(b, link),
-                };
-                (*p).free = next;
+            // The last freed block first (its line is likely still
+            // cached), then the carved ones. Remote frees are collected by
+            // the slow path when the list runs dry.
+            let b = (*p).free;
+            if b.is_null() {
+                // SAFETY: forwarded.
+                return malloc_slow::<H>(size);
             }
+            let next = match heap::take::<HARD>(p, b) {
+                Ok(n) => n,
+                Err(link) => return harden::corrupt(b, link),
+            };
+            (*p).free = next;
             // The next malloc of this size may read `next`'s link: start
             // loading it now (randomly freed blocks are rarely cached). A
             // prefetch of null or of any address never faults.
@@ -266,7 +258,10 @@ unsafe fn free_fast<const HARD: bool>(p: *mut u8) {
     // before its words are read.
     unsafe {
         let ours =
-            seg as usize == (*h).seg_hint || (segment::is_owned(seg as usize) && (*seg).heap == h);
+            // The hints are compared without a jump between them (which
+            // of the two matches is a coin toss).
+            ((seg as usize == (*h).seg_hint[0]) | (seg as usize == (*h).seg_hint[1]))
+                || (segment::is_owned(seg as usize) && (*seg).heap == h);
         if ours {
             let pg = Segment::page_of(seg, p);
             if (*pg).flags == 0
@@ -274,11 +269,11 @@ unsafe fn free_fast<const HARD: bool>(p: *mut u8) {
             {
                 let b = p as *mut Block;
                 if HARD {
-                    set_free(b, (*pg).local_free);
+                    set_free(b, (*pg).free);
                 } else {
-                    (*b).next = (*pg).local_free;
+                    (*b).next = (*pg).free;
                 }
-                (*pg).local_free = b;
+                (*pg).free = b;
                 let used = (*pg).used - 1;
                 (*pg).used = used;
                 let bin = (*pg).bin as usize;

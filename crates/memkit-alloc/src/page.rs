@@ -1,14 +1,14 @@
 //! Pages: a span of slices holding blocks of one size class.
 //!
 //! Invariants (owner's view, checked by `check`):
-//! `used == capacity - |free| - |local_free|` minus blocks pending in
+//! `used == capacity - |free|` minus blocks pending in
 //! `thread_free` (those are still counted in `used` until collected);
 //! `capacity <= reserved`; every block lies in `start .. start + reserved * block_size`.
 //!
-//! Three free lists shard the frees (the mimalloc design): `free` is what the
-//! fast path pops; `local_free` receives frees by the owning thread;
-//! `thread_free` (atomic) receives frees by other threads. The owner merges the
-//! last two into `free` only when `free` runs dry, so the fast paths never
+//! Two free lists shard the frees: `free` is what the fast path pops and
+//! where the owning thread's frees are pushed; `thread_free` (atomic)
+//! receives frees by other threads. The owner takes the latter into `free`
+//! only when `free` runs dry (or at maintenance), so the fast paths never
 //! contend and remote frees need no lock.
 
 use core::ptr::null_mut;
@@ -69,8 +69,13 @@ pub struct Shared {
 #[repr(C, align(128))]
 pub struct Page {
     // First line: what the owner's fast paths read and write.
+    /// The page's free blocks, one list: the owner's frees are pushed on
+    /// it and `malloc` pops it, so the last freed block (whose line is
+    /// likely still cached) goes out first, then the carved ones. (A second
+    /// list for the owner's frees, popped first, cost a branch on which of
+    /// the two was empty: a coin toss when frees land at random.)
     pub free: *mut Block,
-    pub local_free: *mut Block,
+    pub _spare: usize,
     pub used: u32,
     pub flags: u8,
     pub bin: u8,
@@ -107,7 +112,7 @@ impl Page {
     #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Page = Page {
         free: null_mut(),
-        local_free: null_mut(),
+        _spare: 0,
         used: 0,
         flags: FLAG_NO_PAGE,
         bin: 0,
@@ -141,13 +146,12 @@ impl Page {
         self.shared.flags |= FLAG_ALIGNED;
     }
 
-    /// Takes the remote frees (`thread_free`) into `local_free`, and
-    /// `local_free` into `free` if `free` is empty. Owner only. Afterwards
-    /// `used` is exact. Returns whether `free` is non-empty.
+    /// Takes the remote frees (`thread_free`) into `free`. Owner only.
+    /// Afterwards `used` is exact. Returns whether `free` is non-empty.
     pub fn collect(&mut self) -> bool {
-        // Remote frees first: swap the whole list out (keeping the notify
-        // bit); its count rides in the top bits, so no walk of the list (a
-        // chain of cache misses on lines the freeing threads wrote).
+        // Swap the whole list out (keeping the notify bit); its count rides
+        // in the top bits, so no walk of the list (a chain of cache misses
+        // on lines the freeing threads wrote).
         if self.thread_free.load(Ordering::Relaxed) & !TF_NOTIFY != 0 {
             let mut cur = self.thread_free.load(Ordering::Relaxed);
             let taken = loop {
@@ -163,11 +167,9 @@ impl Page {
             };
             let list = (taken & TF_PTR) as *mut Block;
             self.used -= (taken >> TF_COUNT_SHIFT) as u32;
-            if self.free.is_null() {
-                self.free = list;
-            } else {
+            if !self.free.is_null() {
                 // Rare (a maintenance collection while `free` still has
-                // blocks): park the list on local_free, which needs its tail.
+                // blocks): the list goes in front, which needs its tail.
                 let mut tail = list;
                 // SAFETY: blocks on thread_free were handed out by this page
                 // and freed exactly once; each link is checked before it is
@@ -181,17 +183,10 @@ impl Page {
                         self.check_link(tail, next, "malloc");
                         tail = next;
                     }
-                    set_free(tail, self.local_free);
+                    set_free(tail, self.free);
                 }
-                self.local_free = list;
             }
-        }
-        // Local frees become allocatable when `free` runs dry; if it still
-        // has blocks (a maintenance collection), they wait: appending would
-        // walk the whole free list.
-        if self.free.is_null() {
-            self.free = self.local_free;
-            self.local_free = null_mut();
+            self.free = list;
         }
         !self.free.is_null()
     }
@@ -283,8 +278,8 @@ impl Page {
             return Err("page: block-start magic is not its bin's");
         }
         let mut n = 0u32;
-        for list in [self.free, self.local_free] {
-            let mut b = list;
+        {
+            let mut b = self.free;
             while !b.is_null() {
                 if !self.holds(b as *const u8) {
                     return Err(
@@ -305,7 +300,7 @@ impl Page {
             }
         }
         if self.used + n != self.capacity {
-            return Err("page: used + |free| + |local_free| != capacity");
+            return Err("page: used + |free| != capacity");
         }
         Ok(())
     }

@@ -73,6 +73,26 @@ pub fn all() -> Vec<Workload> {
             },
         },
         Workload {
+            name: "random-replace",
+            about: "1 thread: a live set of 10000 random sizes 16-528 B; each step frees a random block and allocates a new size",
+            kind: C {
+                file: "random_replace.c",
+                source: include_str!("../workloads/random_replace.c"),
+                full: &["1", "20000000", "10000"],
+                quick: &["1", "100000", "10000"],
+            },
+        },
+        Workload {
+            name: "random-replace-2t",
+            about: "as random-replace, in 2 threads with a live set each",
+            kind: C {
+                file: "random_replace.c",
+                source: include_str!("../workloads/random_replace.c"),
+                full: &["2", "10000000", "10000"],
+                quick: &["2", "50000", "10000"],
+            },
+        },
+        Workload {
             name: "realloc-mix",
             about: "1 thread: random sizes (16 B-512 KiB) and lifetimes, 45% of touches are realloc",
             kind: C {

@@ -57,7 +57,11 @@ pub unsafe fn take<const HARD: bool>(p: *mut Page, b: *mut Block) -> Result<*mut
         // tag; a pointer there that is no free block start fails that test
         // (its second word is no tag), so the boundary need not be
         // checked here (a multiply on every malloc).
-        if !(*p).covers(next as *const u8) && !next.is_null() {
+        // Null (the list's end) comes at random: it is tested as the page
+        // start, which is always covered, so the one branch here is never
+        // taken on a sound list.
+        let probe = core::hint::select_unpredictable(next.is_null(), (*p).start, next as *mut u8);
+        if !(*p).covers(probe) {
             return Err(next as usize);
         }
         (*b).tag = 0;
@@ -174,7 +178,9 @@ pub(super) unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
             (*pages.add(i + k)).slice_offset = off;
             (*pages.add(i + k)).shared.slice_offset = off;
         }
-        (*h).seg_hint = seg as usize;
+        if (*h).seg_hint[0] != seg as usize {
+            (*h).seg_hint = [seg as usize, (*h).seg_hint[0]];
+        }
         let p = pages.add(i);
         *p = Page::EMPTY;
         (*p).flags = 0;
@@ -242,8 +248,10 @@ pub(super) unsafe fn free_page(h: *mut Heap, p: *mut Page, now: u64) {
             if !n.is_null() {
                 (*n).prev = pr;
             }
-            if (*h).seg_hint == seg as usize {
-                (*h).seg_hint = NO_HINT;
+            for hint in &mut (*h).seg_hint {
+                if *hint == seg as usize {
+                    *hint = NO_HINT;
+                }
             }
             segment::free(seg, now);
         } else if (*seg).purge_at == 0 {

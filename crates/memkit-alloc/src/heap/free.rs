@@ -33,7 +33,7 @@ pub unsafe fn retire(h: *mut Heap, p: *mut Page) {
     unsafe { free_page(h, p, memkit_sys::now_ns()) }
 }
 
-/// Returns block `b` to its page `p` (owner side): onto `local_free`; a full
+/// Returns block `b` to its page `p` (owner side): onto `free`; a full
 /// page goes back in its queue, an empty one back to its segment (unless it
 /// is its bin's current page).
 ///
@@ -42,8 +42,8 @@ pub unsafe fn retire(h: *mut Heap, p: *mut Page) {
 pub(super) unsafe fn put_back(h: *mut Heap, p: *mut Page, b: *mut Block) {
     // SAFETY: per the contract.
     unsafe {
-        set_free(b, (*p).local_free);
-        (*p).local_free = b;
+        set_free(b, (*p).free);
+        (*p).free = b;
         (*p).used -= 1;
         if (*p).flags & FLAG_FULL != 0 {
             unfull(h, p);

@@ -298,17 +298,19 @@ pub unsafe fn check_invariants(h: *mut Heap) -> Result<(), &'static str> {
             }
         }
         let mut seg = (*h).segments;
-        let mut hint_found = (*h).seg_hint == NO_HINT;
+        let mut hint_found = (*h).seg_hint.map(|x| x == NO_HINT);
         while !seg.is_null() {
             if (*seg).heap != h {
                 return Err("heap: a listed segment belongs to another heap");
             }
             (*seg).check_invariants(true)?;
-            hint_found |= seg as usize == (*h).seg_hint;
+            for (found, hint) in hint_found.iter_mut().zip((*h).seg_hint) {
+                *found |= seg as usize == hint;
+            }
             seg = (*seg).next;
         }
-        if !hint_found {
-            return Err("heap: the segment hint is none of its segments");
+        if hint_found != [true; 2] {
+            return Err("heap: a segment hint is none of its segments");
         }
         for bin in 1..NBINS {
             let mut b = (*h).rcache[bin];

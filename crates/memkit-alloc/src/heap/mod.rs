@@ -92,9 +92,12 @@ pub struct Heap {
     pub rcache_bytes: [u32; NBINS],
     /// Segments owned by this heap (through `Segment::next/prev`).
     pub segments: *mut Segment,
-    /// The address of one of `segments` (the one that gave the newest page),
-    /// or [`NO_HINT`]: `free` skips the ownership bitmap for its blocks.
-    pub seg_hint: usize,
+    /// The addresses of the two of `segments` that gave the newest pages
+    /// (newest first), or [`NO_HINT`]: `free` skips the ownership bitmap for
+    /// their blocks. Two, because a live set of a few MiB spans two
+    /// segments, and one hint then missed at random (a mispredicted branch
+    /// in every other `free` of a random-replacement loop).
+    pub seg_hint: [usize; 2],
     pub slow_calls: u32,
     pub state: AtomicU32,
     /// Set by `trim` from another thread: purge everything at the next tick.
@@ -147,7 +150,7 @@ impl Heap {
             rcache: [null_mut(); NBINS],
             rcache_bytes: [0; NBINS],
             segments: null_mut(),
-            seg_hint: NO_HINT,
+            seg_hint: [NO_HINT; 2],
             slow_calls: 0,
             state: AtomicU32::new(state),
             trim_requested: AtomicBool::new(false),
