@@ -44,7 +44,8 @@ pub(crate) fn invalidate() {
     GENERATION.fetch_add(1, Relaxed);
 }
 
-/// One frame of a recorded unwind.
+/// One frame of a recorded unwind (its frame word is kept apart, in
+/// [`Memo::frames`], so that the stack is a slice for the depot).
 #[derive(Clone, Copy)]
 struct Step {
     /// The frame's pc (the capture point for step 0, else a return address),
@@ -52,7 +53,6 @@ struct Step {
     pc: usize,
     sp: usize,
     bp: usize,
-    frame: Frame,
     /// Where this frame's step read the caller's rbp (0: rbp unchanged).
     bp_at: usize,
     /// This frame's CFA is rbp-based.
@@ -104,13 +104,16 @@ pub struct Memo {
     own: u16,
     depth: u32,
     stack_end: usize,
-    /// Steps of the recorded unwind, in `steps[cur]`.
+    /// Steps of the recorded unwind.
     n: usize,
-    cur: usize,
+    /// The own frames dropped from its top: its stack is
+    /// `frames[skipped..n]`.
+    skipped: usize,
     end: EndWord,
     /// The depot id of the recorded stack.
     id: StackId,
-    steps: [[Step; STEPS]; 2],
+    steps: [Step; STEPS],
+    frames: [Frame; STEPS],
 }
 
 /// Bytes a memo takes (for the overhead figures).
@@ -118,16 +121,16 @@ pub const MEMO_BYTES: usize = core::mem::size_of::<Memo>();
 
 /// What the step of one frame found.
 enum Next {
-    /// The caller's pc, sp, rbp, and where rbp was read (0: unchanged).
-    Frame(usize, usize, usize, usize),
+    /// The caller's pc, sp and rbp.
+    Frame(usize, usize, usize),
     End(End),
 }
 
-/// The frame word at `pc` (`first`: the capture point, else a return
-/// address), whether its CFA is rbp-based, and its step: exactly
-/// `unwind::capture`'s loop body.
+/// One frame stepped from its registers (`first`: pc is the capture point,
+/// else a return address): its frame word, its step (with where rbp was
+/// read, 0 if not) and what follows. Exactly `unwind::capture`'s loop body.
 #[inline(always)]
-fn full_step(pc: usize, sp: usize, bp: usize, first: bool, stack_end: usize) -> (Frame, bool, Next) {
+fn full_step(pc: usize, sp: usize, bp: usize, first: bool, stack_end: usize) -> (Frame, Step, Next) {
     let lookup = if first { pc } else { pc.wrapping_sub(1) };
     let r = unwind::rule_for(lookup as u64);
     let module = r.module();
@@ -137,31 +140,39 @@ fn full_step(pc: usize, sp: usize, bp: usize, first: bool, stack_end: usize) -> 
         pc.wrapping_sub(modules::bias(module))
     };
     let f = frame(module, offset);
+    let mut step = Step {
+        pc,
+        sp,
+        bp,
+        bp_at: 0,
+        cfa_rbp: false,
+        need_bp: false,
+    };
     if r.kind() != KIND_STEP {
-        return (f, false, Next::End(End::Stop));
+        return (f, step, Next::End(End::Stop));
     }
-    let cfa_rbp = r.cfa_rbp();
-    let base = if cfa_rbp { bp } else { sp };
+    step.cfa_rbp = r.cfa_rbp();
+    let base = if step.cfa_rbp { bp } else { sp };
     let cfa = (base as i64).wrapping_add(r.cfa_off()) as usize;
     if cfa <= sp || cfa > stack_end || !cfa.is_multiple_of(8) || cfa < 8 {
-        return (f, cfa_rbp, Next::End(End::Stop));
+        return (f, step, Next::End(End::Stop));
     }
     // SAFETY: sp < cfa <= stack_end, so cfa - 8 is inside the stack.
     let ra = unsafe { *((cfa - 8) as *const usize) };
-    let (mut new_bp, mut bp_at) = (bp, 0);
+    let mut new_bp = bp;
     if r.rbp_saved() {
         let at = (cfa as i64).wrapping_add(r.rbp_off()) as usize;
         if at < sp || at + 8 > stack_end {
-            return (f, cfa_rbp, Next::End(End::Stop));
+            return (f, step, Next::End(End::Stop));
         }
         // SAFETY: bounds-checked against the stack just above.
         new_bp = unsafe { *(at as *const usize) };
-        bp_at = at;
+        step.bp_at = at;
     }
     if ra == 0 {
-        return (f, cfa_rbp, Next::End(End::ZeroRa(cfa - 8)));
+        return (f, step, Next::End(End::ZeroRa(cfa - 8)));
     }
-    (f, cfa_rbp, Next::Frame(ra, cfa, new_bp, bp_at))
+    (f, step, Next::Frame(ra, cfa, new_bp))
 }
 
 /// Reads a stack word the memo recorded.
@@ -169,7 +180,7 @@ fn full_step(pc: usize, sp: usize, bp: usize, first: bool, stack_end: usize) -> 
 /// # Safety
 /// `at` lies in the calling thread's stack between the current stack
 /// pointer and the stack's end (true of every address a memo of this
-/// thread recorded from the same start sp or above it).
+/// thread recorded at or above the frame the unwind is at).
 #[inline(always)]
 unsafe fn word(at: usize) -> usize {
     // SAFETY: the caller's condition.
@@ -180,17 +191,17 @@ impl Memo {
     /// Whether the recorded stack is the stack at `regs` now.
     #[inline(always)]
     fn same_stack(&self, regs: Regs) -> bool {
-        let t = &self.steps[self.cur];
         let n = self.n;
         if n == 0 {
             return false;
         }
+        let t = &self.steps[..n];
         let s0 = &t[0];
         if s0.pc != regs.pc || s0.sp != regs.sp || (s0.need_bp && s0.bp != regs.bp) {
             return false;
         }
-        for k in 0..n - 1 {
-            let (s, next) = (&t[k], &t[k + 1]);
+        for w in t.windows(2) {
+            let (s, next) = (&w[0], &w[1]);
             // SAFETY: recorded from this very start sp, below the stack end
             // (same thread, same stack_end: the memo's key).
             unsafe {
@@ -203,6 +214,17 @@ impl Memo {
             // SAFETY: as above.
             End::ZeroRa(at) => unsafe { word(at) == 0 },
             End::Full | End::Stop => true,
+        }
+    }
+
+    /// Marks which steps depend on the rbp they start with (those whose
+    /// CFA is rbp-based, and those that pass rbp on unchanged to one that
+    /// does), for steps `..upto`, given the flag of step `upto`.
+    fn mark_need_bp(&mut self, upto: usize) {
+        let mut need = upto < self.n && self.steps[upto].need_bp;
+        for s in self.steps[..upto].iter_mut().rev() {
+            need = s.cfa_rbp || (s.bp_at == 0 && need);
+            s.need_bp = need;
         }
     }
 }
@@ -234,141 +256,162 @@ pub fn capture_interned(
     capture_slow(regs, stack_end, own, depth, memo)
 }
 
+/// Where the own frames at the top of a stack stop being dropped (as
+/// `unwind::capture`: all but the last of them).
+struct Skip {
+    own: u16,
+    active: bool,
+    skipped: usize,
+}
+
+impl Skip {
+    #[inline(always)]
+    fn see(&mut self, index: usize, f: Frame) {
+        if self.active {
+            if (f >> 48) as u16 == self.own && self.own != 0 {
+                self.skipped = index;
+            } else {
+                self.active = false;
+            }
+        }
+    }
+}
+
 #[inline(never)]
 fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut Memo) -> StackId {
-    let (cur, n, trail_end) = (memo.cur, memo.n, memo.end.get());
-    let [a, b] = &mut memo.steps;
-    let (trail, out) = if cur == 0 { (&a[..n], b) } else { (&b[..n], a) };
-
+    let n = memo.n;
+    let mut trail_end = memo.end.get();
     let (mut pc, mut sp, mut bp) = (regs.pc, regs.sp, regs.bp);
-    // Steps written; trail cursor; the own frames dropped from the top
-    // (as unwind::capture: all but the last of them).
-    let (mut i, mut j) = (0usize, 0usize);
-    let mut skipped = 0usize;
-    let mut in_skip = own != 0;
-    let end;
-    // Records step i with frame `f`; true when the output is full.
-    let mut push = |i: usize, s: Step, skipped: &mut usize, in_skip: &mut bool| -> bool {
-        out[i] = s;
-        if *in_skip && (s.frame >> 48) as u16 == own {
-            *skipped = i;
-        } else {
-            *in_skip = false;
-        }
-        i + 1 - *skipped >= depth
+    let mut skip = Skip {
+        own,
+        active: own != 0,
+        skipped: 0,
     };
-    'unwind: loop {
+    // Frames stepped before the unwind meets the trail (the recorded
+    // unwind), kept apart until then: the trail is read meanwhile.
+    let mut top = [core::mem::MaybeUninit::<(Step, Frame)>::uninit(); STEPS];
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut met = false;
+    let mut end = 'before: loop {
         if i == STEPS {
-            end = End::Full;
-            break;
+            break End::Full;
         }
-        {
-            while j < n && trail[j].sp < sp {
-                j += 1;
-            }
-            // Follow the trail while its words are unchanged; where one
-            // changed, this frame is stepped anew below.
-            while j < n
-                && (i == 0) == (j == 0)
-                && trail[j].pc == pc
-                && trail[j].sp == sp
-                && (!trail[j].need_bp || trail[j].bp == bp)
-            {
-                let s = trail[j];
-                let next = if j + 1 < n {
-                    let nx = &trail[j + 1];
-                    // SAFETY: the trail was recorded on this thread's stack
-                    // with the same stack end, and the frames read lie at or
-                    // above this frame's sp, inside the stack.
-                    let ra_ok = unsafe { word(nx.sp - 8) } == nx.pc;
-                    // SAFETY: as above.
-                    let new_bp = if s.bp_at != 0 { unsafe { word(s.bp_at) } } else { bp };
-                    if !ra_ok || (s.bp_at != 0 && new_bp != nx.bp) {
-                        None
-                    } else {
-                        Some(Next::Frame(nx.pc, nx.sp, new_bp, s.bp_at))
-                    }
-                } else {
-                    match trail_end {
-                        End::Stop => Some(Next::End(End::Stop)),
-                        // SAFETY: as above.
-                        End::ZeroRa(at) if unsafe { word(at) } == 0 => {
-                            Some(Next::End(End::ZeroRa(at)))
-                        }
-                        _ => None,
-                    }
-                };
-                let Some(next) = next else {
-                    break;
-                };
-                let full = push(i, Step { bp, ..s }, &mut skipped, &mut in_skip);
-                i += 1;
-                if full {
-                    end = End::Full;
-                    break 'unwind;
-                }
-                match next {
-                    Next::Frame(npc, nsp, nbp, _) => {
-                        (pc, sp, bp) = (npc, nsp, nbp);
-                        j += 1;
-                        if i == STEPS {
-                            end = End::Full;
-                            break 'unwind;
-                        }
-                    }
-                    Next::End(e) => {
-                        end = e;
-                        break 'unwind;
-                    }
-                }
+        while j < n && memo.steps[j].sp < sp {
+            j += 1;
+        }
+        if j < n && (i == 0) == (j == 0) {
+            let t = &memo.steps[j];
+            if t.pc == pc && t.sp == sp && (!t.need_bp || t.bp == bp) {
+                met = true;
+                break End::Full;
             }
         }
-        let (f, cfa_rbp, next) = full_step(pc, sp, bp, i == 0, stack_end);
-        let bp_at = match next {
-            Next::Frame(_, _, _, at) => at,
-            Next::End(_) => 0,
-        };
-        let s = Step {
-            pc,
-            sp,
-            bp,
-            frame: f,
-            bp_at,
-            cfa_rbp,
-            need_bp: false,
-        };
-        let full = push(i, s, &mut skipped, &mut in_skip);
+        let (f, step, next) = full_step(pc, sp, bp, i == 0, stack_end);
+        top[i].write((step, f));
+        skip.see(i, f);
         i += 1;
-        if full {
-            end = End::Full;
-            break;
+        if i - skip.skipped >= depth {
+            break End::Full;
         }
         match next {
-            Next::Frame(npc, nsp, nbp, _) => {
-                (pc, sp, bp) = (npc, nsp, nbp);
+            Next::Frame(npc, nsp, nbp) => (pc, sp, bp) = (npc, nsp, nbp),
+            Next::End(e) => break 'before e,
+        }
+    };
+    // The trail's part from j on moves to i (where the new stack is at that
+    // frame), the new frames before it.
+    let mut len = i;
+    if met {
+        let keep = (n - j).min(STEPS - i);
+        if keep < n - j {
+            trail_end = End::Full;
+        }
+        if i != j {
+            memo.steps.copy_within(j..j + keep, i);
+            memo.frames.copy_within(j..j + keep, i);
+        }
+        len = i + keep;
+    }
+    for (k, t) in top[..i].iter().enumerate() {
+        // SAFETY: the first i entries were written above.
+        let (step, f) = unsafe { t.assume_init() };
+        memo.steps[k] = step;
+        memo.frames[k] = f;
+    }
+    // From i on the memo holds the trail, at this very frame: take its steps
+    // while the words they read are unchanged.
+    let mut k = i;
+    let mut from_trail = met;
+    if met {
+        let fin = loop {
+            skip.see(k, memo.frames[k]);
+            let full = k + 1 - skip.skipped >= depth;
+            memo.steps[k].bp = bp;
+            if full {
+                break Some(End::Full);
             }
-            Next::End(e) => {
+            if k + 1 < len {
+                let (s, nx) = (memo.steps[k], memo.steps[k + 1]);
+                // SAFETY: the trail was recorded on this thread's stack with
+                // the same stack end, from this frame's sp; the words its
+                // steps read lie above it, inside the stack.
+                if unsafe { word(nx.sp - 8) } != nx.pc {
+                    break None;
+                }
+                if s.bp_at != 0 {
+                    // SAFETY: as above.
+                    if unsafe { word(s.bp_at) } != nx.bp {
+                        break None;
+                    }
+                    bp = nx.bp;
+                }
+                k += 1;
+            } else {
+                break match trail_end {
+                    End::Stop => Some(End::Stop),
+                    // SAFETY: as above.
+                    End::ZeroRa(w) if unsafe { word(w) } == 0 => Some(End::ZeroRa(w)),
+                    _ => None,
+                };
+            }
+        };
+        match fin {
+            Some(e) => {
                 end = e;
-                break;
+                len = k + 1;
+            }
+            None => {
+                // Step k changed: stepped anew from here on.
+                from_trail = false;
+                (pc, sp) = (memo.steps[k].pc, memo.steps[k].sp);
+                i = k;
+                end = loop {
+                    if i == STEPS {
+                        break End::Full;
+                    }
+                    let (f, step, next) = full_step(pc, sp, bp, i == 0, stack_end);
+                    memo.steps[i] = step;
+                    memo.frames[i] = f;
+                    skip.see(i, f);
+                    i += 1;
+                    if i - skip.skipped >= depth {
+                        break End::Full;
+                    }
+                    match next {
+                        Next::Frame(npc, nsp, nbp) => (pc, sp, bp) = (npc, nsp, nbp),
+                        Next::End(e) => break e,
+                    }
+                };
+                len = i;
             }
         }
     }
-    // Which frames depend on the rbp they start with: those whose CFA is
-    // rbp-based, and those that pass it on unchanged to one that depends.
-    let mut need = false;
-    for s in out[..i].iter_mut().rev() {
-        need = s.cfa_rbp || (s.bp_at == 0 && need);
-        s.need_bp = need;
-    }
-    let mut frames = [0 as Frame; unwind::MAX_FRAMES];
-    let m = i - skipped;
-    for (d, s) in frames.iter_mut().zip(&out[skipped..i]) {
-        *d = s.frame;
-    }
-    let id = depot::intern(&frames[..m]);
-    memo.cur = 1 - cur;
-    memo.n = i;
+    memo.n = len;
+    memo.skipped = skip.skipped;
     memo.end = EndWord::of(end);
+    // Flags from the trail stay true where the rest of it was kept.
+    memo.mark_need_bp(if from_trail { i } else { len });
+    let id = depot::intern(&memo.frames[skip.skipped..len]);
     memo.id = id;
     id
 }
@@ -395,12 +438,30 @@ mod tests {
         if n == 0 {
             leaf(memo, end, depth, checked);
             leaf(memo, end, depth, checked);
+        } else if path & 3 == 3 {
+            c(memo, end, n - 1, path >> 2, depth, checked);
         } else if path & 1 == 0 {
             a(memo, end, n - 1, path >> 1, depth, checked);
         } else {
             b(memo, end, n - 1, path >> 1, depth, checked);
         }
         core::hint::black_box(n);
+    }
+
+    #[repr(align(128))]
+    struct Aligned(#[allow(dead_code)] [u8; 128]);
+
+    /// A frame whose CFA is rbp-based (the over-aligned local makes the
+    /// compiler realign the stack through rbp).
+    #[inline(never)]
+    fn c(memo: &mut Memo, end: usize, n: u32, path: u64, depth: usize, checked: &mut usize) {
+        let pad = core::hint::black_box(Aligned([n as u8; 128]));
+        if path & 1 == 0 {
+            a(memo, end, n, path >> 1, depth, checked);
+        } else {
+            b(memo, end, n, path >> 1, depth, checked);
+        }
+        core::hint::black_box(&pad);
     }
 
     #[inline(never)]

@@ -129,6 +129,7 @@ pub fn forget_rules() {
 }
 
 /// The rule for `pc` (a return address minus one, or the capture point).
+#[inline(always)]
 pub(crate) fn rule_for(pc: u64) -> Rule {
     if let Some(r) = cached(pc) {
         return r;
