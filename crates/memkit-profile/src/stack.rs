@@ -4,7 +4,7 @@
 //! with the previous one cost a load and a compare per shared frame, and a
 //! repeated stack no hashing at all.
 //!
-//! Each thread's memo (about 7.7 KiB) comes from memkit's core on the
+//! Each thread's memo (about 3.9 KiB) comes from memkit's core on the
 //! thread's first recorded allocation once the library is initialised, and
 //! goes back when the thread exits (a pthread key's destructor). An
 //! allocation after that, from a later destructor, captures without a memo.
