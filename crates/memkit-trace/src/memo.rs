@@ -277,6 +277,33 @@ impl Skip {
     }
 }
 
+/// Steps frame `i` from its registers, moved on to the caller's, and
+/// counts it against the depth: its step, its frame word, and how the
+/// unwind ends with it (`None`: it goes on).
+#[inline(always)]
+fn advance(
+    pc: &mut usize,
+    sp: &mut usize,
+    bp: &mut usize,
+    i: usize,
+    stack_end: usize,
+    skip: &mut Skip,
+    depth: usize,
+) -> (Step, Frame, Option<End>) {
+    let (f, step, next) = full_step(*pc, *sp, *bp, i == 0, stack_end);
+    skip.see(i, f);
+    if i + 1 - skip.skipped >= depth {
+        return (step, f, Some(End::Full));
+    }
+    match next {
+        Next::Frame(npc, nsp, nbp) => {
+            (*pc, *sp, *bp) = (npc, nsp, nbp);
+            (step, f, None)
+        }
+        Next::End(e) => (step, f, Some(e)),
+    }
+}
+
 #[inline(never)]
 fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut Memo) -> StackId {
     let n = memo.n;
@@ -306,16 +333,11 @@ fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut
                 break End::Full;
             }
         }
-        let (f, step, next) = full_step(pc, sp, bp, i == 0, stack_end);
+        let (step, f, fin) = advance(&mut pc, &mut sp, &mut bp, i, stack_end, &mut skip, depth);
         top[i].write((step, f));
-        skip.see(i, f);
         i += 1;
-        if i - skip.skipped >= depth {
-            break End::Full;
-        }
-        match next {
-            Next::Frame(npc, nsp, nbp) => (pc, sp, bp) = (npc, nsp, nbp),
-            Next::End(e) => break 'before e,
+        if let Some(e) = fin {
+            break 'before e;
         }
     };
     // The trail's part from j on moves to i (where the new stack is at that
@@ -389,17 +411,13 @@ fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut
                     if i == STEPS {
                         break End::Full;
                     }
-                    let (f, step, next) = full_step(pc, sp, bp, i == 0, stack_end);
+                    let (step, f, fin) =
+                        advance(&mut pc, &mut sp, &mut bp, i, stack_end, &mut skip, depth);
                     memo.steps[i] = step;
                     memo.frames[i] = f;
-                    skip.see(i, f);
                     i += 1;
-                    if i - skip.skipped >= depth {
-                        break End::Full;
-                    }
-                    match next {
-                        Next::Frame(npc, nsp, nbp) => (pc, sp, bp) = (npc, nsp, nbp),
-                        Next::End(e) => break e,
+                    if let Some(e) = fin {
+                        break e;
                     }
                 };
                 len = i;
