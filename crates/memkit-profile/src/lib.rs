@@ -23,6 +23,7 @@ mod record;
 mod sample;
 mod signals;
 mod sites;
+mod stack;
 mod tls;
 mod write;
 
@@ -157,6 +158,7 @@ extern "C" fn init() {
         }
         OWNER_PID.store(memkit_sys::pid(), Relaxed);
         options::get();
+        stack::init();
         let dir = std::path::Path::new(&options::get().dir);
         if !dir.is_dir() {
             warn(&format!(

@@ -10,34 +10,16 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::*};
 
-use memkit_trace::depot;
 use memkit_trace::unwind::Regs;
-use memkit_trace::OwnModule;
 
 use crate::sites::{self, STATE};
-use crate::{options, sample, tls};
+use crate::{options, sample, stack, tls};
 
 /// Exact totals of every event (sampled mode; exact mode counts in the state).
 pub static ALLOCS: AtomicU64 = AtomicU64::new(0);
 pub static BYTES: AtomicU64 = AtomicU64::new(0);
 pub static FREES: AtomicU64 = AtomicU64::new(0);
 pub static INHERITED_FREES: AtomicU64 = AtomicU64::new(0);
-
-static OWN: OwnModule = OwnModule::new();
-
-/// The stack from `regs` (the export's frame), our own frames dropped but
-/// the entry point the program called: its depot serial.
-#[inline(always)]
-fn stack(regs: Regs) -> u32 {
-    let end = tls::stack_end(regs.sp);
-    let own = OWN.get(stack as *const () as usize);
-    depot::serial(memkit_trace::capture_interned(
-        regs,
-        end,
-        own,
-        options::get().stack_depth,
-    ))
-}
 
 /// What became of an allocation.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -71,7 +53,7 @@ pub fn alloc(size: usize, user: usize, regs: Regs) -> Mark {
         sample::weights(size, o.sample_bytes)
     };
     Mark::Site(tls::inside(|| {
-        let serial = stack(regs);
+        let serial = stack::serial(regs);
         let mut st = STATE.lock();
         // SAFETY: under the state's lock.
         if let Some(site) = unsafe { sites::site(serial) } {

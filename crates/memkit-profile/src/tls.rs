@@ -25,6 +25,9 @@ pub struct Thread {
     /// Non-zero while the thread is inside an allocation entry point: a
     /// terminating signal then waits for its end (see `signals`).
     pub in_export: Cell<u32>,
+    /// The thread's stack memo (`stack`): its address, or 0 (none yet) or
+    /// 1 (none to be had).
+    pub memo: Cell<usize>,
 }
 
 memkit_sys::tls_block! {

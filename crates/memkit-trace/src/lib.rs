@@ -6,6 +6,8 @@
 //! * [`modules`]: the objects frames point into, recorded at capture (path
 //!   and load bias), so stacks outlive `dlclose`;
 //! * [`depot`]: each distinct stack stored once, named by a 32-bit id;
+//! * [`memo`]: capture against a thread's previous stack, for front-ends
+//!   that capture on every allocation (the profiler);
 //! * [`thread`]: the calling thread's stack bounds;
 //! * [`symbolize`]: report time — function, file and line, demangled.
 //!
@@ -18,6 +20,7 @@
 //! lock-free view of what is mapped.
 
 pub mod depot;
+pub mod memo;
 pub mod modules;
 pub mod symbolize;
 pub mod thread;

@@ -50,9 +50,9 @@ static CACHE: [Entry; CACHE_LEN] = [const {
 /// bits 0-1 kind, 2 CFA register (1 = rbp), 3 rbp saved, 4-27 CFA offset
 /// (signed), 28-43 rbp offset from the CFA (signed), 48-63 module index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Rule(u64);
+pub(crate) struct Rule(u64);
 
-const KIND_STEP: u64 = 1;
+pub(crate) const KIND_STEP: u64 = 1;
 /// The outermost frame, or one we cannot describe: the stack ends here.
 const KIND_STOP: u64 = 2;
 
@@ -78,22 +78,22 @@ impl Rule {
     fn stop(module: u16) -> Self {
         Rule(KIND_STOP | (module as u64) << 48)
     }
-    fn kind(self) -> u64 {
+    pub(crate) fn kind(self) -> u64 {
         self.0 & 3
     }
-    fn module(self) -> u16 {
+    pub(crate) fn module(self) -> u16 {
         (self.0 >> 48) as u16
     }
-    fn cfa_rbp(self) -> bool {
+    pub(crate) fn cfa_rbp(self) -> bool {
         self.0 & 4 != 0
     }
-    fn rbp_saved(self) -> bool {
+    pub(crate) fn rbp_saved(self) -> bool {
         self.0 & 8 != 0
     }
-    fn cfa_off(self) -> i64 {
+    pub(crate) fn cfa_off(self) -> i64 {
         (((self.0 >> 4) & 0xff_ffff) as i64) << 40 >> 40
     }
-    fn rbp_off(self) -> i64 {
+    pub(crate) fn rbp_off(self) -> i64 {
         (((self.0 >> 28) & 0xffff) as i64) << 48 >> 48
     }
 }
@@ -122,13 +122,15 @@ fn remember(pc: u64, r: Rule) {
 
 /// Forgets every cached rule (after `dlclose`: code addresses may be reused).
 pub fn forget_rules() {
+    crate::memo::invalidate();
     for e in CACHE.iter() {
         e.key.store(0, Release);
     }
 }
 
 /// The rule for `pc` (a return address minus one, or the capture point).
-fn rule_for(pc: u64) -> Rule {
+#[inline(always)]
+pub(crate) fn rule_for(pc: u64) -> Rule {
     if let Some(r) = cached(pc) {
         return r;
     }
