@@ -16,6 +16,7 @@
 //! can record what it is about to allocate (the cache refill, the named
 //! directory) before it becomes allocated: a repair then frees it.
 
+use crate::crash;
 use crate::layout::*;
 use crate::view::View;
 
@@ -161,6 +162,7 @@ impl View {
                 // SAFETY: a chosen span is live; the lock is held.
                 let s = unsafe { &mut *self.span(span) };
                 s.bits[bit as usize / 64] |= 1 << (bit % 64);
+                crash::point();
                 s.used += 1;
                 if s.used >= s.nblocks {
                     self.unlist(span);
@@ -168,8 +170,10 @@ impl View {
             }
             Choice::Run { unit, len } => {
                 self.mark_units(unit as usize, len as usize, true);
+                crash::point();
                 // SAFETY: unit < units; the commit store.
                 unsafe { self.entry(unit as usize).write_volatile(LARGE | len) };
+                crash::point();
             }
         }
     }
@@ -189,6 +193,7 @@ impl View {
             Some(Block::Large { unit, len }) => {
                 // SAFETY: unit < units; the commit store.
                 unsafe { self.entry(unit as usize).write_volatile(0) };
+                crash::point();
                 self.mark_units(unit as usize, len as usize, false);
                 let h = self.header();
                 // SAFETY: the lock is held.
@@ -208,6 +213,7 @@ impl View {
             return false;
         }
         s.bits[w] &= !m;
+        crash::point();
         s.used = s.used.saturating_sub(1);
         s.hint = s.hint.min(w as u32);
         if s.listed == 0 {
@@ -233,11 +239,13 @@ impl View {
         let s = unsafe { &mut *self.span(span) };
         init_span(s, class);
         self.mark_units(span as usize * SPAN_UNITS, SPAN_UNITS, true);
+        crash::point();
         // SAFETY: the commit store (the header above is written first).
         unsafe {
             self.entry(span as usize * SPAN_UNITS)
                 .write_volatile(SLAB | class as u32)
         };
+        crash::point();
         self.list(span);
         Some(span)
     }
@@ -249,8 +257,10 @@ impl View {
             self.unlist(span);
         }
         let u = span as usize * SPAN_UNITS;
+        crash::point();
         // SAFETY: u < units; the commit store.
         unsafe { self.entry(u).write_volatile(0) };
+        crash::point();
         self.mark_units(u, SPAN_UNITS, false);
         let h = self.header();
         // SAFETY: the lock is held.
@@ -269,6 +279,7 @@ impl View {
             if *head != NONE {
                 (*self.span(*head)).prev = span;
             }
+            crash::point();
             *head = span;
             s.listed = 1;
         }
@@ -284,6 +295,7 @@ impl View {
             } else {
                 (*h).class_head[s.class as usize] = s.next;
             }
+            crash::point();
             if s.next != NONE {
                 (*self.span(s.next)).prev = s.prev;
             }

@@ -9,6 +9,7 @@ use memkit_sys::shm::{self as os, PathBuf};
 use memkit_sys::Errno;
 
 use crate::alloc::Block;
+use crate::crash;
 use crate::layout::*;
 use crate::registry;
 use crate::repair::Problems;
@@ -224,6 +225,7 @@ impl Heap {
     /// Takes a slot (writable handles), reclaiming those of dead processes.
     fn attach(v: View, fd: i32, writable: bool) -> Heap {
         watch_forks();
+        crash::init();
         let heap = Heap {
             v,
             fd,
@@ -442,6 +444,7 @@ impl Heap {
             s.entries[c][got] = (self.v.choice_offset(choice) / 16) as u32;
             s.staged = ((c as u32) << 16) | (got as u32 + 1);
             self.v.commit(choice);
+            crash::point();
             got += 1;
         }
         s.count[c] = got as u8;
@@ -584,7 +587,9 @@ impl Heap {
         for k in 0..BATCH {
             self.v.free_cached(s.entries[c][k], c);
         }
+        crash::point();
         s.entries[c].copy_within(BATCH.., 0);
+        crash::point();
         s.count[c] = (CACHE_N - BATCH) as u8;
         drop(g);
     }
@@ -667,6 +672,7 @@ impl Heap {
         // block (clean_directory).
         e.off = off;
         self.v.commit(choice);
+        crash::point();
         // SAFETY: the block just allocated, `size` bytes inside the heap.
         unsafe { core::ptr::write_bytes(self.v.at(off), 0, size) };
         // SAFETY: orders the zeroing before the publication.
@@ -708,6 +714,13 @@ impl Heap {
         })
     }
 
+    /// The NUL-terminated key of directory entry `i` (in the shared
+    /// mapping: valid while the entry names an object).
+    pub fn named_key_ptr(&self, i: usize) -> *const u8 {
+        // SAFETY: i < NAMED_MAX (the caller got an entry for it).
+        unsafe { (&raw const (*self.v.named(i)).key).cast() }
+    }
+
     /// Removes the name `key` and frees its object. ENOENT if none.
     pub fn remove_named(&self, key: &[u8]) -> Result<(), Errno> {
         let _g = self.lock_alloc()?;
@@ -718,6 +731,7 @@ impl Heap {
                 // The entry goes first: a repair never frees a block that
                 // a used entry names.
                 e.state = NAMED_STAGED;
+                crash::point();
                 self.v.free_locked(e.off);
                 e.off = 0;
                 e.state = NAMED_FREE;

@@ -32,6 +32,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod alloc;
+pub mod crash;
 pub mod heap;
 pub mod layout;
 pub mod registry;

@@ -378,3 +378,13 @@ pub unsafe fn unmap(p: *mut u8, len: usize) {
     unsafe { crate::unmap(p, len) };
 }
 
+
+/// `kill(getpid(), SIGKILL)`: the calling process ends at once, as a
+/// `kill -9` from outside would end it (crash-point tests).
+pub fn kill_self() -> ! {
+    let me = rustix::process::getpid();
+    let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
+    loop {
+        core::hint::spin_loop();
+    }
+}
