@@ -18,6 +18,8 @@
 /* Stack buffers that fall back to the heap: memkit_stack_remaining,
  * MEMKIT_STACK_BUFFER. */
 #include "memkit-stack.h"
+/* Shared-memory heaps that processes open by name: memkit_shm_*. */
+#include "memkit-shm.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -5,7 +5,7 @@
 //! `malloc(0)`, `realloc(p, 0)`, overflow checks, alignment rules, errno)
 //! live in that layer, shared with the other front-ends. What is
 //! libmemkit.so's own: introspection, the record for `memkit run`, secure
-//! memory, stack buffers. See `include/memkit.h` for what memkit exports
+//! memory, stack buffers, shared-memory heaps. See `include/memkit.h` for what memkit exports
 //! beyond the standard malloc family.
 //!
 //! # Safety
@@ -19,6 +19,7 @@ mod introspect;
 mod lifecycle;
 mod run_report;
 mod secure;
+mod shm;
 mod stack;
 mod version;
 

@@ -172,6 +172,17 @@ fn needs_nothing_from_libc_that_could_allocate() {
         "pthread_getattr_np",
         "pthread_attr_getstack",
         "pthread_attr_destroy",
+        // Shared-memory heaps (memkit_shm_*, never the allocator): their
+        // robust process-shared locks are glibc's mutexes (the kernel's
+        // robust-futex list is glibc's per thread). None allocates.
+        "pthread_mutexattr_init",
+        "pthread_mutexattr_setpshared",
+        "pthread_mutexattr_setrobust",
+        "pthread_mutexattr_destroy",
+        "pthread_mutex_init",
+        "pthread_mutex_lock",
+        "pthread_mutex_unlock",
+        "pthread_mutex_consistent",
     ];
     let unexpected: Vec<_> = dynamic_symbols(true)
         .into_iter()

@@ -249,6 +249,14 @@ pub const VARS: &[Var] = {
             read_by: TESTS,
         },
         Var {
+            name: "MEMKIT_SHM_CRASH",
+            default: "unset",
+            meaning: "`N`: a process using a shared heap (libmemkit.so's `memkit_shm_*`, \
+                      `memkit::shm`) kills itself with SIGKILL at the Nth crash point it \
+                      reaches between two stores of a change to the heap; for the crash tests",
+            read_by: TESTS,
+        },
+        Var {
             name: "MEMKIT_TEST_CHILD",
             default: "unset",
             meaning: "set by a test that runs its own executable again: the name of the test \

@@ -30,6 +30,8 @@ pub mod report;
 
 pub mod report_file;
 
+pub mod shm;
+
 pub mod signal;
 pub mod stack;
 pub mod text;
@@ -218,12 +220,18 @@ unsafe extern "C" {
 /// `dlsym`, and `dlsym` may call `malloc` in the middle of an allocator path.
 pub fn now_ns() -> u64 {
     const CLOCK_MONOTONIC: i32 = 1;
+    clock_ns(CLOCK_MONOTONIC)
+}
+
+/// `clock_gettime(clock)` in nanoseconds (see [`now_ns`]).
+fn clock_ns(clock: i32) -> u64 {
     let mut t = Timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: t is a valid out pointer; CLOCK_MONOTONIC always exists.
-    unsafe { clock_gettime(CLOCK_MONOTONIC, &mut t) };
+    // SAFETY: t is a valid out pointer; both clocks memkit reads (CLOCK_REALTIME,
+    // CLOCK_MONOTONIC) always exist.
+    unsafe { clock_gettime(clock, &mut t) };
     (t.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(t.tv_nsec as u64)
