@@ -200,7 +200,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     } else {
         fill(user, o.alloc_fill, size.min(o.max_fill));
     }
-    let stack = stacks::at(regs);
+    let stack = stacks::of_alloc(regs);
     let (end, big) = match guarded {
         Some((_, end)) => (end, true),
         None => match memkit_alloc::small_block_of(start) {
@@ -418,7 +418,7 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
         return;
     }
     let p = p as usize;
-    let stack = stacks::at(regs);
+    let stack = stacks::of_free(regs);
     let tid = tls::tid();
     let Some(mut m) = tls::inside(|| table::shard(p).remove(p)) else {
         match tls::inside(|| containing(p)) {

@@ -6,6 +6,8 @@
 //! * [`modules`]: the objects frames point into, recorded at capture (path
 //!   and load bias), so stacks outlive `dlclose`;
 //! * [`depot`]: each distinct stack stored once, named by a 32-bit id;
+//! * [`recent`]: a thread's last walk, re-verified instead of unwound again
+//!   when the next capture starts from the same frames;
 //! * [`thread`]: the calling thread's stack bounds;
 //! * [`symbolize`]: report time — function, file and line, demangled.
 //!
@@ -19,6 +21,7 @@
 
 pub mod depot;
 pub mod modules;
+pub mod recent;
 pub mod symbolize;
 pub mod thread;
 pub mod unwind;
