@@ -254,8 +254,8 @@ fn mark_bp(rec: &RecentStack, upto: usize) {
 /// word the record's walk read from there on.
 fn verify(rec: &RecentStack, j: usize, raw: usize, mut bp: usize) -> Option<StackId> {
     for i in j..raw - 1 {
-        let f = rec.frames[i].get();
-        let next = rec.frames[i + 1].get();
+        // SAFETY: the capture holds `busy`: nothing writes the record.
+        let (f, next) = unsafe { (&*rec.frames[i].as_ptr(), &*rec.frames[i + 1].as_ptr()) };
         // SAFETY: the recorded walk read these words, after checking them
         // against this thread's stack (same stack end, same registers
         // where they matter).
