@@ -87,16 +87,36 @@ struct Quarantine {
 /// block's sequence number in it.
 const IN_QUARANTINE: u64 = 1 << 32;
 
-/// Live bytes and blocks (for the periodic walk's pace).
+/// Live bytes and blocks (for the periodic walk's pace and the default
+/// quarantine bound), as of the threads' last reports.
 static LIVE_BLOCKS: AtomicI64 = AtomicI64::new(0);
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
 /// Blocks in quarantine (the walk visits their records too).
 static QUARANTINED: AtomicUsize = AtomicUsize::new(0);
 static SINCE_WALK: AtomicUsize = AtomicUsize::new(0);
 static WALKING: AtomicBool = AtomicBool::new(false);
 
+/// Fills `[p, p + n)` with `byte`: short ranges (red zones, small blocks)
+/// by word stores here, longer ones by `memset` (as the checker's own call,
+/// which the interceptor passes straight on).
+#[inline(always)]
 fn fill(p: usize, byte: u8, n: usize) {
-    // SAFETY: callers pass ranges inside blocks they own.
-    unsafe { core::ptr::write_bytes(p as *mut u8, byte, n) }
+    if n > 128 {
+        // SAFETY: callers pass ranges inside blocks they own.
+        return unsafe { core::ptr::write_bytes(p as *mut u8, byte, n) };
+    }
+    let word = u64::from_ne_bytes([byte; 8]);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: as above; unaligned stores inside the range.
+        unsafe { ((p + i) as *mut u64).write_unaligned(word) };
+        i += 8;
+    }
+    while i < n {
+        // SAFETY: as above.
+        unsafe { *((p + i) as *mut u8) = byte };
+        i += 1;
+    }
 }
 
 /// The first byte of `[p, p + n)` that is not `byte` (eight at a time).
@@ -200,7 +220,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     } else {
         fill(user, o.alloc_fill, size.min(o.max_fill));
     }
-    let stack = stacks::at(regs);
+    let stack = stacks::of_alloc(regs);
     let (end, big) = match guarded {
         Some((_, end)) => (end, true),
         None => match memkit_alloc::small_block_of(start) {
@@ -240,17 +260,18 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         BIG_COUNT.store(b.len(), Relaxed);
     }
     tls::inside(|| table::shard(user).insert(m));
-    count(1);
+    count(1, size);
     user as *mut u8
 }
 
-/// Counts an allocation (`live` +1) or a free (-1) in the thread's tallies,
-/// adding them to the process-wide counts every 1024 allocations; a walk
-/// of every record is due when the allocations since the last one reach
-/// four times the records (at least 65536).
-fn count(live: i64) {
+/// Counts an allocation (`live` +1) or a free (-1) of `size` bytes in the
+/// thread's tallies, adding them to the process-wide counts every 1024
+/// allocations; a walk of every record is due when the allocations since
+/// the last one reach four times the records (at least 65536).
+fn count(live: i64, size: usize) {
     let t = tls::me();
     t.live.set(t.live.get() + live);
+    t.live_bytes.set(t.live_bytes.get() + live * size as i64);
     if live < 0 {
         return;
     }
@@ -260,6 +281,7 @@ fn count(live: i64) {
         return;
     }
     t.allocs.set(0);
+    LIVE_BYTES.fetch_add(t.live_bytes.replace(0), Relaxed);
     let records = LIVE_BLOCKS.fetch_add(t.live.replace(0), Relaxed).max(0) as usize
         + QUARANTINED.load(Relaxed);
     let since = SINCE_WALK.fetch_add(n as usize, Relaxed);
@@ -418,7 +440,7 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
         return;
     }
     let p = p as usize;
-    let stack = stacks::at(regs);
+    let stack = stacks::of_free(regs);
     let tid = tls::tid();
     let Some(mut m) = tls::inside(|| table::shard(p).remove(p)) else {
         match tls::inside(|| containing(p)) {
@@ -484,6 +506,18 @@ fn footprint(m: &Meta) -> usize {
     m.end - m.start + guard_page + core::mem::size_of::<Meta>()
 }
 
+/// What the quarantine may hold now: `quarantine_mb` when it was asked for,
+/// else twice the live heap (between 4 and 64 MiB): a small heap's freed
+/// blocks then stay in the caches, and its peak memory stays near its own.
+fn quarantine_bound(o: &options::Options) -> usize {
+    if o.quarantine_fixed {
+        return o.quarantine_bytes;
+    }
+    let live = LIVE_BYTES.load(Relaxed).max(0) as usize;
+    live.saturating_mul(options::QUARANTINE_LIVE_TIMES)
+        .clamp(options::QUARANTINE_MIN, o.quarantine_bytes.max(options::QUARANTINE_MIN))
+}
+
 /// Moves a block into quarantine (filled with the free pattern), evicting
 /// the oldest blocks beyond the quarantine's size.
 fn retire(m: Meta) {
@@ -491,10 +525,10 @@ fn retire(m: Meta) {
     if !m.guard {
         fill(m.user, o.free_fill, m.size.min(o.max_fill));
     }
-    count(-1);
+    count(-1, m.size);
     let mut evicted: [Option<Meta>; 4] = [None; 4];
     let shard = m.free_thread as usize % QSHARDS;
-    let bound = o.quarantine_bytes;
+    let bound = quarantine_bound(o);
     tls::inside(|| {
         let mut q = QUARANTINE[shard].lock();
         let cost = footprint(&m);

@@ -24,8 +24,12 @@ pub struct Options {
     pub json_dir: Option<String>,
     /// Suppressions file (`kind:pattern` lines).
     pub suppressions: Option<String>,
-    /// Bytes of freed blocks held back before reuse.
+    /// Bytes of freed blocks held back before reuse: at most this many.
     pub quarantine_bytes: usize,
+    /// Whether `quarantine_bytes` was asked for (`quarantine_mb=N`): then
+    /// it is the bound; by default the bound follows the live heap
+    /// ([`QUARANTINE_LIVE_TIMES`] its bytes, at least [`QUARANTINE_MIN`]).
+    pub quarantine_fixed: bool,
     /// Bytes a new block is filled with (`malloc`, `new`; never `calloc`).
     pub alloc_fill: u8,
     /// Bytes a freed block is filled with while in quarantine.
@@ -60,6 +64,7 @@ impl Default for Options {
             json_dir: None,
             suppressions: None,
             quarantine_bytes: 64 << 20,
+            quarantine_fixed: false,
             alloc_fill: 0xbe,
             free_fill: 0xdf,
             max_fill: 64 << 10,
@@ -69,6 +74,11 @@ impl Default for Options {
         }
     }
 }
+
+/// The default quarantine bound is this many times the live heap's bytes…
+pub const QUARANTINE_LIVE_TIMES: usize = 2;
+/// …and at least this (64 MiB at most: `quarantine_bytes`' default).
+pub const QUARANTINE_MIN: usize = 4 << 20;
 
 static OPTIONS: OnceLock<Options> = OnceLock::new();
 
@@ -126,7 +136,10 @@ pub fn parse(s: &str) -> (Options, Vec<String>) {
                 o.suppressions = Some(v.to_owned());
                 Some(())
             }
-            "quarantine_mb" => number(v).map(|n| o.quarantine_bytes = (n as usize) << 20),
+            "quarantine_mb" => number(v).map(|n| {
+                o.quarantine_bytes = (n as usize) << 20;
+                o.quarantine_fixed = true;
+            }),
             "alloc_fill" => number(v)
                 .filter(|&n| n < 256)
                 .map(|n| o.alloc_fill = n as u8),

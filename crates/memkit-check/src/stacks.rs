@@ -27,3 +27,20 @@ pub fn at(regs: unwind::Regs) -> StackId {
     let end = tls::stack_end(regs.sp);
     memkit_trace::capture_interned(regs, end, own(), options::get().stack_depth)
 }
+
+/// An allocation's stack, from `regs` (reusing the thread's last
+/// allocation walk where it still holds).
+#[inline(always)]
+pub fn of_alloc(regs: unwind::Regs) -> StackId {
+    let end = tls::stack_end(regs.sp);
+    let walk = &tls::me().alloc_walk;
+    memkit_trace::recent::capture_interned_recent(regs, end, own(), options::get().stack_depth, walk)
+}
+
+/// A free's stack, from `regs` (reusing the thread's last free walk).
+#[inline(always)]
+pub fn of_free(regs: unwind::Regs) -> StackId {
+    let end = tls::stack_end(regs.sp);
+    let walk = &tls::me().free_walk;
+    memkit_trace::recent::capture_interned_recent(regs, end, own(), options::get().stack_depth, walk)
+}

@@ -8,6 +8,8 @@
 
 use core::cell::Cell;
 
+use memkit_trace::recent::RecentStack;
+
 /// Per-thread state of the checker.
 #[repr(C)]
 pub struct Thread {
@@ -24,11 +26,20 @@ pub struct Thread {
     pub allocs: Cell<u32>,
     /// Live blocks gained (or lost) not yet added to the process-wide count.
     pub live: Cell<i64>,
+    /// Live bytes gained (or lost) not yet added to the process-wide count.
+    pub live_bytes: Cell<i64>,
+    /// The last allocation's and the last free's stack walks (one each, so
+    /// that a loop of malloc/free pairs reuses both).
+    pub alloc_walk: RecentStack,
+    pub free_walk: RecentStack,
 }
+
+/// Static TLS reserved for [`Thread`] (checked against its size at build).
+const _: () = assert!(core::mem::size_of::<Thread>() <= 4096);
 
 memkit_sys::tls_block! {
     /// The calling thread's state.
-    pub fn me() -> Thread = "memkit_check_tls", 64;
+    pub fn me() -> Thread = "memkit_check_tls", 4096;
 }
 
 /// Runs `f` as the checker's own code (see [`Thread::busy`]).

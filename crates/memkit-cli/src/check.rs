@@ -64,9 +64,10 @@ pub struct CheckArgs {
     /// Write the text reports to PATH.PID instead of stderr
     #[arg(long, value_name = "PATH")]
     log_file: Option<PathBuf>,
-    /// Freed bytes held back from reuse, in MiB
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
-    quarantine_mb: u64,
+    /// Freed bytes held back from reuse, in MiB (default: twice the live
+    /// heap, at least 4 MiB and at most 64 MiB)
+    #[arg(long, value_name = "MIB")]
+    quarantine_mb: Option<u64>,
     /// Frames kept per stack (1-64)
     #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=64))]
     stack_depth: u64,
@@ -134,9 +135,11 @@ fn options(args: &CheckArgs, dir: &Path) -> Result<String, CliError> {
         format!("json_dir={}", dir.display()),
         format!("error_exitcode={}", args.error_exitcode),
         format!("leaks={}", if args.leaks == "yes" { 1 } else { 0 }),
-        format!("quarantine_mb={}", args.quarantine_mb),
         format!("stack_depth={}", args.stack_depth),
     ];
+    if let Some(mb) = args.quarantine_mb {
+        o.push(format!("quarantine_mb={mb}"));
+    }
     o.push(args.guard.clone());
     if args.show_reachable {
         o.push("show_reachable=1".into());

@@ -8,6 +8,8 @@
 //! * [`depot`]: each distinct stack stored once, named by a 32-bit id;
 //! * [`memo`]: capture against a thread's previous stack, for front-ends
 //!   that capture on every allocation (the profiler);
+//! * [`recent`]: a thread's last walk, re-verified instead of unwound again
+//!   when the next capture starts from the same frames;
 //! * [`thread`]: the calling thread's stack bounds;
 //! * [`symbolize`]: report time — function, file and line, demangled.
 //!
@@ -22,6 +24,7 @@
 pub mod depot;
 pub mod memo;
 pub mod modules;
+pub mod recent;
 pub mod symbolize;
 pub mod thread;
 pub mod unwind;

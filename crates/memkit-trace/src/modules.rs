@@ -152,6 +152,7 @@ fn copy_path(name: *const c_char) -> (*mut u8, usize) {
 /// After a `dlclose` (which may have unmapped any number of objects), marks
 /// every recorded module that is no longer loaded where it was as gone.
 pub fn forget_unmapped() {
+    crate::unwind::new_generation();
     let n = (NEXT.load(Acquire) as usize).min(MAX_MODULES);
     for s in SLOTS.iter().take(n).skip(1) {
         if !s.ready.load(Acquire) || !s.alive.load(Relaxed) {

@@ -120,12 +120,30 @@ fn remember(pc: u64, r: Rule) {
     e.key.store(pc, Release);
 }
 
+/// Bumped whenever cached rules or module offsets may have gone stale
+/// (`dlclose`): per-thread records of earlier walks ([`crate::recent`])
+/// made under an older generation are not reused.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// The current generation of the rules and modules.
+#[inline(always)]
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(Acquire)
+}
+
+/// Marks every earlier walk as stale.
+pub(crate) fn new_generation() {
+    GENERATION.fetch_add(1, AcqRel);
+}
+
 /// Forgets every cached rule (after `dlclose`: code addresses may be reused).
 pub fn forget_rules() {
     crate::memo::invalidate();
+    new_generation();
     for e in CACHE.iter() {
         e.key.store(0, Release);
     }
+    new_generation();
 }
 
 /// The rule for `pc` (a return address minus one, or the capture point).
@@ -134,6 +152,12 @@ pub(crate) fn rule_for(pc: u64) -> Rule {
     if let Some(r) = cached(pc) {
         return r;
     }
+    rule_slow(pc)
+}
+
+#[cold]
+#[inline(never)]
+fn rule_slow(pc: u64) -> Rule {
     let r = compute(pc as usize);
     remember(pc, r);
     r
@@ -247,6 +271,48 @@ pub fn split(f: Frame) -> (u16, usize) {
     ((f >> 48) as u16, (f & 0xffff_ffff_ffff) as usize)
 }
 
+/// Where one frame's rule puts its caller: the CFA (the caller's `sp`; the
+/// return address lies just below it) and the slot of the saved `rbp` (0
+/// when `rbp` is unchanged). Both are checked against the stack
+/// `[sp, stack_end)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Step {
+    pub cfa: usize,
+    pub bp_at: usize,
+}
+
+/// The step of the frame at (`sp`, `bp`) under rule `r`: `None` where the
+/// stack ends (the rule says so, or the rule points outside the stack).
+#[inline(always)]
+pub(crate) fn step(r: Rule, sp: usize, bp: usize, stack_end: usize) -> Option<Step> {
+    if r.kind() != KIND_STEP {
+        return None;
+    }
+    let base = if r.cfa_rbp() { bp } else { sp };
+    let cfa = (base as i64).wrapping_add(r.cfa_off()) as usize;
+    if cfa <= sp || cfa > stack_end || !cfa.is_multiple_of(8) || cfa < 8 {
+        return None;
+    }
+    let mut bp_at = 0;
+    if r.rbp_saved() {
+        bp_at = (cfa as i64).wrapping_add(r.rbp_off()) as usize;
+        if bp_at < sp || bp_at.wrapping_add(8) > stack_end || bp_at == 0 {
+            return None;
+        }
+    }
+    Some(Step { cfa, bp_at })
+}
+
+/// A pc's offset in its module (a raw address for module 0).
+#[inline(always)]
+pub(crate) fn offset_in(module: u16, pc: usize) -> usize {
+    if module == 0 {
+        pc
+    } else {
+        pc.wrapping_sub(modules::bias(module))
+    }
+}
+
 /// Unwinds from `regs` into `out`, reading the stack only inside
 /// `[regs.sp, stack_end)`. Frames whose module is `skip` are dropped from the
 /// top of the stack except the last of them (the entry point the program
@@ -266,43 +332,30 @@ pub fn capture(
         let lookup = if first { pc } else { pc.wrapping_sub(1) };
         let r = rule_for(lookup as u64);
         let module = r.module();
-        let offset = if module == 0 {
-            pc
-        } else {
-            pc.wrapping_sub(modules::bias(module))
-        };
+        let f = frame(module, offset_in(module, pc));
         if in_skip && module == skip && skip != 0 {
-            out[0].write(frame(module, offset));
+            out[0].write(f);
             n = 1;
         } else {
             in_skip = false;
-            out[n].write(frame(module, offset));
+            out[n].write(f);
             n += 1;
         }
         first = false;
-        if r.kind() != KIND_STEP {
+        let Some(s) = step(r, sp, bp, stack_end) else {
             break;
-        }
-        let base = if r.cfa_rbp() { bp } else { sp };
-        let cfa = (base as i64).wrapping_add(r.cfa_off()) as usize;
-        if cfa <= sp || cfa > stack_end || !cfa.is_multiple_of(8) || cfa < 8 {
-            break;
-        }
-        // SAFETY: sp < cfa <= stack_end, so cfa - 8 is inside the stack.
-        let ra = unsafe { *((cfa - 8) as *const usize) };
-        if r.rbp_saved() {
-            let at = (cfa as i64).wrapping_add(r.rbp_off()) as usize;
-            if at < sp || at + 8 > stack_end {
-                break;
-            }
-            // SAFETY: bounds-checked against the stack just above.
-            bp = unsafe { *(at as *const usize) };
-        }
+        };
+        // SAFETY: step checked sp < cfa <= stack_end: cfa - 8 is inside the stack.
+        let ra = unsafe { *((s.cfa - 8) as *const usize) };
         if ra == 0 {
             break;
         }
+        if s.bp_at != 0 {
+            // SAFETY: step checked the slot against the stack.
+            bp = unsafe { *(s.bp_at as *const usize) };
+        }
         pc = ra;
-        sp = cfa;
+        sp = s.cfa;
     }
     n
 }
