@@ -1,5 +1,4 @@
-//! The thread-local words of the allocator: the calling thread's heap, and
-//! whether its heap was released at thread exit.
+//! The one thread-local word of the allocator: the calling thread's heap.
 //!
 //! An initial-exec TLS word ([`memkit_sys::tls_word!`]: glibc requires that
 //! model of a replacement malloc; the word is a plain `%fs:` access).
@@ -25,22 +24,4 @@ pub fn heap() -> *mut Heap {
 /// Sets the calling thread's heap (`empty_heap()` to detach).
 pub fn set_heap(h: *mut Heap) {
     heap_offset::set((h as usize).wrapping_sub(empty_heap() as usize));
-}
-
-memkit_sys::tls_word!(
-    /// 1 once the thread's heap was released by its exit destructor.
-    mod exited = "memkit_tls_heap_exited";
-);
-
-/// Marks the calling thread as exiting: its heap is gone for good.
-pub fn set_exited() {
-    exited::set(1);
-}
-
-/// Whether the calling thread released its heap at exit. A `free` from a
-/// later destructor (or glibc's own thread cleanup) must not make a new
-/// heap: no destructor would run to release it.
-#[inline(always)]
-pub fn has_exited() -> bool {
-    exited::get() != 0
 }

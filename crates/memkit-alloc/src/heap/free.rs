@@ -83,9 +83,7 @@ pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
             // cost no atomic counter updates (three per block here, on lines
             // every heap's flush writes: xmalloc's consumer spent a third of
             // its time in this function), and go home in batches.
-            // Not after the thread's exit destructor released its heap:
-            // nothing would release a new one.
-            let h = if tls::has_exited() { null_mut() } else { thread_init() };
+            let h = thread_init();
             if !h.is_null() {
                 (*h).rcache_limit = 0;
                 free_remote_of(h, seg, p, b);

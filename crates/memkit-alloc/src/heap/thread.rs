@@ -88,7 +88,6 @@ pub(super) unsafe extern "C" fn thread_done(arg: *mut c_void) {
     if tls::heap() == h {
         tls::set_heap(empty_heap());
     }
-    tls::set_exited();
     release(h);
 }
 
