@@ -80,7 +80,6 @@ pub unsafe fn take<const HARD: bool>(p: *mut Page, b: *mut Block) -> Result<*mut
 pub unsafe fn alloc_bin_slow(h: *mut Heap, bin: usize) -> *mut u8 {
     // SAFETY: we own h.
     unsafe {
-        (*h).rcache_limit = RCACHE_BYTES;
         tick(h);
         loop {
             let p = (*h).first[bin];

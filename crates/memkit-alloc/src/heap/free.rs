@@ -78,17 +78,6 @@ pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
         let me = tls::heap();
         let bs = (*p).block_size;
         if me == empty_heap() {
-            // A thread that frees before it ever allocated (a consumer of
-            // blocks another thread made) gets its heap now: its frees then
-            // cost no atomic counter updates (three per block here, on lines
-            // every heap's flush writes: xmalloc's consumer spent a third of
-            // its time in this function), and go home in batches.
-            let h = thread_init();
-            if !h.is_null() {
-                (*h).rcache_limit = 0;
-                free_remote_of(h, seg, p, b);
-                return;
-            }
             GLOBAL.orphan_frees.fetch_add(1, Relaxed);
             GLOBAL.orphan_freed_bytes.fetch_add(bs as u64, Relaxed);
             // No heap to flush it later: count it in the global figure now,
@@ -122,7 +111,7 @@ pub unsafe fn free_remote_of(me: *mut Heap, seg: *mut Segment, p: *mut Page, b: 
             freed_into_dead_heap(me);
             return;
         }
-        if cached <= (*me).rcache_limit {
+        if cached <= RCACHE_BYTES {
             let blk = b as *mut Block;
             set_free(blk, *(*me).rcache.get_unchecked(bin));
             *(*me).rcache.get_unchecked_mut(bin) = blk;

@@ -63,7 +63,7 @@ const STATE_LIVE: u32 = 1;
 const STATE_DEAD: u32 = 2;
 
 /// Most bytes of other heaps' blocks a heap keeps per bin (see `rcache`).
-pub(crate) const RCACHE_BYTES: u32 = 32 * 1024;
+const RCACHE_BYTES: u32 = 32 * 1024;
 
 /// Slow paths between maintenance checks (purge, cache decay, dead heaps).
 const MAINTENANCE_EVERY: u32 = 64;
@@ -90,11 +90,6 @@ pub struct Heap {
     /// page until returned (at maintenance, trim, thread exit).
     pub rcache: [*mut Block; NBINS],
     pub rcache_bytes: [u32; NBINS],
-    /// Bytes per bin `rcache` may hold: [`RCACHE_BYTES`], or 0 while the
-    /// heap has not allocated (a thread made one by freeing other threads'
-    /// blocks: caching them would only hold memory it never reuses). Set by
-    /// every allocation slow path.
-    pub rcache_limit: u32,
     /// Segments owned by this heap (through `Segment::next/prev`).
     pub segments: *mut Segment,
     /// The addresses of the two of `segments` that gave the newest pages
@@ -154,7 +149,6 @@ impl Heap {
             delayed: AtomicPtr::new(null_mut()),
             rcache: [null_mut(); NBINS],
             rcache_bytes: [0; NBINS],
-            rcache_limit: RCACHE_BYTES,
             segments: null_mut(),
             seg_hint: [NO_HINT; 2],
             slow_calls: 0,

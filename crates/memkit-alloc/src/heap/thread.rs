@@ -39,7 +39,6 @@ pub fn thread_init() -> *mut Heap {
     // SAFETY: h is ours now; no other thread uses a heap taken from the pool.
     unsafe {
         (*h).state.store(STATE_LIVE, Relaxed);
-        (*h).rcache_limit = RCACHE_BYTES;
         debug_assert!((*h).forked || check_invariants(h).is_ok(), "adopted heap");
     }
     // The TLS word first: pthread_setspecific and pthread_atfork (memkit_sys::atfork) may allocate.
