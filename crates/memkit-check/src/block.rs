@@ -514,8 +514,10 @@ fn quarantine_bound(o: &options::Options) -> usize {
         return o.quarantine_bytes;
     }
     let live = LIVE_BYTES.load(Relaxed).max(0) as usize;
-    live.saturating_mul(options::QUARANTINE_LIVE_TIMES)
-        .clamp(options::QUARANTINE_MIN, o.quarantine_bytes.max(options::QUARANTINE_MIN))
+    live.saturating_mul(options::QUARANTINE_LIVE_TIMES).clamp(
+        options::QUARANTINE_MIN,
+        o.quarantine_bytes.max(options::QUARANTINE_MIN),
+    )
 }
 
 /// Moves a block into quarantine (filled with the free pattern), evicting

@@ -34,7 +34,13 @@ pub fn at(regs: unwind::Regs) -> StackId {
 pub fn of_alloc(regs: unwind::Regs) -> StackId {
     let end = tls::stack_end(regs.sp);
     let walk = &tls::me().alloc_walk;
-    memkit_trace::recent::capture_interned_recent(regs, end, own(), options::get().stack_depth, walk)
+    memkit_trace::recent::capture_interned_recent(
+        regs,
+        end,
+        own(),
+        options::get().stack_depth,
+        walk,
+    )
 }
 
 /// A free's stack, from `regs` (reusing the thread's last free walk).
@@ -42,5 +48,11 @@ pub fn of_alloc(regs: unwind::Regs) -> StackId {
 pub fn of_free(regs: unwind::Regs) -> StackId {
     let end = tls::stack_end(regs.sp);
     let walk = &tls::me().free_walk;
-    memkit_trace::recent::capture_interned_recent(regs, end, own(), options::get().stack_depth, walk)
+    memkit_trace::recent::capture_interned_recent(
+        regs,
+        end,
+        own(),
+        options::get().stack_depth,
+        walk,
+    )
 }

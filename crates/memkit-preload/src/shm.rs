@@ -87,7 +87,11 @@ fn readonly(flags: c_int) -> Result<bool, Errno> {
 /// # Safety
 /// `name` is NULL or NUL-terminated.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn memkit_shm_create(name: *const c_char, size: usize, mode: c_uint) -> *mut Heap {
+pub unsafe extern "C" fn memkit_shm_create(
+    name: *const c_char,
+    size: usize,
+    mode: c_uint,
+) -> *mut Heap {
     // SAFETY: per the contract.
     let Some(name) = (unsafe { bytes(name) }) else {
         return null_mut();
@@ -319,7 +323,11 @@ pub unsafe extern "C" fn memkit_shm_unlock(h: *mut Heap) -> c_int {
 /// # Safety
 /// `h` is NULL or a live handle; the out pointers NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn memkit_shm_stats(h: *mut Heap, used: *mut usize, capacity: *mut usize) -> c_int {
+pub unsafe extern "C" fn memkit_shm_stats(
+    h: *mut Heap,
+    used: *mut usize,
+    capacity: *mut usize,
+) -> c_int {
     // SAFETY: per the contract.
     let Some(h) = (unsafe { heap(h) }) else {
         return -1;

@@ -136,7 +136,9 @@ impl Heap {
     }
 
     fn init(fd: i32, size: u64) -> Result<Heap, Errno> {
-        let size = size.checked_next_multiple_of(UNIT as u64).ok_or(Errno(EINVAL))?;
+        let size = size
+            .checked_next_multiple_of(UNIT as u64)
+            .ok_or(Errno(EINVAL))?;
         if size < MIN_SIZE {
             return Err(Errno(EINVAL));
         }
@@ -168,7 +170,8 @@ impl Heap {
             h.created = os::realtime_secs();
             h.creator_comm = os::comm();
             h.class_head = [NONE; NCLASSES];
-            let locks = os::robust_init(&mut h.alloc.0).and_then(|_| os::robust_init(&mut h.user.0));
+            let locks =
+                os::robust_init(&mut h.alloc.0).and_then(|_| os::robust_init(&mut h.user.0));
             if let Err(e) = locks {
                 os::unmap(base, size as usize);
                 return Err(e);
@@ -387,7 +390,11 @@ impl Heap {
     fn lock_slot_slow(&self) {
         for _ in 0..100 {
             core::hint::spin_loop();
-            if self.slot_lock.compare_exchange(0, 1, Acquire, Relaxed).is_ok() {
+            if self
+                .slot_lock
+                .compare_exchange(0, 1, Acquire, Relaxed)
+                .is_ok()
+            {
                 return;
             }
         }

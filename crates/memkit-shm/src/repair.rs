@@ -60,7 +60,10 @@ fn tail_ok(s: &Span) -> bool {
         bits: [0; 64],
     };
     init_span(&mut t, s.class as usize);
-    s.bits.iter().zip(t.bits.iter()).all(|(a, tail)| a & tail == *tail)
+    s.bits
+        .iter()
+        .zip(t.bits.iter())
+        .all(|(a, tail)| a & tail == *tail)
 }
 
 impl View {
@@ -75,7 +78,9 @@ impl View {
             let len = if e & LARGE != 0 {
                 (e & !KIND_MASK) as usize
             } else if e & SLAB != 0 {
-                if u % SPAN_UNITS != 0 || !span_header_ok(self, (u / SPAN_UNITS) as u32, (e & !KIND_MASK) as usize) {
+                if u % SPAN_UNITS != 0
+                    || !span_header_ok(self, (u / SPAN_UNITS) as u32, (e & !KIND_MASK) as usize)
+                {
                     return Some(u);
                 }
                 SPAN_UNITS
@@ -126,7 +131,10 @@ impl View {
             let class = s.class as usize;
             s.nblocks = blocks_per_span(class) as u32;
             if !tail_ok(s) {
-                let mut t = Span { bits: [0; 64], ..*s };
+                let mut t = Span {
+                    bits: [0; 64],
+                    ..*s
+                };
                 init_span(&mut t, class);
                 for (a, b) in s.bits.iter_mut().zip(t.bits.iter()) {
                     *a |= *b;
@@ -179,7 +187,11 @@ impl View {
         };
         let bad = self.walk_heads(|u, e| {
             mark(&mut f, covered, u, false);
-            let len = if e & LARGE != 0 { (e & !KIND_MASK) as usize } else { SPAN_UNITS };
+            let len = if e & LARGE != 0 {
+                (e & !KIND_MASK) as usize
+            } else {
+                SPAN_UNITS
+            };
             mark(&mut f, u, u + len, true);
             covered = u + len;
             for inner in u + 1..u + len {
@@ -203,7 +215,10 @@ impl View {
                     f.add("span used count differs from its bits", self.unit_off(u));
                 }
                 if (s.listed != 0) != (s.used < s.nblocks) {
-                    f.add("span listed but full, or not listed with free blocks", self.unit_off(u));
+                    f.add(
+                        "span listed but full, or not listed with free blocks",
+                        self.unit_off(u),
+                    );
                 }
                 spans_listed += (s.listed != 0) as u32;
             }
@@ -233,7 +248,10 @@ impl View {
                 // SAFETY: s < spans.
                 let sp = unsafe { &*self.span(s) };
                 if e != SLAB | class as u32 || sp.listed == 0 || sp.prev != prev {
-                    f.add("class list holds a span not of its class or with a bad link", s as u64);
+                    f.add(
+                        "class list holds a span not of its class or with a bad link",
+                        s as u64,
+                    );
                     break;
                 }
                 prev = s;
@@ -241,7 +259,10 @@ impl View {
             }
         }
         if bad.is_none() && walked != spans_listed {
-            f.add("a span with free blocks is missing from its class list", walked as u64);
+            f.add(
+                "a span with free blocks is missing from its class list",
+                walked as u64,
+            );
         }
         // Caches of dead processes and of the caller: allocated blocks of
         // their class.

@@ -22,14 +22,24 @@ impl View {
     pub fn entry(&self, u: usize) -> *mut u32 {
         debug_assert!((u as u64) < self.g.units);
         // SAFETY: the table holds `units` entries inside the mapping.
-        unsafe { self.base.add(self.g.table_off as usize).cast::<u32>().add(u) }
+        unsafe {
+            self.base
+                .add(self.g.table_off as usize)
+                .cast::<u32>()
+                .add(u)
+        }
     }
 
     /// Word `w` of the unit bitmap.
     #[inline(always)]
     pub fn bitmap(&self, w: usize) -> *mut u64 {
         // SAFETY: the bitmap holds `ceil(units / 64)` words inside the mapping.
-        unsafe { self.base.add(self.g.bitmap_off as usize).cast::<u64>().add(w) }
+        unsafe {
+            self.base
+                .add(self.g.bitmap_off as usize)
+                .cast::<u64>()
+                .add(w)
+        }
     }
 
     pub fn bitmap_words(&self) -> usize {
@@ -46,7 +56,11 @@ impl View {
     #[inline(always)]
     pub fn span(&self, s: u32) -> *mut Span {
         // SAFETY: span indices come from the table, inside the data area.
-        unsafe { self.base.add(self.unit_off(s as usize * SPAN_UNITS) as usize).cast() }
+        unsafe {
+            self.base
+                .add(self.unit_off(s as usize * SPAN_UNITS) as usize)
+                .cast()
+        }
     }
 
     pub fn spans(&self) -> u32 {
@@ -57,13 +71,23 @@ impl View {
     #[inline(always)]
     pub fn slot(&self, i: u32) -> *mut Slot {
         // SAFETY: `slots` slots inside the mapping.
-        unsafe { self.base.add(self.g.slots_off as usize).cast::<Slot>().add(i as usize) }
+        unsafe {
+            self.base
+                .add(self.g.slots_off as usize)
+                .cast::<Slot>()
+                .add(i as usize)
+        }
     }
 
     /// Directory entry `i` (`i < NAMED_MAX`).
     pub fn named(&self, i: usize) -> *mut Named {
         // SAFETY: NAMED_MAX entries inside the mapping.
-        unsafe { self.base.add(self.g.named_off as usize).cast::<Named>().add(i) }
+        unsafe {
+            self.base
+                .add(self.g.named_off as usize)
+                .cast::<Named>()
+                .add(i)
+        }
     }
 
     /// The address of `off` (in range: the caller checked).

@@ -97,14 +97,23 @@ fn exhaustion_then_recovery() {
                 }
             }
         }
-        assert!(got.len() * size > cap / 2, "{size}: only {} blocks", got.len());
+        assert!(
+            got.len() * size > cap / 2,
+            "{size}: only {} blocks",
+            got.len()
+        );
         h.check().expect("consistent when full");
         for p in got {
             h.free(p);
         }
         h.check().expect("consistent after frees");
         let st = h.stats().unwrap();
-        let big = h.alloc(cap - (64 << 10)).unwrap_or_else(|e| panic!("{size}: the whole heap again: {e:?} {st:?} after: {:?}", h.stats()));
+        let big = h.alloc(cap - (64 << 10)).unwrap_or_else(|e| {
+            panic!(
+                "{size}: the whole heap again: {e:?} {st:?} after: {:?}",
+                h.stats()
+            )
+        });
         h.free(big.as_ptr());
     }
 }
@@ -155,7 +164,9 @@ fn named_objects() {
     assert_eq!(r.offset(rp.as_ptr()), h.offset(p.as_ptr()));
     assert_eq!(r.named(b"nothing", 8).unwrap_err().0, 2);
     assert_eq!(r.alloc(8).unwrap_err().0, 30);
-    let keys: Vec<_> = (0..memkit_shm::layout::NAMED_MAX).filter_map(|i| h.named_entry(i)).collect();
+    let keys: Vec<_> = (0..memkit_shm::layout::NAMED_MAX)
+        .filter_map(|i| h.named_entry(i))
+        .collect();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].key(), b"counter");
     h.remove_named(b"counter").unwrap();
@@ -168,7 +179,10 @@ fn named_objects() {
 fn names_and_errors() {
     assert_eq!(Heap::create(b"no-slash", 1 << 20, 0).err().unwrap().0, 22);
     assert_eq!(Heap::create(b"/a/b", 1 << 20, 0).err().unwrap().0, 22);
-    assert_eq!(Heap::open(b"/memkit-test-none-here", true).err().unwrap().0, 2);
+    assert_eq!(
+        Heap::open(b"/memkit-test-none-here", true).err().unwrap().0,
+        2
+    );
     let n = name("dup");
     let _u = Unlink(n.clone());
     let h = Heap::create(&n, 1 << 20, 0).expect("create");
@@ -180,6 +194,10 @@ fn names_and_errors() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let other = name("foreign-file");
     let _u2 = Unlink(other.clone());
-    std::fs::write(format!("/dev/shm{}", String::from_utf8_lossy(&other)), vec![7u8; 1 << 20]).unwrap();
+    std::fs::write(
+        format!("/dev/shm{}", String::from_utf8_lossy(&other)),
+        vec![7u8; 1 << 20],
+    )
+    .unwrap();
     assert_eq!(Heap::open(&other, true).err().unwrap().0, 22);
 }

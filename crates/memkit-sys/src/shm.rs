@@ -378,7 +378,6 @@ pub unsafe fn unmap(p: *mut u8, len: usize) {
     unsafe { crate::unmap(p, len) };
 }
 
-
 /// `kill(getpid(), SIGKILL)`: the calling process ends at once, as a
 /// `kill -9` from outside would end it (crash-point tests).
 pub fn kill_self() -> ! {

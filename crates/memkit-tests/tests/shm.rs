@@ -39,7 +39,11 @@ impl Drop for Name {
 }
 
 fn ok(prog: &std::path::Path, args: &[&str]) -> Outcome {
-    run_ok(Command::new(prog).args(args), T, &format!("shm {}", args.join(" ")))
+    run_ok(
+        Command::new(prog).args(args),
+        T,
+        &format!("shm {}", args.join(" ")),
+    )
 }
 
 /// Starts a program mode that prints "ready" once it is under way.
@@ -91,7 +95,10 @@ fn processes_share_a_linked_list_through_offsets() {
 /// and the caches of the dead are reclaimed.
 #[test]
 fn sigkill_at_random_moments_leaves_the_heap_consistent() {
-    if !require("sigkill_at_random_moments_leaves_the_heap_consistent", &["gcc"]) {
+    if !require(
+        "sigkill_at_random_moments_leaves_the_heap_consistent",
+        &["gcc"],
+    ) {
         return;
     }
     let dir = TempDir::new("shm-kill");
@@ -123,7 +130,10 @@ fn sigkill_at_random_moments_leaves_the_heap_consistent() {
     let st = h.stats().unwrap();
     assert_eq!(st.cached, 0, "caches of dead processes reclaimed: {st:?}");
     assert_eq!(h.attached(), (1, 0), "only this process is attached");
-    eprintln!("repairs after a holder of the allocator's lock died: {}", h.repairs());
+    eprintln!(
+        "repairs after a holder of the allocator's lock died: {}",
+        h.repairs()
+    );
 }
 
 /// Deaths in the middle of every kind of change: workers kill
@@ -155,12 +165,21 @@ fn deaths_inside_every_kind_of_change_are_repaired() {
             T,
         );
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(o.status.signal(), Some(libc::SIGKILL), "crash point {n}: {}", o.describe());
+        assert_eq!(
+            o.status.signal(),
+            Some(libc::SIGKILL),
+            "crash point {n}: {}",
+            o.describe()
+        );
         ok(&prog, &["check", &name.0]);
     }
     let h = memkit_shm::Heap::open(name.0.as_bytes(), true).expect("open");
     h.check().expect("consistent");
-    assert!(h.repairs() >= 20, "only {} of 40 deaths were under the lock", h.repairs());
+    assert!(
+        h.repairs() >= 20,
+        "only {} of 40 deaths were under the lock",
+        h.repairs()
+    );
     drop(h);
     ok(&prog, &["churn", &name.0, "77", "100000"]);
 }
@@ -231,8 +250,15 @@ fn another_user_is_denied() {
     ok(&prog, &["denied", &name.0]);
     let shared = Name::new("mode");
     ok(&prog, &["create", &shared.0, "1048576", "0644"]);
-    let mode = std::fs::metadata(shared.path()).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o644, "the mode asked for, whatever the umask");
+    let mode = std::fs::metadata(shared.path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o644,
+        "the mode asked for, whatever the umask"
+    );
 }
 
 /// A heap larger than /dev/shm is refused at creation (not a SIGBUS

@@ -130,7 +130,13 @@ enum Next {
 /// else a return address): its frame word, its step (with where rbp was
 /// read, 0 if not) and what follows. Exactly `unwind::capture`'s loop body.
 #[inline(always)]
-fn full_step(pc: usize, sp: usize, bp: usize, first: bool, stack_end: usize) -> (Frame, Step, Next) {
+fn full_step(
+    pc: usize,
+    sp: usize,
+    bp: usize,
+    first: bool,
+    stack_end: usize,
+) -> (Frame, Step, Next) {
     let lookup = if first { pc } else { pc.wrapping_sub(1) };
     let r = unwind::rule_for(lookup as u64);
     let module = r.module();
@@ -510,7 +516,11 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let n = (x % 12) as u32;
-            let depth = if round % 5 == 0 { 1 + (x >> 20) as usize % 8 } else { 64 };
+            let depth = if round % 5 == 0 {
+                1 + (x >> 20) as usize % 8
+            } else {
+                64
+            };
             a(&mut memo, end, n, x >> 8, depth, &mut checked);
             if round % 50 == 0 {
                 invalidate();

@@ -237,7 +237,7 @@ fn walk(
     let (mut pc, mut sp, mut bp) = (regs.pc, regs.sp, regs.bp);
     let mut j = 0usize; // raw frames of the new walk, in `buf`
     let mut k = 0usize; // cursor into the old walk (its first frame with sp >= ours)
-    // The walk ends on the old record's frames [k, k + m), left in place.
+                        // The walk ends on the old record's frames [k, k + m), left in place.
     let mut tail = None;
     let end_at;
     'frames: loop {
@@ -283,7 +283,11 @@ fn walk(
                 // stack (same stack end), from the same registers where
                 // they matter.
                 let (ra, nbp) = unsafe {
-                    let nbp = if f.bp_at != 0 { *(f.bp_at as *const usize) } else { bp };
+                    let nbp = if f.bp_at != 0 {
+                        *(f.bp_at as *const usize)
+                    } else {
+                        bp
+                    };
                     (*((next.sp - 8) as *const usize), nbp)
                 };
                 if ra == next.pc && (next.flags & BP_MATTERS == 0 || nbp == next.bp) {
@@ -329,7 +333,11 @@ fn walk(
                 // stack (same stack end), from the same registers where
                 // they matter.
                 let (ra, nbp) = unsafe {
-                    let nbp = if f.bp_at != 0 { *(f.bp_at as *const usize) } else { bp };
+                    let nbp = if f.bp_at != 0 {
+                        *(f.bp_at as *const usize)
+                    } else {
+                        bp
+                    };
                     (*((next.sp - 8) as *const usize), nbp)
                 };
                 if ra != next.pc || (next.flags & BP_MATTERS != 0 && nbp != next.bp) {
@@ -452,7 +460,11 @@ fn walk(
         // SAFETY: the first j were written.
         let mut f = unsafe { buf[i].assume_init() };
         matters = f.flags & USES_BP != 0 || (f.bp_at == 0 && matters);
-        f.flags = if matters { f.flags | BP_MATTERS } else { f.flags & !BP_MATTERS };
+        f.flags = if matters {
+            f.flags | BP_MATTERS
+        } else {
+            f.flags & !BP_MATTERS
+        };
         rec.frames[i].set(f);
     }
     rec.raw.set(raw as u32);
@@ -473,7 +485,13 @@ mod tests {
 
     /// Captures at the bottom of a recursion of `n` frames, both ways.
     #[inline(never)]
-    fn down(n: usize, rec: &RecentStack, skip: u16, depth: usize, out: &mut Vec<(StackId, StackId)>) {
+    fn down(
+        n: usize,
+        rec: &RecentStack,
+        skip: u16,
+        depth: usize,
+        out: &mut Vec<(StackId, StackId)>,
+    ) {
         if n > 0 {
             // Two call sites, so that frames differ in their return addresses.
             if n % 3 == 0 {
@@ -495,7 +513,11 @@ mod tests {
     fn same_frames_as_a_full_walk() {
         let rec = RecentStack::new();
         let mut out = Vec::new();
-        for &(depth, skip) in &[(30usize, 0u16), (8, 0), (30, crate::modules::module_of(down as usize))] {
+        for &(depth, skip) in &[
+            (30usize, 0u16),
+            (8, 0),
+            (30, crate::modules::module_of(down as usize)),
+        ] {
             for n in [0usize, 1, 2, 5, 5, 9, 3, 3, 12, 40, 7, 7, 0, 25, 24, 26] {
                 down(n, &rec, skip, depth, &mut out);
                 down(n, &rec, skip, depth, &mut out);
