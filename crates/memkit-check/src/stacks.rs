@@ -32,22 +32,18 @@ pub fn at(regs: unwind::Regs) -> StackId {
 /// allocation walk where it still holds).
 #[inline(always)]
 pub fn of_alloc(regs: unwind::Regs) -> StackId {
-    let end = tls::stack_end(regs.sp);
-    let walk = &tls::me().alloc_walk;
-    memkit_trace::recent::capture_interned_recent(
-        regs,
-        end,
-        own(),
-        options::get().stack_depth,
-        walk,
-    )
+    with_walk(regs, &tls::me().alloc_walk)
 }
 
 /// A free's stack, from `regs` (reusing the thread's last free walk).
 #[inline(always)]
 pub fn of_free(regs: unwind::Regs) -> StackId {
+    with_walk(regs, &tls::me().free_walk)
+}
+
+#[inline(always)]
+fn with_walk(regs: unwind::Regs, walk: &memkit_trace::recent::RecentStack) -> StackId {
     let end = tls::stack_end(regs.sp);
-    let walk = &tls::me().free_walk;
     memkit_trace::recent::capture_interned_recent(
         regs,
         end,
