@@ -569,10 +569,17 @@ impl Heap {
         // SAFETY: our slot, under our slot lock.
         let s = unsafe { &mut *self.v.slot(slot) };
         let e = (off / 16) as u32;
+        let mut n = s.count[c] as usize;
+        // A block freed twice while it sits in this cache (its bit stays
+        // set there) would be handed out twice: ignored, like a second
+        // free of a block whose bit is clear.
+        if s.entries[c][..n.min(CACHE_N)].contains(&e) {
+            self.unlock_slot();
+            return;
+        }
         // Recorded first: if we die before it is counted, the reclaimer
         // frees it.
         s.pending = e;
-        let mut n = s.count[c] as usize;
         if n == CACHE_N {
             self.flush(s, c);
             n = s.count[c] as usize;

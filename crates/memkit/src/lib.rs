@@ -17,7 +17,7 @@
 //! Further capabilities are modules of this crate: [`layout`] (a process's
 //! memory layout), [`secure`] (secrets), [`lock`] (memory locking),
 //! [`stack`] (stack buffers with a heap fallback), [`map`] (file views that
-//! survive truncation).
+//! survive truncation), [`shm`] (heaps shared between processes).
 
 #![warn(missing_docs)]
 
@@ -26,6 +26,7 @@ pub mod layout;
 pub mod lock;
 pub mod map;
 pub mod secure;
+pub mod shm;
 pub mod stack;
 
 pub use global::MemKit;
