@@ -90,7 +90,8 @@ void *memkit_shm_named_next(memkit_shm *h, unsigned *cursor, const char **key, s
 int   memkit_shm_named_remove(memkit_shm *h, const char *key);
 
 /* The heap-wide robust lock for the user's data: 0, MEMKIT_SHM_OWNER_DIED
- * (see above), or -1 + errno (EROFS read-only). Not recursive. */
+ * (see above), or -1 + errno (EROFS read-only; EDEADLK when the calling
+ * thread holds it already: not recursive). */
 int   memkit_shm_lock(memkit_shm *h);
 /* -1 + EPERM when the calling thread does not hold it. */
 int   memkit_shm_unlock(memkit_shm *h);

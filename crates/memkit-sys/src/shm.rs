@@ -286,6 +286,7 @@ unsafe extern "C" {
     fn pthread_mutexattr_init(a: *mut PthreadMutexattr) -> i32;
     fn pthread_mutexattr_setpshared(a: *mut PthreadMutexattr, pshared: i32) -> i32;
     fn pthread_mutexattr_setrobust(a: *mut PthreadMutexattr, robust: i32) -> i32;
+    fn pthread_mutexattr_settype(a: *mut PthreadMutexattr, kind: i32) -> i32;
     fn pthread_mutexattr_destroy(a: *mut PthreadMutexattr) -> i32;
     fn pthread_mutex_init(m: *mut PthreadMutex, a: *const PthreadMutexattr) -> i32;
     fn pthread_mutex_lock(m: *mut PthreadMutex) -> i32;
@@ -312,6 +313,9 @@ pub unsafe fn robust_init(m: *mut PthreadMutex) -> Result<(), Errno> {
         pthread_mutexattr_init(&mut a);
         pthread_mutexattr_setpshared(&mut a, 1);
         pthread_mutexattr_setrobust(&mut a, 1);
+        // PTHREAD_MUTEX_ERRORCHECK: a thread locking it twice gets EDEADLK
+        // instead of hanging, and only the holder can unlock it.
+        pthread_mutexattr_settype(&mut a, 2);
         let r = pthread_mutex_init(m, &a);
         pthread_mutexattr_destroy(&mut a);
         if r != 0 {

@@ -405,3 +405,19 @@ fn a_block_freed_twice_is_handed_out_once() {
     }
     heap.check().unwrap();
 }
+
+#[test]
+fn locking_twice_in_one_thread_is_an_error_not_a_hang() {
+    let name = Name::new("relock");
+    let heap = SharedHeap::create(&name.0, 1 << 20).unwrap();
+    let g = heap.lock().unwrap();
+    match heap.lock() {
+        Err(LockError::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::EDEADLK)),
+        other => panic!("a second lock in the same thread: {other:?}"),
+    }
+    drop(g);
+    // Another thread takes it once this one let go.
+    std::thread::scope(|s| {
+        s.spawn(|| drop(heap.lock().unwrap()));
+    });
+}
