@@ -666,6 +666,9 @@ pub fn trim() -> u64 {
 
 /// A snapshot of the allocator's statistics, summed over every heap.
 pub fn stats() -> Stats {
+    // The caller's own heapless frees are seen at once (other threads' at
+    // most ORPHAN_BATCH - 1 late each, until they exit).
+    heap::flush_orphan_frees();
     let mut s = Stats::default();
     let mut in_use: i64 = 0;
     let mut heap_huge_allocs = 0;

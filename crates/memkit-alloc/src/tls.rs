@@ -1,4 +1,6 @@
-//! The one thread-local word of the allocator: the calling thread's heap.
+//! The thread-local words of the allocator: the calling thread's heap, and
+//! the frees a thread without a heap has not yet added to the global
+//! counters.
 //!
 //! An initial-exec TLS word ([`memkit_sys::tls_word!`]: glibc requires that
 //! model of a replacement malloc; the word is a plain `%fs:` access).
@@ -25,3 +27,17 @@ pub fn heap() -> *mut Heap {
 pub fn set_heap(h: *mut Heap) {
     heap_offset::set((h as usize).wrapping_sub(empty_heap() as usize));
 }
+
+memkit_sys::tls_word!(
+    /// Frees by this thread while it has no heap, not yet added to
+    /// `GLOBAL`: [`ORPHAN_REGISTERED`], the count from bit
+    /// [`ORPHAN_COUNT_SHIFT`], their bytes below it.
+    pub mod orphans = "memkit_tls_orphans";
+);
+
+/// Set once the thread's exit will flush the counts.
+pub const ORPHAN_REGISTERED: usize = 1 << 63;
+/// The count's lowest bit (bytes below: up to 256 TiB).
+pub const ORPHAN_COUNT_SHIFT: u32 = 48;
+/// The bytes' mask.
+pub const ORPHAN_BYTES: usize = (1 << ORPHAN_COUNT_SHIFT) - 1;

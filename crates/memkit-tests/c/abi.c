@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -426,6 +427,41 @@ static void test_mallinfo2(void) {
           "mallinfo2().uordblks went from %zu to only %zu after freeing 1 MiB", during.uordblks, after.uordblks);
 }
 
+/* Frees by threads that never allocate (consumers) are counted once the
+ * threads are gone: 20 threads free 63 blocks of 64 B each (80 KiB), and
+ * mallinfo2 must see nearly all of it back. (glibc keeps a few in each
+ * thread's tcache: about 1 KiB a thread.) */
+enum { ORPHAN_THREADS = 20, ORPHAN_EACH = 63 };
+static void *orphan_blocks[ORPHAN_THREADS][ORPHAN_EACH];
+
+static void *orphan_free(void *arg) {
+    void **v = arg;
+    for (int i = 0; i < ORPHAN_EACH; i++) free(v[i]);
+    return NULL;
+}
+
+static void test_frees_by_threads_without_a_heap(void) {
+    struct mallinfo2 before = mallinfo2();
+    for (int t = 0; t < ORPHAN_THREADS; t++)
+        for (int i = 0; i < ORPHAN_EACH; i++) {
+            orphan_blocks[t][i] = malloc(64);
+            memset(orphan_blocks[t][i], 5, 64);
+        }
+    struct mallinfo2 during = mallinfo2();
+    pthread_t th[ORPHAN_THREADS];
+    for (int t = 0; t < ORPHAN_THREADS; t++)
+        CHECK(pthread_create(&th[t], NULL, orphan_free, orphan_blocks[t]) == 0, "pthread_create");
+    for (int t = 0; t < ORPHAN_THREADS; t++) pthread_join(th[t], NULL);
+    struct mallinfo2 after = mallinfo2();
+    size_t total = (size_t)ORPHAN_THREADS * ORPHAN_EACH * 64;
+    CHECK(during.uordblks >= before.uordblks + total,
+          "mallinfo2().uordblks rose from %zu to only %zu after allocating %zu B", before.uordblks,
+          during.uordblks, total);
+    CHECK(after.uordblks <= before.uordblks + total / 2,
+          "mallinfo2().uordblks still %zu (was %zu, %zu with the blocks) after other threads freed them",
+          after.uordblks, before.uordblks, during.uordblks);
+}
+
 static void test_trim(void) {
     enum { N = 65536 };
     void **v = malloc(N * sizeof *v);
@@ -495,6 +531,7 @@ int main(void) {
     test_realloc_aligned_and_huge();
     test_new_entry_points();
     test_mallinfo2();
+    test_frees_by_threads_without_a_heap();
     test_trim();
     test_mallopt_stats_info();
     if (failures) {

@@ -78,16 +78,52 @@ pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
         let me = tls::heap();
         let bs = (*p).block_size;
         if me == empty_heap() {
-            GLOBAL.orphan_frees.fetch_add(1, Relaxed);
-            GLOBAL.orphan_freed_bytes.fetch_add(bs as u64, Relaxed);
-            // No heap to flush it later: count it in the global figure now,
-            // or the sampled peak would drift upwards.
-            GLOBAL.in_use_flushed.fetch_sub(bs as i64, Relaxed);
+            count_orphan_free(bs as usize);
             return_remote(seg, p, b);
             return;
         }
         free_remote_of(me, seg, p, b);
     }
+}
+
+/// Frees a thread without a heap counts in its TLS words before they go to
+/// the global counters at once: three shared atomics per free were most of
+/// a consumer thread's cost (xmalloc).
+const ORPHAN_BATCH: usize = 64;
+
+/// Counts a free by a thread without a heap: in its TLS words, added to
+/// `GLOBAL` every [`ORPHAN_BATCH`] frees, at thread exit (the first such
+/// free registers the thread for it), and by `stats()` in the thread that
+/// asks.
+#[inline(always)]
+fn count_orphan_free(bytes: usize) {
+    let mut w = tls::orphans::get();
+    if w == 0 {
+        register_orphan_exit();
+        w = tls::orphans::get();
+    }
+    w += (1 << tls::ORPHAN_COUNT_SHIFT) + bytes;
+    tls::orphans::set(w);
+    // Unregistered (no key): nothing would flush it later.
+    if (w >> tls::ORPHAN_COUNT_SHIFT) & 0x7fff >= ORPHAN_BATCH || w & tls::ORPHAN_REGISTERED == 0 {
+        flush_orphan_frees();
+    }
+}
+
+/// Adds the calling thread's pending heapless frees to `GLOBAL`.
+pub fn flush_orphan_frees() {
+    let w = tls::orphans::get();
+    let n = (w >> tls::ORPHAN_COUNT_SHIFT) & 0x7fff;
+    if n == 0 {
+        return;
+    }
+    let bytes = (w & tls::ORPHAN_BYTES) as u64;
+    tls::orphans::set(w & tls::ORPHAN_REGISTERED);
+    GLOBAL.orphan_frees.fetch_add(n as u64, Relaxed);
+    GLOBAL.orphan_freed_bytes.fetch_add(bytes, Relaxed);
+    // No heap flushes it later: counted in the global figure now, or the
+    // sampled peak would drift upwards.
+    GLOBAL.in_use_flushed.fetch_sub(bytes as i64, Relaxed);
 }
 
 /// [`free_remote`] by a thread with a heap: the block goes to the heap's

@@ -49,13 +49,14 @@ mod thread;
 use self::alloc::*;
 pub use self::alloc::{alloc_bin_slow, take};
 use self::free::*;
-pub use self::free::{free_local_slow, free_remote, free_remote_of, retire};
+pub use self::free::{flush_orphan_frees, free_local_slow, free_remote, free_remote_of, retire};
 use self::maintenance::*;
 pub use self::maintenance::{
     alloc_huge, check, check_invariants, for_each_heap, for_each_own_page, heap_counts,
     relieve_pressure, trim,
 };
 use self::queue::*;
+use self::thread::register_orphan_exit;
 pub use self::thread::thread_init;
 
 const STATE_EMPTY: u32 = 0;

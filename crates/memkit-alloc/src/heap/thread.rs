@@ -78,10 +78,41 @@ pub(super) fn process_init_once() {
     PROCESS_INIT.store(2, Ordering::Release);
 }
 
+/// The key's value for a thread that has freed blocks but has no heap:
+/// its exit only flushes its pending counts.
+const ORPHAN_MARK: *mut c_void = 1 as *mut c_void;
+
+/// Makes the calling thread's exit flush its heapless frees (the key's value
+/// is [`ORPHAN_MARK`] until the thread gets a heap). Without the key, every
+/// free is flushed at once.
+#[cold]
+#[inline(never)]
+pub(super) fn register_orphan_exit() {
+    let key = KEY.load(Ordering::Acquire);
+    if key == NO_KEY {
+        return;
+    }
+    tls::orphans::set(tls::orphans::get() | tls::ORPHAN_REGISTERED);
+    // SAFETY: a valid key. (glibc allocates for keys past the first 32 only;
+    // if it did, that allocation gave this thread a heap and set the key to
+    // it: restored below.)
+    unsafe {
+        pthread_setspecific(key, ORPHAN_MARK);
+        let h = tls::heap();
+        if h != empty_heap() {
+            pthread_setspecific(key, h as *const c_void);
+        }
+    }
+}
+
 /// pthread key destructor: the thread is exiting.
 pub(super) unsafe extern "C" fn thread_done(arg: *mut c_void) {
+    // Also when it has a heap: it may have freed before it had one. A later
+    // heapless free (another key's destructor) registers again.
+    flush_orphan_frees();
+    tls::orphans::set(0);
     let h = arg as *mut Heap;
-    if h.is_null() {
+    if h.is_null() || arg == ORPHAN_MARK {
         return;
     }
     if tls::heap() == h {
