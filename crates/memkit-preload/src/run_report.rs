@@ -112,11 +112,6 @@ static SCRATCH: Global<Scratch> = Global(UnsafeCell::new(Scratch {
 
 unsafe extern "C" {
     fn on_exit(function: extern "C" fn(i32, *mut c_void), arg: *mut c_void) -> i32;
-    fn pthread_atfork(
-        prepare: Option<unsafe extern "C" fn()>,
-        parent: Option<unsafe extern "C" fn()>,
-        child: Option<unsafe extern "C" fn()>,
-    ) -> i32;
 }
 
 const ENOENT: i32 = 2;
@@ -154,7 +149,7 @@ pub fn start() {
     // program's own handlers, ours runs after them.
     unsafe {
         on_exit(exit_handler, null_mut());
-        pthread_atfork(None, None, Some(fork_child));
+        memkit_sys::atfork(None, None, Some(fork_child));
     }
 }
 
