@@ -168,7 +168,9 @@ const DEAD_COLLECT_BATCH: u64 = 16;
 /// freeing its workers' results) collects dead heaps itself, every
 /// [`DEAD_RETURNS_COLLECT`] such blocks, so that their emptied pages return
 /// to the OS without a `malloc_trim` and without a slow path of its own
-/// (a thread that only frees has none).
+/// (a thread that only frees has none). Only slices past their purge delay
+/// are purged: the next threads adopt these heaps, and purging the rest
+/// made them fault every page in again (mstress: 4x the page faults).
 #[cold]
 #[inline(never)]
 unsafe fn freed_into_dead_heap(me: *mut Heap) {
@@ -180,7 +182,7 @@ unsafe fn freed_into_dead_heap(me: *mut Heap) {
         }
         (*me).dead_returns = 0;
     }
-    reclaim_dead(memkit_sys::now_ns(), DEAD_COLLECT_BATCH, true);
+    reclaim_dead(memkit_sys::now_ns(), DEAD_COLLECT_BATCH, false);
 }
 
 /// Gives a block back to its page's owner: pushed on the page's atomic
