@@ -42,6 +42,9 @@ pub struct Huge {
     /// `MADV_HUGEPAGE` has been applied to the mapping (it stays with the
     /// mapping through `mremap`).
     pub thp: bool,
+    /// Its last use touched most of its pages (sampled at `free`): taken
+    /// from the cache again, it gets the huge-page advice.
+    pub dense: bool,
     pub next: *mut Huge,
     pub expire: u64,
 }
@@ -152,7 +155,9 @@ fn cache_take(need: usize) -> *mut Huge {
             .dirty_bytes
             .fetch_sub((*best).map_size as u64, Relaxed);
         drop(c);
-        advise_reused(best, need);
+        if (*best).dense {
+            advise_reused(best, need);
+        }
         fit(best, thp_round(best, need))
     }
 }
@@ -225,6 +230,42 @@ fn apply_thp(p: *mut u8, len: usize) {
 /// most one huge page to gain.
 const THP_MIN: usize = 3 * HUGE_PAGE;
 const HUGE_PAGE: usize = 2 << 20;
+
+/// Whether the last use of the mapping `h` touched most of it: two windows
+/// of 128 pages, at an eighth and three eighths of its data, at least half
+/// resident (two `mincore` calls). Both lie in the first half, which the
+/// last request covered (`fit` keeps at most the request's size again as
+/// slack). Only asked of mappings that could get the
+/// advice. A program that writes a big block sparsely (a word every 256 KiB,
+/// say) would otherwise get a zeroed 2 MiB page for each word on every reuse
+/// (classic malloc-large model: 9x slower, 20x the RSS).
+///
+/// # Safety
+/// `h` is a huge mapping of ours, not live, that nobody else touches.
+unsafe fn was_dense(h: *mut Huge) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        let m = (*h).map_size;
+        if m < THP_MIN || OPTIONS.thp.load(Relaxed) != THP_DEFAULT {
+            return false;
+        }
+        let data = (h as *mut u8).add((*h).data_off);
+        let len = m - (*h).data_off;
+        let window = 128usize;
+        if len < 8 * window * OS_PAGE {
+            return false;
+        }
+        let mut resident = 0;
+        for eighth in [1usize, 3] {
+            let at = (len / 8 * eighth) & !(OS_PAGE - 1);
+            match memkit_sys::resident_pages(data.add(at), window) {
+                Some(n) => resident += n,
+                None => return false,
+            }
+        }
+        resident >= window
+    }
+}
 
 /// Advises `MADV_HUGEPAGE` for a huge mapping that is being used again
 /// (taken from the cache, or grown by `realloc`) for `need` bytes, under the
@@ -311,6 +352,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
             (*h).map_size = need;
             (*h).zeroed = true;
             (*h).thp = false;
+            (*h).dense = false;
             (*h).data_off = 0;
         }
         segment::set_owned(h as usize, true);
@@ -380,6 +422,7 @@ pub unsafe fn free(h: *mut Huge) {
     unsafe {
         (*h).live = 0;
         (*h).zeroed = false;
+        (*h).dense = !(*h).thp && was_dense(h);
         GLOBAL.huge_live.fetch_sub(1, Relaxed);
         GLOBAL.huge_live_bytes.fetch_sub(usable(h) as u64, Relaxed);
         let limit = OPTIONS.huge_cache_bytes.load(Relaxed);

@@ -151,6 +151,27 @@ pub unsafe fn purge(p: *mut u8, size: usize) -> bool {
     unsafe { mm::madvise(p.cast::<c_void>(), size, Advice::LinuxDontNeed) }.is_ok()
 }
 
+unsafe extern "C" {
+    fn mincore(addr: *mut core::ffi::c_void, len: usize, vec: *mut u8) -> i32;
+}
+
+/// How many of the `pages` 4 KiB pages from `p` are resident (`mincore`;
+/// rustix has no wrapper, glibc's is the bare system call). At most 256
+/// pages; None if the call fails.
+///
+/// # Safety
+/// `p` is page-aligned and `p..p + pages * 4096` lies in the caller's
+/// mappings.
+pub unsafe fn resident_pages(p: *mut u8, pages: usize) -> Option<usize> {
+    let mut vec = [0u8; 256];
+    let n = pages.min(vec.len());
+    // SAFETY: per the contract; `vec` holds one byte per page asked for.
+    if unsafe { mincore(p.cast(), n * OS_PAGE, vec.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    Some(vec[..n].iter().filter(|&&b| b & 1 != 0).count())
+}
+
 /// `madvise(p, size, MADV_HUGEPAGE or MADV_NOHUGEPAGE)`; best effort.
 ///
 /// # Safety
