@@ -42,7 +42,11 @@ static void use_sized_delete(void)
         fail("operator new / sized operator delete not found");
     alloc_fn = (void *(*)(size_t))nw;
     sized_free_fn = (void (*)(void *, size_t))del;
+    /* Which objects they came from goes into the output: an allocator
+     * that exports only some of the C++ forms is visible here. */
     Dl_info info;
+    if (dladdr(nw, &info) != 0 && info.dli_fname != NULL)
+        printf("operator-new %s\n", info.dli_fname);
     if (dladdr(del, &info) != 0 && info.dli_fname != NULL)
         printf("sized-delete %s\n", info.dli_fname);
 }

@@ -5,13 +5,18 @@
  * the batch `count / 2` times, and finally hands half of the batch (every
  * other block) to the next thread and frees the rest itself in reverse
  * order. So about half of all blocks die on a thread that did not make
- * them, in bulk, while their owner is busy allocating.
+ * them, in bulk, while their owner is busy allocating. At most AHEAD
+ * batches wait in a thread's inbox: a thread that is further ahead frees
+ * its own inbox and waits, and a thread whose receiver has finished frees
+ * its batch itself, so that how much memory is live does not depend on how
+ * the two threads happen to be scheduled.
  * Usage: rptest [threads] [loops] [count]
  * Metric: ns_per_block (wall time / blocks allocated). */
 #include "common.h"
 #include <stdatomic.h>
 
 #define MAX_SIZE 16000
+#define AHEAD 4
 
 struct hand {
     struct hand *next;
@@ -23,7 +28,10 @@ struct thread {
     pthread_t tid;
     long id, loops, count;
     pthread_mutex_t lock;
+    pthread_cond_t drained;
     struct hand *inbox; /* batches handed to this thread */
+    int pending;        /* batches in the inbox */
+    int done;           /* the thread has finished its loops */
     uint64_t made, freed;
 };
 
@@ -66,6 +74,8 @@ static long drain(struct thread *t)
     pthread_mutex_lock(&t->lock);
     struct hand *h = t->inbox;
     t->inbox = NULL;
+    t->pending = 0;
+    pthread_cond_broadcast(&t->drained);
     pthread_mutex_unlock(&t->lock);
     long n = 0;
     while (h != NULL) {
@@ -103,15 +113,38 @@ static void *run(void *arg)
         h->n = 0;
         for (long i = 0; i < t->count; i += 2)
             h->p[h->n++] = batch[i];
+        /* Wait while the receiver is AHEAD batches behind (freeing our own
+         * inbox first, so that two waiting threads release each other). */
         pthread_mutex_lock(&to->lock);
-        h->next = to->inbox;
-        to->inbox = h;
-        pthread_mutex_unlock(&to->lock);
+        while (to->pending >= AHEAD && !to->done && to != t) {
+            pthread_mutex_unlock(&to->lock);
+            t->freed += (uint64_t)drain(t);
+            pthread_mutex_lock(&to->lock);
+            if (to->pending >= AHEAD && !to->done)
+                pthread_cond_wait(&to->drained, &to->lock);
+        }
+        if (to->done) {
+            /* Nobody will take it: free it here rather than let it pile up. */
+            pthread_mutex_unlock(&to->lock);
+            for (long i = 0; i < h->n; i++)
+                check_free(h->p[i]);
+            t->freed += (uint64_t)h->n;
+            free(h);
+        } else {
+            h->next = to->inbox;
+            to->inbox = h;
+            to->pending++;
+            pthread_mutex_unlock(&to->lock);
+        }
         for (long i = t->count - 1; i >= 0; i--)
             if (i % 2 == 1)
                 check_free(batch[i]), t->freed++;
     }
     free(batch);
+    pthread_mutex_lock(&t->lock);
+    t->done = 1;
+    pthread_cond_broadcast(&t->drained);
+    pthread_mutex_unlock(&t->lock);
     return NULL;
 }
 
@@ -127,6 +160,7 @@ int main(int argc, char **argv)
     for (long i = 0; i < nthreads; i++) {
         ts[i] = (struct thread){.id = i, .loops = loops, .count = count};
         pthread_mutex_init(&ts[i].lock, NULL);
+        pthread_cond_init(&ts[i].drained, NULL);
     }
     double t0 = now_s();
     for (long i = 0; i < nthreads; i++)
