@@ -50,7 +50,6 @@ pub struct Workload {
     pub kind: Kind,
 }
 
-
 /// Names of all workloads.
 pub fn names() -> Vec<&'static str> {
     all().iter().map(|w| w.name).collect()
