@@ -4,6 +4,7 @@
 //! markdown (stdout and results.md), JSON (results.json) and SVG charts.
 //! See `--help` and docs/BENCHMARKS.md.
 
+mod catalog;
 mod cli;
 mod env;
 mod exec;

@@ -49,6 +49,16 @@ fn quick_run_passes_under_glibc_and_memkit() {
         "xmalloc",
         "thread-churn",
         "fragmentation",
+        "larson-sized",
+        "mstress",
+        "mstress-x10",
+        "rptest",
+        "alloc-test",
+        "malloc-large",
+        "glibc-simple",
+        "glibc-thread",
+        "cfrac",
+        "espresso",
     ] {
         let row = rows
             .iter()

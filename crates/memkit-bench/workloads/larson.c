@@ -4,10 +4,52 @@
  * free the block they displaced, which was usually allocated by another
  * thread (or by a thread that has since exited). Workers run in
  * generations: each generation's threads exit and new ones take over.
- * Usage: larson [threads] [generations] [ops_per_thread]
+ * Usage: larson [threads] [generations] [ops_per_thread] [sized]
+ * With `sized` (the larson-sized row) blocks come from C++ `operator
+ * new(size_t)` and go back through the sized `operator delete(void*,
+ * size_t)`, as a C++ server built with -fsized-deallocation does: glibc 2.36
+ * has no C23 free_sized, and the sized delete is the size-passing free that
+ * every allocator here implements (libstdc++'s forwards to free).
  * Metric: ops_per_sec (replacements per second over all threads). */
 #include "common.h"
 #include <stdatomic.h>
+
+/* The allocation pair in use: malloc/free, or operator new / sized delete. */
+static void *(*alloc_fn)(size_t);
+static void (*sized_free_fn)(void *, size_t);
+
+static void *plain_alloc(size_t n)
+{
+    return malloc(n);
+}
+
+static void plain_free(void *p, size_t n)
+{
+    (void)n;
+    free(p);
+}
+
+/* Resolves operator new and sized delete the way the dynamic linker would
+ * for a C++ program: libstdc++ joins the global scope, so a preloaded
+ * allocator's definitions come first and libstdc++'s are the fallback. */
+static void use_sized_delete(void)
+{
+    if (dlopen("libstdc++.so.6", RTLD_NOW | RTLD_GLOBAL) == NULL)
+        fail("dlopen(libstdc++.so.6): %s", dlerror());
+    void *nw = dlsym(RTLD_DEFAULT, "_Znwm");
+    void *del = dlsym(RTLD_DEFAULT, "_ZdlPvm");
+    if (nw == NULL || del == NULL)
+        fail("operator new / sized operator delete not found");
+    alloc_fn = (void *(*)(size_t))nw;
+    sized_free_fn = (void (*)(void *, size_t))del;
+    /* Which objects they came from goes into the output: an allocator
+     * that exports only some of the C++ forms is visible here. */
+    Dl_info info;
+    if (dladdr(nw, &info) != 0 && info.dli_fname != NULL)
+        printf("operator-new %s\n", info.dli_fname);
+    if (dladdr(del, &info) != 0 && info.dli_fname != NULL)
+        printf("sized-delete %s\n", info.dli_fname);
+}
 
 #define SLOTS 20000
 #define MIN_SIZE 16
@@ -24,7 +66,9 @@ static _Atomic(unsigned char *) slots[SLOTS];
 static unsigned char *make_block(uint64_t *rng, uint64_t key, uint32_t thread)
 {
     uint32_t n = (uint32_t)rng_range(rng, MIN_SIZE + 8, MAX_SIZE);
-    unsigned char *p = xmalloc(n);
+    unsigned char *p = alloc_fn(n);
+    if (p == NULL)
+        fail("allocation of %u bytes returned NULL", n);
     struct hdr h = {n, thread, key};
     memcpy(p, &h, sizeof h);
     uint64_t t = mix64(key ^ n);
@@ -42,7 +86,7 @@ static void check_and_free(unsigned char *p)
     memcpy(&t, p + h.size - 8, 8);
     if (t != mix64(h.key ^ h.size))
         fail("block %p (%u bytes, thread %u): tail overwritten", (void *)p, h.size, h.thread);
-    free(p);
+    sized_free_fn(p, h.size);
 }
 
 struct worker {
@@ -73,7 +117,14 @@ int main(int argc, char **argv)
     long threads = arg_long(argc, argv, 1, 2);
     long gens = arg_long(argc, argv, 2, 10);
     long ops = arg_long(argc, argv, 3, 300000);
+    alloc_fn = plain_alloc;
+    sized_free_fn = plain_free;
     report_allocator();
+    if (argc > 4) {
+        if (strcmp(argv[4], "sized") != 0)
+            fail("argument 4: expected 'sized', got '%s'", argv[4]);
+        use_sized_delete();
+    }
     uint64_t rng = 1;
     for (unsigned s = 0; s < SLOTS; s++)
         atomic_store(&slots[s], make_block(&rng, s, 0));
