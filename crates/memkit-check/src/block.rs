@@ -10,9 +10,10 @@
 //!
 //! The header names the user pointer (for interior pointers: memcpy
 //! ranges, invalid frees, the leak scan); the zones hold canary bytes,
-//! checked byte by byte at free, at realloc, on a periodic walk and at exit.
-//! The right zone is at least 16 bytes and runs to the core block's end
-//! (at most 4 KiB of it is written and checked).
+//! checked (a word at a time) at free, at realloc, when the block leaves
+//! quarantine, on a periodic walk and at exit. The right zone is at least
+//! 16 bytes and runs to the core block's end (its first 64 bytes are
+//! written and checked).
 
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::*};
@@ -30,8 +31,11 @@ const HEADER: usize = 16;
 /// The smallest distance from a core block's start to the user pointer.
 pub const LEFT: usize = 32;
 const RIGHT_MIN: usize = 16;
-/// Right-zone bytes written and checked past the end, at most.
-const RIGHT_CAP: usize = 4096;
+/// Right-zone bytes written and checked past the end, at most: an
+/// overflow runs on from the block's last byte, so its first bytes are
+/// what a contiguous overflow always hits (the rest of the zone is neither
+/// written nor read: one cache line per block, not a page's worth).
+const RIGHT_CAP: usize = 64;
 const MAGIC: u64 = 0x6d65_6d6b_6974_6368;
 /// Canary byte of the left zone.
 pub const LEFT_CANARY: u8 = 0xfb;
@@ -64,6 +68,8 @@ static QUARANTINE: [SpinLock<Quarantine>; QSHARDS] = [const {
         q: VecDeque::new(),
         bytes: 0,
         head: 0,
+        unpublished_bytes: 0,
+        unpublished_blocks: 0,
     })
 }; QSHARDS];
 /// Independent quarantines (a thread frees into `tid % QSHARDS`), each
@@ -71,15 +77,27 @@ static QUARANTINE: [SpinLock<Quarantine>; QSHARDS] = [const {
 /// (`QBYTES`): a thread evicts from its own shard while the total is over
 /// it, so a single-threaded program keeps the whole quarantine.
 const QSHARDS: usize = 16;
+/// The shards' bytes as last published: each shard adds its change to it
+/// (and to `QUARANTINED`) once that change exceeds [`PUBLISH_BYTES`] or
+/// [`PUBLISH_BLOCKS`], not on every free (two shared atomic updates per
+/// free and two per eviction were a tenth of a malloc/free pair). A shard
+/// judges the bound by this plus its own unpublished change: exact for a
+/// single thread, within 16 x 256 KiB with all shards busy.
 static QBYTES: AtomicUsize = AtomicUsize::new(0);
+const PUBLISH_BYTES: usize = 256 << 10;
+const PUBLISH_BLOCKS: usize = 1024;
 const SEQ_BITS: u32 = 28;
 
 struct Quarantine {
-    /// Records and what each holds back (bytes).
-    q: VecDeque<(Meta, usize)>,
+    /// Records, oldest first (what each holds back is its [`footprint`]).
+    q: VecDeque<Meta>,
     bytes: usize,
     /// Sequence number of `q[0]`.
     head: u64,
+    /// Changes of `bytes` and of `q.len()` not yet in `QBYTES` and
+    /// `QUARANTINED`.
+    unpublished_bytes: isize,
+    unpublished_blocks: isize,
 }
 
 /// Header word 1: the user pointer's offset (bits 33-63), "in quarantine"
@@ -119,34 +137,47 @@ fn fill(p: usize, byte: u8, n: usize) {
     }
 }
 
-/// The first byte of `[p, p + n)` that is not `byte` (eight at a time).
-fn first_not(p: usize, byte: u8, n: usize) -> Option<usize> {
+/// Whether every byte of `[p, p + n)` is `byte`: unaligned word loads
+/// OR-ed together, the last one overlapping its neighbour, one branch at
+/// the end (a 16-byte red zone costs two loads). [`first_not`] finds the
+/// byte once this says something differs.
+#[inline(always)]
+fn all_eq(p: usize, byte: u8, n: usize) -> bool {
     let word = u64::from_ne_bytes([byte; 8]);
-    let mut i = 0;
-    while i < n && !(p + i).is_multiple_of(8) {
-        // SAFETY: callers pass ranges inside blocks they own.
-        if unsafe { *((p + i) as *const u8) } != byte {
-            return Some(i);
+    if n < 8 {
+        let mut diff = 0u8;
+        for i in 0..n {
+            // SAFETY: callers pass ranges inside blocks they own.
+            diff |= unsafe { *((p + i) as *const u8) } ^ byte;
         }
-        i += 1;
+        return diff == 0;
     }
-    while i + 8 <= n {
-        // SAFETY: as above; aligned.
-        let w = unsafe { *((p + i) as *const u64) };
-        if w != word {
-            let diff = (w ^ word).trailing_zeros() as usize / 8;
-            return Some(i + diff);
-        }
+    let mut diff = 0u64;
+    let mut i = 0;
+    while i + 8 < n {
+        // SAFETY: as above; unaligned loads inside the range.
+        diff |= unsafe { ((p + i) as *const u64).read_unaligned() } ^ word;
         i += 8;
     }
-    while i < n {
-        // SAFETY: as above.
-        if unsafe { *((p + i) as *const u8) } != byte {
-            return Some(i);
-        }
-        i += 1;
+    // SAFETY: as above (n >= 8).
+    diff |= unsafe { ((p + n - 8) as *const u64).read_unaligned() } ^ word;
+    diff == 0
+}
+
+/// The first byte of `[p, p + n)` that is not `byte`.
+#[inline(always)]
+fn first_not(p: usize, byte: u8, n: usize) -> Option<usize> {
+    if all_eq(p, byte, n) {
+        return None;
     }
-    None
+    first_not_slow(p, byte, n)
+}
+
+#[cold]
+#[inline(never)]
+fn first_not_slow(p: usize, byte: u8, n: usize) -> Option<usize> {
+    // SAFETY: callers pass ranges inside blocks they own.
+    (0..n).find(|&i| unsafe { *((p + i) as *const u8) } != byte)
 }
 
 /// The core block's usable bytes.
@@ -311,7 +342,7 @@ pub fn containing(p: usize) -> Option<Meta> {
         let q = QUARANTINE[shard].lock();
         let mask = (1u32 << SEQ_BITS) - 1;
         let i = ((word as u32).wrapping_sub(q.head as u32) & mask) as usize;
-        q.q.get(i).map(|e| e.0)?
+        q.q.get(i).copied()?
     } else {
         tls::inside(|| table::shard(user).get(user).copied())?
     };
@@ -546,36 +577,61 @@ fn retire(m: Meta) {
         if m.guard {
             guard::protect_freed(m.start, m.end);
         }
-        q.q.push_back((m, cost));
+        q.q.push_back(m);
         q.bytes += cost;
-        let mut total = QBYTES.fetch_add(cost, Relaxed) + cost;
-        QUARANTINED.fetch_add(1, Relaxed);
+        q.unpublished_bytes += cost as isize;
+        q.unpublished_blocks += 1;
+        let mut total = QBYTES
+            .load(Relaxed)
+            .saturating_add_signed(q.unpublished_bytes);
         // At most a few per free: the caller releases them after the lock.
         for slot in evicted.iter_mut() {
             if total <= bound {
                 break;
             }
-            let Some((old, s)) = q.q.pop_front() else {
+            let Some(old) = q.q.pop_front() else {
                 break;
             };
+            let s = footprint(&old);
             q.head += 1;
             q.bytes -= s;
-            total = QBYTES.fetch_sub(s, Relaxed) - s;
-            QUARANTINED.fetch_sub(1, Relaxed);
+            q.unpublished_bytes -= s as isize;
+            q.unpublished_blocks -= 1;
+            total = total.saturating_sub(s);
             *slot = Some(old);
+        }
+        if q.unpublished_bytes.unsigned_abs() > PUBLISH_BYTES
+            || q.unpublished_blocks.unsigned_abs() > PUBLISH_BLOCKS
+        {
+            // Wrapping adds of a signed change: each shard's published
+            // part is what it held at its last publication, never negative.
+            QBYTES.fetch_add(q.unpublished_bytes as usize, Relaxed);
+            QUARANTINED.fetch_add(q.unpublished_blocks as usize, Relaxed);
+            q.unpublished_bytes = 0;
+            q.unpublished_blocks = 0;
         }
     });
     for m in evicted.into_iter().flatten() {
-        release(m);
+        release(m, false);
     }
 }
 
 /// A block leaves quarantine: its free pattern must be intact (else a
-/// write after free), then it goes back to the core.
-fn release(m: Meta) {
+/// write after free), then it goes back to the core. `full`: check every
+/// filled byte (at exit); otherwise the first and last `free_check` bytes
+/// (the rest was filled too, so a stale read still sees the pattern, but
+/// reading a cold block back whole is most of the checker's cost).
+fn release(m: Meta, full: bool) {
     let o = options::get();
     let n = if m.guard { 0 } else { m.size.min(o.max_fill) };
-    if let Some(i) = first_not(m.user, o.free_fill, n) {
+    let bad = if full || n <= 2 * o.free_check {
+        first_not(m.user, o.free_fill, n)
+    } else {
+        let tail = n - o.free_check;
+        first_not(m.user, o.free_fill, o.free_check)
+            .or_else(|| first_not(m.user + tail, o.free_fill, o.free_check).map(|i| tail + i))
+    };
+    if let Some(i) = bad {
         fill(m.user, o.free_fill, n);
         report::emit(block_report(
             "use-after-free",
@@ -601,22 +657,25 @@ fn release(m: Meta) {
     tls::inside(|| unsafe { memkit_alloc::free(m.start as *mut u8) });
 }
 
-/// Empties the quarantine (checking every block), at exit.
+/// Empties the quarantine (checking every block whole), at exit.
 pub fn drain_quarantine() {
     let all: Vec<Meta> = tls::inside(|| {
         let mut all = Vec::new();
         for shard in QUARANTINE.iter() {
             let mut q = shard.lock();
-            QBYTES.fetch_sub(q.bytes, Relaxed);
+            let published = q.bytes as isize - q.unpublished_bytes;
+            QBYTES.fetch_sub(published as usize, Relaxed);
             q.bytes = 0;
+            q.unpublished_bytes = 0;
+            q.unpublished_blocks = 0;
             q.head += q.q.len() as u64;
-            all.extend(q.q.drain(..).map(|(m, _)| m));
+            all.extend(q.q.drain(..));
         }
         QUARANTINED.store(0, Relaxed);
         all
     });
     for m in all {
-        release(m);
+        release(m, true);
     }
 }
 

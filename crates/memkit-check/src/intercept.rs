@@ -246,11 +246,16 @@ fn overlap_report(func: &str, d: usize, dn: usize, s: usize, sn: usize) {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn memcpy(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
+    memcpy_as("memcpy", d, s, n)
+}
+
+#[inline(always)]
+fn memcpy_as(func: &str, d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
     let mut bad = None;
     if checking() {
-        bad = range("memcpy", "write", d as usize, n);
-        range("memcpy", "read", s as usize, n);
-        overlap("memcpy", d as usize, n, s as usize, n);
+        bad = range(func, "write", d as usize, n);
+        range(func, "read", s as usize, n);
+        overlap(func, d as usize, n, s as usize, n);
     }
     do_memcpy(d, s, n);
     repair(bad, d, n);
@@ -259,10 +264,15 @@ pub extern "C" fn memcpy(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_v
 
 #[unsafe(no_mangle)]
 pub extern "C" fn memmove(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
+    memmove_as("memmove", d, s, n)
+}
+
+#[inline(always)]
+fn memmove_as(func: &str, d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
     let mut bad = None;
     if checking() {
-        bad = range("memmove", "write", d as usize, n);
-        range("memmove", "read", s as usize, n);
+        bad = range(func, "write", d as usize, n);
+        range(func, "read", s as usize, n);
     }
     do_memmove(d, s, n);
     repair(bad, d, n);
@@ -271,13 +281,42 @@ pub extern "C" fn memmove(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_
 
 #[unsafe(no_mangle)]
 pub extern "C" fn memset(d: *mut c_void, c: c_int, n: usize) -> *mut c_void {
+    memset_as("memset", d, c, n)
+}
+
+#[inline(always)]
+fn memset_as(func: &str, d: *mut c_void, c: c_int, n: usize) -> *mut c_void {
     let mut bad = None;
     if checking() {
-        bad = range("memset", "write", d as usize, n);
+        bad = range(func, "write", d as usize, n);
     }
     do_memset(d, c, n);
     repair(bad, d, n);
     d
+}
+
+// The fortified forms (`-D_FORTIFY_SOURCE`, which Debian builds with): the
+// compiler passes the destination's size when it knows it (else
+// `SIZE_MAX`). Each checks the call as its plain form does (reports first,
+// so a heap block's overflow is reported with its stacks), then keeps
+// glibc's promise: a call that would write past that size ends the process
+// in `__chk_fail` ("*** buffer overflow detected ***") before writing.
+
+unsafe extern "C" {
+    /// glibc: prints "*** buffer overflow detected ***: terminated" and aborts.
+    fn __chk_fail() -> !;
+}
+
+/// A fortified call that writes `write` bytes at `d` with a destination of
+/// `dn` bytes: reports what the plain form would (without writing), then
+/// fails as glibc does.
+#[inline(always)]
+fn chk_fail(func: &str, d: usize, write: usize) -> ! {
+    if checking() {
+        range(func, "write", d, write);
+    }
+    // SAFETY: glibc's __chk_fail takes no arguments and never returns.
+    unsafe { __chk_fail() }
 }
 
 #[unsafe(no_mangle)]
@@ -285,9 +324,12 @@ pub extern "C" fn __memcpy_chk(
     d: *mut c_void,
     s: *const c_void,
     n: usize,
-    _dn: usize,
+    dn: usize,
 ) -> *mut c_void {
-    memcpy(d, s, n)
+    if n > dn {
+        chk_fail("__memcpy_chk", d as usize, n);
+    }
+    memcpy_as("__memcpy_chk", d, s, n)
 }
 
 #[unsafe(no_mangle)]
@@ -295,14 +337,65 @@ pub extern "C" fn __memmove_chk(
     d: *mut c_void,
     s: *const c_void,
     n: usize,
-    _dn: usize,
+    dn: usize,
 ) -> *mut c_void {
-    memmove(d, s, n)
+    if n > dn {
+        chk_fail("__memmove_chk", d as usize, n);
+    }
+    memmove_as("__memmove_chk", d, s, n)
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn __memset_chk(d: *mut c_void, c: c_int, n: usize, _dn: usize) -> *mut c_void {
-    memset(d, c, n)
+pub extern "C" fn __memset_chk(d: *mut c_void, c: c_int, n: usize, dn: usize) -> *mut c_void {
+    if n > dn {
+        chk_fail("__memset_chk", d as usize, n);
+    }
+    memset_as("__memset_chk", d, c, n)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __strcpy_chk(d: *mut c_char, s: *const c_char, dn: usize) -> *mut c_char {
+    let n = do_strlen(s) + 1;
+    if n > dn {
+        chk_fail("__strcpy_chk", d as usize, n);
+    }
+    strcpy_as("__strcpy_chk", d, s)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __strncpy_chk(
+    d: *mut c_char,
+    s: *const c_char,
+    n: usize,
+    dn: usize,
+) -> *mut c_char {
+    if n > dn {
+        chk_fail("__strncpy_chk", d as usize, n);
+    }
+    strncpy_as("__strncpy_chk", d, s, n)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __strcat_chk(d: *mut c_char, s: *const c_char, dn: usize) -> *mut c_char {
+    let write = do_strlen(d) + do_strlen(s) + 1;
+    if write > dn {
+        chk_fail("__strcat_chk", d as usize, write);
+    }
+    strcat_as("__strcat_chk", d, s)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __strncat_chk(
+    d: *mut c_char,
+    s: *const c_char,
+    n: usize,
+    dn: usize,
+) -> *mut c_char {
+    let write = do_strlen(d) + do_strnlen(s, n) + 1;
+    if write > dn {
+        chk_fail("__strncat_chk", d as usize, write);
+    }
+    strncat_as("__strncat_chk", d, s, n)
 }
 
 #[unsafe(no_mangle)]
@@ -419,12 +512,17 @@ pub extern "C" fn strnlen(s: *const c_char, max: usize) -> usize {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn strcpy(d: *mut c_char, s: *const c_char) -> *mut c_char {
+    strcpy_as("strcpy", d, s)
+}
+
+#[inline(always)]
+fn strcpy_as(func: &str, d: *mut c_char, s: *const c_char) -> *mut c_char {
     let n = do_strlen(s) + 1;
     let mut bad = None;
     if checking() {
-        range("strcpy", "read", s as usize, n);
-        bad = range("strcpy", "write", d as usize, n);
-        overlap("strcpy", d as usize, n, s as usize, n);
+        range(func, "read", s as usize, n);
+        bad = range(func, "write", d as usize, n);
+        overlap(func, d as usize, n, s as usize, n);
     }
     do_memmove(d.cast(), s.cast(), n);
     repair(bad, d.cast(), n);
@@ -433,13 +531,18 @@ pub extern "C" fn strcpy(d: *mut c_char, s: *const c_char) -> *mut c_char {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn strncpy(d: *mut c_char, s: *const c_char, n: usize) -> *mut c_char {
+    strncpy_as("strncpy", d, s, n)
+}
+
+#[inline(always)]
+fn strncpy_as(func: &str, d: *mut c_char, s: *const c_char, n: usize) -> *mut c_char {
     let sl = do_strnlen(s, n);
     let read = (sl + 1).min(n);
     let mut bad = None;
     if checking() {
-        range("strncpy", "read", s as usize, read);
-        bad = range("strncpy", "write", d as usize, n);
-        overlap("strncpy", d as usize, n, s as usize, read);
+        range(func, "read", s as usize, read);
+        bad = range(func, "write", d as usize, n);
+        overlap(func, d as usize, n, s as usize, read);
     }
     do_memmove(d.cast(), s.cast(), sl);
     do_memset((d as *mut u8).wrapping_add(sl).cast(), 0, n - sl);
@@ -449,13 +552,18 @@ pub extern "C" fn strncpy(d: *mut c_char, s: *const c_char, n: usize) -> *mut c_
 
 #[unsafe(no_mangle)]
 pub extern "C" fn strcat(d: *mut c_char, s: *const c_char) -> *mut c_char {
+    strcat_as("strcat", d, s)
+}
+
+#[inline(always)]
+fn strcat_as(func: &str, d: *mut c_char, s: *const c_char) -> *mut c_char {
     let dl = do_strlen(d);
     let sl = do_strlen(s);
     let mut bad = None;
     if checking() {
-        range("strcat", "read", s as usize, sl + 1);
-        bad = range("strcat", "write", d as usize, dl + sl + 1);
-        overlap("strcat", d as usize, dl + sl + 1, s as usize, sl + 1);
+        range(func, "read", s as usize, sl + 1);
+        bad = range(func, "write", d as usize, dl + sl + 1);
+        overlap(func, d as usize, dl + sl + 1, s as usize, sl + 1);
     }
     do_memmove((d as *mut u8).wrapping_add(dl).cast(), s.cast(), sl + 1);
     repair(bad, d.cast(), dl + sl + 1);
@@ -464,13 +572,18 @@ pub extern "C" fn strcat(d: *mut c_char, s: *const c_char) -> *mut c_char {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn strncat(d: *mut c_char, s: *const c_char, n: usize) -> *mut c_char {
+    strncat_as("strncat", d, s, n)
+}
+
+#[inline(always)]
+fn strncat_as(func: &str, d: *mut c_char, s: *const c_char, n: usize) -> *mut c_char {
     let dl = do_strlen(d);
     let sl = do_strnlen(s, n);
     let mut bad = None;
     if checking() {
-        range("strncat", "read", s as usize, (sl + 1).min(n));
-        bad = range("strncat", "write", d as usize, dl + sl + 1);
-        overlap("strncat", d as usize, dl + sl + 1, s as usize, sl);
+        range(func, "read", s as usize, (sl + 1).min(n));
+        bad = range(func, "write", d as usize, dl + sl + 1);
+        overlap(func, d as usize, dl + sl + 1, s as usize, sl);
     }
     do_memmove((d as *mut u8).wrapping_add(dl).cast(), s.cast(), sl);
     // SAFETY: the destination holds dl + sl + 1 bytes (checked above).

@@ -36,6 +36,9 @@ pub struct Options {
     pub free_fill: u8,
     /// At most this many bytes of a block are filled (and checked).
     pub max_fill: usize,
+    /// When a block leaves quarantine, its first and last `free_check`
+    /// bytes are checked for the free pattern (all of it at exit).
+    pub free_check: usize,
     /// Frames kept per stack.
     pub stack_depth: usize,
     /// Guard pages: none, every block, or one block in N.
@@ -68,6 +71,7 @@ impl Default for Options {
             alloc_fill: 0xbe,
             free_fill: 0xdf,
             max_fill: 64 << 10,
+            free_check: 64,
             stack_depth: 30,
             guard: Guard::None,
             guard_max: 1 << 20,
@@ -147,6 +151,7 @@ pub fn parse(s: &str) -> (Options, Vec<String>) {
                 .filter(|&n| n < 256)
                 .map(|n| o.free_fill = n as u8),
             "max_fill" => number(v).map(|n| o.max_fill = n as usize),
+            "free_check" => number(v).map(|n| o.free_check = n as usize),
             "stack_depth" => number(v)
                 .filter(|&n| (1..=memkit_trace::unwind::MAX_FRAMES as u64).contains(&n))
                 .map(|n| o.stack_depth = n as usize),

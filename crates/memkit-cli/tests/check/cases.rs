@@ -306,6 +306,16 @@ pub(crate) const C_CASES: &[Case] = &[
             ..on_block("use-after-free", 40, 8, &[])
         }],
     ),
+    // Near the end of a larger block, found when newer frees push it out
+    // of quarantine (the case's churn): the bounded check's tail.
+    case(
+        "uaf-write-tail",
+        &[Expect {
+            free: FREED,
+            message: "left quarantine",
+            ..on_block("use-after-free", 4096, 4090, &[])
+        }],
+    ),
     case(
         "uaf-memcpy",
         &[Expect {

@@ -446,6 +446,82 @@ fn guard_pages_catch_reads() {
     }
 }
 
+fn fortify() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    compiled(&P, |d| {
+        compile_c(
+            "check/fortify.c",
+            d,
+            "check_fortify",
+            &["-O2", "-D_FORTIFY_SOURCE=2"],
+        )
+    })
+}
+
+/// Debian's binaries are built with `_FORTIFY_SOURCE`: the string functions
+/// reach the checker as `__strcpy_chk` and friends. Called with an unknown
+/// destination size, each reports a heap overflow as its plain form does
+/// and goes on; the fortified build's calls that fit give no report (its
+/// binary imports every form); one that does not fit is reported and then
+/// ends in glibc's `__chk_fail` (SIGABRT) before writing, as it would
+/// without memkit.
+#[test]
+fn fortified_string_functions() {
+    if !require("fortified_string_functions", &["gcc", "nm"]) {
+        return;
+    }
+    let program = fortify();
+    let nm = run(Command::new("nm").arg("-D").arg(program), T);
+    for f in [
+        "__strcpy_chk",
+        "__strncpy_chk",
+        "__strcat_chk",
+        "__strncat_chk",
+        "__memcpy_chk",
+    ] {
+        assert!(nm.stdout.contains(f), "{f} not imported\n{}", nm.describe());
+    }
+    for func in ["strcpy", "strncpy", "strcat", "strncat", "memcpy"] {
+        let case = format!("direct-{func}");
+        let c = check(&[], program, &[&case]);
+        c.expect(ERROR_EXIT, 1)
+            .stdout_has(&format!("END {case}"), true);
+        let r = &c.reports[0];
+        assert_eq!(r["kind"], "heap-buffer-overflow", "{}", c.describe());
+        assert_eq!(r["size"], 24, "{}", c.describe());
+        assert_eq!(r["offset"], 24, "{}", c.describe());
+        let names: Vec<&str> = r["stack"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["function"].as_str().unwrap_or(""))
+            .collect();
+        let chk = format!("__{func}_chk");
+        assert_eq!(names.first(), Some(&chk.as_str()), "{}", c.describe());
+        assert_eq!(names[1], "bug_site_direct", "{}", c.describe());
+        assert_eq!(
+            r["alloc_stack"][1]["function"],
+            "alloc_site_fortify",
+            "{}",
+            c.describe()
+        );
+        check(&[], program, &[&format!("ok-{case}")])
+            .expect(0, 0)
+            .stdout_has(&format!("END ok-{case}"), true);
+    }
+    check(&[], program, &["fortified"])
+        .expect(0, 0)
+        .stdout_has("ab0123456789 ab0123456789\nEND fortified", true);
+    // Reported (so the command exits with the error exit code), then
+    // glibc's abort before `END`.
+    let c = check(&[], program, &["fortified-overflow"]);
+    c.expect(ERROR_EXIT, 1)
+        .stderr_has("buffer overflow detected", true)
+        .stdout_has("END", false);
+    assert_eq!(c.reports[0]["kind"], "heap-buffer-overflow");
+    assert_eq!(c.reports[0]["offset"], 24, "{}", c.describe());
+}
+
 /// A fault that is not on a guarded block still kills the program with
 /// SIGSEGV, as without memkit (the handler passes it on).
 #[test]

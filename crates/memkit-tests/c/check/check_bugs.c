@@ -342,6 +342,28 @@ static void case_uaf_write(int bug) {
     if (bug) bug_site_uaf_write(p);
 }
 
+/* A write after free near the end of a 4 KiB block, found when newer frees
+ * (12 MiB, beyond the default quarantine bound of a small heap) push the
+ * block out of quarantine during the run: the last 64 bytes are checked
+ * there (the first 64 too), not only at exit. */
+SITE void bug_site_uaf_write_tail(char *p) {
+    POKE(p, 4090, 1);
+    NOTAIL();
+}
+
+static void case_uaf_write_tail(int bug) {
+    char *p = alloc_site_malloc(4096);
+    if (!bug) bug_site_uaf_write_tail(p);
+    free_site_free(p);
+    if (bug) bug_site_uaf_write_tail(p);
+    for (int i = 0; i < 3000; i++) {
+        char *q = malloc(4096);
+        if (!q) die("malloc");
+        POKE(q, 0, 1);
+        free(q);
+    }
+}
+
 /* Through memcpy: found at the call. */
 SITE void bug_site_uaf_memcpy(char *p) {
     static const char src[16] = "0123456789abcde";
@@ -517,6 +539,7 @@ static const struct {
     {"overflow-before", case_overflow_before},
     {"overflow-memcpy", case_overflow_memcpy},
     {"uaf-write", case_uaf_write},
+    {"uaf-write-tail", case_uaf_write_tail},
     {"uaf-memcpy", case_uaf_memcpy},
     {"uaf-realloc", case_uaf_realloc},
     {"memcpy-overlap", case_memcpy_overlap},
