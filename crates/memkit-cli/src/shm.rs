@@ -33,6 +33,10 @@ fn shm_dir() -> &'static Path {
 }
 
 pub const LONG_HELP: &str = "\
+  memkit shm ls [--json] [--prefix PREFIX]
+  memkit shm rm NAME...
+  memkit shm rm --stale [--prefix PREFIX]
+
 A memkit heap is recognised by its header (memkit's magic and a geometry
 that matches the file's size), never by its name; other files in /dev/shm
 are skipped, and `rm` refuses them. Heaps are read without being mapped,

@@ -165,6 +165,17 @@ pub fn inspect(
     Ok(s)
 }
 
+/// Whether a file (or a mapping) of `file_size` bytes holds a memkit heap
+/// of this version: its magic, version, header size and whole geometry
+/// checked, nothing else read (what `memkit maps` labels by).
+pub fn recognise(
+    file_size: u64,
+    read_at: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+) -> Result<(), Refusal> {
+    let h = header(file_size, read_at)?;
+    Geometry::of_header(&h).map(|_| ()).ok_or(Refusal::Geometry)
+}
+
 /// The header, if the file starts with memkit's magic and is big enough
 /// to hold a heap.
 fn header(
