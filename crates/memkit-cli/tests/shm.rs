@@ -263,3 +263,61 @@ fn maps_labels_shared_heaps() {
     );
     kill9(holder);
 }
+
+/// A heap another user cannot read is reported on stderr and not listed,
+/// and `ls` still succeeds; `rm` of it by that user is refused (it cannot
+/// be checked to be a heap) and leaves it. Needs root to become uid 65534.
+#[test]
+fn unreadable_heaps_are_reported_without_failing() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("unreadable_heaps_are_reported_without_failing: not root; not checked");
+        return;
+    }
+    if !require("unreadable_heaps_are_reported_without_failing", &["gcc"]) {
+        return;
+    }
+    use std::os::unix::process::CommandExt as _;
+    let dir = TempDir::new("cli-shm-unreadable");
+    let prog = program(&dir);
+    let p = Prefix::new("unreadable");
+    let name = p.name("private");
+    ok(&prog, &["create", &name, "1048576"]);
+    let as_nobody = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_memkit"))
+            .args(args)
+            .uid(65534)
+            .gid(65534)
+            .stdin(Stdio::null())
+            .output()
+    };
+    let o = match as_nobody(&["shm", "ls", "--prefix", &p.0]) {
+        Ok(o) if o.status.code() != Some(126) => o,
+        _ => {
+            eprintln!(
+                "unreadable_heaps_are_reported_without_failing: memkit not executable by uid 65534"
+            );
+            return;
+        }
+    };
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "no memkit heaps in /dev/shm\n");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "memkit: shm: {}: cannot read: Permission denied (not listed: it may be a memkit heap)\n",
+            p.path("private").display()
+        )
+    );
+    let o = as_nobody(&["shm", "rm", &name]).unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("refusing to remove what cannot be checked"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(p.path("private").exists());
+    // Root reads it: listed, stale (its creator closed it).
+    let j = ls_json(&p);
+    assert_eq!(heap(&j, &name).unwrap()["stale"], true, "{j}");
+}
