@@ -240,7 +240,7 @@ fn used_bytes(
             let len = ((e & !KIND_MASK) as usize).min(units - u);
             used += (len * UNIT) as u64;
             u += len;
-        } else if e & SLAB != 0 && u % SPAN_UNITS == 0 && u + SPAN_UNITS <= units {
+        } else if e & SLAB != 0 && u.is_multiple_of(SPAN_UNITS) && u + SPAN_UNITS <= units {
             let mut sh = [0u8; offset_of!(Span, prev)];
             if !read_at(g.data_start + (u * UNIT) as u64, &mut sh) {
                 return Err(Refusal::Read);

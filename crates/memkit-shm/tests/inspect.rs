@@ -132,7 +132,7 @@ fn files_that_are_not_heaps_are_refused() {
     let g = layout::Geometry::for_size(1 << 20);
     for u in 0..g.units as usize {
         let at = g.table_off as usize + 4 * u;
-        b[at..at + 4].copy_from_slice(&(0xc000_0000u32 | u as u32 * 7919).to_ne_bytes());
+        b[at..at + 4].copy_from_slice(&(0xc000_0000u32 | (u as u32 * 7919)).to_ne_bytes());
     }
     let s = look(&b).unwrap();
     assert!(s.used <= s.size, "{}", s.used);
