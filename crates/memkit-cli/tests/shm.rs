@@ -226,8 +226,9 @@ fn rm_usage_errors() {
     assert_eq!(text(&o.stdout), "no memkit heaps in /dev/shm\n");
 }
 
-/// `memkit maps` labels a process's heap mapping by its header: by its
-/// name, and as removed once the name is unlinked.
+/// `memkit maps` labels a process's heap mappings by their header: by
+/// name, read-only, anonymous (memfd), and as removed once the name is
+/// unlinked.
 #[test]
 fn maps_labels_shared_heaps() {
     if !require("maps_labels_shared_heaps", &["gcc"]) {
@@ -252,6 +253,28 @@ fn maps_labels_shared_heaps() {
     assert_eq!(m["category"], "shm");
     assert_eq!(m["label"], format!("memkit shared heap {name}"));
     assert_eq!(m["size_kib"], 2048);
+
+    // A read-only handle and an anonymous heap, in another process.
+    let viewer = start(&prog, &["views", &name]);
+    let o = memkit(&["maps", &viewer.id().to_string(), "--json", "--fast"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let labels: Vec<&str> = j["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["category"] == "shm")
+        .filter_map(|m| m["label"].as_str())
+        .collect();
+    assert!(
+        labels.contains(&format!("memkit shared heap {name}, read-only").as_str()),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&"memkit shared heap, anonymous (memfd)"),
+        "{labels:?}"
+    );
+    kill9(viewer);
 
     // Unlinked while mapped.
     std::fs::remove_file(p.path("heap")).unwrap();
