@@ -16,6 +16,7 @@ mod profile;
 mod report;
 mod report_dir;
 mod run;
+mod shm;
 mod supervise;
 
 use std::io::Write as _;
@@ -51,6 +52,7 @@ enum Command {
     /// peak, what leaks, what is short-lived churn (pprof, HTML, JSON)
     #[command(after_long_help = profile::LONG_HELP)]
     Profile(profile::ProfileArgs),
+    Shm(shm::ShmArgs),
     /// List every MEMKIT_* environment variable: default, value here, meaning
     Env(env::EnvArgs),
     /// Write the man pages and shell completions (for packagers)
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Maps(args) => maps::run(args),
         Command::Check(args) => check::run(args),
         Command::Profile(args) => profile::run(args),
+        Command::Shm(args) => shm::run(args),
         Command::Env(args) => env::run(args),
         Command::Generate(args) => generate::run(args, Cli::command()),
     };

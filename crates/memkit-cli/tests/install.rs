@@ -263,6 +263,8 @@ fn generate_writes_a_page_per_command_and_the_c_api_page() {
         "memkit_version",
         "memkit_secure_malloc",
         "memkit_memzero",
+        "memkit_shm_alloc",
+        "memkit_shm_open_fd",
         "free_sized",
     ] {
         assert!(c_api.contains(&format!("{f}(")), "{f} not in libmemkit(3)");

@@ -19,7 +19,9 @@
 //! - [`registry`]: attached processes and the reclaiming of dead ones'
 //!   caches;
 //! - [`heap`]: the handle (create, open, close, the locks, the
-//!   per-process caches, named objects, statistics).
+//!   per-process caches, named objects, statistics);
+//! - [`inspect`]: a heap seen from outside (`memkit shm ls`): read from
+//!   its bytes, nothing trusted, no slot taken.
 //!
 //! # Safety
 //! The shared structures are read and written through raw pointers into
@@ -34,6 +36,7 @@
 pub mod alloc;
 pub mod crash;
 pub mod heap;
+pub mod inspect;
 pub mod layout;
 pub mod registry;
 pub mod repair;

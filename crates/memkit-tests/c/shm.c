@@ -219,6 +219,19 @@ static int hold(char **argv) {
         pause();
 }
 
+/* views NAME: holds NAME read-only and an anonymous (memfd) heap, and
+ * waits to be killed (memkit maps labels both). */
+static int views(char **argv) {
+    memkit_shm *ro = memkit_shm_open(argv[2], MEMKIT_SHM_READONLY);
+    CHECK(ro, "open read-only");
+    memkit_shm *anon = memkit_shm_create_anon(1 << 20);
+    CHECK(anon, "create_anon");
+    printf("ready\n");
+    fflush(stdout);
+    for (;;)
+        pause();
+}
+
 /* owner-died NAME: the lock's holder died: the first lock says so, the
  * next ones do not. */
 static int owner_died(char **argv) {
@@ -445,6 +458,7 @@ int main(int argc, char **argv) {
         {"owner-died", owner_died}, {"full", full},   {"foreign", foreign},
         {"errors", errors},     {"too-large", too_large}, {"denied", denied},
         {"anon", anon},         {"anon-exec", anon_exec}, {"attach-exit", attach_exit},
+        {"views", views},
     };
     for (size_t i = 0; argv[1] && i < sizeof modes / sizeof *modes; i++)
         if (strcmp(argv[1], modes[i].mode) == 0)

@@ -14,6 +14,10 @@ pub const HEADERS: &[(&str, &str)] = &[
         "memkit-secure.h",
         include_str!("../../../../include/memkit-secure.h"),
     ),
+    (
+        "memkit-shm.h",
+        include_str!("../../../../include/memkit-shm.h"),
+    ),
 ];
 
 /// A header: its opening comment and its documented items.
@@ -155,7 +159,7 @@ pub fn page() -> String {
     let mut out = format!(
         ".TH LIBMEMKIT 3 \"\" \"memkit {VERSION}\" \"memkit manual\"\n\
          .SH NAME\n\
-         libmemkit \\- memkit's malloc replacement, secure memory for secrets, and its version\n\
+         libmemkit \\- memkit's malloc replacement, secure memory for secrets, shared-memory heaps, and its version\n\
          .SH SYNOPSIS\n\
          .nf\n\
          .B #include <memkit.h>\n\
@@ -239,6 +243,7 @@ pub fn page() -> String {
         "malloc_stats(3)",
         "mallopt(3)",
         "mlock(2)",
+        "shm_open(3)",
         "ld.so(8)",
     ]));
     out
@@ -281,5 +286,30 @@ mod tests {
         let all = all_functions();
         assert!(all.iter().any(|f| f == "memkit_version"), "{all:?}");
         assert!(all.iter().any(|f| f == "memkit_secure_malloc"), "{all:?}");
+        // memkit-shm.h: every function of the shared heaps, each once.
+        for f in [
+            "memkit_shm_create",
+            "memkit_shm_open",
+            "memkit_shm_close",
+            "memkit_shm_unlink",
+            "memkit_shm_alloc",
+            "memkit_shm_free",
+            "memkit_shm_offset",
+            "memkit_shm_at",
+            "memkit_shm_named",
+            "memkit_shm_named_next",
+            "memkit_shm_named_remove",
+            "memkit_shm_lock",
+            "memkit_shm_unlock",
+            "memkit_shm_stats",
+            "memkit_shm_check",
+            "memkit_shm_create_anon",
+            "memkit_shm_fd",
+            "memkit_shm_open_fd",
+        ] {
+            assert_eq!(all.iter().filter(|g| *g == f).count(), 1, "{f}: {all:?}");
+        }
+        // No framing or type line is taken for a function.
+        assert!(!all.iter().any(|f| f == "memkit_shm"), "{all:?}");
     }
 }

@@ -370,6 +370,45 @@ fn memkit_header(mem: Option<&fs::File>, addr: u64) -> Option<Option<&'static st
     })
 }
 
+/// The label of a mapping of a memkit shared heap (`memkit shared heap
+/// /NAME`), if `m` is one: the whole object mapped from offset 0, with
+/// memkit's header and the geometry of its size (read through
+/// /proc/PID/mem, checked by `memkit_shm::inspect::recognise`).
+fn shared_heap(mem: &mut Option<Option<fs::File>>, proc: &Proc, m: &RawMapping) -> Option<String> {
+    if m.offset != 0 {
+        return None;
+    }
+    let mem = mem
+        .get_or_insert_with(|| fs::File::open(proc.path("mem")).ok())
+        .as_ref()?;
+    let len = m.end - m.start;
+    let mut read_at = |off: u64, buf: &mut [u8]| {
+        off.checked_add(buf.len() as u64).is_some_and(|e| e <= len)
+            && mem.read_exact_at(buf, m.start + off).is_ok()
+    };
+    memkit_shm::inspect::recognise(len, &mut read_at).ok()?;
+    let deleted = m.path.ends_with(" (deleted)");
+    let path = strip_deleted(&m.path);
+    let mut label = if let Some(name) = path
+        .strip_prefix("/dev/shm/")
+        .or_else(|| path.strip_prefix("/run/shm/"))
+    {
+        if deleted {
+            format!("memkit shared heap /{name}, removed")
+        } else {
+            format!("memkit shared heap /{name}")
+        }
+    } else if path.starts_with("/memfd:") {
+        "memkit shared heap, anonymous (memfd)".to_owned()
+    } else {
+        "memkit shared heap".to_owned()
+    };
+    if !m.perms.starts_with("rw") {
+        label.push_str(", read-only");
+    }
+    Some(label)
+}
+
 fn classify(
     raw: &[RawMapping],
     cx: &Context<'_>,
@@ -432,6 +471,9 @@ fn classify(
     let mem = library
         .as_ref()
         .and_then(|_| fs::File::open(cx.proc.path("mem")).ok());
+    // Opened at the first shared mapping, whether or not libmemkit.so is
+    // mapped (the Rust API links memkit's shared heaps statically).
+    let mut shm_mem: Option<Option<fs::File>> = None;
     let mut memkit_checked = 0;
     let mut memkit_probable = 0;
 
@@ -465,7 +507,10 @@ fn classify(
             // [vdso], [vvar], [vvar_vclock], [vsyscall], [uprobes]...
             Category::Other
         } else if let Some(kind) = shm_kind(m) {
-            label = Some(kind.into());
+            label = Some(match shared_heap(&mut shm_mem, cx.proc, m) {
+                Some(name) => name,
+                None => kind.into(),
+            });
             Category::Shm
         } else if is_file_backed(m) {
             match objects.get(&(m.dev.as_str(), m.inode)) {
