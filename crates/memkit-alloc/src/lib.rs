@@ -15,6 +15,7 @@
 //! bitmap and ignored by `free`/`usable_size`.
 #![no_std]
 
+pub mod bias;
 pub mod config;
 pub mod glibc;
 pub mod harden;

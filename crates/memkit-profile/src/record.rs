@@ -54,7 +54,7 @@ pub fn alloc(size: usize, user: usize, regs: Regs) -> Mark {
     };
     Mark::Site(tls::inside(|| {
         let serial = stack::serial(regs);
-        let mut st = STATE.lock();
+        let mut st = STATE.lock(tls::id());
         // SAFETY: under the state's lock.
         if let Some(site) = unsafe { sites::site(serial) } {
             st.alloc(site, objects, bytes, size);
@@ -90,7 +90,7 @@ fn free_at(size: usize, serial: u32, temporary: bool) {
         sample::weights(size, o.sample_bytes)
     };
     tls::inside(|| {
-        let mut st = STATE.lock();
+        let mut st = STATE.lock(tls::id());
         // SAFETY: under the state's lock.
         if let Some(site) = unsafe { sites::site(serial) } {
             st.free(site, objects, bytes, temporary);

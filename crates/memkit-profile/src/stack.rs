@@ -65,17 +65,21 @@ pub fn serial(regs: Regs) -> u32 {
     let own = OWN.get(serial as *const () as usize);
     let depth = options::get().stack_depth;
     let m = t.memo.get();
-    let id = if m > RETIRED {
+    if m > RETIRED {
         // SAFETY: this thread's memo, used by this thread only, never
         // reentered (the caller runs as the profiler's own code).
-        memo::capture_interned(regs, end, own, depth, unsafe { &mut *(m as *mut Memo) })
-    } else {
-        if m == NO_MEMO {
-            new_memo(t);
-        }
-        memkit_trace::capture_interned(regs, end, own, depth)
-    };
-    depot::serial(id)
+        return memo::capture_serial(regs, end, own, depth, unsafe { &mut *(m as *mut Memo) });
+    }
+    serial_without_memo(t, regs, end, own, depth)
+}
+
+#[cold]
+#[inline(never)]
+fn serial_without_memo(t: &tls::Thread, regs: Regs, end: usize, own: u16, depth: usize) -> u32 {
+    if t.memo.get() == NO_MEMO {
+        new_memo(t);
+    }
+    depot::serial(memkit_trace::capture_interned(regs, end, own, depth))
 }
 
 /// Gives the thread a memo from the core (used from its next allocation).

@@ -35,6 +35,10 @@ use crate::unwind::{self, frame, Frame, Regs, KIND_STEP};
 /// frames dropped from the top of a stack.
 const STEPS: usize = unwind::MAX_FRAMES + 16;
 
+/// Stack words a repeat check reads: a return address per step, a saved
+/// rbp where a step read one, and the zero return address that ended it.
+const CHECKS: usize = 2 * STEPS + 1;
+
 /// Bumped when cached rules are forgotten: a memo of another generation is
 /// empty.
 static GENERATION: AtomicU32 = AtomicU32::new(1);
@@ -110,8 +114,15 @@ pub struct Memo {
     /// `frames[skipped..n]`.
     skipped: usize,
     end: EndWord,
-    /// The depot id of the recorded stack.
+    /// The depot id of the recorded stack, and its serial.
     id: StackId,
+    serial: u32,
+    /// What [`Memo::same_stack`] compares after the first step: each stack
+    /// word the recorded unwind read (address, value), innermost first,
+    /// `checks[..n_checks]`. Derived from `steps` at the end of each slow
+    /// capture, so that a repeat costs a load and a compare per word.
+    n_checks: usize,
+    checks: [(usize, usize); CHECKS],
     steps: [Step; STEPS],
     frames: [Frame; STEPS],
 }
@@ -201,26 +212,42 @@ impl Memo {
         if n == 0 {
             return false;
         }
-        let t = &self.steps[..n];
-        let s0 = &t[0];
+        let s0 = &self.steps[0];
         if s0.pc != regs.pc || s0.sp != regs.sp || (s0.need_bp && s0.bp != regs.bp) {
             return false;
         }
-        for w in t.windows(2) {
-            let (s, next) = (&w[0], &w[1]);
-            // SAFETY: recorded from this very start sp, below the stack end
-            // (same thread, same stack_end: the memo's key).
-            unsafe {
-                if word(next.sp - 8) != next.pc || (s.bp_at != 0 && word(s.bp_at) != next.bp) {
-                    return false;
-                }
+        let checks = &self.checks[..self.n_checks.min(CHECKS)];
+        for &(at, value) in checks {
+            // SAFETY: words the unwind recorded from this very start sp
+            // read, below the stack end (same thread, same stack_end: the
+            // memo's key).
+            if unsafe { word(at) } != value {
+                return false;
             }
         }
-        match self.end.get() {
-            // SAFETY: as above.
-            End::ZeroRa(at) => unsafe { word(at) == 0 },
-            End::Full | End::Stop => true,
+        true
+    }
+
+    /// Derives `checks` from the first `n` steps and the end: exactly the
+    /// words the step from each frame to the next read (its return address
+    /// at the caller's `sp - 8`, its saved rbp), and the zero return
+    /// address that ended the unwind.
+    fn derive_checks(&mut self) {
+        let mut c = 0;
+        for k in 1..self.n {
+            let (s, next) = (self.steps[k - 1], self.steps[k]);
+            self.checks[c] = (next.sp - 8, next.pc);
+            c += 1;
+            if s.bp_at != 0 {
+                self.checks[c] = (s.bp_at, next.bp);
+                c += 1;
+            }
         }
+        if let End::ZeroRa(at) = self.end.get() {
+            self.checks[c] = (at, 0);
+            c += 1;
+        }
+        self.n_checks = c;
     }
 
     /// Marks which steps depend on the rbp they start with (those whose
@@ -244,6 +271,28 @@ pub fn capture_interned(
     depth: usize,
     memo: &mut Memo,
 ) -> StackId {
+    capture(regs, stack_end, own, depth, memo);
+    memo.id
+}
+
+/// [`capture_interned`], as the stack's depot serial
+/// ([`depot::serial`] of its id, kept in the memo: a repeated stack costs
+/// no depot lookup either).
+#[inline(always)]
+pub fn capture_serial(
+    regs: Regs,
+    stack_end: usize,
+    own: u16,
+    depth: usize,
+    memo: &mut Memo,
+) -> u32 {
+    capture(regs, stack_end, own, depth, memo);
+    memo.serial
+}
+
+/// Captures into the memo (its `id` and `serial` are the stack's).
+#[inline(always)]
+fn capture(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut Memo) {
     let depth = depth.clamp(1, unwind::MAX_FRAMES);
     let generation = GENERATION.load(Relaxed);
     if memo.generation != generation
@@ -257,9 +306,9 @@ pub fn capture_interned(
         memo.depth = depth as u32;
         memo.n = 0;
     } else if memo.same_stack(regs) {
-        return memo.id;
+        return;
     }
-    capture_slow(regs, stack_end, own, depth, memo)
+    capture_slow(regs, stack_end, own, depth, memo);
 }
 
 /// Where the own frames at the top of a stack stop being dropped (as
@@ -311,7 +360,7 @@ fn advance(
 }
 
 #[inline(never)]
-fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut Memo) -> StackId {
+fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut Memo) {
     let n = memo.n;
     let mut trail_end = memo.end.get();
     let (mut pc, mut sp, mut bp) = (regs.pc, regs.sp, regs.bp);
@@ -435,9 +484,10 @@ fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut
     memo.end = EndWord::of(end);
     // Flags from the trail stay true where the rest of it was kept.
     memo.mark_need_bp(if from_trail { i } else { len });
+    memo.derive_checks();
     let id = depot::intern(&memo.frames[skip.skipped..len]);
     memo.id = id;
-    id
+    memo.serial = depot::serial(id);
 }
 
 #[cfg(test)]
