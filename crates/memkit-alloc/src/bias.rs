@@ -88,7 +88,8 @@ impl<T> BiasedLock<T> {
     /// Takes the lock without a guard (for `fork`'s prepare handler).
     #[inline(always)]
     pub fn raw_lock(&self, me: usize) -> Held {
-        if self.bias.load(Relaxed) == me {
+        let b = self.bias.load(Relaxed);
+        if b == me {
             self.inside.store(1, Relaxed);
             // Only the compiler must not move the load above the store: the
             // CPU's side of the handshake is the revoker's membarrier.
@@ -97,6 +98,15 @@ impl<T> BiasedLock<T> {
                 return Held::Biased;
             }
             self.inside.store(0, Release);
+        } else if b == REVOKED
+            && self
+                .locked
+                .compare_exchange_weak(false, true, Acquire, Relaxed)
+                .is_ok()
+        {
+            // Revoked is final: the spin lock alone decides (the common
+            // case of a multi-threaded program, inline).
+            return Held::Locked;
         }
         self.lock_slow(me)
     }

@@ -35,10 +35,6 @@ use crate::unwind::{self, frame, Frame, Regs, KIND_STEP};
 /// frames dropped from the top of a stack.
 const STEPS: usize = unwind::MAX_FRAMES + 16;
 
-/// Stack words a repeat check reads: a return address per step, a saved
-/// rbp where a step read one, and the zero return address that ended it.
-const CHECKS: usize = 2 * STEPS + 1;
-
 /// Bumped when cached rules are forgotten: a memo of another generation is
 /// empty.
 static GENERATION: AtomicU32 = AtomicU32::new(1);
@@ -117,12 +113,6 @@ pub struct Memo {
     /// The depot id of the recorded stack, and its serial.
     id: StackId,
     serial: u32,
-    /// What [`Memo::same_stack`] compares after the first step: each stack
-    /// word the recorded unwind read (address, value), innermost first,
-    /// `checks[..n_checks]`. Derived from `steps` at the end of each slow
-    /// capture, so that a repeat costs a load and a compare per word.
-    n_checks: usize,
-    checks: [(usize, usize); CHECKS],
     steps: [Step; STEPS],
     frames: [Frame; STEPS],
 }
@@ -216,38 +206,26 @@ impl Memo {
         if s0.pc != regs.pc || s0.sp != regs.sp || (s0.need_bp && s0.bp != regs.bp) {
             return false;
         }
-        let checks = &self.checks[..self.n_checks.min(CHECKS)];
-        for &(at, value) in checks {
-            // SAFETY: words the unwind recorded from this very start sp
-            // read, below the stack end (same thread, same stack_end: the
-            // memo's key).
-            if unsafe { word(at) } != value {
-                return false;
+        let t = &self.steps[..n.min(STEPS)];
+        for w in t.windows(2) {
+            let (s, next) = (&w[0], &w[1]);
+            // SAFETY: recorded from this very start sp, below the stack end
+            // (same thread, same stack_end: the memo's key).
+            unsafe {
+                // The saved rbp only where the rest of the unwind depends
+                // on it (code without frame pointers keeps any value there).
+                if word(next.sp - 8) != next.pc
+                    || (s.bp_at != 0 && next.need_bp && word(s.bp_at) != next.bp)
+                {
+                    return false;
+                }
             }
         }
-        true
-    }
-
-    /// Derives `checks` from the first `n` steps and the end: exactly the
-    /// words the step from each frame to the next read (its return address
-    /// at the caller's `sp - 8`, its saved rbp), and the zero return
-    /// address that ended the unwind.
-    fn derive_checks(&mut self) {
-        let mut c = 0;
-        for k in 1..self.n {
-            let (s, next) = (self.steps[k - 1], self.steps[k]);
-            self.checks[c] = (next.sp - 8, next.pc);
-            c += 1;
-            if s.bp_at != 0 {
-                self.checks[c] = (s.bp_at, next.bp);
-                c += 1;
-            }
+        match self.end.get() {
+            // SAFETY: as above.
+            End::ZeroRa(at) => unsafe { word(at) == 0 },
+            End::Full | End::Stop => true,
         }
-        if let End::ZeroRa(at) = self.end.get() {
-            self.checks[c] = (at, 0);
-            c += 1;
-        }
-        self.n_checks = c;
     }
 
     /// Marks which steps depend on the rbp they start with (those whose
@@ -437,10 +415,13 @@ fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut
                 }
                 if s.bp_at != 0 {
                     // SAFETY: as above.
-                    if unsafe { word(s.bp_at) } != nx.bp {
+                    let v = unsafe { word(s.bp_at) };
+                    // Compared only where the rest of the unwind depends on
+                    // it; the value read is what the next frame starts with.
+                    if nx.need_bp && v != nx.bp {
                         break None;
                     }
-                    bp = nx.bp;
+                    bp = v;
                 }
                 k += 1;
             } else {
@@ -484,7 +465,6 @@ fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut
     memo.end = EndWord::of(end);
     // Flags from the trail stay true where the rest of it was kept.
     memo.mark_need_bp(if from_trail { i } else { len });
-    memo.derive_checks();
     let id = depot::intern(&memo.frames[skip.skipped..len]);
     memo.id = id;
     memo.serial = depot::serial(id);
