@@ -12,7 +12,7 @@
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU32, Ordering::*};
 
-use memkit_trace::memo::{self, Memo};
+use memkit_trace::memo::{self, MemoSet};
 use memkit_trace::unwind::Regs;
 use memkit_trace::{depot, OwnModule};
 
@@ -68,7 +68,9 @@ pub fn serial(regs: Regs) -> u32 {
     if m > RETIRED {
         // SAFETY: this thread's memo, used by this thread only, never
         // reentered (the caller runs as the profiler's own code).
-        return memo::capture_serial(regs, end, own, depth, unsafe { &mut *(m as *mut Memo) });
+        return memo::capture_serial_set(regs, end, own, depth, unsafe {
+            &mut *(m as *mut MemoSet)
+        });
     }
     serial_without_memo(t, regs, end, own, depth)
 }
@@ -92,7 +94,7 @@ fn new_memo(t: &tls::Thread) {
         return;
     }
     // SAFETY: any size; an all-zero memo is a valid, empty one.
-    let p = unsafe { memkit_alloc::calloc(1, memo::MEMO_BYTES) };
+    let p = unsafe { memkit_alloc::calloc(1, memo::MEMO_SET_BYTES) };
     if p.is_null() {
         t.memo.set(RETIRED);
         return;

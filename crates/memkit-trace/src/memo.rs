@@ -268,6 +268,112 @@ pub fn capture_serial(
     memo.serial
 }
 
+/// Memos a [`MemoSet`] holds.
+pub const WAYS: usize = 4;
+
+/// A thread's few memos, for programs that allocate from several places in
+/// turn (three call sites in a loop, an interpreter's handful of
+/// allocation points): each keeps the stack of captures that started at
+/// its first frame, so alternating stacks each find theirs. All-zero bytes
+/// are a valid, empty set.
+pub struct MemoSet {
+    /// The memo of the latest capture, and the next to be replaced.
+    last: usize,
+    victim: usize,
+    memos: [Memo; WAYS],
+}
+
+/// Bytes a memo set takes (for the overhead figures).
+pub const MEMO_SET_BYTES: usize = core::mem::size_of::<MemoSet>();
+
+impl Memo {
+    /// Whether its recorded unwind starts at `regs`' pc and sp, under the
+    /// same key.
+    #[inline(always)]
+    fn starts_at(&self, regs: Regs, key: (u32, usize, u16, u32)) -> bool {
+        self.n != 0
+            && self.steps[0].pc == regs.pc
+            && self.steps[0].sp == regs.sp
+            && (self.generation, self.stack_end, self.own, self.depth) == key
+    }
+
+    /// Becomes a copy of `o` (its recorded steps only).
+    fn copy_from(&mut self, o: &Memo) {
+        let n = o.n.min(STEPS);
+        self.generation = o.generation;
+        self.own = o.own;
+        self.depth = o.depth;
+        self.stack_end = o.stack_end;
+        self.n = n;
+        self.skipped = o.skipped;
+        self.end = o.end;
+        self.id = o.id;
+        self.serial = o.serial;
+        self.steps[..n].copy_from_slice(&o.steps[..n]);
+        self.frames[..n].copy_from_slice(&o.frames[..n]);
+    }
+}
+
+/// [`capture_serial`] with the calling thread's memo set: the latest memo
+/// first, then the others, each taken if it holds this very stack; when
+/// none does, the oldest is replaced by a copy of the latest (the best
+/// trail to join) and the capture goes on in it. The same frames as a
+/// plain capture.
+#[inline(always)]
+pub fn capture_serial_set(
+    regs: Regs,
+    stack_end: usize,
+    own: u16,
+    depth: usize,
+    set: &mut MemoSet,
+) -> u32 {
+    let d = depth.clamp(1, unwind::MAX_FRAMES) as u32;
+    let key = (GENERATION.load(Relaxed), stack_end, own, d);
+    let last = set.last % WAYS;
+    if set.memos[last].starts_at(regs, key) && set.memos[last].same_stack(regs) {
+        return set.memos[last].serial;
+    }
+    capture_set_slow(regs, stack_end, own, depth, set, key)
+}
+
+#[inline(never)]
+fn capture_set_slow(
+    regs: Regs,
+    stack_end: usize,
+    own: u16,
+    depth: usize,
+    set: &mut MemoSet,
+    key: (u32, usize, u16, u32),
+) -> u32 {
+    let last = set.last % WAYS;
+    for k in 1..WAYS {
+        let c = (last + k) % WAYS;
+        if set.memos[c].starts_at(regs, key) && set.memos[c].same_stack(regs) {
+            set.last = c;
+            return set.memos[c].serial;
+        }
+    }
+    let w;
+    {
+        let mut v = set.victim % WAYS;
+        if v == last {
+            v = (v + 1) % WAYS;
+        }
+        set.victim = (v + 1) % WAYS;
+        let (a, b) = if v < last {
+            let (lo, hi) = set.memos.split_at_mut(last);
+            (&mut lo[v], &hi[0])
+        } else {
+            let (lo, hi) = set.memos.split_at_mut(v);
+            (&mut hi[0], &lo[last])
+        };
+        a.copy_from(b);
+        w = v;
+    }
+    set.last = w;
+    capture_serial(regs, stack_end, own, depth, &mut set.memos[w])
+}
+
 /// Captures into the memo (its `id` and `serial` are the stack's).
 #[inline(always)]
 fn capture(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut Memo) {
@@ -484,6 +590,12 @@ mod tests {
         let plain = crate::capture_interned(regs, end, 0, depth);
         assert_eq!(depot::frames(with), depot::frames(plain));
         assert_ne!(with, 0);
+        SET.with(|set| {
+            // SAFETY: this thread's set, used by nothing else meanwhile.
+            let set = unsafe { &mut *set.get() };
+            let serial = capture_serial_set(regs, end, 0, depth, set);
+            assert_eq!(depot::frames_of_serial(serial), depot::frames(plain));
+        });
         *checked += 1;
     }
 
@@ -500,6 +612,16 @@ mod tests {
             b(memo, end, n - 1, path >> 1, depth, checked);
         }
         core::hint::black_box(n);
+    }
+
+    std::thread_local! {
+        static SET: std::cell::UnsafeCell<Box<MemoSet>> = std::cell::UnsafeCell::new(zeroed_set());
+    }
+
+    fn zeroed_set() -> Box<MemoSet> {
+        let layout = std::alloc::Layout::new::<MemoSet>();
+        // SAFETY: a non-zero-sized layout; an all-zero MemoSet is valid.
+        unsafe { Box::from_raw(std::alloc::alloc_zeroed(layout) as *mut MemoSet) }
     }
 
     #[repr(align(128))]
@@ -555,6 +677,30 @@ mod tests {
             if round % 50 == 0 {
                 invalidate();
             }
+        }
+        assert!(checked >= 400);
+    }
+
+    /// A few stacks in turn (what the set is for): every capture still the
+    /// plain unwinder's.
+    #[test]
+    fn set_follows_alternating_stacks() {
+        let end = crate::thread::stack_end(
+            unwind::here().sp,
+            &core::cell::Cell::new(0),
+            &core::cell::Cell::new(0),
+        );
+        let mut memo: Box<Memo> = unsafe_zeroed();
+        let mut checked = 0;
+        let shapes = [
+            (3u32, 0b1010u64),
+            (5, 0b0110),
+            (3, 0b0001),
+            (7, 0b1111_0011),
+        ];
+        for round in 0..200 {
+            let (n, path) = shapes[round % shapes.len()];
+            a(&mut memo, end, n, path, 64, &mut checked);
         }
         assert!(checked >= 400);
     }
