@@ -15,6 +15,7 @@
 //! bitmap and ignored by `free`/`usable_size`.
 #![no_std]
 
+pub mod bias;
 pub mod config;
 pub mod glibc;
 pub mod harden;
@@ -745,9 +746,17 @@ pub fn small_block_of(addr: usize) -> Option<(*mut u8, usize)> {
 /// segment, or the first chunks of a huge block): a word there can be read
 /// without faulting. For front-ends that keep a header before each block
 /// and must look at a pointer before knowing it is theirs (the profiler).
+/// The calling thread's segment hints are tried first (as `free` does):
+/// most blocks a thread frees are from one of them.
+#[inline(always)]
 pub fn in_block_memory(addr: usize) -> bool {
     let chunk = addr & !(segment::SEGMENT_SIZE - 1);
-    segment::is_owned(chunk) || segment::is_interior(chunk)
+    let h = tls::heap();
+    // SAFETY: the calling thread's heap (or the empty sentinel), always
+    // readable; a hint is a small segment of that heap, mapped, and is
+    // unset before the segment goes (heap::alloc), never a huge chunk.
+    let hinted = unsafe { (chunk == (*h).seg_hint[0]) | (chunk == (*h).seg_hint[1]) };
+    hinted || segment::is_owned(chunk) || segment::is_interior(chunk)
 }
 
 /// The core as a Rust global allocator, for front-ends (check mode, the

@@ -28,16 +28,19 @@ unsafe impl Backend for Profiled {
 
     #[inline(always)]
     unsafe fn alloc(size: usize, align: usize, zero: bool, _kind: Kind, site: Regs) -> *mut u8 {
+        let t = signals::enter();
         // SAFETY: a power-of-two alignment (at least 16).
-        oom(signals::guarded(|| unsafe {
-            block::alloc(size, align.max(16), zero, site)
-        }))
+        let p = unsafe { block::alloc(size, align.max(16), zero, site) };
+        signals::leave(t);
+        oom(p)
     }
 
     #[inline(always)]
     unsafe fn free(p: *mut u8, _kind: Kind, _call: &'static str, _site: Regs) {
+        let t = signals::enter();
         // SAFETY: the C contract of free; any pointer is judged.
-        signals::guarded(|| unsafe { block::free(p) })
+        unsafe { block::free(p) };
+        signals::leave(t);
     }
 
     #[inline(always)]

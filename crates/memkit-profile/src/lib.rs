@@ -27,6 +27,8 @@ mod stack;
 mod tls;
 mod write;
 
+use memkit_alloc::bias::Held;
+
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::*};
 
 // The version note `memkit profile` reads before preloading this library.
@@ -122,12 +124,21 @@ static WRITTEN: AtomicBool = AtomicBool::new(false);
 /// No lock of the profiler may be held in the child: the state's lock is
 /// taken before `fork` and released after, in both processes.
 extern "C" fn before_fork() {
-    sites::STATE.raw_lock();
+    let held = sites::STATE.raw_lock(tls::id());
+    FORK_HELD_BIASED.store(held == Held::Biased, Relaxed);
 }
 
+/// How before_fork took the state's lock.
+static FORK_HELD_BIASED: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn after_fork_parent() {
-    // SAFETY: taken by before_fork on this thread.
-    unsafe { sites::STATE.raw_unlock() };
+    let held = if FORK_HELD_BIASED.load(Relaxed) {
+        Held::Biased
+    } else {
+        Held::Locked
+    };
+    // SAFETY: taken by before_fork on this thread, as `held`.
+    unsafe { sites::STATE.raw_unlock(held) };
 }
 
 /// The child profiles what it does itself: figures from zero, a new clock,
@@ -147,8 +158,9 @@ extern "C" fn after_fork_child() {
     WRITTEN.store(false, Relaxed);
     OWNER_PID.store(memkit_sys::pid(), Relaxed);
     start_clocks();
-    // SAFETY: as above.
-    unsafe { sites::STATE.raw_unlock() };
+    // SAFETY: as above. Unowned: the child's first recording thread takes
+    // the bias (and registers for membarrier: a new process).
+    unsafe { sites::STATE.reset() };
 }
 
 extern "C" fn init() {

@@ -52,15 +52,18 @@ pub fn alloc(size: usize, user: usize, regs: Regs) -> Mark {
         }
         sample::weights(size, o.sample_bytes)
     };
-    Mark::Site(tls::inside(|| {
-        let serial = stack::serial(regs);
-        let mut st = STATE.lock();
+    // As tls::inside, without a closure (busy is 0 here).
+    t.busy.set(1);
+    let serial = stack::serial(regs);
+    {
+        let mut st = STATE.lock(tls::id());
         // SAFETY: under the state's lock.
         if let Some(site) = unsafe { sites::site(serial) } {
             st.alloc(site, objects, bytes, size);
         }
-        serial
-    }))
+    }
+    t.busy.set(0);
+    Mark::Site(serial)
 }
 
 /// Records the free of a recorded block of `size` bytes at `user`.
@@ -80,8 +83,16 @@ pub fn free_moved(size: usize, serial: u32) {
     free_at(size, serial, false);
 }
 
+/// A free while the thread records (a signal handler's `free` of a
+/// recorded block, interrupting a record) is not counted: the state may be
+/// held by the very record it interrupted. The block is freed; its site
+/// keeps it as live.
 #[inline(always)]
 fn free_at(size: usize, serial: u32, temporary: bool) {
+    let t = tls::me();
+    if t.busy.get() != 0 {
+        return;
+    }
     let o = options::get();
     let (objects, bytes) = if o.sample_bytes == 0 {
         (1, size as u64)
@@ -89,13 +100,15 @@ fn free_at(size: usize, serial: u32, temporary: bool) {
         FREES.fetch_add(1, Relaxed);
         sample::weights(size, o.sample_bytes)
     };
-    tls::inside(|| {
-        let mut st = STATE.lock();
+    t.busy.set(1);
+    {
+        let mut st = STATE.lock(tls::id());
         // SAFETY: under the state's lock.
         if let Some(site) = unsafe { sites::site(serial) } {
             st.free(site, objects, bytes, temporary);
         }
-    });
+    }
+    t.busy.set(0);
 }
 
 /// Counts the free of a block counted but not sampled (sampled mode).

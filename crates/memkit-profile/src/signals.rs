@@ -74,14 +74,28 @@ fn finish(sig: i32) {
 /// meanwhile is acted on at its end.
 #[inline(always)]
 pub fn guarded<R>(f: impl FnOnce() -> R) -> R {
+    let t = enter();
+    let r = f();
+    leave(t);
+    r
+}
+
+/// [`guarded`]'s start, for callers that want no closure (an entry point
+/// whose body is then inlined whole): `leave` must follow.
+#[inline(always)]
+pub fn enter() -> &'static tls::Thread {
     let t = tls::me();
     t.in_export.set(t.in_export.get() + 1);
-    let r = f();
+    t
+}
+
+/// [`guarded`]'s end.
+#[inline(always)]
+pub fn leave(t: &tls::Thread) {
     t.in_export.set(t.in_export.get() - 1);
     if PENDING.load(Relaxed) != 0 && t.in_export.get() == 0 {
         deliver();
     }
-    r
 }
 
 #[cold]

@@ -1,7 +1,7 @@
 //! What the profiler counts: one [`Site`] per distinct allocation stack
 //! (indexed by the stack depot's dense serial number) and the process's
 //! [`State`] (bytes in use, the peak, the histogram, the timeline), all
-//! changed under one lock.
+//! changed under one lock (biased to the first recording thread).
 //!
 //! # The live set at the peak, without a copy at each new peak
 //! A program that grows sets a new peak at nearly every allocation; copying
@@ -18,7 +18,7 @@
 
 use core::sync::atomic::{AtomicPtr, Ordering::*};
 
-use memkit_alloc::lock::SpinLock;
+use memkit_alloc::bias::BiasedLock;
 
 /// Sites the table holds; stacks past it share site 0.
 pub const MAX_SITES: usize = 1 << 20;
@@ -132,7 +132,10 @@ impl State {
     }
 }
 
-pub static STATE: SpinLock<State> = SpinLock::new(State::new());
+/// The process's figures and (through [`site`]) the sites. Biased to the
+/// first thread that records: a single-threaded program takes it with
+/// plain stores (see `memkit_alloc::bias`).
+pub static STATE: BiasedLock<State> = BiasedLock::new(State::new());
 
 static SITES: AtomicPtr<Site> = AtomicPtr::new(core::ptr::null_mut());
 

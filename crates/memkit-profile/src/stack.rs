@@ -1,10 +1,11 @@
 //! The stack of a recorded allocation, as a depot serial: captured from the
-//! export's frame with the calling thread's memo of its previous stack
-//! (`memkit_trace::memo`), which makes a stack that shares its outer frames
-//! with the previous one cost a load and a compare per shared frame, and a
-//! repeated stack no hashing at all.
+//! export's frame with the calling thread's memos of its recent stacks
+//! (`memkit_trace::memo::MemoSet`: four), which make a stack that shares
+//! its outer frames with the previous one cost a load and a compare per
+//! shared frame, and a repeated stack (also one of a few alternating ones)
+//! no hashing at all.
 //!
-//! Each thread's memo (about 3.9 KiB) comes from memkit's core on the
+//! Each thread's memo set (about 15.3 KiB) comes from memkit's core on the
 //! thread's first recorded allocation once the library is initialised, and
 //! goes back when the thread exits (a pthread key's destructor). An
 //! allocation after that, from a later destructor, captures without a memo.
@@ -12,7 +13,7 @@
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU32, Ordering::*};
 
-use memkit_trace::memo::{self, Memo};
+use memkit_trace::memo::{self, MemoSet};
 use memkit_trace::unwind::Regs;
 use memkit_trace::{depot, OwnModule};
 
@@ -65,17 +66,23 @@ pub fn serial(regs: Regs) -> u32 {
     let own = OWN.get(serial as *const () as usize);
     let depth = options::get().stack_depth;
     let m = t.memo.get();
-    let id = if m > RETIRED {
+    if m > RETIRED {
         // SAFETY: this thread's memo, used by this thread only, never
         // reentered (the caller runs as the profiler's own code).
-        memo::capture_interned(regs, end, own, depth, unsafe { &mut *(m as *mut Memo) })
-    } else {
-        if m == NO_MEMO {
-            new_memo(t);
-        }
-        memkit_trace::capture_interned(regs, end, own, depth)
-    };
-    depot::serial(id)
+        return memo::capture_serial_set(regs, end, own, depth, unsafe {
+            &mut *(m as *mut MemoSet)
+        });
+    }
+    serial_without_memo(t, regs, end, own, depth)
+}
+
+#[cold]
+#[inline(never)]
+fn serial_without_memo(t: &tls::Thread, regs: Regs, end: usize, own: u16, depth: usize) -> u32 {
+    if t.memo.get() == NO_MEMO {
+        new_memo(t);
+    }
+    depot::serial(memkit_trace::capture_interned(regs, end, own, depth))
 }
 
 /// Gives the thread a memo from the core (used from its next allocation).
@@ -88,7 +95,7 @@ fn new_memo(t: &tls::Thread) {
         return;
     }
     // SAFETY: any size; an all-zero memo is a valid, empty one.
-    let p = unsafe { memkit_alloc::calloc(1, memo::MEMO_BYTES) };
+    let p = unsafe { memkit_alloc::calloc(1, memo::MEMO_SET_BYTES) };
     if p.is_null() {
         t.memo.set(RETIRED);
         return;

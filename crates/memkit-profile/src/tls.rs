@@ -35,6 +35,13 @@ memkit_sys::tls_block! {
     pub fn me() -> Thread = "memkit_profile_tls", 64;
 }
 
+/// The calling thread's id for [`crate::sites::STATE`]'s bias: the address
+/// of its TLS block (unique among live threads, never 0).
+#[inline(always)]
+pub fn id() -> usize {
+    me() as *const Thread as usize
+}
+
 /// Runs `f` as the profiler's own code (see [`Thread::busy`]).
 #[inline(always)]
 pub fn inside<R>(f: impl FnOnce() -> R) -> R {

@@ -36,7 +36,7 @@ pub fn collect(end: &str) -> Raw {
     };
     let rss = rss_bytes();
     let (state_totals, peak_epoch, site_copy, timeline, hist, peak_objects) = {
-        let mut st = STATE.lock();
+        let mut st = STATE.lock(crate::tls::id());
         st.clock_ns = since_start();
         st.add_point(rss);
         let totals = Totals {

@@ -263,6 +263,50 @@ pub fn yield_now() {
     rustix::thread::sched_yield();
 }
 
+/// Which `membarrier(2)` command [`barrier_everywhere`] issues (0: none
+/// available yet).
+static MEMBARRIER: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+const MB_PRIVATE: u8 = 1;
+const MB_GLOBAL: u8 = 2;
+
+/// Makes [`barrier_everywhere`] usable in this process: `membarrier(
+/// MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED)` (fast: an IPI to the CPUs
+/// running this process's threads), else the slow `MEMBARRIER_CMD_GLOBAL`
+/// where that is all the kernel has. False when neither is available (no
+/// membarrier, or a seccomp filter refuses it). Registration is per
+/// process image: a fork child calls this again. Allocation-free.
+pub fn barrier_everywhere_setup() -> bool {
+    use rustix::thread::{membarrier, membarrier_query, MembarrierCommand as C};
+    let q = membarrier_query();
+    let how = if q.contains_command(C::PrivateExpedited)
+        && membarrier(C::RegisterPrivateExpedited).is_ok()
+    {
+        MB_PRIVATE
+    } else if q.contains_command(C::Global) {
+        MB_GLOBAL
+    } else {
+        0
+    };
+    MEMBARRIER.store(how, core::sync::atomic::Ordering::Relaxed);
+    how != 0
+}
+
+/// `membarrier(2)`: when it returns, every thread of the process that was
+/// running has executed a full memory barrier (the others will at their
+/// next context switch, which is one). The slow side of an asymmetric
+/// fence: a thread that stores A, then (compiler fence only) loads B, and
+/// a thread that stores B, calls this, then loads A, cannot both miss the
+/// other's store. Only after [`barrier_everywhere_setup`] returned true
+/// (else it returns false and orders nothing).
+pub fn barrier_everywhere() -> bool {
+    use rustix::thread::{membarrier, MembarrierCommand as C};
+    match MEMBARRIER.load(core::sync::atomic::Ordering::Relaxed) {
+        MB_PRIVATE => membarrier(C::PrivateExpedited).is_ok(),
+        MB_GLOBAL => membarrier(C::Global).is_ok(),
+        _ => false,
+    }
+}
+
 /// `getpid()`.
 pub fn pid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32

@@ -97,13 +97,16 @@ macro_rules! tls_block {
             let p: usize;
             // SAFETY: the thread pointer (fs:0) plus the block's static TLS
             // offset is this thread's copy of the zeroed bytes declared
-            // above, as large as the type and valid when zero.
+            // above, as large as the type and valid when zero. `nomem`: the
+            // two words read (the GOT slot, fs:0) never change for a given
+            // thread, so the compiler may compute the address once per
+            // function.
             unsafe {
                 core::arch::asm!(
                     concat!("mov {p}, qword ptr [rip + ", $sym, "@GOTTPOFF]"),
                     "add {p}, qword ptr fs:[0]",
                     p = out(reg) p,
-                    options(nostack, readonly, preserves_flags, pure),
+                    options(nostack, nomem, preserves_flags, pure),
                 );
                 &*(p as *const $ty)
             }

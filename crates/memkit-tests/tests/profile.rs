@@ -150,6 +150,61 @@ fn sites_come_out_exact() {
     assert!(raw.overhead.stack_bytes > 0 && raw.overhead.peak_rss_bytes > 0);
 }
 
+/// Threads recording at once, the first of them holding the state's lock
+/// biased when the others come (each revokes it or waits for it): not an
+/// event lost or counted twice, and the sites at the peak add up to it.
+#[test]
+fn concurrent_threads_count_exactly() {
+    if !require("concurrent_threads_count_exactly", &["gcc"]) {
+        return;
+    }
+    let dir = TempDir::new("profile-race");
+    let prog = program(&dir);
+    let out = dir.join("raw");
+    std::fs::create_dir(&out).unwrap();
+    let o = profiled(&prog, &["race"], &out, "");
+    o.assert_success("race");
+    assert!(o.stdout.contains("END race"), "{}", o.describe());
+    let raws = raws(&out);
+    assert_eq!(raws.len(), 1, "{raws:?}");
+    let raw = &raws[0].1;
+    // Each size comes from several stacks (race_main called by main and
+    // by a thread's start): their sums.
+    let sum = |size: u64| {
+        let v = sites_of_size(raw, size);
+        assert!(!v.is_empty(), "no site of {size} B");
+        let f = |g: fn(&Site) -> u64| v.iter().map(|s| g(s)).sum::<u64>();
+        (
+            f(|s| s.alloc_objects),
+            f(|s| s.alloc_bytes),
+            f(|s| s.inuse_objects),
+            f(|s| s.peak_objects),
+            f(|s| s.temporary),
+        )
+    };
+    assert_eq!(sum(48), (800_001, 800_001 * 48, 0, sum(48).3, 800_001));
+    assert!(
+        sum(48).3 <= 4,
+        "at most one temporary block per thread at the peak"
+    );
+    assert_eq!(
+        sum(2000),
+        (28, 56_000, 0, 28, 0),
+        "all kept blocks live at the peak"
+    );
+    let t = &raw.totals;
+    let live_at_peak: u64 = raw.sites.iter().map(|s| s.peak_bytes).sum();
+    assert_eq!(live_at_peak, t.peak_bytes, "sites at the peak add up to it");
+    let live_at_exit: u64 = raw.sites.iter().map(|s| s.inuse_bytes).sum();
+    assert_eq!(live_at_exit, t.inuse_bytes);
+    let allocated: u64 = raw.sites.iter().map(|s| s.alloc_bytes).sum();
+    assert_eq!(allocated, t.bytes);
+    let allocs: u64 = raw.sites.iter().map(|s| s.alloc_objects).sum();
+    assert_eq!(allocs, t.allocs);
+    assert_eq!(t.allocs - t.frees, t.inuse_allocs, "{t:?}");
+    assert!(t.peak_bytes >= 56_000 + 48, "{t:?}");
+}
+
 /// A fork child writes its own profile: what it allocated, not its
 /// parent's sites; the blocks it inherited and freed are counted apart.
 #[test]

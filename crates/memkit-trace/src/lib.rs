@@ -6,8 +6,9 @@
 //! * [`modules`]: the objects frames point into, recorded at capture (path
 //!   and load bias), so stacks outlive `dlclose`;
 //! * [`depot`]: each distinct stack stored once, named by a 32-bit id;
-//! * [`memo`]: capture against a thread's previous stack, for front-ends
-//!   that capture on every allocation (the profiler);
+//! * [`memo`]: capture against a thread's previous stacks (one memo, or a
+//!   set of four), for front-ends that capture on every allocation (the
+//!   profiler);
 //! * [`recent`]: a thread's last walk, re-verified instead of unwound again
 //!   when the next capture starts from the same frames;
 //! * [`thread`]: the calling thread's stack bounds;

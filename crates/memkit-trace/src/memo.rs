@@ -110,8 +110,9 @@ pub struct Memo {
     /// `frames[skipped..n]`.
     skipped: usize,
     end: EndWord,
-    /// The depot id of the recorded stack.
+    /// The depot id of the recorded stack, and its serial.
     id: StackId,
+    serial: u32,
     steps: [Step; STEPS],
     frames: [Frame; STEPS],
 }
@@ -201,17 +202,21 @@ impl Memo {
         if n == 0 {
             return false;
         }
-        let t = &self.steps[..n];
-        let s0 = &t[0];
+        let s0 = &self.steps[0];
         if s0.pc != regs.pc || s0.sp != regs.sp || (s0.need_bp && s0.bp != regs.bp) {
             return false;
         }
+        let t = &self.steps[..n.min(STEPS)];
         for w in t.windows(2) {
             let (s, next) = (&w[0], &w[1]);
             // SAFETY: recorded from this very start sp, below the stack end
             // (same thread, same stack_end: the memo's key).
             unsafe {
-                if word(next.sp - 8) != next.pc || (s.bp_at != 0 && word(s.bp_at) != next.bp) {
+                // The saved rbp only where the rest of the unwind depends
+                // on it (code without frame pointers keeps any value there).
+                if word(next.sp - 8) != next.pc
+                    || (s.bp_at != 0 && next.need_bp && word(s.bp_at) != next.bp)
+                {
                     return false;
                 }
             }
@@ -244,6 +249,134 @@ pub fn capture_interned(
     depth: usize,
     memo: &mut Memo,
 ) -> StackId {
+    capture(regs, stack_end, own, depth, memo);
+    memo.id
+}
+
+/// [`capture_interned`], as the stack's depot serial
+/// ([`depot::serial`] of its id, kept in the memo: a repeated stack costs
+/// no depot lookup either).
+#[inline(always)]
+pub fn capture_serial(
+    regs: Regs,
+    stack_end: usize,
+    own: u16,
+    depth: usize,
+    memo: &mut Memo,
+) -> u32 {
+    capture(regs, stack_end, own, depth, memo);
+    memo.serial
+}
+
+/// Memos a [`MemoSet`] holds.
+pub const WAYS: usize = 4;
+
+/// A thread's few memos, for programs that allocate from several places in
+/// turn (three call sites in a loop, an interpreter's handful of
+/// allocation points): each keeps the stack of captures that started at
+/// its first frame, so alternating stacks each find theirs. All-zero bytes
+/// are a valid, empty set.
+pub struct MemoSet {
+    /// The memo of the latest capture, and the next to be replaced.
+    last: usize,
+    victim: usize,
+    memos: [Memo; WAYS],
+}
+
+/// Bytes a memo set takes (for the overhead figures).
+pub const MEMO_SET_BYTES: usize = core::mem::size_of::<MemoSet>();
+
+impl Memo {
+    /// Whether its recorded unwind starts at `regs`' pc and sp, under the
+    /// same key.
+    #[inline(always)]
+    fn starts_at(&self, regs: Regs, key: (u32, usize, u16, u32)) -> bool {
+        self.n != 0
+            && self.steps[0].pc == regs.pc
+            && self.steps[0].sp == regs.sp
+            && (self.generation, self.stack_end, self.own, self.depth) == key
+    }
+
+    /// Becomes a copy of `o` (its recorded steps only).
+    fn copy_from(&mut self, o: &Memo) {
+        let n = o.n.min(STEPS);
+        self.generation = o.generation;
+        self.own = o.own;
+        self.depth = o.depth;
+        self.stack_end = o.stack_end;
+        self.n = n;
+        self.skipped = o.skipped;
+        self.end = o.end;
+        self.id = o.id;
+        self.serial = o.serial;
+        self.steps[..n].copy_from_slice(&o.steps[..n]);
+        self.frames[..n].copy_from_slice(&o.frames[..n]);
+    }
+}
+
+/// [`capture_serial`] with the calling thread's memo set: the latest memo
+/// first, then the others, each taken if it holds this very stack; when
+/// none does, the oldest is replaced by a copy of the latest (the best
+/// trail to join) and the capture goes on in it. The same frames as a
+/// plain capture.
+#[inline(always)]
+pub fn capture_serial_set(
+    regs: Regs,
+    stack_end: usize,
+    own: u16,
+    depth: usize,
+    set: &mut MemoSet,
+) -> u32 {
+    let d = depth.clamp(1, unwind::MAX_FRAMES) as u32;
+    let key = (GENERATION.load(Relaxed), stack_end, own, d);
+    let last = set.last % WAYS;
+    if set.memos[last].starts_at(regs, key) && set.memos[last].same_stack(regs) {
+        return set.memos[last].serial;
+    }
+    capture_set_slow(regs, stack_end, own, depth, set, key)
+}
+
+#[inline(never)]
+fn capture_set_slow(
+    regs: Regs,
+    stack_end: usize,
+    own: u16,
+    depth: usize,
+    set: &mut MemoSet,
+    key: (u32, usize, u16, u32),
+) -> u32 {
+    let last = set.last % WAYS;
+    for k in 1..WAYS {
+        let c = (last + k) % WAYS;
+        if set.memos[c].starts_at(regs, key) && set.memos[c].same_stack(regs) {
+            set.last = c;
+            return set.memos[c].serial;
+        }
+    }
+    let w;
+    {
+        let mut v = set.victim % WAYS;
+        if v == last {
+            v = (v + 1) % WAYS;
+        }
+        set.victim = (v + 1) % WAYS;
+        let (a, b) = if v < last {
+            let (lo, hi) = set.memos.split_at_mut(last);
+            (&mut lo[v], &hi[0])
+        } else {
+            let (lo, hi) = set.memos.split_at_mut(v);
+            (&mut hi[0], &lo[last])
+        };
+        a.copy_from(b);
+        w = v;
+    }
+    set.last = w;
+    capture_serial(regs, stack_end, own, depth, &mut set.memos[w])
+}
+
+/// Captures into the memo (its `id` and `serial` are the stack's).
+#[inline(always)]
+fn capture(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut Memo) {
     let depth = depth.clamp(1, unwind::MAX_FRAMES);
     let generation = GENERATION.load(Relaxed);
     if memo.generation != generation
@@ -257,9 +390,9 @@ pub fn capture_interned(
         memo.depth = depth as u32;
         memo.n = 0;
     } else if memo.same_stack(regs) {
-        return memo.id;
+        return;
     }
-    capture_slow(regs, stack_end, own, depth, memo)
+    capture_slow(regs, stack_end, own, depth, memo);
 }
 
 /// Where the own frames at the top of a stack stop being dropped (as
@@ -311,7 +444,7 @@ fn advance(
 }
 
 #[inline(never)]
-fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut Memo) -> StackId {
+fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut Memo) {
     let n = memo.n;
     let mut trail_end = memo.end.get();
     let (mut pc, mut sp, mut bp) = (regs.pc, regs.sp, regs.bp);
@@ -388,10 +521,13 @@ fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut
                 }
                 if s.bp_at != 0 {
                     // SAFETY: as above.
-                    if unsafe { word(s.bp_at) } != nx.bp {
+                    let v = unsafe { word(s.bp_at) };
+                    // Compared only where the rest of the unwind depends on
+                    // it; the value read is what the next frame starts with.
+                    if nx.need_bp && v != nx.bp {
                         break None;
                     }
-                    bp = nx.bp;
+                    bp = v;
                 }
                 k += 1;
             } else {
@@ -437,7 +573,7 @@ fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut
     memo.mark_need_bp(if from_trail { i } else { len });
     let id = depot::intern(&memo.frames[skip.skipped..len]);
     memo.id = id;
-    id
+    memo.serial = depot::serial(id);
 }
 
 #[cfg(test)]
@@ -454,6 +590,12 @@ mod tests {
         let plain = crate::capture_interned(regs, end, 0, depth);
         assert_eq!(depot::frames(with), depot::frames(plain));
         assert_ne!(with, 0);
+        SET.with(|set| {
+            // SAFETY: this thread's set, used by nothing else meanwhile.
+            let set = unsafe { &mut *set.get() };
+            let serial = capture_serial_set(regs, end, 0, depth, set);
+            assert_eq!(depot::frames_of_serial(serial), depot::frames(plain));
+        });
         *checked += 1;
     }
 
@@ -470,6 +612,16 @@ mod tests {
             b(memo, end, n - 1, path >> 1, depth, checked);
         }
         core::hint::black_box(n);
+    }
+
+    std::thread_local! {
+        static SET: std::cell::UnsafeCell<Box<MemoSet>> = std::cell::UnsafeCell::new(zeroed_set());
+    }
+
+    fn zeroed_set() -> Box<MemoSet> {
+        let layout = std::alloc::Layout::new::<MemoSet>();
+        // SAFETY: a non-zero-sized layout; an all-zero MemoSet is valid.
+        unsafe { Box::from_raw(std::alloc::alloc_zeroed(layout) as *mut MemoSet) }
     }
 
     #[repr(align(128))]
@@ -525,6 +677,30 @@ mod tests {
             if round % 50 == 0 {
                 invalidate();
             }
+        }
+        assert!(checked >= 400);
+    }
+
+    /// A few stacks in turn (what the set is for): every capture still the
+    /// plain unwinder's.
+    #[test]
+    fn set_follows_alternating_stacks() {
+        let end = crate::thread::stack_end(
+            unwind::here().sp,
+            &core::cell::Cell::new(0),
+            &core::cell::Cell::new(0),
+        );
+        let mut memo: Box<Memo> = unsafe_zeroed();
+        let mut checked = 0;
+        let shapes = [
+            (3u32, 0b1010u64),
+            (5, 0b0110),
+            (3, 0b0001),
+            (7, 0b1111_0011),
+        ];
+        for round in 0..200 {
+            let (n, path) = shapes[round % shapes.len()];
+            a(&mut memo, end, n, path, 64, &mut checked);
         }
         assert!(checked >= 400);
     }

@@ -11,6 +11,10 @@
  *          allocates 2 x 555 B at thread_site and exits (its own profile).
  *   serve: leak_site 6 x 2500 B, prints "READY", then allocates and
  *          frees in a loop until a signal ends it (a server).
+ *   race:  4 threads at once (main, which recorded first, and 3 others
+ *          started while it records) each make 200000 temp_site(48)
+ *          pairs and keep 7 x 2000 B at peak_site, freed at the end:
+ *          exact counts across the hand-over of the state's lock.
  *   exec:  runs argv[2] (with the rest as its arguments) after one
  *          leak_site(4242): a profile per image, both with this pid.
  */
@@ -57,6 +61,36 @@ static int sites(void) {
     return 0;
 }
 
+static volatile int go;
+
+static void *race_main(void *arg) {
+    void **keep = arg;
+    while (!go) {
+    }
+    for (int i = 0; i < 200000; i++) {
+        volatile char *p = temp_site(48);
+        p[0] = 1;
+        free((void *)p);
+        if (i % 20000 == 0 && i / 20000 < 7) keep[i / 20000] = peak_site(2000);
+    }
+    return NULL;
+}
+
+static int race(void) {
+    void *keep[4][7];
+    pthread_t t[3];
+    free(temp_site(48)); /* main records first */
+    for (int k = 0; k < 3; k++)
+        if (pthread_create(&t[k], NULL, race_main, keep[k + 1]) != 0) return 2;
+    go = 1;
+    race_main(keep[0]);
+    for (int k = 0; k < 3; k++) pthread_join(t[k], NULL);
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 7; i++) free(keep[k][i]);
+    printf("END race\n");
+    return 0;
+}
+
 static int forked(void) {
     void *inherited[4];
     for (int i = 0; i < 4; i++) inherited[i] = leak_site(333);
@@ -82,6 +116,7 @@ int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "sites";
     if (strcmp(mode, "sites") == 0) return sites();
     if (strcmp(mode, "fork") == 0) return forked();
+    if (strcmp(mode, "race") == 0) return race();
     if (strcmp(mode, "serve") == 0) {
         for (int i = 0; i < 6; i++) {
             volatile void *p = leak_site(2500);
