@@ -39,11 +39,6 @@ memkit_sys::version_note!(static VERSION_NOTE);
 static CORE: memkit_alloc::Core = memkit_alloc::Core;
 
 unsafe extern "C" {
-    fn pthread_atfork(
-        prepare: Option<extern "C" fn()>,
-        parent: Option<extern "C" fn()>,
-        child: Option<extern "C" fn()>,
-    ) -> i32;
     fn syscall(number: i64, ...) -> i64;
     fn pread(fd: i32, buf: *mut u8, n: usize, offset: i64) -> isize;
     fn dlsym(
@@ -180,7 +175,7 @@ extern "C" fn init() {
         }
         // SAFETY: handlers that only take and release the state's lock.
         unsafe {
-            pthread_atfork(
+            memkit_sys::atfork(
                 Some(before_fork),
                 Some(after_fork_parent),
                 Some(after_fork_child),
