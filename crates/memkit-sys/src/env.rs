@@ -100,8 +100,9 @@ pub const VARS: &[Var] = {
             default: "default",
             meaning: "transparent huge pages for segments and huge blocks: `default` (the \
                       system policy, plus `MADV_HUGEPAGE` for huge blocks of 6 MiB or more \
-                      that are reused from the cache or grown by `realloc`: 13x fewer page \
-                      faults on 5–25 MiB block churn), `always` (`MADV_HUGEPAGE` on every \
+                      that are grown by `realloc`, or reused from the cache after a use \
+                      that touched most of them: 13x fewer page faults on 5–25 MiB block \
+                      churn), `always` (`MADV_HUGEPAGE` on every \
                       segment and huge block, at the cost of RSS for sparsely used memory), \
                       `never` (`MADV_NOHUGEPAGE` everywhere)",
             read_by: LIBRARY | RUST,
@@ -175,7 +176,7 @@ pub const VARS: &[Var] = {
             meaning: "options of `libmemkit_check.so`: `name=value` pairs separated by colons \
                       (`leaks`, `show_reachable`, `halt_on_error`, `error_exitcode`, `log_file`, \
                       `json_dir`, `suppressions`, `quarantine_mb`, `alloc_fill`, `free_fill`, \
-                      `max_fill`, `stack_depth`, `guard`, `guard_sample`, `guard_max`; \
+                      `max_fill`, `free_check`, `stack_depth`, `guard`, `guard_sample`, `guard_max`; \
                       docs/CHECK.md); `memkit check` sets it from its command line",
             read_by: CHECK_LIB,
         },
