@@ -264,6 +264,13 @@ pub const VARS: &[Var] = {
                       the child runs",
             read_by: TESTS,
         },
+        Var {
+            name: "MEMKIT_TEST_SHM",
+            default: "unset",
+            meaning: "set by memkit::shm's tests for the processes they exec: the name of the \
+                      shared heap to open",
+            read_by: TESTS,
+        },
     ]
 };
 
