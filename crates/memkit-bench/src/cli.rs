@@ -21,6 +21,9 @@ pub struct Options {
     /// A second libmemkit.so (`--baseline`), run beside the first as
     /// `memkit-base`: a build before a change, measured in the same run.
     pub baseline: Option<PathBuf>,
+    /// `KEY=VALUE` pairs set for the baseline's runs only (`--baseline-env`):
+    /// the same library in another mode, e.g. `MEMKIT_HARDEN=off`.
+    pub baseline_env: Vec<(String, String)>,
     /// Seconds before a single run is killed.
     pub timeout_s: Option<u64>,
     /// Keep every run's working directory (failed runs always keep theirs).
@@ -47,6 +50,10 @@ OPTIONS:
                             <workspace>/target/release/libmemkit.so)
     --baseline PATH         also run this libmemkit.so, as `memkit-base` (a build before a
                             change, interleaved with the others; never counted as a peer)
+    --baseline-env KEY=VALUE
+                            set KEY for memkit-base's runs only (repeatable): the same
+                            library in another mode, e.g. --baseline target/release/libmemkit.so
+                            --baseline-env MEMKIT_HARDEN=off
     --timeout SECS          kill a run that takes longer (default 180; 60 with --quick)
     --keep                  keep every run's working directory
     --list                  list the workloads and exit
@@ -64,6 +71,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, 
         out: None,
         memkit: None,
         baseline: None,
+        baseline_env: Vec::new(),
         timeout_s: None,
         keep: false,
         list: false,
@@ -112,8 +120,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, 
             "--out" => o.out = Some(PathBuf::from(value("--out")?)),
             "--memkit" => o.memkit = Some(PathBuf::from(value("--memkit")?)),
             "--baseline" => o.baseline = Some(PathBuf::from(value("--baseline")?)),
+            "--baseline-env" => {
+                let v = value("--baseline-env")?;
+                match v.split_once('=') {
+                    Some((k, val)) if !k.is_empty() => {
+                        o.baseline_env.push((k.to_string(), val.to_string()))
+                    }
+                    _ => return Err(format!("--baseline-env: expected KEY=VALUE, got {v}")),
+                }
+            }
             other => return Err(format!("unknown argument: {other}\n\n{USAGE}")),
         }
+    }
+    if !o.baseline_env.is_empty() && o.baseline.is_none() {
+        return Err("--baseline-env needs --baseline".into());
     }
     o.rounds = rounds.unwrap_or(if o.quick { 1 } else { 5 });
     Ok(Some(o))
@@ -166,5 +186,25 @@ mod tests {
         assert!(e(&["--rounds", "0"]).contains("at least 1"));
         assert!(e(&["--rounds"]).contains("needs a value"));
         assert!(e(&["--bogus"]).contains("unknown argument"));
+        assert!(e(&["--baseline-env", "X=1"]).contains("needs --baseline"));
+        assert!(e(&["--baseline", "b.so", "--baseline-env", "X"]).contains("KEY=VALUE"));
+    }
+
+    #[test]
+    fn baseline_env() {
+        let o = p(&[
+            "--baseline",
+            "b.so",
+            "--baseline-env",
+            "MEMKIT_HARDEN=off",
+            "--baseline-env=A=b=c",
+        ]);
+        assert_eq!(
+            o.baseline_env,
+            [
+                ("MEMKIT_HARDEN".to_string(), "off".to_string()),
+                ("A".to_string(), "b=c".to_string())
+            ]
+        );
     }
 }

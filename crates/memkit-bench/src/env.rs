@@ -41,6 +41,9 @@ pub struct Allocator {
     pub lib: Option<PathBuf>,
     /// Package version (dpkg) or build description.
     pub version: String,
+    /// Environment set for this allocator's runs only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<(String, String)>,
 }
 
 impl Allocator {
@@ -139,6 +142,7 @@ pub fn find_allocators(
                 name,
                 lib: None,
                 version: glibc_version(),
+                env: Vec::new(),
             }),
             "memkit" => {
                 let lib = memkit_lib(memkit, root)?;
@@ -151,6 +155,7 @@ pub fn find_allocators(
                     name,
                     version,
                     lib: Some(snapshot(&lib, &cache_dir(root))?),
+                    env: Vec::new(),
                 });
             }
             peer => {
@@ -164,6 +169,7 @@ pub fn find_allocators(
                         name,
                         lib: Some(lib),
                         version: dpkg_version(pkg).unwrap_or_else(|| "unknown".into()),
+                        env: Vec::new(),
                     }),
                     None => found
                         .skipped

@@ -82,7 +82,21 @@ fn run(opts: &cli::Options, args: &[String]) -> Result<bool, String> {
         }
         allocators.push(env::Allocator {
             name: "memkit-base".into(),
-            version: format!("baseline build at {}", base.display()),
+            version: if opts.baseline_env.is_empty() {
+                format!("baseline build at {}", base.display())
+            } else {
+                let env: Vec<String> = opts
+                    .baseline_env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                format!(
+                    "baseline build at {} with {}",
+                    base.display(),
+                    env.join(" ")
+                )
+            },
+            env: opts.baseline_env.clone(),
             lib: Some(env::snapshot(base, &cache)?),
         });
     }

@@ -615,6 +615,7 @@ mod tests {
             name: name.into(),
             lib: (name != "glibc").then(|| PathBuf::from(format!("/x/{name}.so"))),
             version: "1".into(),
+            env: Vec::new(),
         }
     }
 

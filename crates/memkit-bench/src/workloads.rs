@@ -467,7 +467,7 @@ impl Prepared {
         }
         let mut cmd = l.command(&self.program, preload_for(alloc, false).as_deref(), dir);
         cmd.args(&self.args).current_dir(dir);
-        for (k, v) in &self.env {
+        for (k, v) in self.env.iter().chain(&alloc.env) {
             cmd.env(k, v);
         }
         if let Some(input) = &self.stdin {
@@ -522,6 +522,7 @@ fn run_redis(
     fs::create_dir_all(&client_dir)?;
     let port = free_port()?;
     let mut cmd = l.command(&p.program, preload_for(alloc, true).as_deref(), &server_dir);
+    cmd.envs(alloc.env.iter().map(|(k, v)| (k, v)));
     cmd.args([
         "--port",
         &port.to_string(),
@@ -810,6 +811,7 @@ mod tests {
             name: "glibc".into(),
             lib: None,
             version: String::new(),
+            env: Vec::new(),
         };
         assert!(
             check_allocator_line("allocator /lib/x86_64-linux-gnu/libc.so.6\n", &glibc).is_none()
