@@ -268,18 +268,31 @@ pub fn capture_serial(
     memo.serial
 }
 
-/// Memos a [`MemoSet`] holds.
-pub const WAYS: usize = 4;
+/// Memos a [`MemoSet`] holds. Four were too few: cfrac's loop allocates
+/// from six stacks in turn, and with four every capture missed.
+pub const WAYS: usize = 16;
 
 /// A thread's few memos, for programs that allocate from several places in
-/// turn (three call sites in a loop, an interpreter's handful of
-/// allocation points): each keeps the stack of captures that started at
-/// its first frame, so alternating stacks each find theirs. All-zero bytes
-/// are a valid, empty set.
+/// turn (a loop over a handful of call sites, an interpreter's allocation
+/// points): each keeps the stack of captures that started at its first
+/// frame, so alternating stacks each find theirs. A miss fills an empty
+/// memo, else replaces one at random among those not taken lately (never
+/// the latest): a loop over fewer stacks than memos keeps them all, and a
+/// loop over more still finds some of them, where replacing the oldest
+/// would find none. All-zero bytes are a valid, empty set.
 pub struct MemoSet {
-    /// The memo of the latest capture, and the next to be replaced.
+    /// The memo of the latest capture.
     last: usize,
+    /// The state of the victim choice (xorshift; 0 before the first).
     victim: usize,
+    /// Each memo's first pc and sp ((0, 0): empty), side by side so that a
+    /// miss scans a few cache lines, not one line of every memo.
+    first: [(usize, usize); WAYS],
+    /// The memo taken after each one last time: a loop over several call
+    /// sites finds the next one at the first try.
+    next: [u8; WAYS],
+    /// Memos taken (found or filled) since replacement last cleared this.
+    taken: u32,
     memos: [Memo; WAYS],
 }
 
@@ -346,20 +359,56 @@ fn capture_set_slow(
     key: (u32, usize, u16, u32),
 ) -> u32 {
     let last = set.last % WAYS;
+    let guess = set.next[last] as usize % WAYS;
+    let holds = |set: &MemoSet, c: usize| {
+        set.first[c] == (regs.pc, regs.sp)
+            && set.memos[c].starts_at(regs, key)
+            && set.memos[c].same_stack(regs)
+    };
+    if guess != last && holds(set, guess) {
+        set.taken |= 1 << guess;
+        set.last = guess;
+        return set.memos[guess].serial;
+    }
     for k in 1..WAYS {
         let c = (last + k) % WAYS;
-        if set.memos[c].starts_at(regs, key) && set.memos[c].same_stack(regs) {
+        if c != guess && holds(set, c) {
+            set.taken |= 1 << c;
+            set.next[last] = c as u8;
             set.last = c;
             return set.memos[c].serial;
         }
     }
     let w;
     {
-        let mut v = set.victim % WAYS;
-        if v == last {
-            v = (v + 1) % WAYS;
+        // A memo not taken since the last round of replacements (an empty
+        // one first), at random among those: stacks a loop keeps coming
+        // back to stay, and a loop over more stacks than memos still keeps
+        // some of them.
+        let all = (1u32 << WAYS) - 1;
+        let mut idle = all & !set.taken & !(1 << last);
+        if idle == 0 {
+            set.taken = 0;
+            idle = all & !(1 << last);
         }
-        set.victim = (v + 1) % WAYS;
+        let empty = (0..WAYS).fold(0u32, |m, c| m | ((set.first[c] == (0, 0)) as u32) << c) & idle;
+        let pool = if empty != 0 { empty } else { idle };
+        let mut x = set.victim as u64;
+        if x == 0 {
+            x = 0x9e37_79b9_7f4a_7c15;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        set.victim = x as usize;
+        let mut pick = (x >> 32) as u32 % pool.count_ones();
+        let mut rest = pool;
+        while pick > 0 {
+            rest &= rest - 1;
+            pick -= 1;
+        }
+        let v = rest.trailing_zeros() as usize;
+        set.taken |= 1 << v;
         let (a, b) = if v < last {
             let (lo, hi) = set.memos.split_at_mut(last);
             (&mut lo[v], &hi[0])
@@ -370,8 +419,16 @@ fn capture_set_slow(
         a.copy_from(b);
         w = v;
     }
+    set.next[last] = w as u8;
     set.last = w;
-    capture_serial(regs, stack_end, own, depth, &mut set.memos[w])
+    let serial = capture_serial(regs, stack_end, own, depth, &mut set.memos[w]);
+    let m = &set.memos[w];
+    set.first[w] = if m.n == 0 {
+        (0, 0)
+    } else {
+        (m.steps[0].pc, m.steps[0].sp)
+    };
+    serial
 }
 
 /// Captures into the memo (its `id` and `serial` are the stack's).
@@ -443,8 +500,16 @@ fn advance(
     }
 }
 
+#[cfg(test)]
+std::thread_local! {
+    /// Slow captures on this thread (tests count memo misses with it).
+    static SLOW: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
 #[inline(never)]
 fn capture_slow(regs: Regs, stack_end: usize, own: u16, depth: usize, memo: &mut Memo) {
+    #[cfg(test)]
+    SLOW.with(|c| c.set(c.get() + 1));
     let n = memo.n;
     let mut trail_end = memo.end.get();
     let (mut pc, mut sp, mut bp) = (regs.pc, regs.sp, regs.bp);
@@ -602,7 +667,9 @@ mod tests {
         SET.with(|set| {
             // SAFETY: this thread's set, used by nothing else meanwhile.
             let set = unsafe { &mut *set.get() };
+            let before = SLOW.with(|c| c.get());
             let serial = capture_serial_set(regs, end, 0, depth, set);
+            SET_SLOW.with(|c| c.set(c.get() + SLOW.with(|c| c.get()) - before));
             assert_eq!(depot::frames_of_serial(serial), depot::frames(plain));
         });
         *checked += 1;
@@ -625,6 +692,8 @@ mod tests {
 
     std::thread_local! {
         static SET: std::cell::UnsafeCell<Box<MemoSet>> = std::cell::UnsafeCell::new(zeroed_set());
+        /// Slow captures of the set's (not the single memo's) on this thread.
+        static SET_SLOW: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
     }
 
     fn zeroed_set() -> Box<MemoSet> {
@@ -712,6 +781,50 @@ mod tests {
             a(&mut memo, end, n, path, 64, &mut checked);
         }
         assert!(checked >= 400);
+    }
+
+    /// A loop over more stacks than memos, then over fewer: every capture
+    /// exact in both; in the second, once each stack has its memo, the set
+    /// finds them all without unwinding (cfrac's loop over six stacks missed
+    /// every time with four memos replaced oldest first).
+    #[test]
+    fn set_holds_a_loop_over_many_stacks() {
+        let end = crate::thread::stack_end(
+            unwind::here().sp,
+            &core::cell::Cell::new(0),
+            &core::cell::Cell::new(0),
+        );
+        let mut memo: Box<Memo> = unsafe_zeroed();
+        let mut checked = 0;
+        // Distinct call paths of the same length (each a distinct stack).
+        let many: Vec<(u32, u64)> = (0..3 * WAYS as u64).map(|p| (6, p)).collect();
+        for round in 0..6 * many.len() {
+            let (n, path) = many[round % many.len()];
+            a(&mut memo, end, n, path, 64, &mut checked);
+        }
+        // Two stacks a path (`a` calls `leaf` from two places): six stacks,
+        // as cfrac's loop.
+        let few = &many[..3];
+        // Another test's `invalidate` (tests run in parallel) voids every
+        // memo: a pass it fell into is run again. The first four rounds
+        // fill the set; the next twenty must find every stack in it.
+        for attempt in 0.. {
+            let generation = GENERATION.load(Relaxed);
+            let mut misses = 0;
+            for (i, (n, path)) in few.iter().cycle().take(24 * few.len()).enumerate() {
+                let before = SET_SLOW.with(|c| c.get());
+                a(&mut memo, end, *n, *path, 64, &mut checked);
+                if i >= 4 * few.len() {
+                    misses += SET_SLOW.with(|c| c.get()) - before;
+                }
+            }
+            if GENERATION.load(Relaxed) == generation {
+                assert_eq!(misses, 0, "slow captures of the set");
+                break;
+            }
+            assert!(attempt < 100, "memos voided in every pass");
+        }
+        assert!(checked >= 6 * many.len() + 24 * few.len());
     }
 
     fn unsafe_zeroed() -> Box<Memo> {
