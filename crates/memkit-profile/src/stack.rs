@@ -1,11 +1,11 @@
 //! The stack of a recorded allocation, as a depot serial: captured from the
 //! export's frame with the calling thread's memos of its recent stacks
-//! (`memkit_trace::memo::MemoSet`: four), which make a stack that shares
+//! (`memkit_trace::memo::MemoSet`: sixteen), which make a stack that shares
 //! its outer frames with the previous one cost a load and a compare per
 //! shared frame, and a repeated stack (also one of a few alternating ones)
 //! no hashing at all.
 //!
-//! Each thread's memo set (about 15.3 KiB) comes from memkit's core on the
+//! Each thread's memo set (about 61 KiB) comes from memkit's core on the
 //! thread's first recorded allocation once the library is initialised, and
 //! goes back when the thread exits (a pthread key's destructor). An
 //! allocation after that, from a later destructor, captures without a memo.

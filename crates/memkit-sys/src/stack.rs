@@ -117,13 +117,25 @@ fn bounds_slow() -> (usize, usize) {
 /// The main thread's stack from `/proc/self/maps` and `RLIMIT_STACK`;
 /// `None` if the stack pointer is not in the `[stack]` mapping.
 fn main_thread_bounds(sp: usize) -> Option<(usize, usize)> {
+    let m = mapping_of(sp).filter(|m| m.grows)?;
+    let rlimit = rustix::process::getrlimit(Resource::Stack).current;
+    Some((main_stack_low(m, rlimit), m.end))
+}
+
+/// The mapping of `/proc/self/maps` that holds `addr` (`None`: none, or
+/// the file cannot be read). Raw system calls and a buffer on the stack:
+/// it neither allocates nor takes a lock, so an allocator may call it from
+/// `malloc` (`pthread_getattr_np` allocates while holding the thread's
+/// lock: from `malloc` called inside it, as Rust's runtime start does on
+/// the main thread, asking it again deadlocks).
+pub fn mapping_of(addr: usize) -> Option<StackMapping> {
     let fd = rustix::fs::open(
         c"/proc/self/maps",
         OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .ok()?;
-    let mut scan = MapsScan::new(sp);
+    let mut scan = MapsScan::new(addr);
     let mut buf = [0u8; 1024];
     while scan.found.is_none() {
         match rustix::io::read(&fd, &mut buf) {
@@ -133,9 +145,7 @@ fn main_thread_bounds(sp: usize) -> Option<(usize, usize)> {
             Err(_) => return None,
         }
     }
-    let m = scan.found.filter(|m| m.grows)?;
-    let rlimit = rustix::process::getrlimit(Resource::Stack).current;
-    Some((main_stack_low(m, rlimit), m.end))
+    scan.found
 }
 
 /// The mapping that holds the stack pointer, and where the one below it

@@ -5,8 +5,8 @@
 //! decoded again with the CLI's own profile.proto messages, and the
 //! summary must carry exactly those figures under the functions' names;
 //! a fork child gets its own directory, an exec'd image is the program;
-//! C++ names are demangled; a library dlclosed before exit still names its
-//! functions.
+//! C++ and Rust names are demangled; a library dlclosed before exit still
+//! names its functions.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -265,6 +265,61 @@ fn cxx_names_are_demangled_and_dlclosed_libraries_named() {
         .iter()
         .any(|m| p.str(m.filename).ends_with("libplugin.so"));
     assert!(plugin, "the unloaded library is a mapping");
+}
+
+/// Also: a Rust program runs at all. Its runtime start calls
+/// pthread_getattr_np, which allocates while holding the thread's lock;
+/// the profiler used to ask it for the stack's end from that allocation
+/// and hung forever.
+#[test]
+fn rust_names_are_demangled() {
+    if !require("profile Rust names", &["rustc"]) {
+        return;
+    }
+    let t = TempDir::new("profile-rt-rust");
+    let src = t.join("rsites.rs");
+    fs::write(
+        &src,
+        "mod shapes {\n\
+             #[inline(never)]\n\
+             pub fn keep_bytes(n: usize) -> Vec<u8> { std::hint::black_box(vec![7u8; n]) }\n\
+             #[inline(never)]\n\
+             pub fn churn(n: usize) -> usize { std::hint::black_box(vec![1u8; n]).len() }\n\
+         }\n\
+         fn main() {\n\
+             let t = std::thread::spawn(|| shapes::churn(1234));\n\
+             assert_eq!(t.join().unwrap(), 1234);\n\
+             let v = shapes::keep_bytes(4242);\n\
+             assert_eq!(v[4241], 7);\n\
+             std::mem::forget(v);\n\
+             println!(\"done\");\n\
+         }\n",
+    )
+    .unwrap();
+    let prog = t.join("rsites");
+    let mut cmd = Command::new("rustc");
+    cmd.args(["-O", "-g", "-o"])
+        .arg(&prog)
+        .arg(&src)
+        .env_remove("LD_PRELOAD");
+    run(&mut cmd, Duration::from_secs(300)).assert_success("rustc rsites.rs");
+    let (out, _) = profile(&t, "out", &[prog.to_str().unwrap()], 0);
+    let p = load(&out.join("profile.pb.gz"));
+    // Legacy or v0 mangling alike: the path without the hash, as rustc's
+    // own panics print it.
+    let hits = p.values_where(|n| n == "rsites::shapes::keep_bytes");
+    assert_eq!(hits, [vec![1, 4242, 1, 4242]], "{:?}", p.stacks());
+    // A spawned thread (std asks pthread_getattr_np for its stack too).
+    let hits = p.values_where(|n| n == "rsites::shapes::churn");
+    assert_eq!(hits, [vec![1, 1234, 0, 0]], "{:?}", p.stacks());
+    for stack in p.stacks() {
+        for name in stack {
+            assert!(
+                !name.starts_with("_ZN") && !name.starts_with("_R"),
+                "mangled name left: {name}"
+            );
+        }
+    }
 }
 
 #[test]
