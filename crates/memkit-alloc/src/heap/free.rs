@@ -140,11 +140,15 @@ pub unsafe fn free_remote_of(me: *mut Heap, seg: *mut Segment, p: *mut Page, b: 
         let bs = (*p).shared.block_size as u32;
         (*me).stats.free(bin);
         let cached = *(*me).rcache_bytes.get_unchecked(bin) + bs;
-        if (*seg).owner_dead.load(Relaxed) != 0 {
+        let owner = (*seg).owner_dead.load(Relaxed);
+        if owner != segment::OWNER_LIVE {
             // Nobody will allocate from a dead heap's page: caching the
-            // block would only keep the page from emptying.
+            // block would only keep the page from emptying. An arena's
+            // block must never be handed out by this thread's heap.
             return_remote(seg, p, b);
-            freed_into_dead_heap(me);
+            if owner == segment::OWNER_DEAD {
+                freed_into_dead_heap(me);
+            }
             return;
         }
         if cached <= RCACHE_BYTES {
