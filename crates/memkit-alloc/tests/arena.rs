@@ -75,13 +75,22 @@ fn model(arena: &Arena, seed: u64, steps: usize, range: Option<(usize, usize)>) 
             // SAFETY: a live block.
             assert!(unsafe { memkit_alloc::usable_size(p) } >= n);
             if let Some((lo, hi)) = range {
-                assert!((lo..hi).contains(&(p as usize)), "a block outside its source");
+                assert!(
+                    (lo..hi).contains(&(p as usize)),
+                    "a block outside its source"
+                );
             }
             let tag = step as u8 | 1;
             fill(p, n, tag);
-            assert!(live.insert(p as usize, (n, tag)).is_none(), "handed out twice");
+            assert!(
+                live.insert(p as usize, (n, tag)).is_none(),
+                "handed out twice"
+            );
         } else {
-            let k = *live.keys().nth(r.below(live.len() as u64) as usize).unwrap();
+            let k = *live
+                .keys()
+                .nth(r.below(live.len() as u64) as usize)
+                .unwrap();
             let (n, tag) = live.remove(&k).unwrap();
             assert!(holds(k as *mut u8, n, tag), "block {k:#x} of {n} changed");
             // SAFETY: a live block of the arena, freed once.
@@ -119,7 +128,12 @@ fn an_fd_arena_keeps_every_block_intact_inside_its_file() {
     let (base, len) = arena.mapping().expect("an fd arena has a mapping");
     assert_eq!(len, 256 << 20);
     assert_eq!(base as usize % (4 << 20), 0);
-    model(&arena, 42, 20_000, Some((base as usize, base as usize + len)));
+    model(
+        &arena,
+        42,
+        20_000,
+        Some((base as usize, base as usize + len)),
+    );
     memkit_sys::close(fd);
 }
 
@@ -215,7 +229,10 @@ fn blocks_freed_by_other_threads_come_back_to_the_arena_only() {
                 // SAFETY: allocations of this thread, freed at once.
                 unsafe {
                     let p = memkit_alloc::malloc(16 + (blocks.len() % 2000));
-                    assert!(!range2.contains(&(p as usize)), "an arena block in a thread heap");
+                    assert!(
+                        !range2.contains(&(p as usize)),
+                        "an arena block in a thread heap"
+                    );
                     memkit_alloc::free(p);
                 }
             }
@@ -257,7 +274,10 @@ fn segments_never_leave_their_source() {
         // SAFETY: plain allocations.
         .map(|_| unsafe { memkit_alloc::malloc(8000) } as usize)
         .collect();
-    assert!(got.iter().all(|p| !range.contains(p)), "a file segment in a thread heap");
+    assert!(
+        got.iter().all(|p| !range.contains(p)),
+        "a file segment in a thread heap"
+    );
     for &p in &got {
         // SAFETY: live blocks.
         unsafe { memkit_alloc::free(p as *mut u8) };

@@ -306,7 +306,12 @@ impl Registry {
         self.meta_cur += size;
         // SAFETY: fresh memory from our metadata mapping.
         unsafe {
-            h.write(Heap::fresh(empty_page(), STATE_LIVE, self.all, source::os()));
+            h.write(Heap::fresh(
+                empty_page(),
+                STATE_LIVE,
+                self.all,
+                source::os(),
+            ));
         }
         self.all = h;
         h
