@@ -109,11 +109,13 @@ pub unsafe extern "C" fn memkit_heap_free(p: *mut u8) {
 /// `heap` is NULL or a live heap.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memkit_heap_base(heap: *mut Heap) -> *mut u8 {
-    // SAFETY: per the contract.
-    match (!heap.is_null())
-        .then(|| unsafe { arena::mapping(heap) })
-        .flatten()
-    {
+    let mapping = if heap.is_null() {
+        None
+    } else {
+        // SAFETY: per the contract, a live heap.
+        unsafe { arena::mapping(heap) }
+    };
+    match mapping {
         Some((base, _)) => base,
         None => {
             set_errno(EINVAL);
