@@ -60,16 +60,16 @@ pub unsafe fn create(src: *const Source, own: *mut FdSource) -> *mut Heap {
     if tls::heap() == empty_heap() && thread_init().is_null() {
         return null_mut();
     }
-    let h = {
-        let mut r = HEAPS.lock();
-        let h = r.idle_arenas;
-        if h.is_null() {
-            r.new_heap()
-        } else {
-            // SAFETY: idle arenas are heap structs nobody uses.
-            unsafe { r.idle_arenas = (*h).next_dead };
-            h
-        }
+    // Under the lock: readers of the registry (statistics) see the heap
+    // whole.
+    let mut r = HEAPS.lock();
+    let h = r.idle_arenas;
+    let h = if h.is_null() {
+        r.new_heap()
+    } else {
+        // SAFETY: idle arenas are heap structs nobody uses.
+        unsafe { r.idle_arenas = (*h).next_dead };
+        h
     };
     if h.is_null() {
         return h;
