@@ -36,6 +36,8 @@ pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
 pub const SLICE_SHIFT: usize = 16;
 pub const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
 pub const SLICES: usize = SEGMENT_SIZE / SLICE_SIZE;
+// An fd source's chunks are segments.
+const _: () = assert!(source::CHUNK == SEGMENT_SIZE);
 /// Every slice but the header's.
 const ALL_DATA_SLICES: u64 = !1;
 
@@ -369,6 +371,28 @@ impl Segment {
             i += n;
         }
         Ok(())
+    }
+
+    /// Calls `f` with the descriptor of every page (span head) of the
+    /// segment, in address order.
+    ///
+    /// # Safety
+    /// The caller owns the segment; `f` does not change its spans.
+    pub unsafe fn for_each_page(seg: *mut Segment, mut f: impl FnMut(*mut Page)) {
+        // SAFETY: per the contract; slice_count leads from head to head.
+        unsafe {
+            let pages = core::ptr::addr_of_mut!((*seg).pages).cast::<Page>();
+            let mut i = 1;
+            while i < SLICES {
+                if (*seg).free_mask & (1 << i) != 0 {
+                    i += 1;
+                    continue;
+                }
+                let p = pages.add(i);
+                f(p);
+                i += ((*p).slice_count as usize).max(1);
+            }
+        }
     }
 
     pub fn slice_addr(&self, idx: usize) -> *mut u8 {

@@ -119,9 +119,10 @@ pub unsafe fn is_os(src: *const Source) -> bool {
     unsafe { (*src).flags & FLAG_OS != 0 }
 }
 
-/// The granule of an [`FdSource`]: one segment (4 MiB), so every mapping
-/// it hands out is 4 MiB-aligned as the core needs.
-const CHUNK: usize = crate::segment::SEGMENT_SIZE;
+/// The granule of an [`FdSource`]: one segment (4 MiB, checked in
+/// `segment.rs`), so every mapping it hands out is 4 MiB-aligned as the
+/// core needs.
+pub const CHUNK: usize = 4 << 20;
 const FD_WORDS: usize = 256;
 /// Most bytes an [`FdSource`] maps: 16,384 chunks of 4 MiB (64 GiB).
 pub const FD_MAX: usize = FD_WORDS * 64 * CHUNK;

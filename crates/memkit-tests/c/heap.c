@@ -17,17 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "memkit.h"
-
-#define CHECK(cond, ...)                                                        \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);     \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fprintf(stderr, " (errno %d %s)\n", errno, strerror(errno));        \
-            exit(1);                                                            \
-        }                                                                       \
-    } while (0)
 
 #define NBLOCKS 4000
 

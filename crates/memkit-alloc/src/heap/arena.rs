@@ -258,21 +258,14 @@ pub unsafe fn destroy(h: *mut Heap) {
 /// # Safety
 /// `h` owns `seg`.
 unsafe fn count_live_as_freed(h: *mut Heap, seg: *mut Segment) {
-    // SAFETY: per the contract.
+    // SAFETY: per the contract: h owns seg and its pages; collecting a
+    // page changes no span.
     unsafe {
-        let pages = addr_of_mut!((*seg).pages).cast::<Page>();
-        let mut i = 1;
-        while i < SLICES {
-            if (*seg).free_mask & (1 << i) != 0 {
-                i += 1;
-                continue;
-            }
-            let p = pages.add(i);
+        Segment::for_each_page(seg, |p| {
             (*p).collect();
             let bin = (*p).bin as usize;
             crate::stats::bump(&(*h).stats.bin_frees[bin], (*p).used as u64);
-            i += ((*p).slice_count as usize).max(1);
-        }
+        });
     }
 }
 

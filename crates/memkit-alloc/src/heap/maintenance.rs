@@ -276,23 +276,15 @@ pub fn for_each_own_page(mut f: impl FnMut(usize, usize, u32, u32, u32)) {
     unsafe {
         let mut seg = (*h).segments;
         while !seg.is_null() {
-            let pages = addr_of_mut!((*seg).pages).cast::<Page>();
-            let mut i = 1;
-            while i < SLICES {
-                if (*seg).free_mask & (1 << i) != 0 {
-                    i += 1;
-                    continue;
-                }
-                let p = pages.add(i);
+            Segment::for_each_page(seg, |p| {
                 f(
                     (*p).bin as usize,
                     (*p).block_size,
                     (*p).used,
                     (*p).capacity,
                     (*p).reserved,
-                );
-                i += ((*p).slice_count as usize).max(1);
-            }
+                )
+            });
             seg = (*seg).next;
         }
     }
