@@ -50,8 +50,13 @@ pub const OWNER_LIVE: u32 = 0;
 pub const OWNER_DEAD: u32 = 1;
 /// The owning heap is an arena (no thread's): a block freed by a thread
 /// goes straight back to its page, never into the thread's cache of other
-/// heaps' blocks (which would hand it out from the thread's heap).
-pub const OWNER_ARENA: u32 = 2;
+/// heaps' blocks (which would hand it out from the thread's heap). The
+/// same value as [`OWNER_DEAD`], so that the remote free tests one flag
+/// as before (a distinct value cost every remote free a register save:
+/// callgrind, docs/BENCHMARKS.md); the freeing thread then also collects
+/// dead heaps every 256 such frees, which finds nothing to do if there are
+/// none.
+pub const OWNER_ARENA: u32 = OWNER_DEAD;
 
 /// Address bits of user space on x86_64 (4-level paging).
 const ADDRESS_BITS: usize = 47;
@@ -257,8 +262,7 @@ pub struct Segment {
     /// [`OWNER_DEAD`] while the owning heap is dead (its thread exited): a
     /// thread that frees a block here gives it straight back instead of
     /// caching it, and collects dead heaps now and then; [`OWNER_ARENA`]
-    /// for an arena's segment (given straight back too); else
-    /// [`OWNER_LIVE`]. On the header line every remote free reads anyway.
+    /// (the same value) for an arena's segment; else [`OWNER_LIVE`]. On the header line every remote free reads anyway.
     /// (A huge header has `live` at this offset; only small segments read
     /// it as this.)
     pub owner_dead: core::sync::atomic::AtomicU32,
