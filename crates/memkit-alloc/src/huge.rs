@@ -12,6 +12,15 @@
 //! weak spot on this kind of machine). `realloc` grows in place with `mremap`,
 //! or moves the pages to a new aligned range with `mremap(MREMAP_FIXED)`:
 //! never a copy.
+//!
+//! A huge block is mapped by a [`Source`] and remembers it. Blocks of the
+//! OS source (every thread heap's, and an arena's over the OS) get all of
+//! the above; blocks of another source are mapped and given back whole:
+//! never cached (the cache holds only OS mappings), never trimmed or
+//! remapped (`resizable` is false: `realloc` copies them), and alignments
+//! above 4 MiB are refused. An arena's live huge blocks are linked in its
+//! [`HugeList`] (under the cache lock), so that destroying the arena frees
+//! them too.
 
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering::Relaxed;
@@ -19,6 +28,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::config::{OPTIONS, THP_ALWAYS, THP_DEFAULT, THP_NEVER};
 use crate::lock::SpinLock;
 use crate::segment::{self, KIND_HUGE, SEGMENT_SIZE};
+use crate::source::{self, Source, ZEROED};
 use crate::stats::GLOBAL;
 use memkit_sys::OS_PAGE;
 
@@ -45,8 +55,26 @@ pub struct Huge {
     /// Its last use touched most of its pages (sampled at `free`): taken
     /// from the cache again, it gets the huge-page advice.
     pub dense: bool,
+    /// Link in the cache, or, while live, in the owning arena's list.
     pub next: *mut Huge,
+    /// The previous block in the arena's list (live arena blocks only).
+    pub prev: *mut Huge,
     pub expire: u64,
+    /// Where the mapping came from and goes back to.
+    pub source: *const Source,
+    /// The arena list the live block is in, or null (a thread heap's block).
+    pub list: *mut HugeList,
+}
+
+/// The live huge blocks of an arena, linked through `next`/`prev` under the
+/// cache lock (any thread may free one; `fork` takes that lock).
+#[repr(C)]
+pub struct HugeList {
+    pub head: *mut Huge,
+}
+
+impl HugeList {
+    pub const EMPTY: HugeList = HugeList { head: null_mut() };
 }
 
 // `free` reads `kind` (and `heap`) through a `Segment` pointer before it
@@ -210,16 +238,16 @@ unsafe fn fit(h: *mut Huge, need: usize) -> *mut Huge {
     }
 }
 
-/// Applies the `MEMKIT_THP` policy to a fresh huge mapping.
-fn apply_thp(p: *mut u8, len: usize) {
+/// Applies the `MEMKIT_THP` policy to a fresh huge mapping of `src`.
+fn apply_thp(src: *const Source, p: *mut u8, len: usize) {
     match OPTIONS.thp.load(Relaxed) {
-        // SAFETY: advice on a mapping we just made.
+        // SAFETY: advice on a mapping we just made; src is live.
         THP_ALWAYS => unsafe {
-            memkit_sys::advise_huge(p, len, true);
+            ((*src).advise_huge)(src, p, len, true);
         },
         // SAFETY: as above.
         THP_NEVER => unsafe {
-            memkit_sys::advise_huge(p, len, false);
+            ((*src).advise_huge)(src, p, len, false);
         },
         _ => {}
     }
@@ -293,10 +321,22 @@ unsafe fn advise_reused(h: *mut Huge, need: usize) {
     }
 }
 
-/// Maps `need` bytes for a huge block: 4 MiB-aligned, and for alignments
-/// above 4 MiB placed so that the data (one chunk after the header) lands on
-/// the alignment.
-fn map_for(need: usize, align: usize) -> Option<*mut u8> {
+/// Maps `need` bytes for a huge block from `src`: 4 MiB-aligned, and for
+/// alignments above 4 MiB (the OS source only) placed so that the data (one
+/// chunk after the header) lands on the alignment.
+///
+/// # Safety
+/// `src` is a live source.
+unsafe fn map_for(src: *const Source, need: usize, align: usize) -> Option<*mut u8> {
+    // SAFETY: per the contract.
+    if unsafe { !source::is_os(src) } {
+        if align > SEGMENT_SIZE {
+            return None;
+        }
+        // SAFETY: per the contract.
+        let p = unsafe { ((*src).map)(src, need, SEGMENT_SIZE) };
+        return (!p.is_null()).then_some(p);
+    }
     if align <= SEGMENT_SIZE {
         return memkit_sys::map_aligned(need, SEGMENT_SIZE).ok();
     }
@@ -316,8 +356,23 @@ fn map_for(need: usize, align: usize) -> Option<*mut u8> {
     Some(base as *mut u8)
 }
 
-/// Allocates a huge block of `size` bytes aligned to `align` (power of two).
+/// Allocates a huge block of `size` bytes aligned to `align` (power of
+/// two) from the OS, for a thread heap.
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    // SAFETY: the OS source is static; no list.
+    unsafe { alloc_in(source::os(), null_mut(), size, align) }
+}
+
+/// [`alloc`] from `src`, linked in `list` (an arena's) unless it is null.
+///
+/// # Safety
+/// `src` is a live source; `list` is null or an arena's live list.
+pub unsafe fn alloc_in(
+    src: *const Source,
+    list: *mut HugeList,
+    size: usize,
+    align: usize,
+) -> *mut u8 {
     if size > MAX_REQUEST || align > MAX_REQUEST {
         return null_mut();
     }
@@ -328,32 +383,36 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     let need = (off + size).next_multiple_of(OS_PAGE);
     // A cached mapping is only 4 MiB-aligned: good for any alignment up to
     // that (the data offset is the alignment), not beyond.
-    let mut h = if align <= SEGMENT_SIZE {
+    // SAFETY: per the contract.
+    let os = unsafe { source::is_os(src) };
+    let mut h = if align <= SEGMENT_SIZE && os {
         cache_take(need)
     } else {
         null_mut()
     };
     if h.is_null() {
-        let Some(p) = map_for(need, align) else {
+        // SAFETY: per the contract.
+        let Some(p) = (unsafe { map_for(src, need, align) }) else {
             return null_mut();
         };
         if !segment::prepare_marks(p as usize) {
             // SAFETY: our fresh mapping, not handed out.
-            unsafe { memkit_sys::unmap(p, need) };
+            unsafe { ((*src).unmap)(src, p, need) };
             return null_mut();
         }
         GLOBAL.map(need as u64, true);
-        apply_thp(p, need);
+        apply_thp(src, p, need);
         h = p as *mut Huge;
         // SAFETY: a fresh mapping of at least one page.
         unsafe {
             (*h).heap = null_mut();
             (*h).kind = KIND_HUGE;
             (*h).map_size = need;
-            (*h).zeroed = true;
+            (*h).zeroed = (*src).flags & ZEROED != 0;
             (*h).thp = false;
             (*h).dense = false;
             (*h).data_off = 0;
+            (*h).source = src;
         }
         segment::set_owned(h as usize, true);
     }
@@ -366,6 +425,16 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         (*h).data_off = off;
         (*h).live = 1;
         (*h).next = null_mut();
+        (*h).prev = null_mut();
+        (*h).list = list;
+        if !list.is_null() {
+            let _c = CACHE.lock();
+            (*h).next = (*list).head;
+            if !(*h).next.is_null() {
+                (*(*h).next).prev = h;
+            }
+            (*list).head = h;
+        }
         let usable = (*h).map_size - off;
         GLOBAL.huge_live.fetch_add(1, Relaxed);
         GLOBAL.huge_live_bytes.fetch_add(usable as u64, Relaxed);
@@ -422,9 +491,19 @@ pub unsafe fn free(h: *mut Huge) {
     unsafe {
         (*h).live = 0;
         (*h).zeroed = false;
-        (*h).dense = !(*h).thp && was_dense(h);
         GLOBAL.huge_live.fetch_sub(1, Relaxed);
         GLOBAL.huge_live_bytes.fetch_sub(usable(h) as u64, Relaxed);
+        let list = (*h).list;
+        if !list.is_null() {
+            let _c = CACHE.lock();
+            unlink(list, h);
+        }
+        if !source::is_os((*h).source) {
+            // Only OS mappings are cached: this one goes home.
+            unmap(h);
+            return;
+        }
+        (*h).dense = !(*h).thp && was_dense(h);
         let limit = OPTIONS.huge_cache_bytes.load(Relaxed);
         let m = (*h).map_size as u64;
         if m <= limit {
@@ -459,6 +538,65 @@ pub unsafe fn free(h: *mut Huge) {
     }
 }
 
+/// Takes the live block `h` out of the arena list `list`.
+///
+/// # Safety
+/// The cache lock is held; `h` is in `list`.
+unsafe fn unlink(list: *mut HugeList, h: *mut Huge) {
+    // SAFETY: per the contract.
+    unsafe {
+        let (n, p) = ((*h).next, (*h).prev);
+        if p.is_null() {
+            (*list).head = n;
+        } else {
+            (*p).next = n;
+        }
+        if !n.is_null() {
+            (*n).prev = p;
+        }
+        (*h).next = null_mut();
+        (*h).prev = null_mut();
+        (*h).list = null_mut();
+    }
+}
+
+/// Frees every block of an arena's list at once (its `destroy`): each
+/// mapping goes back to its source. Returns how many there were.
+///
+/// # Safety
+/// `list` is an arena's list; none of its blocks is used any more.
+pub unsafe fn discard_all(list: *mut HugeList) -> u64 {
+    let mut n = 0;
+    // SAFETY: per the contract; the list is taken whole under the lock.
+    unsafe {
+        let mut h = {
+            let _c = CACHE.lock();
+            core::mem::replace(&mut (*list).head, null_mut())
+        };
+        while !h.is_null() {
+            let next = (*h).next;
+            (*h).live = 0;
+            (*h).list = null_mut();
+            GLOBAL.huge_live.fetch_sub(1, Relaxed);
+            GLOBAL.huge_live_bytes.fetch_sub(usable(h) as u64, Relaxed);
+            unmap(h);
+            n += 1;
+            h = next;
+        }
+    }
+    n
+}
+
+/// Whether `resize` may resize the live block `h` (an OS mapping); others
+/// are moved by copying.
+///
+/// # Safety
+/// `h` is a live huge block.
+pub unsafe fn resizable(h: *mut Huge) -> bool {
+    // SAFETY: per the contract.
+    unsafe { source::is_os((*h).source) }
+}
+
 /// # Safety
 /// `h` is a huge mapping of ours that is neither live nor cached.
 unsafe fn unmap(h: *mut Huge) {
@@ -469,7 +607,8 @@ unsafe fn unmap(h: *mut Huge) {
             segment::set_interior(h as usize + SEGMENT_SIZE, false);
         }
         segment::set_owned(h as usize, false);
-        memkit_sys::unmap(h as *mut u8, m);
+        let src = (*h).source;
+        ((*src).unmap)(src, h as *mut u8, m);
         GLOBAL.unmap(m as u64, true);
     }
 }
@@ -496,7 +635,7 @@ unsafe fn grow(h: *mut Huge, len: usize) -> *mut Huge {
                 memkit_sys::unmap(dst, len);
                 return null_mut();
             }
-            apply_thp(dst, len);
+            apply_thp(source::os(), dst, len);
             if memkit_sys::remap_to(base, old, len, dst).is_err() {
                 memkit_sys::unmap(dst, len);
                 return null_mut();
@@ -520,9 +659,10 @@ unsafe fn grow(h: *mut Huge, len: usize) -> *mut Huge {
 /// pointer, or null (the old block is untouched) when memory is short.
 ///
 /// # Safety
-/// `h` is a live huge block of the caller's.
+/// `h` is a live huge block of the caller's, [`resizable`].
 pub unsafe fn resize(h: *mut Huge, size: usize) -> *mut u8 {
-    if size > MAX_REQUEST {
+    // SAFETY: per the contract.
+    if size > MAX_REQUEST || unsafe { !resizable(h) } {
         return null_mut();
     }
     // SAFETY: per the contract.

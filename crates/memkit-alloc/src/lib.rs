@@ -5,9 +5,10 @@
 //! mapping (huge blocks). See `docs/DESIGN.md` for the whole picture.
 //!
 //! Layers, lowest first (a layer never reaches up): `memkit_sys` (system
-//! calls) → [`size_class`], [`lock`], [`stats`], [`config`] → [`page`] →
-//! [`segment`], [`huge`] → [`heap`] → this module (the public entry points,
-//! whose fast paths are inlined into the C exports and `GlobalAlloc`).
+//! calls) → [`size_class`], [`lock`], [`stats`], [`config`] → [`source`]
+//! → [`page`] → [`segment`], [`huge`] → [`heap`] → this module (the
+//! public entry points, whose fast paths are inlined into the C exports
+//! and `GlobalAlloc`) and [`arena`] (heaps that are no thread's).
 //!
 //! # Safety
 //! The entry points take raw pointers from C; each states its contract.
@@ -15,6 +16,7 @@
 //! bitmap and ignored by `free`/`usable_size`.
 #![no_std]
 
+pub mod arena;
 pub mod bias;
 pub mod config;
 pub mod glibc;
@@ -25,6 +27,7 @@ pub mod lock;
 pub mod page;
 pub mod segment;
 pub mod size_class;
+pub mod source;
 pub mod stats;
 pub mod tls;
 pub mod util;
@@ -575,7 +578,8 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         if old > MEDIUM_MAX {
             if size > MEDIUM_MAX {
                 let h = huge::header_of(p);
-                if !h.is_null() {
+                // Blocks of other sources than the OS are copied.
+                if !h.is_null() && huge::resizable(h) {
                     let before = huge::usable(h);
                     let mut q = huge::resize(h, size);
                     if q.is_null() && heap::relieve_pressure() {

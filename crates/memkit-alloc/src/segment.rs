@@ -11,6 +11,11 @@
 //! Free slices stay resident ("dirty") for the purge delay, then are returned
 //! with `MADV_DONTNEED`. A segment with no page left goes to a small global
 //! cache and is unmapped once it has been unused for the purge delay.
+//!
+//! Segments are mapped by the [`Source`] of the heap they are for, and
+//! remember it (`Segment::source`): purging and unmapping go back to it.
+//! Only OS segments enter the cache, so a segment of another source (a
+//! file shared with other processes) is never handed to another heap.
 
 use core::ptr::null_mut;
 use core::sync::atomic::AtomicPtr;
@@ -22,6 +27,7 @@ use crate::config::{OPTIONS, THP_ALWAYS, THP_NEVER};
 use crate::heap::Heap;
 use crate::lock::SpinLock;
 use crate::page::{Page, FLAG_NO_PAGE};
+use crate::source::{self, Source};
 use crate::stats::GLOBAL;
 
 pub const SEGMENT_SHIFT: usize = 22;
@@ -30,11 +36,27 @@ pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
 pub const SLICE_SHIFT: usize = 16;
 pub const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
 pub const SLICES: usize = SEGMENT_SIZE / SLICE_SIZE;
+// An fd source's chunks are segments.
+const _: () = assert!(source::CHUNK == SEGMENT_SIZE);
 /// Every slice but the header's.
 const ALL_DATA_SLICES: u64 = !1;
 
 pub const KIND_SMALL: u32 = 1;
 pub const KIND_HUGE: u32 = 2;
+
+/// [`Segment::owner_dead`]: the owning heap is a live thread's.
+pub const OWNER_LIVE: u32 = 0;
+/// The owning heap is dead (its thread exited).
+pub const OWNER_DEAD: u32 = 1;
+/// The owning heap is an arena (no thread's): a block freed by a thread
+/// goes straight back to its page, never into the thread's cache of other
+/// heaps' blocks (which would hand it out from the thread's heap). The
+/// same value as [`OWNER_DEAD`], so that the remote free tests one flag
+/// as before (a distinct value cost every remote free a register save:
+/// callgrind, docs/BENCHMARKS.md); the freeing thread then also collects
+/// dead heaps every 256 such frees, which finds nothing to do if there are
+/// none.
+pub const OWNER_ARENA: u32 = OWNER_DEAD;
 
 /// Address bits of user space on x86_64 (4-level paging).
 const ADDRESS_BITS: usize = 47;
@@ -180,6 +202,18 @@ pub fn set_interior(chunk: usize, on: bool) {
     let _ = INTERIOR.set(chunk, on);
 }
 
+/// Clears the ownership marks of every chunk of `base..base + len`: a
+/// forked child disowning a shared source's memory (its `free` then
+/// ignores the parent's blocks there instead of writing to them).
+pub fn disown(base: usize, len: usize) {
+    let mut chunk = base & !SEGMENT_MASK;
+    while chunk < base + len {
+        set_owned(chunk, false);
+        set_interior(chunk, false);
+        chunk += SEGMENT_SIZE;
+    }
+}
+
 /// Maps the leaves that marks of a mapping at `base` need (its header's
 /// chunk, and the next chunk for a huge block's interior mark). `false`
 /// when there is no memory for them: the caller must give the mapping back.
@@ -225,11 +259,12 @@ pub fn is_block_of_bin(p: *const crate::page::Block, bin: usize) -> bool {
 pub struct Segment {
     pub heap: *mut Heap,
     pub kind: u32,
-    /// 1 while the owning heap is dead (its thread exited): a thread that
-    /// frees a block here gives it straight back instead of caching it, and
-    /// collects dead heaps now and then. On the header line every remote
-    /// free reads anyway. (A huge header has `live` at this offset; only
-    /// small segments read it as this.)
+    /// [`OWNER_DEAD`] while the owning heap is dead (its thread exited): a
+    /// thread that frees a block here gives it straight back instead of
+    /// caching it, and collects dead heaps now and then; [`OWNER_ARENA`]
+    /// (the same value) for an arena's segment; else [`OWNER_LIVE`]. On the header line every remote free reads anyway.
+    /// (A huge header has `live` at this offset; only small segments read
+    /// it as this.)
     pub owner_dead: core::sync::atomic::AtomicU32,
     /// Free slices (bit i: slice i is free). Slice 0 is the header: never free.
     pub free_mask: u64,
@@ -240,6 +275,9 @@ pub struct Segment {
     /// Links in the owning heap's segment list, or in the segment cache.
     pub next: *mut Segment,
     pub prev: *mut Segment,
+    /// Where the segment's memory came from and goes back to (slow paths
+    /// only: map, purge, unmap).
+    pub source: *const Source,
     pub pages: [Page; SLICES],
 }
 
@@ -339,6 +377,28 @@ impl Segment {
         Ok(())
     }
 
+    /// Calls `f` with the descriptor of every page (span head) of the
+    /// segment, in address order.
+    ///
+    /// # Safety
+    /// The caller owns the segment; `f` does not change its spans.
+    pub unsafe fn for_each_page(seg: *mut Segment, mut f: impl FnMut(*mut Page)) {
+        // SAFETY: per the contract; slice_count leads from head to head.
+        unsafe {
+            let pages = core::ptr::addr_of_mut!((*seg).pages).cast::<Page>();
+            let mut i = 1;
+            while i < SLICES {
+                if (*seg).free_mask & (1 << i) != 0 {
+                    i += 1;
+                    continue;
+                }
+                let p = pages.add(i);
+                f(p);
+                i += ((*p).slice_count as usize).max(1);
+            }
+        }
+    }
+
     pub fn slice_addr(&self, idx: usize) -> *mut u8 {
         (self as *const Segment as *mut u8).wrapping_add(idx * SLICE_SIZE)
     }
@@ -411,7 +471,7 @@ impl Segment {
             // SAFETY: free slices of a segment we own hold no live data.
             // Locked pages refuse MADV_DONTNEED (EINVAL): they stay resident
             // and are not counted as purged.
-            if unsafe { memkit_sys::purge(self.slice_addr(i), bytes) } {
+            if unsafe { ((*self.source).purge)(self.source, self.slice_addr(i), bytes) } {
                 total += bytes as u64;
             }
             m &= if i + len >= 64 { 0 } else { !0u64 << (i + len) };
@@ -426,13 +486,14 @@ impl Segment {
         total
     }
 
-    fn init(seg: *mut Segment, heap: *mut Heap, dirty: u64) {
+    fn init(seg: *mut Segment, heap: *mut Heap, dirty: u64, owner: u32, src: *const Source) {
         // SAFETY: the caller hands us a mapped segment nobody else uses; the
         // header slice is writable.
         unsafe {
             (*seg).heap = heap;
             (*seg).kind = KIND_SMALL;
-            (*seg).owner_dead.store(0, Relaxed);
+            (*seg).owner_dead.store(owner, Relaxed);
+            (*seg).source = src;
             (*seg).free_mask = ALL_DATA_SLICES;
             (*seg).dirty_mask = dirty;
             (*seg).purge_at = 0;
@@ -464,9 +525,15 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     count: 0,
 });
 
-/// A segment for `heap`: from the cache, else freshly mapped.
-pub fn alloc(heap: *mut Heap) -> *mut Segment {
-    {
+/// A segment for `heap`, whose memory source is `src` and whose segments
+/// carry `owner` ([`OWNER_LIVE`] or [`OWNER_ARENA`]): from the cache if
+/// `src` is the OS, else freshly mapped by `src`.
+///
+/// # Safety
+/// `src` is a live source (it outlives the segment).
+pub unsafe fn alloc(heap: *mut Heap, src: *const Source, owner: u32) -> *mut Segment {
+    // SAFETY: per the contract.
+    if unsafe { source::is_os(src) } {
         let mut c = CACHE.lock();
         let s = c.head;
         if !s.is_null() {
@@ -476,33 +543,35 @@ pub fn alloc(heap: *mut Heap) -> *mut Segment {
                 c.count -= 1;
                 let dirty = (*s).dirty_mask;
                 drop(c);
-                Segment::init(s, heap, dirty);
+                Segment::init(s, heap, dirty, owner, src);
             }
             return s;
         }
     }
-    let Ok(p) = memkit_sys::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE) else {
+    // SAFETY: the source maps fresh memory or returns null.
+    let p = unsafe { ((*src).map)(src, SEGMENT_SIZE, SEGMENT_SIZE) };
+    if p.is_null() {
         return null_mut();
-    };
+    }
     match OPTIONS.thp.load(Relaxed) {
         // SAFETY: a mapping we just made.
         THP_ALWAYS => unsafe {
-            memkit_sys::advise_huge(p, SEGMENT_SIZE, true);
+            ((*src).advise_huge)(src, p, SEGMENT_SIZE, true);
         },
         // SAFETY: a mapping we just made.
         THP_NEVER => unsafe {
-            memkit_sys::advise_huge(p, SEGMENT_SIZE, false);
+            ((*src).advise_huge)(src, p, SEGMENT_SIZE, false);
         },
         _ => {}
     }
     if !prepare_marks(p as usize) {
         // SAFETY: our fresh mapping, not handed out.
-        unsafe { memkit_sys::unmap(p, SEGMENT_SIZE) };
+        unsafe { ((*src).unmap)(src, p, SEGMENT_SIZE) };
         return null_mut();
     }
     GLOBAL.map(SEGMENT_SIZE as u64, false);
     let seg = p as *mut Segment;
-    Segment::init(seg, heap, 0);
+    Segment::init(seg, heap, 0, owner, src);
     set_owned(seg as usize, true);
     seg
 }
@@ -517,6 +586,11 @@ pub unsafe fn free(seg: *mut Segment, now: u64) {
         debug_assert!((*seg).is_empty());
         debug_assert_eq!((*seg).check_invariants(false), Ok(()));
         (*seg).heap = null_mut();
+        if !source::is_os((*seg).source) {
+            // Only OS segments are cached: this one goes home.
+            unmap(seg);
+            return;
+        }
         (*seg).purge_at = now + OPTIONS.purge_delay_ns.load(Relaxed);
         let limit = OPTIONS.segment_cache.load(Relaxed);
         let mut c = CACHE.lock();
@@ -547,6 +621,16 @@ pub unsafe fn free(seg: *mut Segment, now: u64) {
     }
 }
 
+/// Gives a segment back to its source, whatever its pages hold (an
+/// arena's `destroy`, which frees every block at once).
+///
+/// # Safety
+/// `seg` is a segment of ours that nobody uses any more, in no list.
+pub unsafe fn discard(seg: *mut Segment) {
+    // SAFETY: forwarded.
+    unsafe { unmap(seg) }
+}
+
 /// # Safety
 /// `seg` must be an unused segment of ours.
 unsafe fn unmap(seg: *mut Segment) {
@@ -555,7 +639,8 @@ unsafe fn unmap(seg: *mut Segment) {
         let dirty = (*seg).dirty_mask.count_ones() as u64 * SLICE_SIZE as u64;
         GLOBAL.dirty_bytes.fetch_sub(dirty, Relaxed);
         set_owned(seg as usize, false);
-        memkit_sys::unmap(seg as *mut u8, SEGMENT_SIZE);
+        let src = (*seg).source;
+        ((*src).unmap)(src, seg as *mut u8, SEGMENT_SIZE);
     }
     GLOBAL.unmap(SEGMENT_SIZE as u64, false);
 }
@@ -631,6 +716,7 @@ mod tests {
             purge_at: 0,
             next: null_mut(),
             prev: null_mut(),
+            source: source::os(),
             pages: [Page::EMPTY; SLICES],
         }
     }

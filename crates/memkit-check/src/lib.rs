@@ -77,7 +77,7 @@ extern "C" fn init() {
         intercept::resolve();
         guard::install();
         // SAFETY: handlers that only take and release the table's locks.
-        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+        unsafe { memkit_sys::atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
     });
     STARTED.store(true, Release);
 }

@@ -5,7 +5,8 @@
 //! `malloc(0)`, `realloc(p, 0)`, overflow checks, alignment rules, errno)
 //! live in that layer, shared with the other front-ends. What is
 //! libmemkit.so's own: introspection, the record for `memkit run`, secure
-//! memory, stack buffers, shared-memory heaps. See `include/memkit.h` for what memkit exports
+//! memory, stack buffers, shared-memory heaps, heaps that are no thread's
+//! (`memkit_heap_*`). See `include/memkit.h` for what memkit exports
 //! beyond the standard malloc family.
 //!
 //! # Safety
@@ -15,6 +16,7 @@
 #![no_std]
 
 mod exports;
+mod heap;
 mod introspect;
 mod lifecycle;
 mod run_report;

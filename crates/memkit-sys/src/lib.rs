@@ -151,6 +151,26 @@ pub unsafe fn purge(p: *mut u8, size: usize) -> bool {
     unsafe { mm::madvise(p.cast::<c_void>(), size, Advice::LinuxDontNeed) }.is_ok()
 }
 
+/// `madvise(p, size, MADV_REMOVE)`: frees the pages of a shared mapping of
+/// a file in the file itself (tmpfs, memfd, and file systems that punch
+/// holes); they read back as zeros, in every process that maps them. False
+/// when the file system cannot.
+///
+/// # Safety
+/// `p..p+size` must be page-aligned memory of a shared file mapping the
+/// caller owns and holds no data in (for any process).
+pub unsafe fn remove(p: *mut u8, size: usize) -> bool {
+    // SAFETY: the caller owns the range and does not need its contents.
+    unsafe { mm::madvise(p.cast::<c_void>(), size, Advice::LinuxRemove) }.is_ok()
+}
+
+/// `fstat(fd).st_size`: the length of an open file.
+pub fn file_size(fd: i32) -> Result<u64, Errno> {
+    // SAFETY: borrowed for this call only; the caller names an open fd.
+    let b = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+    Ok(rustix::fs::fstat(b)?.st_size as u64)
+}
+
 unsafe extern "C" {
     fn mincore(addr: *mut core::ffi::c_void, len: usize, vec: *mut u8) -> i32;
 }

@@ -16,17 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "memkit.h"
-
-#define CHECK(cond, ...)                                                        \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);     \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fprintf(stderr, " (errno %d %s)\n", errno, strerror(errno));        \
-            exit(1);                                                            \
-        }                                                                       \
-    } while (0)
 
 /* The shared list: nodes linked by offsets, never pointers. */
 struct node {

@@ -17,11 +17,13 @@
 //! Further capabilities are modules of this crate: [`layout`] (a process's
 //! memory layout), [`secure`] (secrets), [`lock`] (memory locking),
 //! [`stack`] (stack buffers with a heap fallback), [`map`] (file views that
-//! survive truncation), [`shm`] (heaps shared between processes).
+//! survive truncation), [`shm`] (heaps shared between processes), [`heap`]
+//! (heaps that are no thread's, over the OS or a file mapped shared).
 
 #![warn(missing_docs)]
 
 mod global;
+pub mod heap;
 pub mod layout;
 pub mod lock;
 pub mod map;

@@ -154,9 +154,15 @@ pub(super) unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
         let (seg, i) = match found {
             Some(f) => f,
             None => {
-                let mut seg = segment::alloc(h);
-                if seg.is_null() && relieve_pressure() {
-                    seg = segment::alloc(h);
+                let src = (*h).source;
+                let owner = if is_arena(h) {
+                    segment::OWNER_ARENA
+                } else {
+                    segment::OWNER_LIVE
+                };
+                let mut seg = segment::alloc(h, src, owner);
+                if seg.is_null() && relieve_pressure_for(h) {
+                    seg = segment::alloc(h, src, owner);
                 }
                 if seg.is_null() {
                     return null_mut();

@@ -142,7 +142,9 @@ pub unsafe fn free_remote_of(me: *mut Heap, seg: *mut Segment, p: *mut Page, b: 
         let cached = *(*me).rcache_bytes.get_unchecked(bin) + bs;
         if (*seg).owner_dead.load(Relaxed) != 0 {
             // Nobody will allocate from a dead heap's page: caching the
-            // block would only keep the page from emptying.
+            // block would only keep the page from emptying. An arena's
+            // segments carry the same mark (`segment::OWNER_ARENA`): its
+            // block must never be handed out by this thread's heap.
             return_remote(seg, p, b);
             freed_into_dead_heap(me);
             return;

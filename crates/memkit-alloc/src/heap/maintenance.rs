@@ -201,6 +201,46 @@ pub fn relieve_pressure() -> bool {
     released > 0
 }
 
+/// [`relieve_pressure`] for a mapping `h` needs: an arena first collects
+/// itself (its empty pages and segments go back to its own source, which
+/// is what a full file needs), and relieves the process only when it maps
+/// from the OS too.
+///
+/// # Safety
+/// `h` is the caller's heap (its thread's, or an arena it uses).
+pub unsafe fn relieve_pressure_for(h: *mut Heap) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        if !is_arena(h) {
+            return relieve_pressure();
+        }
+        let segments = count_segments(h);
+        let purged = collect_all(h, true, true, memkit_sys::now_ns());
+        flush_stats(h, true);
+        let released = purged > 0 || count_segments(h) < segments;
+        if source::is_os((*h).source) {
+            relieve_pressure() || released
+        } else {
+            released
+        }
+    }
+}
+
+/// # Safety
+/// The caller owns `h`.
+unsafe fn count_segments(h: *mut Heap) -> usize {
+    let mut n = 0;
+    // SAFETY: per the contract.
+    unsafe {
+        let mut seg = (*h).segments;
+        while !seg.is_null() {
+            n += 1;
+            seg = (*seg).next;
+        }
+    }
+    n
+}
+
 /// A huge block, retried once after [`relieve_pressure`] when the OS
 /// refuses the mapping.
 pub fn alloc_huge(size: usize, align: usize) -> *mut u8 {
@@ -236,23 +276,15 @@ pub fn for_each_own_page(mut f: impl FnMut(usize, usize, u32, u32, u32)) {
     unsafe {
         let mut seg = (*h).segments;
         while !seg.is_null() {
-            let pages = addr_of_mut!((*seg).pages).cast::<Page>();
-            let mut i = 1;
-            while i < SLICES {
-                if (*seg).free_mask & (1 << i) != 0 {
-                    i += 1;
-                    continue;
-                }
-                let p = pages.add(i);
+            Segment::for_each_page(seg, |p| {
                 f(
                     (*p).bin as usize,
                     (*p).block_size,
                     (*p).used,
                     (*p).capacity,
                     (*p).reserved,
-                );
-                i += ((*p).slice_count as usize).max(1);
-            }
+                )
+            });
             seg = (*seg).next;
         }
     }

@@ -18,12 +18,16 @@
 //! enter queues only with free blocks and only the first is allocated from);
 //! `segments` lists exactly the segments whose `heap` is this heap.
 //!
+//! Heaps that are no thread's (arenas, `arena`) are the same structure
+//! over a memory source of their own, used by one thread at a time.
+//!
 //! This file holds the heap structure, the static empty heap and the
 //! registry; the mechanisms are one file each: `thread` (life cycle and
 //! fork), `queue` (bin queues), `alloc` (the allocation slow path, new and
-//! retired pages), `free` (the free slow paths and remote frees) and
+//! retired pages), `free` (the free slow paths and remote frees),
 //! `maintenance` (collection, purging, dead heaps, trim, memory pressure,
-//! invariant checks).
+//! invariant checks) and `arena` (heaps over a given source: create,
+//! allocate, destroy).
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
@@ -32,14 +36,17 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering, Ordering::R
 
 use crate::config::{self, OPTIONS};
 use crate::harden::{self, next_of, set_free, Fault};
+use crate::huge::HugeList;
 use crate::lock::SpinLock;
 use crate::page::{Block, Page, Shared, FLAG_FULL, TF_COUNT_SHIFT, TF_NOTIFY, TF_ONE, TF_PTR};
 use crate::segment::{self, Segment, SLICES, SLICE_SIZE};
 use crate::size_class::{bin_size, NBINS};
+use crate::source::{self, FdSource, Source};
 use crate::stats::{HeapStats, GLOBAL};
 use crate::{huge, tls};
 
 mod alloc;
+pub mod arena;
 mod free;
 mod maintenance;
 mod queue;
@@ -53,7 +60,7 @@ pub use self::free::{flush_orphan_frees, free_local_slow, free_remote, free_remo
 use self::maintenance::*;
 pub use self::maintenance::{
     alloc_huge, check, check_invariants, for_each_heap, for_each_own_page, heap_counts,
-    relieve_pressure, trim,
+    relieve_pressure, relieve_pressure_for, trim,
 };
 use self::queue::*;
 use self::thread::register_orphan_exit;
@@ -62,6 +69,12 @@ pub use self::thread::thread_init;
 const STATE_EMPTY: u32 = 0;
 const STATE_LIVE: u32 = 1;
 const STATE_DEAD: u32 = 2;
+/// An arena: a heap no thread owns, over its own source.
+const STATE_ARENA: u32 = 3;
+/// An arena over a shared source in a forked child: its memory is the
+/// parent's, so it allocates nothing and its blocks are not ours (their
+/// chunks were disowned); only `destroy` may be called.
+const STATE_ARENA_FORKED: u32 = 4;
 
 /// Most bytes of other heaps' blocks a heap keeps per bin (see `rcache`).
 const RCACHE_BYTES: u32 = 32 * 1024;
@@ -118,6 +131,15 @@ pub struct Heap {
     /// Blocks this heap's thread gave back to pages of dead heaps since it
     /// last collected dead heaps (see `free_remote_of`).
     pub dead_returns: u32,
+    /// Where the heap's segments and huge blocks are mapped from: the OS
+    /// source for thread heaps. Read only on the slow paths that map.
+    pub source: *const Source,
+    /// An arena's live huge blocks (empty for thread heaps, whose huge
+    /// blocks belong to no heap).
+    pub huge: HugeList,
+    /// The source an arena created for itself and releases with it (an
+    /// [`FdSource`]), or null.
+    pub own_source: *mut FdSource,
 }
 
 #[repr(transparent)]
@@ -137,12 +159,19 @@ static EMPTY_HEAP: SyncCell<Heap> = SyncCell(UnsafeCell::new(Heap::fresh(
     EMPTY_PAGE.0.get(),
     STATE_EMPTY,
     null_mut(),
+    &source::OS,
 )));
 
 impl Heap {
     /// A heap with empty queues (all pointing to `empty`), no segments and
-    /// zero counters, in `state`, linked before `next_all` in the registry.
-    const fn fresh(empty: *mut Page, state: u32, next_all: *mut Heap) -> Heap {
+    /// zero counters, in `state`, linked before `next_all` in the registry,
+    /// mapping from `source`.
+    const fn fresh(
+        empty: *mut Page,
+        state: u32,
+        next_all: *mut Heap,
+        source: *const Source,
+    ) -> Heap {
         Heap {
             first: [empty; NBINS],
             last: [empty; NBINS],
@@ -161,8 +190,21 @@ impl Heap {
             next_dead: null_mut(),
             forked: false,
             dead_returns: 0,
+            source,
+            huge: HugeList::EMPTY,
+            own_source: null_mut(),
         }
     }
+}
+
+/// Whether `h` is an arena (no thread's heap).
+///
+/// # Safety
+/// `h` is a heap.
+#[inline]
+pub unsafe fn is_arena(h: *mut Heap) -> bool {
+    // SAFETY: per the contract.
+    unsafe { (*h).state.load(Relaxed) >= STATE_ARENA }
 }
 
 /// The static heap of threads that have not allocated yet.
@@ -179,6 +221,9 @@ struct Registry {
     dead_tail: *mut Heap,
     dead_count: u64,
     live_count: u64,
+    /// Destroyed arenas' heap structs, for the next arena (through
+    /// `next_dead`).
+    idle_arenas: *mut Heap,
     meta_cur: usize,
     meta_end: usize,
 }
@@ -192,6 +237,7 @@ static HEAPS: SpinLock<Registry> = SpinLock::new(Registry {
     dead_tail: null_mut(),
     dead_count: 0,
     live_count: 0,
+    idle_arenas: null_mut(),
     meta_cur: 0,
     meta_end: 0,
 });
@@ -260,7 +306,12 @@ impl Registry {
         self.meta_cur += size;
         // SAFETY: fresh memory from our metadata mapping.
         unsafe {
-            h.write(Heap::fresh(empty_page(), STATE_LIVE, self.all));
+            h.write(Heap::fresh(
+                empty_page(),
+                STATE_LIVE,
+                self.all,
+                source::os(),
+            ));
         }
         self.all = h;
         h

@@ -1,7 +1,8 @@
 //! Thread life cycle: a heap for each thread that allocates (adopting a
 //! dead one when it can), its release when the thread exits, and `fork`
 //! (every allocator lock taken around it; in the child, the heaps of
-//! threads that do not exist there become dead heaps).
+//! threads that do not exist there become dead heaps, and arenas over
+//! shared memory become unusable).
 
 use super::*;
 
@@ -206,6 +207,9 @@ pub(super) unsafe extern "C" fn fork_child() {
                 r.live_count -= 1;
                 (*h).forked = true;
                 r.push_dead(h);
+            } else {
+                // Arenas over shared memory are the parent's.
+                arena::forked_child(h);
             }
             h = (*h).next_all;
         }
