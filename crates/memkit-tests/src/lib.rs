@@ -427,6 +427,18 @@ pub fn compile_c(name: &str, dir: &Path, out_name: &str, extra: &[&str]) -> Path
     compile_with("gcc", &c_source(name), &dir.join(out_name), extra)
 }
 
+/// Compiles `rust/<name>` with `rustc -O -g` into `dir/<out_name>`.
+pub fn compile_rust(name: &str, dir: &Path, out_name: &str) -> PathBuf {
+    let out = dir.join(out_name);
+    let mut cmd = Command::new("rustc");
+    cmd.args(["-O", "-g", "-o"])
+        .arg(&out)
+        .arg(crate_dir().join("rust").join(name))
+        .env_remove("LD_PRELOAD");
+    run(&mut cmd, Duration::from_secs(300)).assert_success(&format!("rustc {name}"));
+    out
+}
+
 /// Compiles `c/<name>` with g++ into `dir/<out_name>`.
 pub fn compile_cxx(name: &str, dir: &Path, out_name: &str, extra: &[&str]) -> PathBuf {
     compile_with("g++", &c_source(name), &dir.join(out_name), extra)

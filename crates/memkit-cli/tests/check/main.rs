@@ -624,31 +624,7 @@ fn rust_program_runs_and_its_leak_is_named() {
         return;
     }
     let dir = TempDir::new("check-rust");
-    let src = dir.join("rsites.rs");
-    std::fs::write(
-        &src,
-        "mod shapes {\n\
-             #[inline(never)]\n\
-             pub fn keep_bytes(n: usize) -> Vec<u8> { std::hint::black_box(vec![7u8; n]) }\n\
-             #[inline(never)]\n\
-             pub fn churn(n: usize) -> usize { std::hint::black_box(vec![1u8; n]).len() }\n\
-         }\n\
-         fn main() {\n\
-             let t = std::thread::spawn(|| shapes::churn(1234));\n\
-             assert_eq!(t.join().unwrap(), 1234);\n\
-             let v = shapes::keep_bytes(4242);\n\
-             std::mem::forget(v);\n\
-             println!(\"done\");\n\
-         }\n",
-    )
-    .unwrap();
-    let prog = dir.join("rsites");
-    let mut cmd = Command::new("rustc");
-    cmd.args(["-O", "-g", "-o"])
-        .arg(&prog)
-        .arg(&src)
-        .env_remove("LD_PRELOAD");
-    run(&mut cmd, Duration::from_secs(300)).assert_success("rustc rsites.rs");
+    let prog = memkit_tests::compile_rust("rsites.rs", dir.path(), "rsites");
     let c = check(&[], &prog, &[]);
     c.expect(ERROR_EXIT, 1).stdout_has("done", true);
     let r = &c.reports[0];

@@ -277,32 +277,7 @@ fn rust_names_are_demangled() {
         return;
     }
     let t = TempDir::new("profile-rt-rust");
-    let src = t.join("rsites.rs");
-    fs::write(
-        &src,
-        "mod shapes {\n\
-             #[inline(never)]\n\
-             pub fn keep_bytes(n: usize) -> Vec<u8> { std::hint::black_box(vec![7u8; n]) }\n\
-             #[inline(never)]\n\
-             pub fn churn(n: usize) -> usize { std::hint::black_box(vec![1u8; n]).len() }\n\
-         }\n\
-         fn main() {\n\
-             let t = std::thread::spawn(|| shapes::churn(1234));\n\
-             assert_eq!(t.join().unwrap(), 1234);\n\
-             let v = shapes::keep_bytes(4242);\n\
-             assert_eq!(v[4241], 7);\n\
-             std::mem::forget(v);\n\
-             println!(\"done\");\n\
-         }\n",
-    )
-    .unwrap();
-    let prog = t.join("rsites");
-    let mut cmd = Command::new("rustc");
-    cmd.args(["-O", "-g", "-o"])
-        .arg(&prog)
-        .arg(&src)
-        .env_remove("LD_PRELOAD");
-    run(&mut cmd, Duration::from_secs(300)).assert_success("rustc rsites.rs");
+    let prog = memkit_tests::compile_rust("rsites.rs", t.path(), "rsites");
     let (out, _) = profile(&t, "out", &[prog.to_str().unwrap()], 0);
     let p = load(&out.join("profile.pb.gz"));
     // Legacy or v0 mangling alike: the path without the hash, as rustc's
