@@ -9,7 +9,11 @@
 //! ```
 //!
 //! The header names the user pointer (for interior pointers: memcpy
-//! ranges, invalid frees, the leak scan); the zones hold canary bytes,
+//! ranges, invalid frees, the leak scan) and the block's size, under a
+//! check of both (word 0: the size above a 23-bit check of it and of the
+//! start; word 1: the user pointer's offset and the quarantine tag), so
+//! that a checked `memcpy` inside a live block needs neither the side
+//! table nor its lock ([`inside_live`]); the zones hold canary bytes,
 //! checked (a word at a time) at free, at realloc, when the block leaves
 //! quarantine, on a periodic walk and at exit. The right zone is at least
 //! 16 bytes and runs to the core block's end (its first 64 bytes are
@@ -18,11 +22,12 @@
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::*};
 use memkit_alloc::lock::SpinLock;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use memkit_trace::depot::StackId;
 use memkit_trace::unwind::Regs;
 
+use crate::records::Records;
 use crate::report::{self, Report};
 use crate::table::{self, Kind, Meta, State};
 use crate::{guard, options, stacks, tls};
@@ -37,6 +42,9 @@ const RIGHT_MIN: usize = 16;
 /// written nor read: one cache line per block, not a page's worth).
 const RIGHT_CAP: usize = 64;
 const MAGIC: u64 = 0x6d65_6d6b_6974_6368;
+/// Header word 0: the size above [`CHECK_BITS`] bits of check.
+const CHECK_BITS: u32 = 23;
+const CHECK_MASK: u64 = (1 << CHECK_BITS) - 1;
 /// Canary byte of the left zone.
 pub const LEFT_CANARY: u8 = 0xfb;
 /// Canary byte of the right zone.
@@ -65,7 +73,7 @@ static BIG_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// a second free or a checked `memcpy` finds its record.
 static QUARANTINE: [SpinLock<Quarantine>; QSHARDS] = [const {
     SpinLock::new(Quarantine {
-        q: VecDeque::new(),
+        q: Records::new(),
         bytes: 0,
         head: 0,
         unpublished_bytes: 0,
@@ -90,7 +98,7 @@ const SEQ_BITS: u32 = 28;
 
 struct Quarantine {
     /// Records, oldest first (what each holds back is its [`footprint`]).
-    q: VecDeque<Meta>,
+    q: Records<Meta>,
     bytes: usize,
     /// Sequence number of `q[0]`.
     head: u64,
@@ -180,6 +188,45 @@ fn first_not_slow(p: usize, byte: u8, n: usize) -> Option<usize> {
     (0..n).find(|&i| unsafe { *((p + i) as *const u8) } != byte)
 }
 
+/// Header word 0 of a block of `size` bytes in the core block at `start`
+/// (sizes up to [`MAX_SIZE`] fit above the check).
+#[inline(always)]
+fn size_word(start: usize, size: usize) -> u64 {
+    (size as u64) << CHECK_BITS | size_check(start, size)
+}
+
+#[inline(always)]
+fn size_check(start: usize, size: usize) -> u64 {
+    ((start as u64 ^ MAGIC).wrapping_add(size as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        >> (64 - CHECK_BITS)
+}
+
+/// Whether `[p, p + n)` (n > 0) lies inside a live block carved from a
+/// small core page, by the block's header alone: no lock, no table. The
+/// header is written before the block is handed out and marked at its
+/// free (before the side table forgets it), and its check fails on
+/// anything else found there (the core's free-list links, a stale header
+/// is marked as in quarantine): `false` sends the caller to
+/// [`containing`], which decides exactly.
+#[inline(always)]
+pub fn inside_live(p: usize, n: usize) -> bool {
+    let Some((s, bs)) = memkit_alloc::small_block_of(p) else {
+        return false;
+    };
+    let start = s as usize;
+    // SAFETY: a core block of ours: its first 16 bytes are mapped.
+    let (w0, w1) = unsafe { (*(start as *const u64), *((start + 8) as *const u64)) };
+    let left = (w1 >> 33) as usize;
+    let size = (w0 >> CHECK_BITS) as usize;
+    let user = start + left;
+    w1 & IN_QUARANTINE == 0
+        && w0 & CHECK_MASK == size_check(start, size)
+        && left + size <= bs
+        && p >= user
+        && p - user <= size
+        && n <= size - (p - user)
+}
+
 /// The core block's usable bytes.
 fn core_usable(start: usize) -> usize {
     // SAFETY: `start` is a live core block.
@@ -241,7 +288,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     let user = start + left;
     // SAFETY: the header lies at the start of the core block.
     unsafe {
-        (start as *mut u64).write(MAGIC ^ start as u64);
+        (start as *mut u64).write(size_word(start, size));
         ((start + 8) as *mut u64).write((left as u64) << 33);
     }
     fill(start + HEADER, LEFT_CANARY, left - HEADER);
@@ -304,6 +351,13 @@ fn count(live: i64, size: usize) {
     t.live.set(t.live.get() + live);
     t.live_bytes.set(t.live_bytes.get() + live * size as i64);
     if live < 0 {
+        // A thread that only frees (a consumer) publishes too: else the
+        // producer's allocations alone make the heap look ever larger,
+        // and the quarantine bound with it (xmalloc: 64 MiB, not 4).
+        if t.live.get() <= -1024 {
+            LIVE_BYTES.fetch_add(t.live_bytes.replace(0), Relaxed);
+            LIVE_BLOCKS.fetch_add(t.live.replace(0), Relaxed);
+        }
         return;
     }
     let n = t.allocs.get() + 1;
@@ -326,10 +380,11 @@ pub fn containing(p: usize) -> Option<Meta> {
     let (start, user, word) = if let Some((s, bs)) = memkit_alloc::small_block_of(p) {
         let start = s as usize;
         // SAFETY: a core block of ours: its first 16 bytes are mapped; a
-        // free block's header may hold anything, hence the magic.
-        let (magic, word) = unsafe { (*(start as *const u64), *((start + 8) as *const u64)) };
+        // free block's header may hold anything, hence the check.
+        let (w0, word) = unsafe { (*(start as *const u64), *((start + 8) as *const u64)) };
         let left = (word >> 33) as usize;
-        if magic != MAGIC ^ start as u64 || left >= bs {
+        let size = (w0 >> CHECK_BITS) as usize;
+        if w0 & CHECK_MASK != size_check(start, size) || left >= bs {
             return None;
         }
         (start, start + left, word)
@@ -559,10 +614,10 @@ fn retire(m: Meta) {
         fill(m.user, o.free_fill, m.size.min(o.max_fill));
     }
     count(-1, m.size);
-    let mut evicted: [Option<Meta>; 4] = [None; 4];
+    let mut evicted: [Option<Meta>; EVICT] = [None; EVICT];
     let shard = m.free_thread as usize % QSHARDS;
     let bound = quarantine_bound(o);
-    tls::inside(|| {
+    let mut over = tls::inside(|| {
         let mut q = QUARANTINE[shard].lock();
         let cost = footprint(&m);
         let seq = q.head + q.q.len() as u64;
@@ -581,39 +636,57 @@ fn retire(m: Meta) {
         q.bytes += cost;
         q.unpublished_bytes += cost as isize;
         q.unpublished_blocks += 1;
-        let mut total = QBYTES
-            .load(Relaxed)
-            .saturating_add_signed(q.unpublished_bytes);
-        // At most a few per free: the caller releases them after the lock.
-        for slot in evicted.iter_mut() {
-            if total <= bound {
-                break;
-            }
-            let Some(old) = q.q.pop_front() else {
-                break;
-            };
-            let s = footprint(&old);
-            q.head += 1;
-            q.bytes -= s;
-            q.unpublished_bytes -= s as isize;
-            q.unpublished_blocks -= 1;
-            total = total.saturating_sub(s);
-            *slot = Some(old);
-        }
-        if q.unpublished_bytes.unsigned_abs() > PUBLISH_BYTES
-            || q.unpublished_blocks.unsigned_abs() > PUBLISH_BLOCKS
-        {
-            // Wrapping adds of a signed change: each shard's published
-            // part is what it held at its last publication, never negative.
-            QBYTES.fetch_add(q.unpublished_bytes as usize, Relaxed);
-            QUARANTINED.fetch_add(q.unpublished_blocks as usize, Relaxed);
-            q.unpublished_bytes = 0;
-            q.unpublished_blocks = 0;
-        }
+        evict(&mut q, bound, &mut evicted)
     });
-    for m in evicted.into_iter().flatten() {
-        release(m, false);
+    loop {
+        for m in evicted.iter_mut().filter_map(Option::take) {
+            release(m, false);
+        }
+        if !over {
+            break;
+        }
+        // A large block in, many small ones out: the bound holds after
+        // every free, not only on average.
+        over = tls::inside(|| evict(&mut QUARANTINE[shard].lock(), bound, &mut evicted));
     }
+}
+
+/// Blocks evicted from a shard under its lock, released after it.
+const EVICT: usize = 4;
+
+/// Takes the shard's oldest records (at most [`EVICT`]) while the
+/// quarantine is over `bound`, and publishes the shard's totals when they
+/// have moved far enough; whether it is still over the bound.
+fn evict(q: &mut Quarantine, bound: usize, out: &mut [Option<Meta>; EVICT]) -> bool {
+    let mut total = QBYTES
+        .load(Relaxed)
+        .saturating_add_signed(q.unpublished_bytes);
+    for slot in out.iter_mut() {
+        if total <= bound {
+            break;
+        }
+        let Some(old) = q.q.pop_front() else {
+            break;
+        };
+        let s = footprint(&old);
+        q.head += 1;
+        q.bytes -= s;
+        q.unpublished_bytes -= s as isize;
+        q.unpublished_blocks -= 1;
+        total = total.saturating_sub(s);
+        *slot = Some(old);
+    }
+    if q.unpublished_bytes.unsigned_abs() > PUBLISH_BYTES
+        || q.unpublished_blocks.unsigned_abs() > PUBLISH_BLOCKS
+    {
+        // Wrapping adds of a signed change: each shard's published
+        // part is what it held at its last publication, never negative.
+        QBYTES.fetch_add(q.unpublished_bytes as usize, Relaxed);
+        QUARANTINED.fetch_add(q.unpublished_blocks as usize, Relaxed);
+        q.unpublished_bytes = 0;
+        q.unpublished_blocks = 0;
+    }
+    total > bound && q.q.len() != 0
 }
 
 /// A block leaves quarantine: its free pattern must be intact (else a
@@ -657,25 +730,46 @@ fn release(m: Meta, full: bool) {
     tls::inside(|| unsafe { memkit_alloc::free(m.start as *mut u8) });
 }
 
-/// Empties the quarantine (checking every block whole), at exit.
+/// Empties the quarantine (checking every block whole), at exit: a batch
+/// of records at a time, so that emptying a large quarantine takes no
+/// memory of its own (a copy of every record was the peak RSS of small
+/// programs).
 pub fn drain_quarantine() {
-    let all: Vec<Meta> = tls::inside(|| {
-        let mut all = Vec::new();
-        for shard in QUARANTINE.iter() {
-            let mut q = shard.lock();
-            let published = q.bytes as isize - q.unpublished_bytes;
-            QBYTES.fetch_sub(published as usize, Relaxed);
-            q.bytes = 0;
-            q.unpublished_bytes = 0;
-            q.unpublished_blocks = 0;
-            q.head += q.q.len() as u64;
-            all.extend(q.q.drain(..));
+    const BATCH: usize = 64;
+    for shard in QUARANTINE.iter() {
+        loop {
+            let mut batch: [Option<Meta>; BATCH] = [None; BATCH];
+            let n = tls::inside(|| {
+                let mut q = shard.lock();
+                let mut n = 0;
+                while n < BATCH {
+                    let Some(m) = q.q.pop_front() else {
+                        break;
+                    };
+                    let s = footprint(&m);
+                    q.head += 1;
+                    q.bytes -= s;
+                    q.unpublished_bytes -= s as isize;
+                    q.unpublished_blocks -= 1;
+                    batch[n] = Some(m);
+                    n += 1;
+                }
+                if n < BATCH {
+                    // Empty: its totals leave the published ones.
+                    QBYTES.fetch_add(q.unpublished_bytes as usize, Relaxed);
+                    QUARANTINED.fetch_add(q.unpublished_blocks as usize, Relaxed);
+                    q.unpublished_bytes = 0;
+                    q.unpublished_blocks = 0;
+                }
+                n
+            });
+            for m in batch.into_iter().flatten() {
+                release(m, true);
+            }
+            if n < BATCH {
+                break;
+            }
         }
-        QUARANTINED.store(0, Relaxed);
-        all
-    });
-    for m in all {
-        release(m, true);
     }
 }
 

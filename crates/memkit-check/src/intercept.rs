@@ -187,10 +187,17 @@ fn checking() -> bool {
 /// Checks that `[p, p + n)` lies inside one live block, if `p` is in a
 /// block at all; reports the first bad byte otherwise, and returns the
 /// block reported (for [`repair`], after a write).
+#[inline(always)]
 fn range(func: &str, what: &str, p: usize, n: usize) -> Option<Meta> {
-    if n == 0 {
+    // The common case, inside a live block, by its header (no lock).
+    if n == 0 || block::inside_live(p, n) {
         return None;
     }
+    range_slow(func, what, p, n)
+}
+
+#[inline(never)]
+fn range_slow(func: &str, what: &str, p: usize, n: usize) -> Option<Meta> {
     tls::inside(|| range_inner(func, what, p, n))
 }
 

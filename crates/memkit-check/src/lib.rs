@@ -19,6 +19,7 @@ mod guard;
 mod intercept;
 mod leaks;
 mod options;
+mod records;
 mod report;
 mod roots;
 mod stacks;
@@ -75,6 +76,7 @@ extern "C" fn init() {
         report::init();
         options::get();
         intercept::resolve();
+        stacks::init();
         guard::install();
         // SAFETY: handlers that only take and release the table's locks.
         unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
