@@ -19,6 +19,10 @@
 //! 16 bytes and runs to the core block's end (its first 64 bytes are
 //! written and checked).
 
+use core::arch::x86_64::{
+    __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    _mm_storeu_si128,
+};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::*};
 use memkit_alloc::lock::SpinLock;
@@ -123,52 +127,84 @@ static SINCE_WALK: AtomicUsize = AtomicUsize::new(0);
 static WALKING: AtomicBool = AtomicBool::new(false);
 
 /// Fills `[p, p + n)` with `byte`: short ranges (red zones, small blocks)
-/// by word stores here, longer ones by `memset` (as the checker's own call,
-/// which the interceptor passes straight on).
+/// by 16-byte stores here, the last one overlapping its neighbour, longer
+/// ones by `memset` (as the checker's own call, which the interceptor
+/// passes straight on).
 #[inline(always)]
 fn fill(p: usize, byte: u8, n: usize) {
     if n > 128 {
         // SAFETY: callers pass ranges inside blocks they own.
         return unsafe { core::ptr::write_bytes(p as *mut u8, byte, n) };
     }
-    let word = u64::from_ne_bytes([byte; 8]);
-    let mut i = 0;
-    while i + 8 <= n {
-        // SAFETY: as above; unaligned stores inside the range.
-        unsafe { ((p + i) as *mut u64).write_unaligned(word) };
-        i += 8;
+    if n >= 16 {
+        // SAFETY: as above: unaligned stores inside the range, the last
+        // at n - 16 >= 0; SSE2 is part of x86_64.
+        unsafe {
+            let v = _mm_set1_epi8(byte as i8);
+            let mut i = 0;
+            while i + 16 < n {
+                _mm_storeu_si128((p + i) as *mut __m128i, v);
+                i += 16;
+            }
+            _mm_storeu_si128((p + n - 16) as *mut __m128i, v);
+        }
+        return;
     }
-    while i < n {
+    if n >= 8 {
+        let word = u64::from_ne_bytes([byte; 8]);
+        // SAFETY: as above; two overlapping unaligned stores.
+        unsafe {
+            (p as *mut u64).write_unaligned(word);
+            ((p + n - 8) as *mut u64).write_unaligned(word);
+        }
+        return;
+    }
+    for i in 0..n {
         // SAFETY: as above.
         unsafe { *((p + i) as *mut u8) = byte };
-        i += 1;
     }
 }
 
-/// Whether every byte of `[p, p + n)` is `byte`: unaligned word loads
-/// OR-ed together, the last one overlapping its neighbour, one branch at
-/// the end (a 16-byte red zone costs two loads). [`first_not`] finds the
-/// byte once this says something differs.
+/// Whether every byte of `[p, p + n)` is `byte`: unaligned 16-byte loads
+/// compared and AND-ed together, the last one overlapping its neighbour,
+/// one branch at the end (a 16-byte red zone costs one load).
+/// [`first_not`] finds the byte once this says something differs.
 #[inline(always)]
 fn all_eq(p: usize, byte: u8, n: usize) -> bool {
-    let word = u64::from_ne_bytes([byte; 8]);
-    if n < 8 {
-        let mut diff = 0u8;
-        for i in 0..n {
-            // SAFETY: callers pass ranges inside blocks they own.
-            diff |= unsafe { *((p + i) as *const u8) } ^ byte;
+    if n >= 16 {
+        // SAFETY: callers pass ranges inside blocks they own: unaligned
+        // loads inside the range, the last at n - 16 >= 0; SSE2 is part
+        // of x86_64.
+        unsafe {
+            let v = _mm_set1_epi8(byte as i8);
+            let mut same = _mm_set1_epi8(-1);
+            let mut i = 0;
+            while i + 16 < n {
+                let w = _mm_loadu_si128((p + i) as *const __m128i);
+                same = _mm_and_si128(same, _mm_cmpeq_epi8(w, v));
+                i += 16;
+            }
+            let w = _mm_loadu_si128((p + n - 16) as *const __m128i);
+            same = _mm_and_si128(same, _mm_cmpeq_epi8(w, v));
+            return _mm_movemask_epi8(same) == 0xffff;
         }
-        return diff == 0;
     }
-    let mut diff = 0u64;
-    let mut i = 0;
-    while i + 8 < n {
-        // SAFETY: as above; unaligned loads inside the range.
-        diff |= unsafe { ((p + i) as *const u64).read_unaligned() } ^ word;
-        i += 8;
+    if n >= 8 {
+        let word = u64::from_ne_bytes([byte; 8]);
+        // SAFETY: as above; two overlapping unaligned loads.
+        let (a, b) = unsafe {
+            (
+                (p as *const u64).read_unaligned(),
+                ((p + n - 8) as *const u64).read_unaligned(),
+            )
+        };
+        return (a ^ word) | (b ^ word) == 0;
     }
-    // SAFETY: as above (n >= 8).
-    diff |= unsafe { ((p + n - 8) as *const u64).read_unaligned() } ^ word;
+    let mut diff = 0u8;
+    for i in 0..n {
+        // SAFETY: as above.
+        diff |= unsafe { *((p + i) as *const u8) } ^ byte;
+    }
     diff == 0
 }
 

@@ -13,12 +13,12 @@ const CHUNK: usize = 1024;
 
 /// A queue of `T` (the quarantine's `Meta`), in chunks.
 pub struct Records<T> {
-    chunks: std::collections::VecDeque<Box<[T]>>,
+    chunks: std::collections::VecDeque<Box<[T; CHUNK]>>,
     /// Index of the oldest record in `chunks[0]`.
     first: usize,
     len: usize,
     /// An emptied chunk, kept for the next one needed.
-    spare: Option<Box<[T]>>,
+    spare: Option<Box<[T; CHUNK]>>,
 }
 
 impl<T: Copy> Records<T> {
@@ -44,24 +44,35 @@ impl<T: Copy> Records<T> {
         Some(&self.chunks[at / CHUNK][at % CHUNK])
     }
 
+    #[inline(always)]
     pub fn push_back(&mut self, m: T) {
         let at = self.first + self.len;
-        if at / CHUNK == self.chunks.len() {
-            let c = self
-                .spare
-                .take()
-                .unwrap_or_else(|| vec![m; CHUNK].into_boxed_slice());
-            self.chunks.push_back(c);
+        match self.chunks.get_mut(at / CHUNK) {
+            Some(c) => c[at % CHUNK] = m,
+            None => self.push_chunk(m),
         }
-        self.chunks[at / CHUNK][at % CHUNK] = m;
         self.len += 1;
     }
 
+    /// A push that starts a chunk.
+    #[cold]
+    #[inline(never)]
+    fn push_chunk(&mut self, m: T) {
+        let mut c = self.spare.take().unwrap_or_else(|| {
+            // The right size by construction.
+            let v: Box<[T]> = vec![m; CHUNK].into_boxed_slice();
+            v.try_into().ok().expect("a chunk")
+        });
+        c[0] = m;
+        self.chunks.push_back(c);
+    }
+
+    #[inline(always)]
     pub fn pop_front(&mut self) -> Option<T> {
         if self.len == 0 {
             return None;
         }
-        let m = self.chunks[0][self.first];
+        let m = self.chunks.front()?[self.first % CHUNK];
         self.first += 1;
         self.len -= 1;
         if self.first == CHUNK || self.len == 0 {
