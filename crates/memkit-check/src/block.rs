@@ -70,6 +70,12 @@ struct Big {
 /// Those blocks, by start address.
 static BIG: SpinLock<BTreeMap<usize, Big>> = SpinLock::new(BTreeMap::new());
 static BIG_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Every big block (with a guard page's slack after it) lies in
+/// `[BIG_LO, BIG_HI)`, so that a checked call on a stack or global address
+/// takes no lock to learn it is in none. Widened under `BIG`'s lock; reset
+/// when the last big block goes.
+static BIG_LO: AtomicUsize = AtomicUsize::new(usize::MAX);
+static BIG_HI: AtomicUsize = AtomicUsize::new(0);
 
 /// Freed blocks, oldest first, with their records (the side table holds
 /// live blocks only: a million blocks in quarantine do not slow its
@@ -238,7 +244,8 @@ fn size_check(start: usize, size: usize) -> u64 {
 }
 
 /// Whether `[p, p + n)` (n > 0) lies inside a live block carved from a
-/// small core page, by the block's header alone: no lock, no table. The
+/// small core page, by the block's header alone, or starts outside every
+/// block: no lock, no table. The
 /// header is written before the block is handed out and marked at its
 /// free (before the side table forgets it), and its check fails on
 /// anything else found there (the core's free-list links, a stale header
@@ -247,7 +254,9 @@ fn size_check(start: usize, size: usize) -> u64 {
 #[inline(always)]
 pub fn inside_live(p: usize, n: usize) -> bool {
     let Some((s, bs)) = memkit_alloc::small_block_of(p) else {
-        return false;
+        // In no small block: fine when in no big block's range either
+        // (a stack or global address).
+        return p < BIG_LO.load(Relaxed) || p >= BIG_HI.load(Relaxed);
     };
     let start = s as usize;
     // SAFETY: a core block of ours: its first 16 bytes are mapped.
@@ -371,6 +380,8 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
                 },
             )
         });
+        BIG_LO.fetch_min(start, Relaxed);
+        BIG_HI.fetch_max(end + guard::PAGE, Relaxed);
         BIG_COUNT.store(b.len(), Relaxed);
     }
     tls::inside(|| table::shard(user).insert(m));
@@ -756,6 +767,10 @@ fn release(m: Meta, full: bool) {
     if m.big {
         let mut big = BIG.lock();
         big.remove(&m.start);
+        if big.is_empty() {
+            BIG_LO.store(usize::MAX, Relaxed);
+            BIG_HI.store(0, Relaxed);
+        }
         BIG_COUNT.store(big.len(), Relaxed);
     }
     if m.guard {

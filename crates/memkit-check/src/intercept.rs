@@ -204,10 +204,17 @@ fn range_slow(func: &str, what: &str, p: usize, n: usize) -> Option<Meta> {
 /// After a write `range` reported: the canaries and free pattern it
 /// overwrote are restored, so that the one bug is reported once (not again
 /// at free, or when the block leaves quarantine).
+#[inline(always)]
 fn repair(bad: Option<Meta>, p: *const c_void, n: usize) {
     if let Some(m) = bad {
-        tls::inside(|| block::repair(&m, p as usize, n));
+        repair_slow(m, p, n);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn repair_slow(m: Meta, p: *const c_void, n: usize) {
+    tls::inside(|| block::repair(&m, p as usize, n));
 }
 
 fn range_inner(func: &str, what: &str, p: usize, n: usize) -> Option<Meta> {
