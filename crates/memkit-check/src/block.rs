@@ -712,28 +712,42 @@ fn evict(q: &mut Quarantine, bound: usize, out: &mut [Option<Meta>; EVICT]) -> b
         if total <= bound {
             break;
         }
-        let Some(old) = q.q.pop_front() else {
+        let Some(old) = q.pop_oldest() else {
             break;
         };
-        let s = footprint(&old);
-        q.head += 1;
-        q.bytes -= s;
-        q.unpublished_bytes -= s as isize;
-        q.unpublished_blocks -= 1;
-        total = total.saturating_sub(s);
+        total = total.saturating_sub(footprint(&old));
         *slot = Some(old);
     }
     if q.unpublished_bytes.unsigned_abs() > PUBLISH_BYTES
         || q.unpublished_blocks.unsigned_abs() > PUBLISH_BLOCKS
     {
-        // Wrapping adds of a signed change: each shard's published
-        // part is what it held at its last publication, never negative.
-        QBYTES.fetch_add(q.unpublished_bytes as usize, Relaxed);
-        QUARANTINED.fetch_add(q.unpublished_blocks as usize, Relaxed);
-        q.unpublished_bytes = 0;
-        q.unpublished_blocks = 0;
+        q.publish();
     }
     total > bound && q.q.len() != 0
+}
+
+impl Quarantine {
+    /// Takes the oldest record out, with its share of the totals.
+    #[inline(always)]
+    fn pop_oldest(&mut self) -> Option<Meta> {
+        let m = self.q.pop_front()?;
+        let s = footprint(&m);
+        self.head += 1;
+        self.bytes -= s;
+        self.unpublished_bytes -= s as isize;
+        self.unpublished_blocks -= 1;
+        Some(m)
+    }
+
+    /// Adds the shard's unpublished changes to the shared totals.
+    fn publish(&mut self) {
+        // Wrapping adds of a signed change: each shard's published part is
+        // what it held at its last publication, never negative.
+        QBYTES.fetch_add(self.unpublished_bytes as usize, Relaxed);
+        QUARANTINED.fetch_add(self.unpublished_blocks as usize, Relaxed);
+        self.unpublished_bytes = 0;
+        self.unpublished_blocks = 0;
+    }
 }
 
 /// A block leaves quarantine: its free pattern must be intact (else a
@@ -794,23 +808,15 @@ pub fn drain_quarantine() {
                 let mut q = shard.lock();
                 let mut n = 0;
                 while n < BATCH {
-                    let Some(m) = q.q.pop_front() else {
+                    let Some(m) = q.pop_oldest() else {
                         break;
                     };
-                    let s = footprint(&m);
-                    q.head += 1;
-                    q.bytes -= s;
-                    q.unpublished_bytes -= s as isize;
-                    q.unpublished_blocks -= 1;
                     batch[n] = Some(m);
                     n += 1;
                 }
                 if n < BATCH {
                     // Empty: its totals leave the published ones.
-                    QBYTES.fetch_add(q.unpublished_bytes as usize, Relaxed);
-                    QUARANTINED.fetch_add(q.unpublished_blocks as usize, Relaxed);
-                    q.unpublished_bytes = 0;
-                    q.unpublished_blocks = 0;
+                    q.publish();
                 }
                 n
             });
