@@ -76,7 +76,6 @@ extern "C" fn init() {
         report::init();
         options::get();
         intercept::resolve();
-        stacks::init();
         guard::install();
         // SAFETY: handlers that only take and release the table's locks.
         unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };

@@ -8,6 +8,8 @@
 
 use core::cell::Cell;
 
+use memkit_trace::recent::RecentStack;
+
 /// Per-thread state of the checker.
 #[repr(C)]
 pub struct Thread {
@@ -26,13 +28,10 @@ pub struct Thread {
     pub live: Cell<i64>,
     /// Live bytes gained (or lost) not yet added to the process-wide count.
     pub live_bytes: Cell<i64>,
-    /// The thread's memos of its recent allocation and free stacks
-    /// ([`crate::stacks`]): their address, or 0 (none yet) or 1 (none to
-    /// be had: the thread is exiting, or the core had no memory).
-    pub memos: Cell<usize>,
-    /// Set while a stack is being captured with those memos (a signal
-    /// handler that allocates meanwhile captures without them).
-    pub capturing: Cell<bool>,
+    /// The last allocation's and the last free's stack walks (one each, so
+    /// that a loop of malloc/free pairs reuses both).
+    pub alloc_walk: RecentStack,
+    pub free_walk: RecentStack,
 }
 
 /// Static TLS reserved for [`Thread`] (checked against its size at build).

@@ -7,8 +7,10 @@
 //!   and load bias), so stacks outlive `dlclose`;
 //! * [`depot`]: each distinct stack stored once, named by a 32-bit id;
 //! * [`memo`]: capture against a thread's previous stacks (one memo, or a
-//!   set of four), for front-ends that capture on every allocation and
-//!   free (the profiler, check mode);
+//!   set of four), for front-ends that capture on every allocation (the
+//!   profiler);
+//! * [`recent`]: a thread's last walk, re-verified instead of unwound again
+//!   when the next capture starts from the same frames;
 //! * [`thread`]: the calling thread's stack bounds;
 //! * [`symbolize`]: report time — function, file and line, demangled.
 //!
@@ -23,6 +25,7 @@
 pub mod depot;
 pub mod memo;
 pub mod modules;
+pub mod recent;
 pub mod symbolize;
 pub mod thread;
 pub mod unwind;

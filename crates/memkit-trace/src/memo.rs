@@ -327,30 +327,11 @@ pub fn capture_serial_set(
     depth: usize,
     set: &mut MemoSet,
 ) -> u32 {
-    capture_set(regs, stack_end, own, depth, set).serial
-}
-
-/// [`capture_serial_set`], as the stack's depot id (what
-/// [`crate::capture_interned`] returns).
-#[inline(always)]
-pub fn capture_interned_set(
-    regs: Regs,
-    stack_end: usize,
-    own: u16,
-    depth: usize,
-    set: &mut MemoSet,
-) -> StackId {
-    capture_set(regs, stack_end, own, depth, set).id
-}
-
-/// Captures into the set: the memo now holding the stack at `regs`.
-#[inline(always)]
-fn capture_set(regs: Regs, stack_end: usize, own: u16, depth: usize, set: &mut MemoSet) -> &Memo {
     let d = depth.clamp(1, unwind::MAX_FRAMES) as u32;
     let key = (GENERATION.load(Relaxed), stack_end, own, d);
     let last = set.last % WAYS;
     if set.memos[last].starts_at(regs, key) && set.memos[last].same_stack(regs) {
-        return &set.memos[last];
+        return set.memos[last].serial;
     }
     capture_set_slow(regs, stack_end, own, depth, set, key)
 }
@@ -363,13 +344,13 @@ fn capture_set_slow(
     depth: usize,
     set: &mut MemoSet,
     key: (u32, usize, u16, u32),
-) -> &Memo {
+) -> u32 {
     let last = set.last % WAYS;
     for k in 1..WAYS {
         let c = (last + k) % WAYS;
         if set.memos[c].starts_at(regs, key) && set.memos[c].same_stack(regs) {
             set.last = c;
-            return &set.memos[c];
+            return set.memos[c].serial;
         }
     }
     let w;
@@ -390,8 +371,7 @@ fn capture_set_slow(
         w = v;
     }
     set.last = w;
-    capture(regs, stack_end, own, depth, &mut set.memos[w]);
-    &set.memos[w]
+    capture_serial(regs, stack_end, own, depth, &mut set.memos[w])
 }
 
 /// Captures into the memo (its `id` and `serial` are the stack's).

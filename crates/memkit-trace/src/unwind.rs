@@ -120,16 +120,25 @@ fn remember(pc: u64, r: Rule) {
     e.key.store(pc, Release);
 }
 
-/// Voids every thread's memo of earlier unwinds ([`crate::memo`]): cached
-/// rules or module offsets may have gone stale (`dlclose`).
+/// Bumped whenever cached rules or module offsets may have gone stale
+/// (`dlclose`): per-thread records of earlier walks ([`crate::recent`])
+/// made under an older generation are not reused.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// The current generation of the rules and modules.
+#[inline(always)]
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(Acquire)
+}
+
+/// Marks every earlier walk as stale.
 pub(crate) fn new_generation() {
-    crate::memo::invalidate();
+    GENERATION.fetch_add(1, AcqRel);
 }
 
 /// Forgets every cached rule (after `dlclose`: code addresses may be reused).
-/// Memos are voided before and after, so that none keeps a frame stepped
-/// by a rule read while the cache was being cleared.
 pub fn forget_rules() {
+    crate::memo::invalidate();
     new_generation();
     for e in CACHE.iter() {
         e.key.store(0, Release);

@@ -1,0 +1,530 @@
+//! A thread's last walk, kept so that the next capture through the same
+//! frames costs a load or two a frame instead of a rule lookup a frame and
+//! a depot lookup.
+//!
+//! An unwind step is a function of the frame's registers (pc, sp, rbp), its
+//! rule (a function of the pc, fixed within a [generation](crate::unwind))
+//! and the stack words it reads (the return address, the saved rbp). So when
+//! a new walk reaches a frame with the pc and sp of a frame of the last walk
+//! (and its rbp, where the rest of the walk depends on it), the rest of the
+//! last walk is the rest of this one *as long as* every stack word that walk
+//! read still holds what it held: the capture re-reads those words and
+//! compares them, which is exact, not a guess; where one differs it unwinds
+//! from there on as usual. Stack pointers only grow along a walk, so a new
+//! walk finds the frame to join at by merging the two walks' sp sequences:
+//! a deeper or shallower call into the same outer frames joins them too.
+//! A loop that allocates from one place follows the last walk from the first
+//! frame and gets its depot id without touching the depot; a deep program
+//! (an interpreter) unwinds its inner frames and follows the outer ones.
+//!
+//! The record lives in the caller's thread-local storage: a front-end keeps
+//! one per call family (allocations, frees) so that alternating calls do not
+//! evict each other. A capture that finds the record in use (a signal
+//! handler that allocates, interrupting a capture on the same thread) walks
+//! without it.
+
+use core::cell::Cell;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{compiler_fence, Ordering::SeqCst};
+
+use crate::depot::{self, StackId};
+use crate::unwind::{self, Frame, Regs};
+
+/// Deepest capture that uses the record (`depth` above it walks without).
+pub const RECENT_FRAMES: usize = 32;
+/// Raw frames recorded (the front-end's own frames, dropped from the
+/// stack, count here too; a deeper walk is not recorded).
+const RAW: usize = RECENT_FRAMES + 4;
+
+/// One frame of a walk: its registers, the frame word it gave, the slot its
+/// saved rbp was read from (0: none) and two flags.
+#[derive(Clone, Copy)]
+struct RawFrame {
+    pc: usize,
+    sp: usize,
+    bp: usize,
+    bp_at: usize,
+    word: Frame,
+    flags: u32,
+}
+
+/// The frame's rule computes the CFA from rbp.
+const USES_BP: u32 = 1;
+/// The rest of the walk depends on the rbp this frame was entered with
+/// (some frame from here on computes its CFA from rbp before any frame
+/// reloads rbp from the stack). Where it does not, rbp is not compared: in
+/// code built without frame pointers it holds whatever the function kept
+/// there.
+const BP_MATTERS: u32 = 2;
+/// The frame was entered while the walk was still in the skipped module's
+/// frames (joining there requires the same position).
+const IN_SKIP: u32 = 4;
+
+/// `end_at` of a walk that stopped because it had `depth` frames.
+const AT_DEPTH: usize = 1;
+
+/// A thread's last walk. All zeros is a valid empty record, so it can sit
+/// in zero-initialised static TLS.
+pub struct RecentStack {
+    busy: Cell<bool>,
+    /// Raw frames walked, frames kept, and the depth asked for.
+    raw: Cell<u32>,
+    kept: Cell<u32>,
+    depth: Cell<u32>,
+    skip: Cell<u16>,
+    /// The depot id of the kept frames.
+    id: Cell<StackId>,
+    generation: Cell<u64>,
+    stack_end: Cell<usize>,
+    /// How the walk ended: [`AT_DEPTH`], 0 (the last frame's rule or bounds
+    /// ended it, without reading), or where its return address was read as 0.
+    end_at: Cell<usize>,
+    frames: [Cell<RawFrame>; RAW],
+}
+
+impl RecentStack {
+    pub const fn new() -> Self {
+        RecentStack {
+            busy: Cell::new(false),
+            raw: Cell::new(0),
+            kept: Cell::new(0),
+            depth: Cell::new(0),
+            skip: Cell::new(0),
+            id: Cell::new(0),
+            generation: Cell::new(0),
+            stack_end: Cell::new(0),
+            end_at: Cell::new(0),
+            frames: [const {
+                Cell::new(RawFrame {
+                    pc: 0,
+                    sp: 0,
+                    bp: 0,
+                    bp_at: 0,
+                    word: 0,
+                    flags: 0,
+                })
+            }; RAW],
+        }
+    }
+}
+
+impl Default for RecentStack {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// [`crate::capture_interned`], reusing what `recent` (the calling thread's
+/// own record, never shared with another thread) holds of the last walk.
+/// The same frames as `capture_interned` would give, hence the same id.
+pub fn capture_interned_recent(
+    regs: Regs,
+    stack_end: usize,
+    skip: u16,
+    depth: usize,
+    recent: &RecentStack,
+) -> StackId {
+    let depth = depth.min(unwind::MAX_FRAMES);
+    if depth > RECENT_FRAMES || recent.busy.get() {
+        return crate::capture_interned(regs, stack_end, skip, depth);
+    }
+    recent.busy.set(true);
+    compiler_fence(SeqCst);
+    let reusable = recent.generation.get() == unwind::generation()
+        && recent.stack_end.get() == stack_end
+        && recent.depth.get() == depth as u32
+        && recent.skip.get() == skip
+        && recent.raw.get() != 0;
+    if reusable && recent.id.get() != 0 && same_as_last(regs, recent) {
+        compiler_fence(SeqCst);
+        recent.busy.set(false);
+        return recent.id.get();
+    }
+    let id = walk(regs, stack_end, skip, depth, recent, reusable).unwrap_or_else(|| {
+        recent.raw.set(0);
+        crate::capture_interned(regs, stack_end, skip, depth)
+    });
+    compiler_fence(SeqCst);
+    recent.busy.set(false);
+    id
+}
+
+/// Whether the walk from `regs` is the recorded one from its first frame
+/// (the common case of a loop): the same first registers, and every stack
+/// word the recorded walk read still holding what it read. Writes nothing.
+#[inline(always)]
+fn same_as_last(regs: Regs, rec: &RecentStack) -> bool {
+    let raw = rec.raw.get() as usize;
+    // SAFETY: the capture holds `busy`: nothing writes the record.
+    let old = unsafe { &*(&rec.frames[..raw] as *const [Cell<RawFrame>] as *const [RawFrame]) };
+    let f = &old[0];
+    if f.pc != regs.pc || f.sp != regs.sp || (f.flags & BP_MATTERS != 0 && f.bp != regs.bp) {
+        return false;
+    }
+    let mut bp = regs.bp;
+    for w in old.windows(2) {
+        let (f, next) = (&w[0], &w[1]);
+        // SAFETY: the recorded walk read these words of this thread's stack
+        // (same stack end), from the same registers where they matter.
+        unsafe {
+            if *((next.sp - 8) as *const usize) != next.pc {
+                return false;
+            }
+            if f.bp_at != 0 {
+                bp = *(f.bp_at as *const usize);
+            }
+        }
+        if next.flags & BP_MATTERS != 0 && bp != next.bp {
+            return false;
+        }
+    }
+    let e = rec.end_at.get();
+    // SAFETY: as above.
+    e == AT_DEPTH || e == 0 || unsafe { *(e as *const usize) } == 0
+}
+
+/// The frames kept so far, and whether the walk is still in the skipped
+/// module's top frames.
+struct Kept {
+    out: [MaybeUninit<Frame>; RECENT_FRAMES],
+    n: usize,
+    in_skip: bool,
+}
+
+impl Kept {
+    /// Keeps `word` (the skipped module's top frames but the last are dropped).
+    #[inline(always)]
+    fn push(&mut self, word: Frame, skip: u16) {
+        if self.in_skip && unwind::split(word).0 == skip && skip != 0 {
+            self.out[0].write(word);
+            self.n = 1;
+        } else {
+            self.in_skip = false;
+            self.out[self.n].write(word);
+            self.n += 1;
+        }
+    }
+}
+
+/// How following the old walk from a joined frame ended.
+enum Follow {
+    /// The new walk has `depth` frames.
+    AtDepth,
+    /// The old walk's end holds (`end_at` as recorded).
+    End(usize),
+    /// The last followed frame must be stepped by its rule: the old walk
+    /// ended at its depth, or a word it read has changed since.
+    Step,
+}
+
+/// Walks from `regs`, following the old record where it joins it. `None`
+/// when the walk is too deep to record.
+fn walk(
+    regs: Regs,
+    stack_end: usize,
+    skip: u16,
+    depth: usize,
+    rec: &RecentStack,
+    reuse: bool,
+) -> Option<StackId> {
+    let old_raw = if reuse { rec.raw.get() as usize } else { 0 };
+    let mut buf = [const { MaybeUninit::<RawFrame>::uninit() }; RAW];
+    let mut kept = Kept {
+        out: [const { MaybeUninit::uninit() }; RECENT_FRAMES],
+        n: 0,
+        in_skip: true,
+    };
+    let (mut pc, mut sp, mut bp) = (regs.pc, regs.sp, regs.bp);
+    let mut j = 0usize; // raw frames of the new walk, in `buf`
+    let mut k = 0usize; // cursor into the old walk (its first frame with sp >= ours)
+                        // The walk ends on the old record's frames [k, k + m), left in place.
+    let mut tail = None;
+    let end_at;
+    'frames: loop {
+        if j >= RAW {
+            return None;
+        }
+        while k < old_raw && rec.frames[k].get().sp < sp {
+            k += 1;
+        }
+        let joins = k < old_raw && {
+            let f = rec.frames[k].get();
+            f.sp == sp
+                && f.pc == pc
+                && (f.flags & BP_MATTERS == 0 || f.bp == bp)
+                && if kept.in_skip {
+                    // Joining inside the skipped frames: at the same position.
+                    f.flags & IN_SKIP != 0 && j == k
+                } else {
+                    f.flags & IN_SKIP == 0
+                }
+        };
+        // The frame to step (already kept when it was followed).
+        let mut frame;
+        let followed = joins;
+        if joins && kept.in_skip {
+            // Inside the skipped frames, one frame at a time.
+            let f = rec.frames[k].get();
+            frame = RawFrame {
+                bp,
+                flags: (f.flags & USES_BP) | IN_SKIP,
+                ..f
+            };
+            kept.push(f.word, skip);
+            if kept.n >= depth {
+                buf[j].write(frame);
+                j += 1;
+                end_at = AT_DEPTH;
+                break;
+            }
+            if k + 1 < old_raw {
+                let next = rec.frames[k + 1].get();
+                // SAFETY: the old walk read these words of this thread's
+                // stack (same stack end), from the same registers where
+                // they matter.
+                let (ra, nbp) = unsafe {
+                    let nbp = if f.bp_at != 0 {
+                        *(f.bp_at as *const usize)
+                    } else {
+                        bp
+                    };
+                    (*((next.sp - 8) as *const usize), nbp)
+                };
+                if ra == next.pc && (next.flags & BP_MATTERS == 0 || nbp == next.bp) {
+                    buf[j].write(frame);
+                    j += 1;
+                    k += 1;
+                    (pc, sp, bp) = (next.pc, next.sp, nbp);
+                    continue;
+                }
+            } else {
+                let e = rec.end_at.get();
+                // SAFETY: as above.
+                if e != AT_DEPTH && (e == 0 || unsafe { *(e as *const usize) } == 0) {
+                    buf[j].write(frame);
+                    j += 1;
+                    end_at = e;
+                    break;
+                }
+            }
+            frame.bp_at = 0;
+        } else if joins {
+            // Follow the old walk from frame k, verifying only.
+            let room = depth - kept.n;
+            let mut m = 0;
+            let follow = loop {
+                let f = rec.frames[k + m].get();
+                // The frame's entering rbp, for whoever compares it later.
+                rec.frames[k + m].set(RawFrame { bp, ..f });
+                m += 1;
+                if m == room {
+                    break Follow::AtDepth;
+                }
+                if k + m == old_raw {
+                    let e = rec.end_at.get();
+                    // SAFETY: the old walk read this word, as below.
+                    if e != AT_DEPTH && (e == 0 || unsafe { *(e as *const usize) } == 0) {
+                        break Follow::End(e);
+                    }
+                    break Follow::Step;
+                }
+                let next = rec.frames[k + m].get();
+                // SAFETY: the old walk read these words of this thread's
+                // stack (same stack end), from the same registers where
+                // they matter.
+                let (ra, nbp) = unsafe {
+                    let nbp = if f.bp_at != 0 {
+                        *(f.bp_at as *const usize)
+                    } else {
+                        bp
+                    };
+                    (*((next.sp - 8) as *const usize), nbp)
+                };
+                if ra != next.pc || (next.flags & BP_MATTERS != 0 && nbp != next.bp) {
+                    break Follow::Step;
+                }
+                bp = nbp;
+            };
+            for i in 0..m {
+                kept.out[kept.n + i].write(rec.frames[k + i].get().word);
+            }
+            kept.n += m;
+            match follow {
+                Follow::AtDepth => {
+                    tail = Some((k, m));
+                    end_at = AT_DEPTH;
+                    break;
+                }
+                Follow::End(e) => {
+                    tail = Some((k, m));
+                    end_at = e;
+                    break;
+                }
+                Follow::Step => {
+                    if j + m > RAW {
+                        return None;
+                    }
+                    for i in 0..m - 1 {
+                        buf[j + i].write(rec.frames[k + i].get());
+                    }
+                    j += m - 1;
+                    k += m - 1;
+                    let f = rec.frames[k].get();
+                    (pc, sp) = (f.pc, f.sp);
+                    frame = RawFrame {
+                        bp,
+                        bp_at: 0,
+                        flags: f.flags & USES_BP,
+                        ..f
+                    };
+                }
+            }
+        } else {
+            frame = RawFrame {
+                pc,
+                sp,
+                bp,
+                bp_at: 0,
+                word: 0,
+                flags: if kept.in_skip { IN_SKIP } else { 0 },
+            };
+        }
+        // A return address points after the call: look up the call itself.
+        let lookup = if j == 0 { pc } else { pc.wrapping_sub(1) };
+        let r = unwind::rule_for(lookup as u64);
+        if r.cfa_rbp() {
+            frame.flags |= USES_BP;
+        }
+        if !followed {
+            let module = r.module();
+            frame.word = unwind::frame(module, unwind::offset_in(module, pc));
+            kept.push(frame.word, skip);
+            if kept.n >= depth {
+                buf[j].write(frame);
+                j += 1;
+                end_at = AT_DEPTH;
+                break;
+            }
+        }
+        match unwind::step(r, sp, bp, stack_end) {
+            None => {
+                buf[j].write(frame);
+                j += 1;
+                end_at = 0;
+                break 'frames;
+            }
+            Some(s) => {
+                // SAFETY: step checked sp < cfa <= stack_end.
+                let ra = unsafe { *((s.cfa - 8) as *const usize) };
+                if ra == 0 {
+                    buf[j].write(frame);
+                    j += 1;
+                    end_at = s.cfa - 8;
+                    break 'frames;
+                }
+                if s.bp_at != 0 {
+                    frame.bp_at = s.bp_at;
+                    // SAFETY: step checked the slot against the stack.
+                    bp = unsafe { *(s.bp_at as *const usize) };
+                }
+                buf[j].write(frame);
+                j += 1;
+                pc = ra;
+                sp = s.cfa;
+            }
+        }
+    }
+    let n = kept.n;
+    // SAFETY: push and the follow loop wrote the first n words.
+    let frames = unsafe { &*(&kept.out[..n] as *const [MaybeUninit<Frame>] as *const [Frame]) };
+    // The new record: buf[..j], then the followed tail where it ended on one.
+    let (raw, mut matters) = match tail {
+        Some((k, m)) if j + m <= RAW => {
+            if j != k {
+                // SAFETY: inside the record's array (j + m, k + m <= RAW);
+                // Cell<RawFrame> is a RawFrame; the ranges may overlap.
+                unsafe { core::ptr::copy(rec.frames[k].as_ptr(), rec.frames[j].as_ptr(), m) };
+            }
+            (j + m, rec.frames[j].get().flags & BP_MATTERS != 0)
+        }
+        Some(_) => {
+            rec.raw.set(0);
+            let id = depot::intern(frames);
+            rec.id.set(id);
+            return Some(id);
+        }
+        None => (j, false),
+    };
+    // BP_MATTERS, from the outermost new frame in.
+    for i in (0..j).rev() {
+        // SAFETY: the first j were written.
+        let mut f = unsafe { buf[i].assume_init() };
+        matters = f.flags & USES_BP != 0 || (f.bp_at == 0 && matters);
+        f.flags = if matters {
+            f.flags | BP_MATTERS
+        } else {
+            f.flags & !BP_MATTERS
+        };
+        rec.frames[i].set(f);
+    }
+    rec.raw.set(raw as u32);
+    rec.kept.set(n as u32);
+    rec.end_at.set(end_at);
+    rec.depth.set(depth as u32);
+    rec.skip.set(skip);
+    rec.stack_end.set(stack_end);
+    rec.generation.set(unwind::generation());
+    let id = depot::intern(frames);
+    rec.id.set(id);
+    Some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Captures at the bottom of a recursion of `n` frames, both ways.
+    #[inline(never)]
+    fn down(
+        n: usize,
+        rec: &RecentStack,
+        skip: u16,
+        depth: usize,
+        out: &mut Vec<(StackId, StackId)>,
+    ) {
+        if n > 0 {
+            // Two call sites, so that frames differ in their return addresses.
+            if n % 3 == 0 {
+                down(n - 1, rec, skip, depth, out);
+            } else {
+                down(n - 1, rec, skip, depth, out);
+            }
+            core::hint::black_box(n);
+            return;
+        }
+        let regs = unwind::here();
+        let end = regs.sp + (1 << 20);
+        let a = crate::capture_interned(regs, end, skip, depth);
+        let b = capture_interned_recent(regs, end, skip, depth, rec);
+        out.push((a, b));
+    }
+
+    #[test]
+    fn same_frames_as_a_full_walk() {
+        let rec = RecentStack::new();
+        let mut out = Vec::new();
+        for &(depth, skip) in &[
+            (30usize, 0u16),
+            (8, 0),
+            (30, crate::modules::module_of(down as usize)),
+        ] {
+            for n in [0usize, 1, 2, 5, 5, 9, 3, 3, 12, 40, 7, 7, 0, 25, 24, 26] {
+                down(n, &rec, skip, depth, &mut out);
+                down(n, &rec, skip, depth, &mut out);
+            }
+        }
+        for (i, (a, b)) in out.iter().enumerate() {
+            assert_eq!(depot::frames(*a), depot::frames(*b), "capture {i}");
+        }
+    }
+}
