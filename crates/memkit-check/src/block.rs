@@ -9,20 +9,29 @@
 //! ```
 //!
 //! The header names the user pointer (for interior pointers: memcpy
-//! ranges, invalid frees, the leak scan); the zones hold canary bytes,
+//! ranges, invalid frees, the leak scan) and the block's size, under a
+//! check of both (word 0: the size above a 23-bit check of it and of the
+//! start; word 1: the user pointer's offset and the quarantine tag), so
+//! that a checked `memcpy` inside a live block needs neither the side
+//! table nor its lock ([`inside_live`]); the zones hold canary bytes,
 //! checked (a word at a time) at free, at realloc, when the block leaves
 //! quarantine, on a periodic walk and at exit. The right zone is at least
 //! 16 bytes and runs to the core block's end (its first 64 bytes are
 //! written and checked).
 
+use core::arch::x86_64::{
+    __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    _mm_storeu_si128,
+};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::*};
 use memkit_alloc::lock::SpinLock;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use memkit_trace::depot::StackId;
 use memkit_trace::unwind::Regs;
 
+use crate::records::Records;
 use crate::report::{self, Report};
 use crate::table::{self, Kind, Meta, State};
 use crate::{guard, options, stacks, tls};
@@ -37,6 +46,9 @@ const RIGHT_MIN: usize = 16;
 /// written nor read: one cache line per block, not a page's worth).
 const RIGHT_CAP: usize = 64;
 const MAGIC: u64 = 0x6d65_6d6b_6974_6368;
+/// Header word 0: the size above [`CHECK_BITS`] bits of check.
+const CHECK_BITS: u32 = 23;
+const CHECK_MASK: u64 = (1 << CHECK_BITS) - 1;
 /// Canary byte of the left zone.
 pub const LEFT_CANARY: u8 = 0xfb;
 /// Canary byte of the right zone.
@@ -58,6 +70,12 @@ struct Big {
 /// Those blocks, by start address.
 static BIG: SpinLock<BTreeMap<usize, Big>> = SpinLock::new(BTreeMap::new());
 static BIG_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Every big block (with a guard page's slack after it) lies in
+/// `[BIG_LO, BIG_HI)`, so that a checked call on a stack or global address
+/// takes no lock to learn it is in none. Widened under `BIG`'s lock; reset
+/// when the last big block goes.
+static BIG_LO: AtomicUsize = AtomicUsize::new(usize::MAX);
+static BIG_HI: AtomicUsize = AtomicUsize::new(0);
 
 /// Freed blocks, oldest first, with their records (the side table holds
 /// live blocks only: a million blocks in quarantine do not slow its
@@ -65,7 +83,7 @@ static BIG_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// a second free or a checked `memcpy` finds its record.
 static QUARANTINE: [SpinLock<Quarantine>; QSHARDS] = [const {
     SpinLock::new(Quarantine {
-        q: VecDeque::new(),
+        q: Records::new(),
         bytes: 0,
         head: 0,
         unpublished_bytes: 0,
@@ -90,7 +108,7 @@ const SEQ_BITS: u32 = 28;
 
 struct Quarantine {
     /// Records, oldest first (what each holds back is its [`footprint`]).
-    q: VecDeque<Meta>,
+    q: Records<Meta>,
     bytes: usize,
     /// Sequence number of `q[0]`.
     head: u64,
@@ -115,52 +133,84 @@ static SINCE_WALK: AtomicUsize = AtomicUsize::new(0);
 static WALKING: AtomicBool = AtomicBool::new(false);
 
 /// Fills `[p, p + n)` with `byte`: short ranges (red zones, small blocks)
-/// by word stores here, longer ones by `memset` (as the checker's own call,
-/// which the interceptor passes straight on).
+/// by 16-byte stores here, the last one overlapping its neighbour, longer
+/// ones by `memset` (as the checker's own call, which the interceptor
+/// passes straight on).
 #[inline(always)]
 fn fill(p: usize, byte: u8, n: usize) {
     if n > 128 {
         // SAFETY: callers pass ranges inside blocks they own.
         return unsafe { core::ptr::write_bytes(p as *mut u8, byte, n) };
     }
-    let word = u64::from_ne_bytes([byte; 8]);
-    let mut i = 0;
-    while i + 8 <= n {
-        // SAFETY: as above; unaligned stores inside the range.
-        unsafe { ((p + i) as *mut u64).write_unaligned(word) };
-        i += 8;
+    if n >= 16 {
+        // SAFETY: as above: unaligned stores inside the range, the last
+        // at n - 16 >= 0; SSE2 is part of x86_64.
+        unsafe {
+            let v = _mm_set1_epi8(byte as i8);
+            let mut i = 0;
+            while i + 16 < n {
+                _mm_storeu_si128((p + i) as *mut __m128i, v);
+                i += 16;
+            }
+            _mm_storeu_si128((p + n - 16) as *mut __m128i, v);
+        }
+        return;
     }
-    while i < n {
+    if n >= 8 {
+        let word = u64::from_ne_bytes([byte; 8]);
+        // SAFETY: as above; two overlapping unaligned stores.
+        unsafe {
+            (p as *mut u64).write_unaligned(word);
+            ((p + n - 8) as *mut u64).write_unaligned(word);
+        }
+        return;
+    }
+    for i in 0..n {
         // SAFETY: as above.
         unsafe { *((p + i) as *mut u8) = byte };
-        i += 1;
     }
 }
 
-/// Whether every byte of `[p, p + n)` is `byte`: unaligned word loads
-/// OR-ed together, the last one overlapping its neighbour, one branch at
-/// the end (a 16-byte red zone costs two loads). [`first_not`] finds the
-/// byte once this says something differs.
+/// Whether every byte of `[p, p + n)` is `byte`: unaligned 16-byte loads
+/// compared and AND-ed together, the last one overlapping its neighbour,
+/// one branch at the end (a 16-byte red zone costs one load).
+/// [`first_not`] finds the byte once this says something differs.
 #[inline(always)]
 fn all_eq(p: usize, byte: u8, n: usize) -> bool {
-    let word = u64::from_ne_bytes([byte; 8]);
-    if n < 8 {
-        let mut diff = 0u8;
-        for i in 0..n {
-            // SAFETY: callers pass ranges inside blocks they own.
-            diff |= unsafe { *((p + i) as *const u8) } ^ byte;
+    if n >= 16 {
+        // SAFETY: callers pass ranges inside blocks they own: unaligned
+        // loads inside the range, the last at n - 16 >= 0; SSE2 is part
+        // of x86_64.
+        unsafe {
+            let v = _mm_set1_epi8(byte as i8);
+            let mut same = _mm_set1_epi8(-1);
+            let mut i = 0;
+            while i + 16 < n {
+                let w = _mm_loadu_si128((p + i) as *const __m128i);
+                same = _mm_and_si128(same, _mm_cmpeq_epi8(w, v));
+                i += 16;
+            }
+            let w = _mm_loadu_si128((p + n - 16) as *const __m128i);
+            same = _mm_and_si128(same, _mm_cmpeq_epi8(w, v));
+            return _mm_movemask_epi8(same) == 0xffff;
         }
-        return diff == 0;
     }
-    let mut diff = 0u64;
-    let mut i = 0;
-    while i + 8 < n {
-        // SAFETY: as above; unaligned loads inside the range.
-        diff |= unsafe { ((p + i) as *const u64).read_unaligned() } ^ word;
-        i += 8;
+    if n >= 8 {
+        let word = u64::from_ne_bytes([byte; 8]);
+        // SAFETY: as above; two overlapping unaligned loads.
+        let (a, b) = unsafe {
+            (
+                (p as *const u64).read_unaligned(),
+                ((p + n - 8) as *const u64).read_unaligned(),
+            )
+        };
+        return (a ^ word) | (b ^ word) == 0;
     }
-    // SAFETY: as above (n >= 8).
-    diff |= unsafe { ((p + n - 8) as *const u64).read_unaligned() } ^ word;
+    let mut diff = 0u8;
+    for i in 0..n {
+        // SAFETY: as above.
+        diff |= unsafe { *((p + i) as *const u8) } ^ byte;
+    }
     diff == 0
 }
 
@@ -178,6 +228,48 @@ fn first_not(p: usize, byte: u8, n: usize) -> Option<usize> {
 fn first_not_slow(p: usize, byte: u8, n: usize) -> Option<usize> {
     // SAFETY: callers pass ranges inside blocks they own.
     (0..n).find(|&i| unsafe { *((p + i) as *const u8) } != byte)
+}
+
+/// Header word 0 of a block of `size` bytes in the core block at `start`
+/// (sizes up to [`MAX_SIZE`] fit above the check).
+#[inline(always)]
+fn size_word(start: usize, size: usize) -> u64 {
+    (size as u64) << CHECK_BITS | size_check(start, size)
+}
+
+#[inline(always)]
+fn size_check(start: usize, size: usize) -> u64 {
+    ((start as u64 ^ MAGIC).wrapping_add(size as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        >> (64 - CHECK_BITS)
+}
+
+/// Whether `[p, p + n)` (n > 0) lies inside a live block carved from a
+/// small core page, by the block's header alone, or starts outside every
+/// block: no lock, no table. The
+/// header is written before the block is handed out and marked at its
+/// free (before the side table forgets it), and its check fails on
+/// anything else found there (the core's free-list links, a stale header
+/// is marked as in quarantine): `false` sends the caller to
+/// [`containing`], which decides exactly.
+#[inline(always)]
+pub fn inside_live(p: usize, n: usize) -> bool {
+    let Some((s, bs)) = memkit_alloc::small_block_of(p) else {
+        // In no small block: fine when in no big block's range either
+        // (a stack or global address).
+        return p < BIG_LO.load(Relaxed) || p >= BIG_HI.load(Relaxed);
+    };
+    let start = s as usize;
+    // SAFETY: a core block of ours: its first 16 bytes are mapped.
+    let (w0, w1) = unsafe { (*(start as *const u64), *((start + 8) as *const u64)) };
+    let left = (w1 >> 33) as usize;
+    let size = (w0 >> CHECK_BITS) as usize;
+    let user = start + left;
+    w1 & IN_QUARANTINE == 0
+        && w0 & CHECK_MASK == size_check(start, size)
+        && left + size <= bs
+        && p >= user
+        && p - user <= size
+        && n <= size - (p - user)
 }
 
 /// The core block's usable bytes.
@@ -241,7 +333,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     let user = start + left;
     // SAFETY: the header lies at the start of the core block.
     unsafe {
-        (start as *mut u64).write(MAGIC ^ start as u64);
+        (start as *mut u64).write(size_word(start, size));
         ((start + 8) as *mut u64).write((left as u64) << 33);
     }
     fill(start + HEADER, LEFT_CANARY, left - HEADER);
@@ -288,6 +380,8 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
                 },
             )
         });
+        BIG_LO.fetch_min(start, Relaxed);
+        BIG_HI.fetch_max(end + guard::PAGE, Relaxed);
         BIG_COUNT.store(b.len(), Relaxed);
     }
     tls::inside(|| table::shard(user).insert(m));
@@ -304,6 +398,13 @@ fn count(live: i64, size: usize) {
     t.live.set(t.live.get() + live);
     t.live_bytes.set(t.live_bytes.get() + live * size as i64);
     if live < 0 {
+        // A thread that only frees (a consumer) publishes too: else the
+        // producer's allocations alone make the heap look ever larger,
+        // and the quarantine bound with it (xmalloc: 64 MiB, not 4).
+        if t.live.get() <= -1024 {
+            LIVE_BYTES.fetch_add(t.live_bytes.replace(0), Relaxed);
+            LIVE_BLOCKS.fetch_add(t.live.replace(0), Relaxed);
+        }
         return;
     }
     let n = t.allocs.get() + 1;
@@ -326,10 +427,11 @@ pub fn containing(p: usize) -> Option<Meta> {
     let (start, user, word) = if let Some((s, bs)) = memkit_alloc::small_block_of(p) {
         let start = s as usize;
         // SAFETY: a core block of ours: its first 16 bytes are mapped; a
-        // free block's header may hold anything, hence the magic.
-        let (magic, word) = unsafe { (*(start as *const u64), *((start + 8) as *const u64)) };
+        // free block's header may hold anything, hence the check.
+        let (w0, word) = unsafe { (*(start as *const u64), *((start + 8) as *const u64)) };
         let left = (word >> 33) as usize;
-        if magic != MAGIC ^ start as u64 || left >= bs {
+        let size = (w0 >> CHECK_BITS) as usize;
+        if w0 & CHECK_MASK != size_check(start, size) || left >= bs {
             return None;
         }
         (start, start + left, word)
@@ -559,10 +661,10 @@ fn retire(m: Meta) {
         fill(m.user, o.free_fill, m.size.min(o.max_fill));
     }
     count(-1, m.size);
-    let mut evicted: [Option<Meta>; 4] = [None; 4];
+    let mut evicted: [Option<Meta>; EVICT] = [None; EVICT];
     let shard = m.free_thread as usize % QSHARDS;
     let bound = quarantine_bound(o);
-    tls::inside(|| {
+    let mut over = tls::inside(|| {
         let mut q = QUARANTINE[shard].lock();
         let cost = footprint(&m);
         let seq = q.head + q.q.len() as u64;
@@ -581,38 +683,70 @@ fn retire(m: Meta) {
         q.bytes += cost;
         q.unpublished_bytes += cost as isize;
         q.unpublished_blocks += 1;
-        let mut total = QBYTES
-            .load(Relaxed)
-            .saturating_add_signed(q.unpublished_bytes);
-        // At most a few per free: the caller releases them after the lock.
-        for slot in evicted.iter_mut() {
-            if total <= bound {
-                break;
-            }
-            let Some(old) = q.q.pop_front() else {
-                break;
-            };
-            let s = footprint(&old);
-            q.head += 1;
-            q.bytes -= s;
-            q.unpublished_bytes -= s as isize;
-            q.unpublished_blocks -= 1;
-            total = total.saturating_sub(s);
-            *slot = Some(old);
-        }
-        if q.unpublished_bytes.unsigned_abs() > PUBLISH_BYTES
-            || q.unpublished_blocks.unsigned_abs() > PUBLISH_BLOCKS
-        {
-            // Wrapping adds of a signed change: each shard's published
-            // part is what it held at its last publication, never negative.
-            QBYTES.fetch_add(q.unpublished_bytes as usize, Relaxed);
-            QUARANTINED.fetch_add(q.unpublished_blocks as usize, Relaxed);
-            q.unpublished_bytes = 0;
-            q.unpublished_blocks = 0;
-        }
+        evict(&mut q, bound, &mut evicted)
     });
-    for m in evicted.into_iter().flatten() {
-        release(m, false);
+    loop {
+        for m in evicted.iter_mut().filter_map(Option::take) {
+            release(m, false);
+        }
+        if !over {
+            break;
+        }
+        // A large block in, many small ones out: the bound holds after
+        // every free, not only on average.
+        over = tls::inside(|| evict(&mut QUARANTINE[shard].lock(), bound, &mut evicted));
+    }
+}
+
+/// Blocks evicted from a shard under its lock, released after it.
+const EVICT: usize = 4;
+
+/// Takes the shard's oldest records (at most [`EVICT`]) while the
+/// quarantine is over `bound`, and publishes the shard's totals when they
+/// have moved far enough; whether it is still over the bound.
+fn evict(q: &mut Quarantine, bound: usize, out: &mut [Option<Meta>; EVICT]) -> bool {
+    let mut total = QBYTES
+        .load(Relaxed)
+        .saturating_add_signed(q.unpublished_bytes);
+    for slot in out.iter_mut() {
+        if total <= bound {
+            break;
+        }
+        let Some(old) = q.pop_oldest() else {
+            break;
+        };
+        total = total.saturating_sub(footprint(&old));
+        *slot = Some(old);
+    }
+    if q.unpublished_bytes.unsigned_abs() > PUBLISH_BYTES
+        || q.unpublished_blocks.unsigned_abs() > PUBLISH_BLOCKS
+    {
+        q.publish();
+    }
+    total > bound && q.q.len() != 0
+}
+
+impl Quarantine {
+    /// Takes the oldest record out, with its share of the totals.
+    #[inline(always)]
+    fn pop_oldest(&mut self) -> Option<Meta> {
+        let m = self.q.pop_front()?;
+        let s = footprint(&m);
+        self.head += 1;
+        self.bytes -= s;
+        self.unpublished_bytes -= s as isize;
+        self.unpublished_blocks -= 1;
+        Some(m)
+    }
+
+    /// Adds the shard's unpublished changes to the shared totals.
+    fn publish(&mut self) {
+        // Wrapping adds of a signed change: each shard's published part is
+        // what it held at its last publication, never negative.
+        QBYTES.fetch_add(self.unpublished_bytes as usize, Relaxed);
+        QUARANTINED.fetch_add(self.unpublished_blocks as usize, Relaxed);
+        self.unpublished_bytes = 0;
+        self.unpublished_blocks = 0;
     }
 }
 
@@ -647,6 +781,10 @@ fn release(m: Meta, full: bool) {
     if m.big {
         let mut big = BIG.lock();
         big.remove(&m.start);
+        if big.is_empty() {
+            BIG_LO.store(usize::MAX, Relaxed);
+            BIG_HI.store(0, Relaxed);
+        }
         BIG_COUNT.store(big.len(), Relaxed);
     }
     if m.guard {
@@ -657,25 +795,38 @@ fn release(m: Meta, full: bool) {
     tls::inside(|| unsafe { memkit_alloc::free(m.start as *mut u8) });
 }
 
-/// Empties the quarantine (checking every block whole), at exit.
+/// Empties the quarantine (checking every block whole), at exit: a batch
+/// of records at a time, so that emptying a large quarantine takes no
+/// memory of its own (a copy of every record was the peak RSS of small
+/// programs).
 pub fn drain_quarantine() {
-    let all: Vec<Meta> = tls::inside(|| {
-        let mut all = Vec::new();
-        for shard in QUARANTINE.iter() {
-            let mut q = shard.lock();
-            let published = q.bytes as isize - q.unpublished_bytes;
-            QBYTES.fetch_sub(published as usize, Relaxed);
-            q.bytes = 0;
-            q.unpublished_bytes = 0;
-            q.unpublished_blocks = 0;
-            q.head += q.q.len() as u64;
-            all.extend(q.q.drain(..));
+    const BATCH: usize = 64;
+    for shard in QUARANTINE.iter() {
+        loop {
+            let mut batch: [Option<Meta>; BATCH] = [None; BATCH];
+            let n = tls::inside(|| {
+                let mut q = shard.lock();
+                let mut n = 0;
+                while n < BATCH {
+                    let Some(m) = q.pop_oldest() else {
+                        break;
+                    };
+                    batch[n] = Some(m);
+                    n += 1;
+                }
+                if n < BATCH {
+                    // Empty: its totals leave the published ones.
+                    q.publish();
+                }
+                n
+            });
+            for m in batch.into_iter().flatten() {
+                release(m, true);
+            }
+            if n < BATCH {
+                break;
+            }
         }
-        QUARANTINED.store(0, Relaxed);
-        all
-    });
-    for m in all {
-        release(m, true);
     }
 }
 

@@ -33,21 +33,24 @@ unsafe impl Backend for Checked {
     #[inline(always)]
     unsafe fn alloc(size: usize, align: usize, zero: bool, kind: Kind, site: Regs) -> *mut u8 {
         // SAFETY: any size and a power-of-two alignment (at least 16).
-        oom(tls::inside(|| unsafe {
-            block::alloc(size, align.max(16), kind, zero, site)
-        }))
+        let p = tls::inside(|| unsafe { block::alloc(size, align.max(16), kind, zero, site) });
+        scrub();
+        oom(p)
     }
 
     #[inline(always)]
     unsafe fn free(p: *mut u8, kind: Kind, call: &'static str, site: Regs) {
         // SAFETY: free reports whatever p is.
-        tls::inside(|| unsafe { block::free(p, kind, call, site) })
+        tls::inside(|| unsafe { block::free(p, kind, call, site) });
+        scrub();
     }
 
     #[inline(always)]
     unsafe fn realloc(p: *mut u8, size: usize, site: Regs) -> *mut u8 {
         // SAFETY: realloc reports invalid and double frees.
-        oom(tls::inside(|| unsafe { block::realloc(p, size, site) }))
+        let n = tls::inside(|| unsafe { block::realloc(p, size, site) });
+        scrub();
+        oom(n)
     }
 
     #[inline(always)]
@@ -62,6 +65,38 @@ unsafe impl Backend for Checked {
 }
 
 memkit_abi::exports!(Checked, throwing_new = true);
+
+/// Zeroes the call-clobbered registers before an entry point returns to
+/// the program. The checker's code leaves block addresses in them (a
+/// record's fields, an evicted block); a program thread that then blocks
+/// in a system call (which keeps them) holds them until the leak check
+/// reads its registers as roots, and a block it leaked looks reachable.
+#[inline(always)]
+fn scrub() {
+    // SAFETY: only writes registers the ABI lets a callee clobber, all
+    // declared as outputs.
+    unsafe {
+        core::arch::asm!(
+            "xor ecx, ecx",
+            "xor edx, edx",
+            "xor esi, esi",
+            "xor edi, edi",
+            "xor r8d, r8d",
+            "xor r9d, r9d",
+            "xor r10d, r10d",
+            "xor r11d, r11d",
+            out("rcx") _,
+            out("rdx") _,
+            out("rsi") _,
+            out("rdi") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            options(nomem, nostack, preserves_flags),
+        )
+    };
+}
 
 /// Reports a call glibc refuses or bends, with the caller's stack.
 /// `reallocarray`'s overflow is not reported (it fails like glibc's).

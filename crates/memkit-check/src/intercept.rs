@@ -187,20 +187,34 @@ fn checking() -> bool {
 /// Checks that `[p, p + n)` lies inside one live block, if `p` is in a
 /// block at all; reports the first bad byte otherwise, and returns the
 /// block reported (for [`repair`], after a write).
+#[inline(always)]
 fn range(func: &str, what: &str, p: usize, n: usize) -> Option<Meta> {
-    if n == 0 {
+    // The common case, inside a live block, by its header (no lock).
+    if n == 0 || block::inside_live(p, n) {
         return None;
     }
+    range_slow(func, what, p, n)
+}
+
+#[inline(never)]
+fn range_slow(func: &str, what: &str, p: usize, n: usize) -> Option<Meta> {
     tls::inside(|| range_inner(func, what, p, n))
 }
 
 /// After a write `range` reported: the canaries and free pattern it
 /// overwrote are restored, so that the one bug is reported once (not again
 /// at free, or when the block leaves quarantine).
+#[inline(always)]
 fn repair(bad: Option<Meta>, p: *const c_void, n: usize) {
     if let Some(m) = bad {
-        tls::inside(|| block::repair(&m, p as usize, n));
+        repair_slow(m, p, n);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn repair_slow(m: Meta, p: *const c_void, n: usize) {
+    tls::inside(|| block::repair(&m, p as usize, n));
 }
 
 fn range_inner(func: &str, what: &str, p: usize, n: usize) -> Option<Meta> {

@@ -19,6 +19,7 @@ mod guard;
 mod intercept;
 mod leaks;
 mod options;
+mod records;
 mod report;
 mod roots;
 mod stacks;

@@ -128,22 +128,27 @@ impl Guard {
         Some(&mut self.inner().slots[i])
     }
 
-    /// Adds (or replaces) a record.
+    /// Adds (or replaces) a record: one probe for both.
     pub fn insert(&mut self, m: Meta) {
-        if let Some(i) = self.find(m.user) {
-            self.inner().slots[i] = m;
-            return;
-        }
         let inner = self.inner();
         if (inner.len + 1) * 2 > inner.slots.len() {
-            let n = (inner.slots.len() * 2).max(64);
-            let old = core::mem::replace(&mut inner.slots, vec![EMPTY; n]);
-            inner.len = 0;
-            for o in old.into_iter().filter(|o| o.user != 0) {
-                place(inner, o);
-            }
+            grow(inner);
         }
-        place(inner, m);
+        let n = inner.slots.len();
+        let mut i = home(m.user, n);
+        loop {
+            let u = inner.slots[i].user;
+            if u == m.user {
+                inner.slots[i] = m;
+                return;
+            }
+            if u == 0 {
+                inner.slots[i] = m;
+                inner.len += 1;
+                return;
+            }
+            i = (i + 1) & (n - 1);
+        }
     }
 
     /// Removes the record of `user`.
@@ -183,6 +188,17 @@ impl Guard {
         for m in self.inner().slots.iter_mut().filter(|m| m.user != 0) {
             f(m);
         }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn grow(inner: &mut Inner) {
+    let n = (inner.slots.len() * 2).max(64);
+    let old = core::mem::replace(&mut inner.slots, vec![EMPTY; n]);
+    inner.len = 0;
+    for o in old.into_iter().filter(|o| o.user != 0) {
+        place(inner, o);
     }
 }
 

@@ -14,6 +14,8 @@
 //!   -c`, fork).
 //! - Real programs (`programs`: python3, git, sqlite3, g++, a multi-threaded
 //!   stress program): no report but leaks, and their normal output.
+//! - The library's quarantine record queue (`records`, the library's own
+//!   file: the cdylib has no unit tests of its own).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -261,6 +263,9 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
 
 mod cases;
 mod programs;
+#[allow(dead_code)]
+#[path = "../../../memkit-check/src/records.rs"]
+mod records;
 
 use cases::{leak, matches, text_matches, C_CASES};
 

@@ -1,0 +1,140 @@
+//! The quarantine's record queue: records of freed blocks, oldest first,
+//! in chunks of [`CHUNK`] records.
+//!
+//! A `VecDeque` grows by doubling, copying every record and leaving the
+//! old buffer to the core: at its peak it held up to twice its records,
+//! plus the buffers it had outgrown (a 4 MiB quarantine of 16-byte blocks,
+//! 32 768 records of 64 bytes, took 6 MiB of queue). Chunks hold what is
+//! queued plus at most two chunks' worth (a partly used chunk at each end
+//! and one spare kept for the next push), and a push never copies.
+
+/// Records per chunk (16 KiB of records: a thread's first free takes one,
+/// in each of the quarantine's shards it frees into).
+const CHUNK: usize = 256;
+
+/// A queue of `T` (the quarantine's `Meta`), in chunks.
+pub struct Records<T> {
+    chunks: std::collections::VecDeque<Box<[T; CHUNK]>>,
+    /// Index of the oldest record in `chunks[0]`.
+    first: usize,
+    len: usize,
+    /// An emptied chunk, kept for the next one needed.
+    spare: Option<Box<[T; CHUNK]>>,
+}
+
+impl<T: Copy> Records<T> {
+    pub const fn new() -> Self {
+        Records {
+            chunks: std::collections::VecDeque::new(),
+            first: 0,
+            len: 0,
+            spare: None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The `i`-th oldest record.
+    pub fn get(&self, i: usize) -> Option<&T> {
+        if i >= self.len {
+            return None;
+        }
+        let at = self.first + i;
+        Some(&self.chunks[at / CHUNK][at % CHUNK])
+    }
+
+    #[inline(always)]
+    pub fn push_back(&mut self, m: T) {
+        let at = self.first + self.len;
+        match self.chunks.get_mut(at / CHUNK) {
+            Some(c) => c[at % CHUNK] = m,
+            None => self.push_chunk(m),
+        }
+        self.len += 1;
+    }
+
+    /// A push that starts a chunk.
+    #[cold]
+    #[inline(never)]
+    fn push_chunk(&mut self, m: T) {
+        let mut c = self.spare.take().unwrap_or_else(|| {
+            // The right size by construction.
+            let v: Box<[T]> = vec![m; CHUNK].into_boxed_slice();
+            v.try_into().ok().expect("a chunk")
+        });
+        c[0] = m;
+        self.chunks.push_back(c);
+    }
+
+    #[inline(always)]
+    pub fn pop_front(&mut self) -> Option<T> {
+        if self.len == 0 {
+            return None;
+        }
+        let m = self.chunks.front()?[self.first % CHUNK];
+        self.first += 1;
+        self.len -= 1;
+        if self.first == CHUNK || self.len == 0 {
+            // The chunk is done with (or the queue empty: start afresh).
+            if self.first == CHUNK || self.chunks.len() == 1 {
+                let c = self.chunks.pop_front();
+                if self.spare.is_none() {
+                    self.spare = c;
+                }
+            }
+            self.first = 0;
+        }
+        Some(m)
+    }
+}
+
+/// Run by the check-mode tests (`memkit-cli`'s tests/check, which include
+/// this file: the library itself is a cdylib without unit tests).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against a `VecDeque` model, through many chunk boundaries and empty
+    /// queues; never more than two chunks beyond what is queued.
+    #[test]
+    fn records_same_as_a_deque() {
+        let mut r = Records::new();
+        let mut model = std::collections::VecDeque::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = 1usize;
+        for step in 0..300_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Phases that grow, then drain the queue.
+            let push = if (step / 20_000) % 2 == 0 {
+                x % 5 < 3
+            } else {
+                x % 5 < 2
+            };
+            if push {
+                r.push_back(next);
+                model.push_back(next);
+                next += 1;
+            } else {
+                assert_eq!(r.pop_front(), model.pop_front());
+            }
+            assert_eq!(r.len(), model.len());
+            let i = (x >> 32) as usize % (model.len() + 1);
+            assert_eq!(r.get(i).copied(), model.get(i).copied());
+            assert!(r.chunks.len() <= model.len() / CHUNK + 2);
+        }
+        assert!(next > 10 * CHUNK);
+        while let Some(m) = model.pop_front() {
+            assert_eq!(r.pop_front(), Some(m));
+        }
+        assert_eq!(r.pop_front(), None);
+        assert_eq!(r.len(), 0);
+        assert!(r.chunks.is_empty());
+        assert!(r.get(0).is_none());
+        r.push_back(7);
+        assert_eq!(r.pop_front(), Some(7));
+    }
+}
