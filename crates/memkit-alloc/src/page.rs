@@ -81,7 +81,10 @@ pub struct Page {
     pub bin: u8,
     /// Span length in slices (head slice only).
     pub slice_count: u8,
-    pub _pad: u8,
+    /// While the page is one of its heap's kept pages (it emptied and
+    /// stayed in its bin queue instead of going back to its segment), its
+    /// index in `Heap::kept` plus one; else 0.
+    pub kept: u8,
     /// 0 for a span's head; for the other slices of a span, the distance back
     /// to the head descriptor, in bytes (saves a multiply on `free`).
     pub slice_offset: u32,
@@ -117,7 +120,7 @@ impl Page {
         flags: FLAG_NO_PAGE,
         bin: 0,
         slice_count: 0,
-        _pad: 0,
+        kept: 0,
         slice_offset: 0,
         capacity: 0,
         block_size: 0,

@@ -86,6 +86,8 @@ pub unsafe fn alloc_bin_slow(h: *mut Heap, bin: usize) -> *mut u8 {
             if p == empty_page() {
                 break;
             }
+            // A kept empty page is the one allocated from now.
+            unkeep(h, p);
             if (*p).collect() || (*p).extend() {
                 return pop(p);
             }
@@ -150,7 +152,14 @@ pub(super) unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
         // touched once costs nothing more to touch again, where fresh or
         // purged slices cost page faults and RSS (python's peak RSS: 21.0 ->
         // 17.7 MiB, git's 9.1 -> 8.7 MiB).
-        let found = find_span(h, n, true).or_else(|| find_span(h, n, false));
+        // Kept empty pages (of other sizes, or this one's: its queue had no
+        // free block, so none is kept) hold resident slices too.
+        let mut found = find_span(h, n, true);
+        if found.is_none() && (*h).kept_count > 0 {
+            release_kept(h, memkit_sys::now_ns());
+            found = find_span(h, n, true);
+        }
+        let found = found.or_else(|| find_span(h, n, false));
         let (seg, i) = match found {
             Some(f) => f,
             None => {
@@ -241,6 +250,7 @@ pub(super) unsafe fn free_page(h: *mut Heap, p: *mut Page, now: u64) {
         if (*p).flags & FLAG_FULL == 0 {
             queue_remove(h, p);
         }
+        unkeep(h, p);
         let seg = Segment::of(p as *const u8);
         let idx = (p as usize - addr_of_mut!((*seg).pages) as usize) / core::mem::size_of::<Page>();
         (*seg).release_span(idx, (*p).slice_count as usize);

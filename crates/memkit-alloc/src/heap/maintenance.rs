@@ -88,8 +88,13 @@ pub(super) unsafe fn collect_all(h: *mut Heap, force: bool, purge_all: bool, now
                     if seg_freed {
                         break;
                     }
-                } else if (*p).flags & FLAG_FULL != 0 && !(*p).free.is_null() {
-                    unfull(h, p);
+                } else {
+                    // In use again (or its bin's first page): no longer
+                    // an empty page kept back.
+                    unkeep(h, p);
+                    if (*p).flags & FLAG_FULL != 0 && !(*p).free.is_null() {
+                        unfull(h, p);
+                    }
                 }
                 i += n;
             }

@@ -79,6 +79,13 @@ const STATE_ARENA_FORKED: u32 = 4;
 /// Most bytes of other heaps' blocks a heap keeps per bin (see `rcache`).
 const RCACHE_BYTES: u32 = 32 * 1024;
 
+/// Most bytes of emptied pages a heap keeps in their bin queues, ready to
+/// be allocated from again, instead of giving them back to their segment on
+/// the free that empties them (see `heap::retire`).
+const KEEP_EMPTY_BYTES: usize = 1 << 20;
+/// Most pages kept (each has a slice at least).
+const KEEP_MAX: usize = KEEP_EMPTY_BYTES / SLICE_SIZE;
+
 /// Slow paths between maintenance checks (purge, cache decay, dead heaps).
 const MAINTENANCE_EVERY: u32 = 64;
 /// Unflushed in-use bytes a heap may hold before adding them to the global peak.
@@ -131,6 +138,13 @@ pub struct Heap {
     /// Blocks this heap's thread gave back to pages of dead heaps since it
     /// last collected dead heaps (see `free_remote_of`).
     pub dead_returns: u32,
+    /// Bytes of the pages in `kept`: pages that emptied and stayed in
+    /// their bin queue (at most [`KEEP_EMPTY_BYTES`]; see `heap::retire`).
+    pub kept_bytes: usize,
+    /// The kept pages, `kept_count` of them (a page's `kept` is its index
+    /// here plus one).
+    pub kept: [*mut Page; KEEP_MAX],
+    pub kept_count: usize,
     /// Where the heap's segments and huge blocks are mapped from: the OS
     /// source for thread heaps. Read only on the slow paths that map.
     pub source: *const Source,
@@ -190,6 +204,9 @@ impl Heap {
             next_dead: null_mut(),
             forked: false,
             dead_returns: 0,
+            kept_bytes: 0,
+            kept: [null_mut(); KEEP_MAX],
+            kept_count: 0,
             source,
             huge: HugeList::EMPTY,
             own_source: null_mut(),
