@@ -163,6 +163,35 @@ pub unsafe fn set_free(b: *mut Block, next: *mut Block) {
     }
 }
 
+/// The free tag (zero when hardening is off).
+#[inline(always)]
+pub fn tag() -> usize {
+    KEYS.tag.load(Relaxed) as usize
+}
+
+/// [`set_free`] with the tag already loaded ([`tag`]).
+///
+/// # Safety
+/// As [`set_free`].
+#[inline(always)]
+pub unsafe fn set_free_with(b: *mut Block, next: *mut Block, tag: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        (*b).next = code(next);
+        (*b).tag = tag;
+    }
+}
+
+/// [`is_tagged`] with the tag already loaded ([`tag`]).
+///
+/// # Safety
+/// As [`is_tagged`].
+#[inline(always)]
+pub unsafe fn is_tagged_with(b: *const Block, tag: usize) -> bool {
+    // SAFETY: per the contract.
+    unsafe { (*b).tag == tag }
+}
+
 /// Whether block `b` carries the free tag (a `free` of it is a double free).
 ///
 /// # Safety
@@ -184,6 +213,43 @@ pub static BIN_MAGIC: [u64; NBINS] = {
     }
     t
 };
+
+/// Per bin, for a block size `d * 2^k` with `d` odd: the inverse of `d`
+/// modulo 2^64 and `k`. For any 64-bit offset `off`,
+/// [`block_index`]`(off, ..)` is `off / size` when `size` divides `off`,
+/// and above `u64::MAX / size` otherwise (exact division by an odd number
+/// is a multiplication by its inverse; a rotation moves the low bits of a
+/// non-multiple of `2^k` to the top). So `block_index(off) < capacity`
+/// tests "in the carved part, on a block boundary" in one comparison, for
+/// offsets below the page start too (they wrap to huge values).
+pub static BIN_DIV: [(u64, u32); NBINS] = {
+    let mut t = [(0u64, 0u32); NBINS];
+    let mut b = 1;
+    while b < NBINS {
+        let size = bin_size(b) as u64;
+        let k = size.trailing_zeros();
+        let d = size >> k;
+        // Newton's iteration doubles the correct low bits: d is its own
+        // inverse modulo 8 (3 bits), five steps give 96 >= 64.
+        let mut x = d;
+        let mut i = 0;
+        while i < 5 {
+            x = x.wrapping_mul(2u64.wrapping_sub(d.wrapping_mul(x)));
+            i += 1;
+        }
+        t[b] = (x, k);
+        b += 1;
+    }
+    t
+};
+
+/// The block index of offset `off` in a page of the bin whose
+/// [`BIN_DIV`] is `(inv, shift)`, or a value above any page's capacity if
+/// `off` is no block boundary.
+#[inline(always)]
+pub fn block_index(off: usize, inv: u64, shift: u32) -> usize {
+    (off as u64).wrapping_mul(inv).rotate_right(shift) as usize
+}
 
 /// Whether `off` (less than 2^32) is a multiple of bin `bin`'s block size.
 #[inline(always)]
@@ -212,15 +278,23 @@ pub enum Fault {
     BadLink,
     /// A block about to be handed out that does not carry the free tag.
     NotFree,
+    /// A list head (a decoded link) outside its page or segment.
+    BadHead,
 }
 
 unsafe extern "C" {
     fn abort() -> !;
 }
 
-/// `malloc` found free block `b` corrupted: not tagged free (`link` 0), or
-/// linking to `link` outside where its list may lead. Never returns; typed
-/// like `malloc` so that the fast path ends in a jump to it.
+/// What [`corrupt`] is told when the list head `b` itself lies where no
+/// block of its list can (a link decoded to it).
+pub const OUT_OF_PLACE: usize = usize::MAX;
+
+/// `malloc` found free block `b` corrupted: not tagged free (`link` 0),
+/// lying where its list cannot lead ([`OUT_OF_PLACE`]: the link that led
+/// to it was overwritten), or linking to `link` outside where its list may
+/// lead. Never returns; typed like `malloc` so that the fast path ends in a
+/// jump to it.
 #[cold]
 #[inline(never)]
 pub fn corrupt(b: *mut Block, link: usize) -> *mut u8 {
@@ -230,6 +304,9 @@ pub fn corrupt(b: *mut Block, link: usize) -> *mut u8 {
     if core::hint::black_box(true) {
         if link == 0 {
             fault(Fault::NotFree, "malloc", b as *const u8, 0)
+        }
+        if link == OUT_OF_PLACE {
+            fault(Fault::BadHead, "malloc", b as *const u8, 0)
         }
         fault(Fault::BadLink, "malloc", b as *const u8, link)
     }
@@ -255,6 +332,11 @@ pub fn fault(fault: Fault, call: &str, p: *const u8, detail: usize) -> ! {
         Fault::BadLink => write!(
             w,
             "memkit: {call}(): corrupted free list: block {p:p} links to {detail:#x} \
+             (a write after free or an overflow)"
+        ),
+        Fault::BadHead => write!(
+            w,
+            "memkit: {call}(): corrupted free list: a link leads to {p:p}, outside its page \
              (a write after free or an overflow)"
         ),
         Fault::NotFree => write!(
@@ -298,6 +380,34 @@ mod tests {
                 for o in 0..SLICE_SIZE {
                     assert_eq!(on_boundary(o, bin), o % bs == 0, "bin {bin} off {o}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn block_index_is_exact_for_every_bin() {
+        for bin in 1..NBINS {
+            let bs = bin_size(bin);
+            let (inv, k) = BIN_DIV[bin];
+            assert_eq!(((bs >> k) as u64).wrapping_mul(inv), 1, "bin {bin}");
+            let cap = (SLICE_SIZE * 63 / bs).max(1);
+            let step = if bs <= 1024 { 1 } else { 7 };
+            for off in (0..SLICE_SIZE * 63).step_by(step) {
+                let i = block_index(off, inv, k);
+                let want = off % bs == 0 && off / bs < cap;
+                assert_eq!(i < cap, want, "bin {bin} size {bs} off {off}");
+                if off % bs == 0 {
+                    assert_eq!(i, off / bs, "bin {bin} off {off}");
+                }
+            }
+            // Below the page start and far above it.
+            for off in [1usize, 16, bs, bs * 3, 4096, 1 << 22, 1 << 33] {
+                assert!(
+                    block_index(off.wrapping_neg(), inv, k) >= cap,
+                    "bin {bin} -{off}"
+                );
+                let far = cap * bs + off;
+                assert!(block_index(far, inv, k) >= cap, "bin {bin} +{far}");
             }
         }
     }

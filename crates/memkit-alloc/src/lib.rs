@@ -35,7 +35,7 @@ pub mod util;
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering::Relaxed;
 
-use harden::{next_of, set_free, Fault};
+use harden::{next_of, Fault};
 use heap::{empty_heap, Heap};
 use page::{Block, FLAG_ALIGNED, FLAG_NO_PAGE};
 use segment::{Segment, KIND_HUGE, KIND_SMALL, SLICE_SIZE};
@@ -94,17 +94,17 @@ pub unsafe fn malloc_with<H: NullHook>(size: usize) -> *mut u8 {
 }
 
 /// The allocation fast path; `HARD` adds the checks of [`harden`]: the
-/// block handed out must carry the free tag, and the link that replaces it
-/// as the list head must point into the same page on a block boundary (or,
-/// for the cache of other heaps' blocks, to a block of the same bin).
+/// list head must lie in its page's carved part (for the cache of other
+/// heaps' blocks, in a small segment) before it is read, and must carry the
+/// free tag before it is handed out.
 #[inline(always)]
 unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
     let h = tls::heap();
     if size <= MEDIUM_MAX {
         // SAFETY: h is the thread's heap (or the empty heap, whose pages have
         // no free block); SMALL_BIN covers every size up to SMALL_FAST_MAX and
-        // bin_of every size up to MEDIUM_MAX. List heads are free blocks
-        // whose links were checked when they became heads.
+        // bin_of every size up to MEDIUM_MAX. Hardened, a list head is
+        // checked before it is read (it may come from a corrupted link).
         unsafe {
             let bin = if size <= SMALL_FAST_MAX {
                 *SMALL_BIN.get_unchecked((size + 15) >> 4) as usize
@@ -114,23 +114,21 @@ unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
             let rb = *(*h).rcache.get_unchecked(bin);
             if !rb.is_null() {
                 let next = if HARD {
+                    // In a small segment of ours before it is read: the
+                    // head came from a decoded link. That test, not a walk
+                    // to the page descriptor (three more cache lines on
+                    // every such malloc: larson lost a third), keeps a link
+                    // that decodes anywhere else from being followed; one
+                    // that lands in such a segment off a free block fails
+                    // the tag test, and landing on a free block of another
+                    // size takes knowing the key (see `harden`).
+                    if !segment::is_small_segment(rb as *const u8) {
+                        return harden::corrupt(rb, harden::OUT_OF_PLACE);
+                    }
                     if !harden::is_tagged(rb) {
                         return harden::corrupt(rb, 0);
                     }
                     let next = next_of(rb);
-                    // In a small segment of ours, so that the next call can
-                    // read its tag. That test, not a walk to the page
-                    // descriptor (three more cache lines on every such
-                    // malloc: larson lost a third), keeps a link that
-                    // decodes anywhere else in the segment from being
-                    // handed out; landing on a free block of another size
-                    // takes knowing the key (see `harden`).
-                    // Null (the list's end) is tested as `rb`, which is in
-                    // one: no branch on where the list ends.
-                    let probe = core::hint::select_unpredictable(next.is_null(), rb, next);
-                    if !segment::is_small_segment(probe as *const u8) {
-                        return harden::corrupt(rb, next as usize);
-                    }
                     (*rb).tag = 0;
                     next
                 } else {
@@ -268,12 +266,15 @@ unsafe fn free_fast<const HARD: bool>(p: *mut u8) {
                 || (segment::is_owned(seg as usize) && (*seg).heap == h);
         if ours {
             let pg = Segment::page_of(seg, p);
+            // One load of the tag for the test and the store (an atomic
+            // load is not merged with a later one across the store).
+            let tag = harden::tag();
             if (*pg).flags == 0
-                && (!HARD || ((*pg).holds(p) && !harden::is_tagged(p as *const Block)))
+                && (!HARD || ((*pg).holds(p) && !harden::is_tagged_with(p as *const Block, tag)))
             {
                 let b = p as *mut Block;
                 if HARD {
-                    set_free(b, (*pg).free);
+                    harden::set_free_with(b, (*pg).free, tag);
                 } else {
                     (*b).next = (*pg).free;
                 }

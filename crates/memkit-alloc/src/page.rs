@@ -75,7 +75,9 @@ pub struct Page {
     /// list for the owner's frees, popped first, cost a branch on which of
     /// the two was empty: a coin toss when frees land at random.)
     pub free: *mut Block,
-    pub _spare: usize,
+    /// With `inv`: [`harden::BIN_DIV`] of the bin (the rotation).
+    pub div_shift: u32,
+    pub _spare: u32,
     pub used: u32,
     pub flags: u8,
     pub bin: u8,
@@ -95,9 +97,9 @@ pub struct Page {
     /// Bytes of the span carved into blocks so far: `capacity * block_size`
     /// (a block pointer's offset from `start` is below it).
     pub carved: u32,
-    /// [`harden::BIN_MAGIC`] of the bin: `free` checks block starts with it
-    /// from the line it already reads.
-    pub magic: u64,
+    /// [`harden::BIN_DIV`] of the bin (the odd factor's inverse): `free`
+    /// checks block starts with it from the line it already reads.
+    pub inv: u64,
     // Second line: for other threads.
     pub shared: Shared,
     /// Bin queue links (owner only, slow paths).
@@ -115,6 +117,7 @@ impl Page {
     #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Page = Page {
         free: null_mut(),
+        div_shift: 0,
         _spare: 0,
         used: 0,
         flags: FLAG_NO_PAGE,
@@ -127,7 +130,7 @@ impl Page {
         start: null_mut(),
         reserved: 0,
         carved: 0,
-        magic: 0,
+        inv: 0,
         shared: Shared {
             slice_offset: 0,
             flags: FLAG_NO_PAGE,
@@ -228,7 +231,7 @@ impl Page {
     #[inline(always)]
     pub fn holds(&self, b: *const u8) -> bool {
         let off = (b as usize).wrapping_sub(self.start as usize);
-        off < self.carved as usize && harden::divides(off, self.magic)
+        harden::block_index(off, self.inv, self.div_shift) < self.capacity as usize
     }
 
     /// Whether `b` lies in the carved part of this page (where a block
@@ -277,7 +280,7 @@ impl Page {
         {
             return Err("page: capacity above reserved, or carved != capacity * block_size");
         }
-        if self.magic != harden::BIN_MAGIC[self.bin as usize] {
+        if (self.inv, self.div_shift) != harden::BIN_DIV[self.bin as usize] {
             return Err("page: block-start magic is not its bin's");
         }
         let mut n = 0u32;

@@ -35,35 +35,37 @@ pub(super) unsafe fn pop(p: *mut Page) -> *mut u8 {
 }
 
 /// Takes `b`, the head of one of page `p`'s lists, off that list and
-/// returns the next block. `HARD`: checks that `b` is free and that its link
-/// stays in the page, and clears its tag; `Err` carries what
-/// [`harden::corrupt`] reports (the fast path tail-calls it, so that it
-/// needs no stack frame of its own).
+/// returns the next block. `HARD`: checks that `b` lies in the page's carved
+/// part (before anything is read from it: heads come from decoded links)
+/// and is free, and clears its tag; `Err` carries what [`harden::corrupt`]
+/// reports (the fast path tail-calls it, so that it needs no stack frame of
+/// its own).
+///
+/// The head is checked, not the link when it is decoded: the head is never
+/// null here (the caller tested it), so the test needs no case for the
+/// list's end, and every block is still checked before it is read or handed
+/// out (a link decodes to the next head, and nothing reads it before the
+/// next call takes it). A head in the page off a block boundary fails the
+/// tag test (its second word is no tag), so the boundary need not be tested
+/// here (a multiply on every malloc).
 ///
 /// # Safety
-/// `b` is the head of a list of `p`, owned by the caller.
+/// `b` is the (non-null) head of a list of `p`, owned by the caller.
 #[inline(always)]
 pub unsafe fn take<const HARD: bool>(p: *mut Page, b: *mut Block) -> Result<*mut Block, usize> {
-    // SAFETY: per the contract: list heads are blocks of p.
+    // SAFETY: per the contract: `b` is read only once it is known to lie in
+    // the page's carved part.
     unsafe {
         if !HARD {
             return Ok((*b).next);
+        }
+        if !(*p).covers(b as *const u8) {
+            return Err(harden::OUT_OF_PLACE);
         }
         if !harden::is_tagged(b) {
             return Err(0);
         }
         let next = next_of(b);
-        // Inside the page's carved part, so that the next call can read its
-        // tag; a pointer there that is no free block start fails that test
-        // (its second word is no tag), so the boundary need not be
-        // checked here (a multiply on every malloc).
-        // Null (the list's end) comes at random: it is tested as the page
-        // start, which is always covered, so the one branch here is never
-        // taken on a sound list.
-        let probe = core::hint::select_unpredictable(next.is_null(), (*p).start, next as *mut u8);
-        if !(*p).covers(probe) {
-            return Err(next as usize);
-        }
         (*b).tag = 0;
         Ok(next)
     }
@@ -204,7 +206,7 @@ pub(super) unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
         (*p).slice_count = n as u8;
         (*p).start = (*seg).slice_addr(i);
         (*p).reserved = ((n * SLICE_SIZE) / bs) as u32;
-        (*p).magic = harden::BIN_MAGIC[bin];
+        ((*p).inv, (*p).div_shift) = harden::BIN_DIV[bin];
         (*p).shared = Shared {
             slice_offset: 0,
             flags: 0,
