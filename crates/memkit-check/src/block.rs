@@ -521,6 +521,7 @@ pub fn block_report(
 
 /// Checks both red zones of a live block; reports the first damaged byte
 /// and repairs the zone (one overflow, one report).
+#[inline(always)]
 fn check_zones(m: &Meta, when: &dyn Fn() -> String, stack: StackId) -> bool {
     match damaged_zone(m) {
         Some((at, before)) => {
@@ -535,7 +536,19 @@ fn check_zones(m: &Meta, when: &dyn Fn() -> String, stack: StackId) -> bool {
 /// block), repairing the zone: one overflow, one report. The caller keeps
 /// the block from being freed meanwhile (it owns the record, or holds its
 /// shard).
+#[inline(always)]
 fn damaged_zone(m: &Meta) -> Option<(usize, bool)> {
+    let left = m.user - m.start - HEADER;
+    let (rz, rn) = right_zone(m);
+    if all_eq(m.start + HEADER, LEFT_CANARY, left) && all_eq(rz, RIGHT_CANARY, rn) {
+        return None;
+    }
+    damaged_zone_slow(m)
+}
+
+#[cold]
+#[inline(never)]
+fn damaged_zone_slow(m: &Meta) -> Option<(usize, bool)> {
     let left = m.user - m.start - HEADER;
     if let Some(i) = first_not(m.start + HEADER, LEFT_CANARY, left) {
         fill(m.start + HEADER, LEFT_CANARY, left);
@@ -549,6 +562,8 @@ fn damaged_zone(m: &Meta) -> Option<(usize, bool)> {
     None
 }
 
+#[cold]
+#[inline(never)]
 fn zone_report(m: &Meta, at: usize, before: bool, when: &str, stack: StackId) {
     let what = if before {
         "a write before the block's start"
@@ -661,7 +676,7 @@ fn retire(m: Meta) {
         fill(m.user, o.free_fill, m.size.min(o.max_fill));
     }
     count(-1, m.size);
-    let mut evicted: [Option<Meta>; EVICT] = [None; EVICT];
+    let mut evicted = Evicted::new();
     let shard = m.free_thread as usize % QSHARDS;
     let bound = quarantine_bound(o);
     let mut over = tls::inside(|| {
@@ -686,7 +701,7 @@ fn retire(m: Meta) {
         evict(&mut q, bound, &mut evicted)
     });
     loop {
-        for m in evicted.iter_mut().filter_map(Option::take) {
+        for m in evicted.take() {
             release(m, false);
         }
         if !over {
@@ -701,22 +716,55 @@ fn retire(m: Meta) {
 /// Blocks evicted from a shard under its lock, released after it.
 const EVICT: usize = 4;
 
+/// Up to [`EVICT`] records taken out of a shard, in place (an array of
+/// `Option<Meta>` was built, copied and scanned on every free).
+struct Evicted {
+    n: usize,
+    m: [core::mem::MaybeUninit<Meta>; EVICT],
+}
+
+impl Evicted {
+    fn new() -> Self {
+        Evicted {
+            n: 0,
+            m: [const { core::mem::MaybeUninit::uninit() }; EVICT],
+        }
+    }
+
+    #[inline(always)]
+    fn is_full(&self) -> bool {
+        self.n == EVICT
+    }
+
+    #[inline(always)]
+    fn push(&mut self, m: Meta) {
+        self.m[self.n].write(m);
+        self.n += 1;
+    }
+
+    /// The records taken, emptying the buffer.
+    #[inline(always)]
+    fn take(&mut self) -> &[Meta] {
+        let n = core::mem::replace(&mut self.n, 0);
+        // SAFETY: push wrote the first n; Meta is Copy (nothing to drop).
+        unsafe { &*(&self.m[..n] as *const [core::mem::MaybeUninit<Meta>] as *const [Meta]) }
+    }
+}
+
 /// Takes the shard's oldest records (at most [`EVICT`]) while the
 /// quarantine is over `bound`, and publishes the shard's totals when they
 /// have moved far enough; whether it is still over the bound.
-fn evict(q: &mut Quarantine, bound: usize, out: &mut [Option<Meta>; EVICT]) -> bool {
+#[inline(always)]
+fn evict(q: &mut Quarantine, bound: usize, out: &mut Evicted) -> bool {
     let mut total = QBYTES
         .load(Relaxed)
         .saturating_add_signed(q.unpublished_bytes);
-    for slot in out.iter_mut() {
-        if total <= bound {
-            break;
-        }
+    while total > bound && !out.is_full() {
         let Some(old) = q.pop_oldest() else {
             break;
         };
         total = total.saturating_sub(footprint(&old));
-        *slot = Some(old);
+        out.push(old);
     }
     if q.unpublished_bytes.unsigned_abs() > PUBLISH_BYTES
         || q.unpublished_blocks.unsigned_abs() > PUBLISH_BLOCKS
@@ -755,7 +803,7 @@ impl Quarantine {
 /// filled byte (at exit); otherwise the first and last `free_check` bytes
 /// (the rest was filled too, so a stale read still sees the pattern, but
 /// reading a cold block back whole is most of the checker's cost).
-fn release(m: Meta, full: bool) {
+fn release(m: &Meta, full: bool) {
     let o = options::get();
     let n = if m.guard { 0 } else { m.size.min(o.max_fill) };
     let bad = if full || n <= 2 * o.free_check {
@@ -766,27 +814,47 @@ fn release(m: Meta, full: bool) {
             .or_else(|| first_not(m.user + tail, o.free_fill, o.free_check).map(|i| tail + i))
     };
     if let Some(i) = bad {
-        fill(m.user, o.free_fill, n);
-        report::emit(block_report(
-            "use-after-free",
-            "a write to the block after it was freed, found when it left quarantine".into(),
-            &m,
-            m.user + i,
-            0,
-        ));
+        written_after_free(m, i, n);
     }
     if !m.guard {
-        check_zones(&m, &|| "when it left quarantine".into(), 0);
-    }
-    if m.big {
-        let mut big = BIG.lock();
-        big.remove(&m.start);
-        if big.is_empty() {
-            BIG_LO.store(usize::MAX, Relaxed);
-            BIG_HI.store(0, Relaxed);
+        if let Some((at, before)) = damaged_zone(m) {
+            zone_report(m, at, before, "when it left quarantine", 0);
         }
-        BIG_COUNT.store(big.len(), Relaxed);
     }
+    if m.big || m.guard {
+        return release_big(m);
+    }
+    // SAFETY: the block was ours, recorded, and leaves the table now.
+    tls::inside(|| unsafe { memkit_alloc::free(m.start as *mut u8) });
+}
+
+/// The report of a write into `m` while it was in quarantine (at `i`),
+/// restoring its free pattern.
+#[cold]
+#[inline(never)]
+fn written_after_free(m: &Meta, i: usize, n: usize) {
+    fill(m.user, options::get().free_fill, n);
+    report::emit(block_report(
+        "use-after-free",
+        "a write to the block after it was freed, found when it left quarantine".into(),
+        m,
+        m.user + i,
+        0,
+    ));
+}
+
+/// [`release`] of a huge core block or a guarded mapping.
+#[cold]
+#[inline(never)]
+fn release_big(m: &Meta) {
+    let mut big = BIG.lock();
+    big.remove(&m.start);
+    if big.is_empty() {
+        BIG_LO.store(usize::MAX, Relaxed);
+        BIG_HI.store(0, Relaxed);
+    }
+    BIG_COUNT.store(big.len(), Relaxed);
+    drop(big);
     if m.guard {
         guard::unmap(m.start, m.end);
         return;
@@ -820,7 +888,7 @@ pub fn drain_quarantine() {
                 }
                 n
             });
-            for m in batch.into_iter().flatten() {
+            for m in batch.iter().flatten() {
                 release(m, true);
             }
             if n < BATCH {
