@@ -351,20 +351,17 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
             None => (start + core_usable(start), true),
         },
     };
-    let m = Meta {
+    let m = Meta::new(
         user,
         start,
         end,
-        big,
-        guard: guarded.is_some(),
         size,
-        alloc_stack: stack,
-        free_stack: 0,
-        alloc_thread: tls::tid(),
-        free_thread: 0,
+        stack,
+        tls::tid(),
         kind,
-        state: State::Live,
-    };
+        big,
+        guarded.is_some(),
+    );
     let (rz, rn) = right_zone(&m);
     fill(rz, RIGHT_CANARY, rn);
     if big {
@@ -509,7 +506,7 @@ pub fn block_report(
         stack,
         alloc_stack: m.alloc_stack,
         alloc_thread: m.alloc_thread,
-        free_stack: if m.state == State::Quarantined {
+        free_stack: if m.state() == State::Quarantined {
             m.free_stack
         } else {
             0
@@ -590,9 +587,9 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
     let p = p as usize;
     let stack = stacks::of_free(regs);
     let tid = tls::tid();
-    let Some(mut m) = tls::inside(|| table::shard(p).remove(p)) else {
+    let Some(m) = tls::inside(|| table::shard(p).remove(p)) else {
         match tls::inside(|| containing(p)) {
-            Some(m) if m.state == State::Quarantined && m.user == p => report::emit(block_report(
+            Some(m) if m.state() == State::Quarantined && m.user == p => report::emit(block_report(
                 "double-free",
                 format!("attempting double-free ({func})"),
                 &m,
@@ -605,20 +602,17 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
     };
     // Reports made here are about the free itself: its stack is `stack`,
     // and the record still reads as live (no "freed at").
-    if m.kind != kind {
+    if m.kind() != kind {
         report::emit(block_report(
             "alloc-dealloc-mismatch",
-            format!("allocated with {}, freed with {func}", m.kind.alloc_name()),
+            format!("allocated with {}, freed with {func}", m.kind().alloc_name()),
             &m,
             p,
             stack,
         ));
     }
     check_zones(&m, &|| format!("when {func} was called"), stack);
-    m.state = State::Quarantined;
-    m.free_stack = stack;
-    m.free_thread = tid;
-    retire(m);
+    retire(&m, stack, tid);
 }
 
 /// A free of something that is no block: say what it is.
@@ -650,7 +644,7 @@ fn invalid_free(p: usize, func: &str, stack: StackId) {
 /// What a block in quarantine holds back: its core block (or guarded
 /// mapping) and its record.
 fn footprint(m: &Meta) -> usize {
-    let guard_page = if m.guard { guard::PAGE } else { 0 };
+    let guard_page = if m.guard() { guard::PAGE } else { 0 };
     m.end - m.start + guard_page + core::mem::size_of::<Meta>()
 }
 
@@ -669,32 +663,37 @@ fn quarantine_bound(o: &options::Options) -> usize {
 }
 
 /// Moves a block into quarantine (filled with the free pattern), evicting
-/// the oldest blocks beyond the quarantine's size.
-fn retire(m: Meta) {
+/// the oldest blocks beyond the quarantine's size; `stack` and `tid`: the
+/// free's (set in the queued record, not on a copy of it: a byte written
+/// just before a 64-byte record is copied stalls the copy).
+fn retire(m: &Meta, stack: StackId, tid: u32) {
     let o = options::get();
-    if !m.guard {
+    if !m.guard() {
         fill(m.user, o.free_fill, m.size.min(o.max_fill));
     }
     count(-1, m.size);
     let mut evicted = Evicted::new();
-    let shard = m.free_thread as usize % QSHARDS;
+    let shard = tid as usize % QSHARDS;
     let bound = quarantine_bound(o);
     let mut over = tls::inside(|| {
         let mut q = QUARANTINE[shard].lock();
-        let cost = footprint(&m);
+        let cost = footprint(m);
         let seq = q.head + q.q.len() as u64;
         let tag = (shard as u64) << SEQ_BITS | (seq & ((1 << SEQ_BITS) - 1));
         // SAFETY: the block's header, ours until the core gets it back.
         unsafe { *((m.start + 8) as *mut u64) |= IN_QUARANTINE | tag };
-        if m.big {
+        if m.big() {
             if let Some(b) = BIG.lock().get_mut(&m.start) {
                 b.qtag = IN_QUARANTINE | tag;
             }
         }
-        if m.guard {
+        if m.guard() {
             guard::protect_freed(m.start, m.end);
         }
-        q.q.push_back(m);
+        let r = q.q.push_back(*m);
+        r.set_state(State::Quarantined);
+        r.free_stack = stack;
+        r.free_thread = tid;
         q.bytes += cost;
         q.unpublished_bytes += cost as isize;
         q.unpublished_blocks += 1;
@@ -760,11 +759,12 @@ fn evict(q: &mut Quarantine, bound: usize, out: &mut Evicted) -> bool {
         .load(Relaxed)
         .saturating_add_signed(q.unpublished_bytes);
     while total > bound && !out.is_full() {
-        let Some(old) = q.pop_oldest() else {
+        let Some(old) = q.q.front() else {
             break;
         };
-        total = total.saturating_sub(footprint(&old));
-        out.push(old);
+        total = total.saturating_sub(footprint(old));
+        out.push(*old);
+        q.drop_oldest();
     }
     if q.unpublished_bytes.unsigned_abs() > PUBLISH_BYTES
         || q.unpublished_blocks.unsigned_abs() > PUBLISH_BLOCKS
@@ -778,13 +778,21 @@ impl Quarantine {
     /// Takes the oldest record out, with its share of the totals.
     #[inline(always)]
     fn pop_oldest(&mut self) -> Option<Meta> {
-        let m = self.q.pop_front()?;
-        let s = footprint(&m);
+        let m = *self.q.front()?;
+        self.drop_oldest();
+        Some(m)
+    }
+
+    /// Forgets the oldest record (there is one), with its share of the
+    /// totals.
+    #[inline(always)]
+    fn drop_oldest(&mut self) {
+        let s = self.q.front().map_or(0, footprint);
+        self.q.drop_front();
         self.head += 1;
         self.bytes -= s;
         self.unpublished_bytes -= s as isize;
         self.unpublished_blocks -= 1;
-        Some(m)
     }
 
     /// Adds the shard's unpublished changes to the shared totals.
@@ -805,7 +813,7 @@ impl Quarantine {
 /// reading a cold block back whole is most of the checker's cost).
 fn release(m: &Meta, full: bool) {
     let o = options::get();
-    let n = if m.guard { 0 } else { m.size.min(o.max_fill) };
+    let n = if m.guard() { 0 } else { m.size.min(o.max_fill) };
     let bad = if full || n <= 2 * o.free_check {
         first_not(m.user, o.free_fill, n)
     } else {
@@ -816,12 +824,12 @@ fn release(m: &Meta, full: bool) {
     if let Some(i) = bad {
         written_after_free(m, i, n);
     }
-    if !m.guard {
+    if !m.guard() {
         if let Some((at, before)) = damaged_zone(m) {
             zone_report(m, at, before, "when it left quarantine", 0);
         }
     }
-    if m.big || m.guard {
+    if m.big() || m.guard() {
         return release_big(m);
     }
     // SAFETY: the block was ours, recorded, and leaves the table now.
@@ -855,7 +863,7 @@ fn release_big(m: &Meta) {
     }
     BIG_COUNT.store(big.len(), Relaxed);
     drop(big);
-    if m.guard {
+    if m.guard() {
         guard::unmap(m.start, m.end);
         return;
     }
@@ -932,7 +940,7 @@ pub fn usable_size(p: *mut u8) -> usize {
     }
     let p = p as usize;
     tls::inside(|| match table::shard(p).get(p) {
-        Some(m) if m.state == State::Live => m.size,
+        Some(m) if m.state() == State::Live => m.size,
         _ => 0,
     })
 }
@@ -946,7 +954,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, regs: Regs) -> *mut u8 {
     let u = p as usize;
     let old = tls::inside(|| table::shard(u).get(u).copied());
     match old {
-        Some(m) if m.state == State::Live => {
+        Some(m) if m.state() == State::Live => {
             // SAFETY: forwarded.
             let n = unsafe { alloc(size, 16, Kind::Malloc, false, regs) };
             if n.is_null() {
@@ -982,7 +990,7 @@ pub fn repair(m: &Meta, p: usize, n: usize) {
     restore(m.start + HEADER, m.user, LEFT_CANARY);
     let (rz, rn) = right_zone(m);
     restore(rz, rz + rn, RIGHT_CANARY);
-    if m.state == State::Quarantined {
+    if m.state() == State::Quarantined {
         let o = options::get();
         restore(m.user, m.user + m.size.min(o.max_fill), o.free_fill);
     }

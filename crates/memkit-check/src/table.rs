@@ -21,6 +21,7 @@ pub enum State {
 
 /// One block's record.
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 pub struct Meta {
     /// The pointer the program holds (0: empty slot).
     pub user: usize,
@@ -33,13 +34,83 @@ pub struct Meta {
     pub free_stack: u32,
     pub alloc_thread: u32,
     pub free_thread: u32,
-    pub kind: Kind,
-    pub state: State,
-    /// A huge core block or a guarded mapping (tracked by address in
-    /// `block::BIG`).
-    pub big: bool,
-    /// A guarded mapping (`guard=`), not a core block.
-    pub guard: bool,
+    /// The [`Kind`] (bits 0-7), the [`State`] (bits 8-15), [`BIG`] and
+    /// [`GUARD`]: one word, written and read whole (four byte fields were
+    /// written one by one and then copied as one word with the record, a
+    /// store-forwarding stall on every free).
+    flags: u32,
+}
+
+/// A huge core block or a guarded mapping (tracked by address in
+/// `block::BIG`).
+const BIG: u32 = 1 << 16;
+/// A guarded mapping (`guard=`), not a core block.
+const GUARD: u32 = 1 << 17;
+
+impl Meta {
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub fn new(
+        user: usize,
+        start: usize,
+        end: usize,
+        size: usize,
+        alloc_stack: u32,
+        alloc_thread: u32,
+        kind: Kind,
+        big: bool,
+        guard: bool,
+    ) -> Self {
+        Meta {
+            user,
+            start,
+            end,
+            size,
+            alloc_stack,
+            free_stack: 0,
+            alloc_thread,
+            free_thread: 0,
+            flags: kind as u32
+                | (State::Live as u32) << 8
+                | if big { BIG } else { 0 }
+                | if guard { GUARD } else { 0 },
+        }
+    }
+
+    #[inline(always)]
+    pub fn kind(&self) -> Kind {
+        match self.flags & 0xff {
+            0 => Kind::Malloc,
+            1 => Kind::New,
+            _ => Kind::NewArray,
+        }
+    }
+
+    #[inline(always)]
+    pub fn state(&self) -> State {
+        if (self.flags >> 8) & 0xff == State::Quarantined as u32 {
+            State::Quarantined
+        } else {
+            State::Live
+        }
+    }
+
+    #[inline(always)]
+    pub fn set_state(&mut self, s: State) {
+        self.flags = (self.flags & !0xff00) | (s as u32) << 8;
+    }
+
+    /// A huge core block or a guarded mapping.
+    #[inline(always)]
+    pub fn big(&self) -> bool {
+        self.flags & BIG != 0
+    }
+
+    /// A guarded mapping.
+    #[inline(always)]
+    pub fn guard(&self) -> bool {
+        self.flags & GUARD != 0
+    }
 }
 
 const EMPTY: Meta = Meta {
@@ -51,10 +122,7 @@ const EMPTY: Meta = Meta {
     free_stack: 0,
     alloc_thread: 0,
     free_thread: 0,
-    kind: Kind::Malloc,
-    state: State::Live,
-    big: false,
-    guard: false,
+    flags: 0,
 };
 
 type Shard = SpinLock<Inner>;
