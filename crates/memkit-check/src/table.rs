@@ -7,6 +7,7 @@
 //! its own spin lock; all shards are taken around `fork`, so the child
 //! finds none held. The tables' memory comes from memkit's core.
 
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use memkit_alloc::lock::SpinLock;
 
 /// How the block was allocated (and must be freed).
@@ -141,6 +142,24 @@ static TABLE: [Shard; SHARDS] = [const {
     })
 }; SHARDS];
 
+/// Each shard's slots and their count, as of its last growth, readable
+/// without its lock: only for [`prefetch`] (a stale pair names memory that
+/// a prefetch may touch harmlessly; nothing is read through it).
+static HINT_AT: [AtomicUsize; SHARDS] = [const { AtomicUsize::new(0) }; SHARDS];
+static HINT_LEN: [AtomicUsize; SHARDS] = [const { AtomicUsize::new(0) }; SHARDS];
+
+/// Starts loading the slot where `user`'s record would be found, without
+/// the lock (a free prefetches it before its stack capture, so that the
+/// table's cache miss overlaps the walk).
+#[inline(always)]
+pub fn prefetch(user: usize) {
+    let i = shard_index(user);
+    let (at, n) = (HINT_AT[i].load(Relaxed), HINT_LEN[i].load(Relaxed));
+    if n != 0 {
+        crate::block::prefetch(at.wrapping_add(home(user, n) * core::mem::size_of::<Meta>()));
+    }
+}
+
 /// The shard of a 64 KiB region: blocks carved from one page share a
 /// shard (one lock, one table, for a thread working through its page).
 fn region(user: usize) -> u64 {
@@ -155,8 +174,12 @@ fn home(user: usize, n: usize) -> usize {
     ((region(user) >> 24) as usize).wrapping_add((user >> 4) & 0xfff) & (n - 1)
 }
 
+fn shard_index(user: usize) -> usize {
+    (region(user) >> 56) as usize % SHARDS
+}
+
 fn shard_of(user: usize) -> &'static Shard {
-    &TABLE[(region(user) >> 56) as usize % SHARDS]
+    &TABLE[shard_index(user)]
 }
 
 /// A held shard: the guard gives access to its records.
@@ -200,7 +223,7 @@ impl Guard {
     pub fn insert(&mut self, m: Meta) {
         let inner = self.inner();
         if (inner.len + 1) * 2 > inner.slots.len() {
-            grow(inner);
+            grow(inner, shard_index(m.user));
         }
         let n = inner.slots.len();
         let mut i = home(m.user, n);
@@ -261,13 +284,15 @@ impl Guard {
 
 #[cold]
 #[inline(never)]
-fn grow(inner: &mut Inner) {
+fn grow(inner: &mut Inner, shard: usize) {
     let n = (inner.slots.len() * 2).max(64);
     let old = core::mem::replace(&mut inner.slots, vec![EMPTY; n]);
     inner.len = 0;
     for o in old.into_iter().filter(|o| o.user != 0) {
         place(inner, o);
     }
+    HINT_AT[shard].store(inner.slots.as_ptr() as usize, Relaxed);
+    HINT_LEN[shard].store(n, Relaxed);
 }
 
 fn place(inner: &mut Inner, m: Meta) {
