@@ -111,8 +111,8 @@ fn do_memmove(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
 /// pointer cost more than the copy (random-batch's 8-byte tags).
 #[inline(always)]
 fn small_copy(d: *mut u8, s: *const u8, n: usize) {
-    // SAFETY (all three): the caller's ranges of n bytes; unaligned
-    // accesses, the second of each pair overlapping the first.
+    // SAFETY: the caller's ranges of n bytes; unaligned accesses, the
+    // second of each pair overlapping the first.
     unsafe {
         if n >= 8 {
             let (a, b) = (
