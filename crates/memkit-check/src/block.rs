@@ -272,6 +272,15 @@ pub fn inside_live(p: usize, n: usize) -> bool {
         && n <= size - (p - user)
 }
 
+/// Starts loading the cache line of `p` (never faults, reads nothing).
+#[inline(always)]
+pub fn prefetch(p: usize) {
+    // SAFETY: a prefetch hint: no access is made, any address is allowed.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+}
+
 /// The core block's usable bytes.
 fn core_usable(start: usize) -> usize {
     // SAFETY: `start` is a live core block.
@@ -331,6 +340,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         return null_mut();
     }
     let user = start + left;
+    table::prefetch(user);
     // SAFETY: the header lies at the start of the core block.
     unsafe {
         (start as *mut u64).write(size_word(start, size));
@@ -351,20 +361,17 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
             None => (start + core_usable(start), true),
         },
     };
-    let m = Meta {
+    let m = Meta::new(
         user,
         start,
         end,
-        big,
-        guard: guarded.is_some(),
         size,
-        alloc_stack: stack,
-        free_stack: 0,
-        alloc_thread: tls::tid(),
-        free_thread: 0,
+        stack,
+        tls::tid(),
         kind,
-        state: State::Live,
-    };
+        big,
+        guarded.is_some(),
+    );
     let (rz, rn) = right_zone(&m);
     fill(rz, RIGHT_CANARY, rn);
     if big {
@@ -509,7 +516,7 @@ pub fn block_report(
         stack,
         alloc_stack: m.alloc_stack,
         alloc_thread: m.alloc_thread,
-        free_stack: if m.state == State::Quarantined {
+        free_stack: if m.state() == State::Quarantined {
             m.free_stack
         } else {
             0
@@ -521,6 +528,7 @@ pub fn block_report(
 
 /// Checks both red zones of a live block; reports the first damaged byte
 /// and repairs the zone (one overflow, one report).
+#[inline(always)]
 fn check_zones(m: &Meta, when: &dyn Fn() -> String, stack: StackId) -> bool {
     match damaged_zone(m) {
         Some((at, before)) => {
@@ -535,7 +543,19 @@ fn check_zones(m: &Meta, when: &dyn Fn() -> String, stack: StackId) -> bool {
 /// block), repairing the zone: one overflow, one report. The caller keeps
 /// the block from being freed meanwhile (it owns the record, or holds its
 /// shard).
+#[inline(always)]
 fn damaged_zone(m: &Meta) -> Option<(usize, bool)> {
+    let left = m.user - m.start - HEADER;
+    let (rz, rn) = right_zone(m);
+    if all_eq(m.start + HEADER, LEFT_CANARY, left) && all_eq(rz, RIGHT_CANARY, rn) {
+        return None;
+    }
+    damaged_zone_slow(m)
+}
+
+#[cold]
+#[inline(never)]
+fn damaged_zone_slow(m: &Meta) -> Option<(usize, bool)> {
     let left = m.user - m.start - HEADER;
     if let Some(i) = first_not(m.start + HEADER, LEFT_CANARY, left) {
         fill(m.start + HEADER, LEFT_CANARY, left);
@@ -549,6 +569,8 @@ fn damaged_zone(m: &Meta) -> Option<(usize, bool)> {
     None
 }
 
+#[cold]
+#[inline(never)]
 fn zone_report(m: &Meta, at: usize, before: bool, when: &str, stack: StackId) {
     let what = if before {
         "a write before the block's start"
@@ -573,37 +595,40 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
         return;
     }
     let p = p as usize;
+    table::prefetch(p);
     let stack = stacks::of_free(regs);
     let tid = tls::tid();
-    let Some(mut m) = tls::inside(|| table::shard(p).remove(p)) else {
+    let Some(m) = tls::inside(|| table::shard(p).remove(p)) else {
         match tls::inside(|| containing(p)) {
-            Some(m) if m.state == State::Quarantined && m.user == p => report::emit(block_report(
-                "double-free",
-                format!("attempting double-free ({func})"),
-                &m,
-                p,
-                stack,
-            )),
+            Some(m) if m.state() == State::Quarantined && m.user == p => {
+                report::emit(block_report(
+                    "double-free",
+                    format!("attempting double-free ({func})"),
+                    &m,
+                    p,
+                    stack,
+                ))
+            }
             _ => invalid_free(p, func, stack),
         }
         return;
     };
     // Reports made here are about the free itself: its stack is `stack`,
     // and the record still reads as live (no "freed at").
-    if m.kind != kind {
+    if m.kind() != kind {
         report::emit(block_report(
             "alloc-dealloc-mismatch",
-            format!("allocated with {}, freed with {func}", m.kind.alloc_name()),
+            format!(
+                "allocated with {}, freed with {func}",
+                m.kind().alloc_name()
+            ),
             &m,
             p,
             stack,
         ));
     }
     check_zones(&m, &|| format!("when {func} was called"), stack);
-    m.state = State::Quarantined;
-    m.free_stack = stack;
-    m.free_thread = tid;
-    retire(m);
+    retire(&m, stack, tid);
 }
 
 /// A free of something that is no block: say what it is.
@@ -635,7 +660,7 @@ fn invalid_free(p: usize, func: &str, stack: StackId) {
 /// What a block in quarantine holds back: its core block (or guarded
 /// mapping) and its record.
 fn footprint(m: &Meta) -> usize {
-    let guard_page = if m.guard { guard::PAGE } else { 0 };
+    let guard_page = if m.guard() { guard::PAGE } else { 0 };
     m.end - m.start + guard_page + core::mem::size_of::<Meta>()
 }
 
@@ -654,39 +679,44 @@ fn quarantine_bound(o: &options::Options) -> usize {
 }
 
 /// Moves a block into quarantine (filled with the free pattern), evicting
-/// the oldest blocks beyond the quarantine's size.
-fn retire(m: Meta) {
+/// the oldest blocks beyond the quarantine's size; `stack` and `tid`: the
+/// free's (set in the queued record, not on a copy of it: a byte written
+/// just before a 64-byte record is copied stalls the copy).
+fn retire(m: &Meta, stack: StackId, tid: u32) {
     let o = options::get();
-    if !m.guard {
+    if !m.guard() {
         fill(m.user, o.free_fill, m.size.min(o.max_fill));
     }
     count(-1, m.size);
-    let mut evicted: [Option<Meta>; EVICT] = [None; EVICT];
-    let shard = m.free_thread as usize % QSHARDS;
+    let mut evicted = Evicted::new();
+    let shard = tid as usize % QSHARDS;
     let bound = quarantine_bound(o);
     let mut over = tls::inside(|| {
         let mut q = QUARANTINE[shard].lock();
-        let cost = footprint(&m);
+        let cost = footprint(m);
         let seq = q.head + q.q.len() as u64;
         let tag = (shard as u64) << SEQ_BITS | (seq & ((1 << SEQ_BITS) - 1));
         // SAFETY: the block's header, ours until the core gets it back.
         unsafe { *((m.start + 8) as *mut u64) |= IN_QUARANTINE | tag };
-        if m.big {
+        if m.big() {
             if let Some(b) = BIG.lock().get_mut(&m.start) {
                 b.qtag = IN_QUARANTINE | tag;
             }
         }
-        if m.guard {
+        if m.guard() {
             guard::protect_freed(m.start, m.end);
         }
-        q.q.push_back(m);
+        let r = q.q.push_back(*m);
+        r.set_state(State::Quarantined);
+        r.free_stack = stack;
+        r.free_thread = tid;
         q.bytes += cost;
         q.unpublished_bytes += cost as isize;
         q.unpublished_blocks += 1;
         evict(&mut q, bound, &mut evicted)
     });
     loop {
-        for m in evicted.iter_mut().filter_map(Option::take) {
+        for m in evicted.take() {
             release(m, false);
         }
         if !over {
@@ -701,22 +731,63 @@ fn retire(m: Meta) {
 /// Blocks evicted from a shard under its lock, released after it.
 const EVICT: usize = 4;
 
+/// Up to [`EVICT`] records taken out of a shard, in place (an array of
+/// `Option<Meta>` was built, copied and scanned on every free).
+struct Evicted {
+    n: usize,
+    m: [core::mem::MaybeUninit<Meta>; EVICT],
+}
+
+impl Evicted {
+    fn new() -> Self {
+        Evicted {
+            n: 0,
+            m: [const { core::mem::MaybeUninit::uninit() }; EVICT],
+        }
+    }
+
+    #[inline(always)]
+    fn is_full(&self) -> bool {
+        self.n == EVICT
+    }
+
+    #[inline(always)]
+    fn push(&mut self, m: Meta) {
+        self.m[self.n].write(m);
+        self.n += 1;
+    }
+
+    /// The records taken, emptying the buffer.
+    #[inline(always)]
+    fn take(&mut self) -> &[Meta] {
+        let n = core::mem::replace(&mut self.n, 0);
+        // SAFETY: push wrote the first n; Meta is Copy (nothing to drop).
+        unsafe { &*(&self.m[..n] as *const [core::mem::MaybeUninit<Meta>] as *const [Meta]) }
+    }
+}
+
 /// Takes the shard's oldest records (at most [`EVICT`]) while the
 /// quarantine is over `bound`, and publishes the shard's totals when they
 /// have moved far enough; whether it is still over the bound.
-fn evict(q: &mut Quarantine, bound: usize, out: &mut [Option<Meta>; EVICT]) -> bool {
+#[inline(always)]
+fn evict(q: &mut Quarantine, bound: usize, out: &mut Evicted) -> bool {
     let mut total = QBYTES
         .load(Relaxed)
         .saturating_add_signed(q.unpublished_bytes);
-    for slot in out.iter_mut() {
-        if total <= bound {
-            break;
-        }
-        let Some(old) = q.pop_oldest() else {
+    while total > bound && !out.is_full() {
+        let Some(old) = q.q.front() else {
             break;
         };
-        total = total.saturating_sub(footprint(&old));
-        *slot = Some(old);
+        total = total.saturating_sub(footprint(old));
+        out.push(*old);
+        q.drop_oldest();
+    }
+    if let Some(next) = q.q.front() {
+        // The block the next eviction checks: its lines, cold since its
+        // free, load while this free goes on.
+        prefetch(next.start);
+        prefetch(next.user + next.size.min(RIGHT_CAP));
+        prefetch(next.user + next.size);
     }
     if q.unpublished_bytes.unsigned_abs() > PUBLISH_BYTES
         || q.unpublished_blocks.unsigned_abs() > PUBLISH_BLOCKS
@@ -730,13 +801,21 @@ impl Quarantine {
     /// Takes the oldest record out, with its share of the totals.
     #[inline(always)]
     fn pop_oldest(&mut self) -> Option<Meta> {
-        let m = self.q.pop_front()?;
-        let s = footprint(&m);
+        let m = *self.q.front()?;
+        self.drop_oldest();
+        Some(m)
+    }
+
+    /// Forgets the oldest record (there is one), with its share of the
+    /// totals.
+    #[inline(always)]
+    fn drop_oldest(&mut self) {
+        let s = self.q.front().map_or(0, footprint);
+        self.q.drop_front();
         self.head += 1;
         self.bytes -= s;
         self.unpublished_bytes -= s as isize;
         self.unpublished_blocks -= 1;
-        Some(m)
     }
 
     /// Adds the shard's unpublished changes to the shared totals.
@@ -755,9 +834,9 @@ impl Quarantine {
 /// filled byte (at exit); otherwise the first and last `free_check` bytes
 /// (the rest was filled too, so a stale read still sees the pattern, but
 /// reading a cold block back whole is most of the checker's cost).
-fn release(m: Meta, full: bool) {
+fn release(m: &Meta, full: bool) {
     let o = options::get();
-    let n = if m.guard { 0 } else { m.size.min(o.max_fill) };
+    let n = if m.guard() { 0 } else { m.size.min(o.max_fill) };
     let bad = if full || n <= 2 * o.free_check {
         first_not(m.user, o.free_fill, n)
     } else {
@@ -766,28 +845,48 @@ fn release(m: Meta, full: bool) {
             .or_else(|| first_not(m.user + tail, o.free_fill, o.free_check).map(|i| tail + i))
     };
     if let Some(i) = bad {
-        fill(m.user, o.free_fill, n);
-        report::emit(block_report(
-            "use-after-free",
-            "a write to the block after it was freed, found when it left quarantine".into(),
-            &m,
-            m.user + i,
-            0,
-        ));
+        written_after_free(m, i, n);
     }
-    if !m.guard {
-        check_zones(&m, &|| "when it left quarantine".into(), 0);
-    }
-    if m.big {
-        let mut big = BIG.lock();
-        big.remove(&m.start);
-        if big.is_empty() {
-            BIG_LO.store(usize::MAX, Relaxed);
-            BIG_HI.store(0, Relaxed);
+    if !m.guard() {
+        if let Some((at, before)) = damaged_zone(m) {
+            zone_report(m, at, before, "when it left quarantine", 0);
         }
-        BIG_COUNT.store(big.len(), Relaxed);
     }
-    if m.guard {
+    if m.big() || m.guard() {
+        return release_big(m);
+    }
+    // SAFETY: the block was ours, recorded, and leaves the table now.
+    tls::inside(|| unsafe { memkit_alloc::free(m.start as *mut u8) });
+}
+
+/// The report of a write into `m` while it was in quarantine (at `i`),
+/// restoring its free pattern.
+#[cold]
+#[inline(never)]
+fn written_after_free(m: &Meta, i: usize, n: usize) {
+    fill(m.user, options::get().free_fill, n);
+    report::emit(block_report(
+        "use-after-free",
+        "a write to the block after it was freed, found when it left quarantine".into(),
+        m,
+        m.user + i,
+        0,
+    ));
+}
+
+/// [`release`] of a huge core block or a guarded mapping.
+#[cold]
+#[inline(never)]
+fn release_big(m: &Meta) {
+    let mut big = BIG.lock();
+    big.remove(&m.start);
+    if big.is_empty() {
+        BIG_LO.store(usize::MAX, Relaxed);
+        BIG_HI.store(0, Relaxed);
+    }
+    BIG_COUNT.store(big.len(), Relaxed);
+    drop(big);
+    if m.guard() {
         guard::unmap(m.start, m.end);
         return;
     }
@@ -820,7 +919,7 @@ pub fn drain_quarantine() {
                 }
                 n
             });
-            for m in batch.into_iter().flatten() {
+            for m in batch.iter().flatten() {
                 release(m, true);
             }
             if n < BATCH {
@@ -864,7 +963,7 @@ pub fn usable_size(p: *mut u8) -> usize {
     }
     let p = p as usize;
     tls::inside(|| match table::shard(p).get(p) {
-        Some(m) if m.state == State::Live => m.size,
+        Some(m) if m.state() == State::Live => m.size,
         _ => 0,
     })
 }
@@ -878,7 +977,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, regs: Regs) -> *mut u8 {
     let u = p as usize;
     let old = tls::inside(|| table::shard(u).get(u).copied());
     match old {
-        Some(m) if m.state == State::Live => {
+        Some(m) if m.state() == State::Live => {
             // SAFETY: forwarded.
             let n = unsafe { alloc(size, 16, Kind::Malloc, false, regs) };
             if n.is_null() {
@@ -914,7 +1013,7 @@ pub fn repair(m: &Meta, p: usize, n: usize) {
     restore(m.start + HEADER, m.user, LEFT_CANARY);
     let (rz, rn) = right_zone(m);
     restore(rz, rz + rn, RIGHT_CANARY);
-    if m.state == State::Quarantined {
+    if m.state() == State::Quarantined {
         let o = options::get();
         restore(m.user, m.user + m.size.min(o.max_fill), o.free_fill);
     }

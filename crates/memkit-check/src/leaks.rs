@@ -256,7 +256,7 @@ pub fn check(show_reachable: bool, own: usize, my_sp: usize) {
     let (stopped, old) = stop_all();
     let mut blocks = Vec::new();
     table::for_each(|m| {
-        if m.state == State::Live {
+        if m.state() == State::Live {
             blocks.push(Live {
                 user: m.user,
                 size: m.size,

@@ -45,14 +45,20 @@ impl<T: Copy> Records<T> {
         Some(&self.chunks[at / CHUNK][at % CHUNK])
     }
 
+    /// Appends `m`; the slot it was written to (a caller that still has
+    /// fields to set sets them there, not on a copy it then moves).
     #[inline(always)]
-    pub fn push_back(&mut self, m: T) {
+    pub fn push_back(&mut self, m: T) -> &mut T {
         let at = self.first + self.len;
-        match self.chunks.get_mut(at / CHUNK) {
-            Some(c) => c[at % CHUNK] = m,
-            None => self.push_chunk(m),
+        if self.chunks.len() <= at / CHUNK {
+            self.push_chunk(m);
         }
         self.len += 1;
+        let c = &mut self.chunks[at / CHUNK];
+        // SAFETY: at % CHUNK < CHUNK.
+        let slot = unsafe { c.get_unchecked_mut(at % CHUNK) };
+        *slot = m;
+        slot
     }
 
     /// A push that starts a chunk.
@@ -68,25 +74,46 @@ impl<T: Copy> Records<T> {
         self.chunks.push_back(c);
     }
 
-    #[inline(always)]
+    /// The oldest record, taken out (the tests' model of the queue).
+    #[cfg(test)]
     pub fn pop_front(&mut self) -> Option<T> {
+        let m = *self.front()?;
+        self.drop_front();
+        Some(m)
+    }
+
+    /// The oldest record, left in place.
+    #[inline(always)]
+    pub fn front(&self) -> Option<&T> {
         if self.len == 0 {
             return None;
         }
-        let m = self.chunks.front()?[self.first % CHUNK];
+        // SAFETY: len > 0: the front chunk exists and first < CHUNK.
+        Some(unsafe { self.chunks.front()?.get_unchecked(self.first % CHUNK) })
+    }
+
+    /// Forgets the oldest record (there is one).
+    #[inline(always)]
+    pub fn drop_front(&mut self) {
+        debug_assert!(self.len > 0);
         self.first += 1;
         self.len -= 1;
         if self.first == CHUNK || self.len == 0 {
-            // The chunk is done with (or the queue empty: start afresh).
-            if self.first == CHUNK || self.chunks.len() == 1 {
-                let c = self.chunks.pop_front();
-                if self.spare.is_none() {
-                    self.spare = c;
-                }
-            }
-            self.first = 0;
+            self.chunk_done();
         }
-        Some(m)
+    }
+
+    /// The front chunk is done with (or the queue empty: start afresh).
+    #[cold]
+    #[inline(never)]
+    fn chunk_done(&mut self) {
+        if self.first == CHUNK || self.chunks.len() == 1 {
+            let c = self.chunks.pop_front();
+            if self.spare.is_none() {
+                self.spare = c;
+            }
+        }
+        self.first = 0;
     }
 }
 

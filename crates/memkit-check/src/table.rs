@@ -7,6 +7,7 @@
 //! its own spin lock; all shards are taken around `fork`, so the child
 //! finds none held. The tables' memory comes from memkit's core.
 
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use memkit_alloc::lock::SpinLock;
 
 /// How the block was allocated (and must be freed).
@@ -21,6 +22,7 @@ pub enum State {
 
 /// One block's record.
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 pub struct Meta {
     /// The pointer the program holds (0: empty slot).
     pub user: usize,
@@ -33,13 +35,83 @@ pub struct Meta {
     pub free_stack: u32,
     pub alloc_thread: u32,
     pub free_thread: u32,
-    pub kind: Kind,
-    pub state: State,
-    /// A huge core block or a guarded mapping (tracked by address in
-    /// `block::BIG`).
-    pub big: bool,
-    /// A guarded mapping (`guard=`), not a core block.
-    pub guard: bool,
+    /// The [`Kind`] (bits 0-7), the [`State`] (bits 8-15), [`BIG`] and
+    /// [`GUARD`]: one word, written and read whole (four byte fields were
+    /// written one by one and then copied as one word with the record, a
+    /// store-forwarding stall on every free).
+    flags: u32,
+}
+
+/// A huge core block or a guarded mapping (tracked by address in
+/// `block::BIG`).
+const BIG: u32 = 1 << 16;
+/// A guarded mapping (`guard=`), not a core block.
+const GUARD: u32 = 1 << 17;
+
+impl Meta {
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub fn new(
+        user: usize,
+        start: usize,
+        end: usize,
+        size: usize,
+        alloc_stack: u32,
+        alloc_thread: u32,
+        kind: Kind,
+        big: bool,
+        guard: bool,
+    ) -> Self {
+        Meta {
+            user,
+            start,
+            end,
+            size,
+            alloc_stack,
+            free_stack: 0,
+            alloc_thread,
+            free_thread: 0,
+            flags: kind as u32
+                | (State::Live as u32) << 8
+                | if big { BIG } else { 0 }
+                | if guard { GUARD } else { 0 },
+        }
+    }
+
+    #[inline(always)]
+    pub fn kind(&self) -> Kind {
+        match self.flags & 0xff {
+            0 => Kind::Malloc,
+            1 => Kind::New,
+            _ => Kind::NewArray,
+        }
+    }
+
+    #[inline(always)]
+    pub fn state(&self) -> State {
+        if (self.flags >> 8) & 0xff == State::Quarantined as u32 {
+            State::Quarantined
+        } else {
+            State::Live
+        }
+    }
+
+    #[inline(always)]
+    pub fn set_state(&mut self, s: State) {
+        self.flags = (self.flags & !0xff00) | (s as u32) << 8;
+    }
+
+    /// A huge core block or a guarded mapping.
+    #[inline(always)]
+    pub fn big(&self) -> bool {
+        self.flags & BIG != 0
+    }
+
+    /// A guarded mapping.
+    #[inline(always)]
+    pub fn guard(&self) -> bool {
+        self.flags & GUARD != 0
+    }
 }
 
 const EMPTY: Meta = Meta {
@@ -51,10 +123,7 @@ const EMPTY: Meta = Meta {
     free_stack: 0,
     alloc_thread: 0,
     free_thread: 0,
-    kind: Kind::Malloc,
-    state: State::Live,
-    big: false,
-    guard: false,
+    flags: 0,
 };
 
 type Shard = SpinLock<Inner>;
@@ -73,6 +142,24 @@ static TABLE: [Shard; SHARDS] = [const {
     })
 }; SHARDS];
 
+/// Each shard's slots and their count, as of its last growth, readable
+/// without its lock: only for [`prefetch`] (a stale pair names memory that
+/// a prefetch may touch harmlessly; nothing is read through it).
+static HINT_AT: [AtomicUsize; SHARDS] = [const { AtomicUsize::new(0) }; SHARDS];
+static HINT_LEN: [AtomicUsize; SHARDS] = [const { AtomicUsize::new(0) }; SHARDS];
+
+/// Starts loading the slot where `user`'s record would be found, without
+/// the lock (a free prefetches it before its stack capture, so that the
+/// table's cache miss overlaps the walk).
+#[inline(always)]
+pub fn prefetch(user: usize) {
+    let i = shard_index(user);
+    let (at, n) = (HINT_AT[i].load(Relaxed), HINT_LEN[i].load(Relaxed));
+    if n != 0 {
+        crate::block::prefetch(at.wrapping_add(home(user, n) * core::mem::size_of::<Meta>()));
+    }
+}
+
 /// The shard of a 64 KiB region: blocks carved from one page share a
 /// shard (one lock, one table, for a thread working through its page).
 fn region(user: usize) -> u64 {
@@ -87,8 +174,12 @@ fn home(user: usize, n: usize) -> usize {
     ((region(user) >> 24) as usize).wrapping_add((user >> 4) & 0xfff) & (n - 1)
 }
 
+fn shard_index(user: usize) -> usize {
+    (region(user) >> 56) as usize % SHARDS
+}
+
 fn shard_of(user: usize) -> &'static Shard {
-    &TABLE[(region(user) >> 56) as usize % SHARDS]
+    &TABLE[shard_index(user)]
 }
 
 /// A held shard: the guard gives access to its records.
@@ -132,7 +223,7 @@ impl Guard {
     pub fn insert(&mut self, m: Meta) {
         let inner = self.inner();
         if (inner.len + 1) * 2 > inner.slots.len() {
-            grow(inner);
+            grow(inner, shard_index(m.user));
         }
         let n = inner.slots.len();
         let mut i = home(m.user, n);
@@ -193,13 +284,15 @@ impl Guard {
 
 #[cold]
 #[inline(never)]
-fn grow(inner: &mut Inner) {
+fn grow(inner: &mut Inner, shard: usize) {
     let n = (inner.slots.len() * 2).max(64);
     let old = core::mem::replace(&mut inner.slots, vec![EMPTY; n]);
     inner.len = 0;
     for o in old.into_iter().filter(|o| o.user != 0) {
         place(inner, o);
     }
+    HINT_AT[shard].store(inner.slots.as_ptr() as usize, Relaxed);
+    HINT_LEN[shard].store(n, Relaxed);
 }
 
 fn place(inner: &mut Inner, m: Meta) {
