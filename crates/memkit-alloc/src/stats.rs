@@ -72,12 +72,11 @@ impl HeapStats {
             allocated: self.huge_requested.load(Relaxed),
             in_use: 0,
         };
-        for bin in 0..NBINS {
-            let a = self.bin_allocs[bin].load(Relaxed);
-            let f = self.bin_frees[bin].load(Relaxed);
-            // The table, not `bin_size`: its division and shifts were 4% of
-            // glibc-thread's instructions (a sum every 8th slow path).
-            let size = BIN_BYTES[bin] as u64;
+        // The block-size table, not `bin_size`: its division and shifts
+        // were 4% of glibc-thread's instructions (a sum every 8th slow path).
+        let bins = self.bin_allocs.iter().zip(&self.bin_frees).zip(&BIN_BYTES);
+        for ((a, f), &size) in bins {
+            let (a, f, size) = (a.load(Relaxed), f.load(Relaxed), size as u64);
             s.allocs += a;
             s.frees += f;
             s.allocated += a.wrapping_mul(size);

@@ -108,8 +108,13 @@ pub(super) unsafe fn unkeep(h: *mut Heap, p: *mut Page) {
 pub(super) unsafe fn release_kept(h: *mut Heap, now: u64) {
     // SAFETY: kept pages are pages of h.
     unsafe {
-        while (*h).kept_count > 0 {
-            let p = (*h).kept[(*h).kept_count - 1];
+        // `free_page` and `unkeep` each take the last one off the list.
+        loop {
+            let n = (*h).kept_count;
+            if n == 0 {
+                break;
+            }
+            let p = (*h).kept[n - 1];
             // Empty: no block out, so none pending on its thread_free.
             if (*p).used == 0 && (*h).first[(*p).bin as usize] != p {
                 free_page(h, p, now);
@@ -165,7 +170,7 @@ pub unsafe fn free_remote(seg: *mut Segment, p: *mut Page, b: *mut u8) {
         let me = tls::heap();
         let bs = (*p).block_size;
         if me == empty_heap() {
-            count_orphan_free(bs as usize);
+            count_orphan_free(bs);
             return_remote(seg, p, b);
             return;
         }

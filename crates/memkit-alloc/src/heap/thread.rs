@@ -81,7 +81,7 @@ pub(super) fn process_init_once() {
 
 /// The key's value for a thread that has freed blocks but has no heap:
 /// its exit only flushes its pending counts.
-const ORPHAN_MARK: *mut c_void = 1 as *mut c_void;
+const ORPHAN_MARK: *mut c_void = core::ptr::dangling_mut::<c_void>();
 
 /// Makes the calling thread's exit flush its heapless frees (the key's value
 /// is [`ORPHAN_MARK`] until the thread gets a heap). Without the key, every
