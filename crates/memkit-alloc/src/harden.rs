@@ -286,29 +286,18 @@ unsafe extern "C" {
     fn abort() -> !;
 }
 
-/// What [`corrupt`] is told when the list head `b` itself lies where no
-/// block of its list can (a link decoded to it).
-pub const OUT_OF_PLACE: usize = usize::MAX;
-
-/// `malloc` found free block `b` corrupted: not tagged free (`link` 0),
-/// lying where its list cannot lead ([`OUT_OF_PLACE`]: the link that led
-/// to it was overwritten), or linking to `link` outside where its list may
-/// lead. Never returns; typed like `malloc` so that the fast path ends in a
-/// jump to it.
+/// `malloc` found the list head `b` corrupted: outside where its list can
+/// lead ([`Fault::BadHead`]: the link that led to it was overwritten) or
+/// not tagged free ([`Fault::NotFree`]). Never returns; typed like `malloc`
+/// so that the fast path ends in a jump to it.
 #[cold]
 #[inline(never)]
-pub fn corrupt(b: *mut Block, link: usize) -> *mut u8 {
+pub fn corrupt(b: *mut Block, what: Fault) -> *mut u8 {
     // `black_box` hides that this never returns: a call the optimiser
     // knows to be `noreturn` cannot be a jump, and the fast path would need
     // a stack frame for it.
     if core::hint::black_box(true) {
-        if link == 0 {
-            fault(Fault::NotFree, "malloc", b as *const u8, 0)
-        }
-        if link == OUT_OF_PLACE {
-            fault(Fault::BadHead, "malloc", b as *const u8, 0)
-        }
-        fault(Fault::BadLink, "malloc", b as *const u8, link)
+        fault(what, "malloc", b as *const u8, 0)
     }
     core::hint::black_box(core::ptr::null_mut())
 }

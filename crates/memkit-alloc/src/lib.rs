@@ -123,10 +123,10 @@ unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
                     // the tag test, and landing on a free block of another
                     // size takes knowing the key (see `harden`).
                     if !segment::is_small_segment(rb as *const u8) {
-                        return harden::corrupt(rb, harden::OUT_OF_PLACE);
+                        return harden::corrupt(rb, Fault::BadHead);
                     }
                     if !harden::is_tagged(rb) {
-                        return harden::corrupt(rb, 0);
+                        return harden::corrupt(rb, Fault::NotFree);
                     }
                     let next = next_of(rb);
                     (*rb).tag = 0;
@@ -150,7 +150,7 @@ unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
             }
             let next = match heap::take::<HARD>(p, b) {
                 Ok(n) => n,
-                Err(link) => return harden::corrupt(b, link),
+                Err(what) => return harden::corrupt(b, what),
             };
             (*p).free = next;
             // The next malloc of this size may read `next`'s link: start

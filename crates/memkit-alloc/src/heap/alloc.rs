@@ -25,8 +25,8 @@ pub(super) unsafe fn pop(p: *mut Page) -> *mut u8 {
         };
         match next {
             Ok(n) => (*p).free = n,
-            Err(link) => {
-                harden::corrupt(b, link);
+            Err(what) => {
+                harden::corrupt(b, what);
             }
         }
         (*p).used += 1;
@@ -52,7 +52,7 @@ pub(super) unsafe fn pop(p: *mut Page) -> *mut u8 {
 /// # Safety
 /// `b` is the (non-null) head of a list of `p`, owned by the caller.
 #[inline(always)]
-pub unsafe fn take<const HARD: bool>(p: *mut Page, b: *mut Block) -> Result<*mut Block, usize> {
+pub unsafe fn take<const HARD: bool>(p: *mut Page, b: *mut Block) -> Result<*mut Block, Fault> {
     // SAFETY: per the contract: `b` is read only once it is known to lie in
     // the page's carved part.
     unsafe {
@@ -60,10 +60,10 @@ pub unsafe fn take<const HARD: bool>(p: *mut Page, b: *mut Block) -> Result<*mut
             return Ok((*b).next);
         }
         if !(*p).covers(b as *const u8) {
-            return Err(harden::OUT_OF_PLACE);
+            return Err(Fault::BadHead);
         }
         if !harden::is_tagged(b) {
-            return Err(0);
+            return Err(Fault::NotFree);
         }
         let next = next_of(b);
         (*b).tag = 0;
