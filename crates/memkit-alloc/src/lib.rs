@@ -270,7 +270,7 @@ unsafe fn free_fast<const HARD: bool>(p: *mut u8) {
             // load is not merged with a later one across the store).
             let tag = harden::tag();
             if (*pg).flags == 0
-                && (!HARD || ((*pg).holds(p) && !harden::is_tagged_with(p as *const Block, tag)))
+                && (!HARD || ((*pg).holds(p) && !harden::was_freed_with(p as *const Block, tag)))
             {
                 let b = p as *mut Block;
                 if HARD {
@@ -319,7 +319,7 @@ unsafe fn free_not_local(h: *mut Heap, seg: *mut Segment, p: *mut u8) {
                 if !harden::on()
                     || (off < shared.carved.load(Relaxed) as usize
                         && harden::on_boundary(off, shared.bin as usize)
-                        && !harden::is_tagged(p as *const Block))
+                        && !harden::was_freed(p as *const Block))
                 {
                     if h == empty_heap() {
                         // A thread that never allocated (a consumer).
@@ -384,7 +384,7 @@ unsafe fn free_generic(seg: *mut Segment, p: *mut u8) {
                 count_huge_free();
             }
             Found::Small { pg, block, .. } => {
-                if harden::on() && harden::is_tagged(block as *const Block) {
+                if harden::on() && harden::was_freed(block as *const Block) {
                     harden::fault(Fault::DoubleFree, "free", block, 0);
                 }
                 let h = tls::heap();
@@ -524,7 +524,7 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
         match lookup(seg, p) {
             Found::Huge(h) => huge::usable(h),
             Found::Small { block, usable, .. } => {
-                if harden::on() && harden::is_tagged(block as *const Block) {
+                if harden::on() && harden::was_freed(block as *const Block) {
                     0
                 } else {
                     usable
@@ -548,7 +548,7 @@ unsafe fn check_realloc(p: *mut u8) {
     // SAFETY: an owned chunk.
     unsafe {
         match lookup(seg, p) {
-            Found::Small { block, .. } if harden::is_tagged(block as *const Block) => {
+            Found::Small { block, .. } if harden::was_freed(block as *const Block) => {
                 harden::fault(Fault::DoubleFree, "realloc", p, 0)
             }
             Found::Bad(f, d) => harden::fault(f, "realloc", p, d),
