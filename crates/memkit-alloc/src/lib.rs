@@ -259,64 +259,68 @@ unsafe fn free_fast<const HARD: bool>(p: *mut u8) {
     // descriptor of p's span. `holds` proves p is a carved block start
     // before its words are read.
     unsafe {
-        let ours =
-            // The hints are compared without a jump between them (which
-            // of the two matches is a coin toss).
-            ((seg as usize == (*h).seg_hint[0]) | (seg as usize == (*h).seg_hint[1]))
-                || (segment::is_owned(seg as usize) && (*seg).heap == h);
-        if ours {
-            let pg = Segment::page_of(seg, p);
-            // One load of the tag for the test and the store (an atomic
-            // load is not merged with a later one across the store).
-            let tag = harden::tag();
-            if (*pg).flags == 0
-                && (!HARD || ((*pg).holds(p) && !harden::was_freed_with(p as *const Block, tag)))
-            {
-                let b = p as *mut Block;
-                if HARD {
-                    harden::set_free_with(b, (*pg).free, tag);
-                } else {
-                    (*b).next = (*pg).free;
-                }
-                (*pg).free = b;
-                let used = (*pg).used - 1;
-                (*pg).used = used;
-                let bin = (*pg).bin as usize;
-                (*h).stats.free(bin);
-                // An empty page goes back to its segment unless it is the
-                // bin's current page (malloc/free pairs would thrash it).
-                if used == 0 && *(*h).first.get_unchecked(bin) != pg {
-                    heap::retire(h, pg);
-                }
+        // The hints are compared without a jump between them (which of the
+        // two matches is a coin toss).
+        let hinted = (seg as usize == (*h).seg_hint[0]) | (seg as usize == (*h).seg_hint[1]);
+        if !hinted {
+            if !segment::is_owned(seg as usize) {
+                free_unowned(p);
+                return;
+            }
+            if (*seg).heap != h {
+                free_other_heap::<HARD>(h, seg, p);
                 return;
             }
         }
-        free_not_local(h, seg, p);
+        let pg = Segment::page_of(seg, p);
+        // One load of the tag for the test and the store (an atomic
+        // load is not merged with a later one across the store).
+        let tag = harden::tag();
+        if (*pg).flags == 0
+            && (!HARD || ((*pg).holds(p) && !harden::was_freed_with(p as *const Block, tag)))
+        {
+            let b = p as *mut Block;
+            if HARD {
+                harden::set_free_with(b, (*pg).free, tag);
+            } else {
+                (*b).next = (*pg).free;
+            }
+            (*pg).free = b;
+            let used = (*pg).used - 1;
+            (*pg).used = used;
+            let bin = (*pg).bin as usize;
+            (*h).stats.free(bin);
+            // An empty page goes back to its segment unless it is the
+            // bin's current page (malloc/free pairs would thrash it).
+            if used == 0 && *(*h).first.get_unchecked(bin) != pg {
+                heap::retire(h, pg);
+            }
+            return;
+        }
+        free_generic(seg, p)
     }
 }
 
-/// The rest of `free`: foreign, huge, remote, or a page needing the slow path.
-/// A block of another heap's ordinary page (the common case: a block
-/// allocated on another thread) is handled here without further calls.
+/// The rest of `free` for a block in a segment memkit owns but the calling
+/// thread's heap does not (its `free_fast` proved both, so neither is
+/// tested again): a block of another heap's ordinary page (the common case:
+/// a block allocated on another thread) is handled here without further
+/// calls; huge blocks, aligned pages and invalid pointers go to
+/// [`free_generic`].
 #[cold]
 #[inline(never)]
-unsafe fn free_not_local(h: *mut Heap, seg: *mut Segment, p: *mut u8) {
-    if !segment::is_owned(seg as usize) {
-        // SAFETY: forwarded.
-        unsafe { free_unowned(p) };
-        return;
-    }
+unsafe fn free_other_heap<const HARD: bool>(h: *mut Heap, seg: *mut Segment, p: *mut u8) {
     // SAFETY: an owned chunk starts with a mapped header; for a small
     // segment, page_of_shared finds the descriptor of p's span (the header
     // slice and free slices have FLAG_NO_PAGE). Only the descriptor's shared
     // line is read: the owner writes the other one on every call.
     unsafe {
-        if (*seg).kind == KIND_SMALL && (*seg).heap != h {
+        if (*seg).kind == KIND_SMALL {
             let pg = Segment::page_of_shared(seg, p);
             let shared = &(*pg).shared;
             if shared.flags & (FLAG_ALIGNED | FLAG_NO_PAGE) == 0 && p >= shared.start {
                 let off = p as usize - shared.start as usize;
-                if !harden::on()
+                if !HARD
                     || (off < shared.carved.load(Relaxed) as usize
                         && harden::on_boundary(off, shared.bin as usize)
                         && !harden::was_freed(p as *const Block))
