@@ -252,16 +252,14 @@ pub unsafe fn free(p: *mut u8) {
 unsafe fn free_fast<const HARD: bool>(p: *mut u8) {
     let seg = Segment::of(p);
     let h = tls::heap();
-    // SAFETY: the hint is one of our heap's segments (never a huge chunk,
-    // never a 4 MiB-aligned value when unset), so a match proves ownership
-    // without the bitmap; otherwise an owned chunk starts with a mapped
+    // SAFETY: a `seg_mine` slot holds one of our heap's segments (never a
+    // huge chunk, never a 4 MiB-aligned value when unset), so a match proves
+    // ownership without the bitmap; otherwise an owned chunk starts with a mapped
     // header, and for a small segment owned by our heap, page_of finds the
     // descriptor of p's span. `holds` proves p is a carved block start
     // before its words are read.
     unsafe {
-        // The hints are compared without a jump between them (which of the
-        // two matches is a coin toss).
-        let hinted = (seg as usize == (*h).seg_hint[0]) | (seg as usize == (*h).seg_hint[1]);
+        let hinted = *(*h).seg_mine.get_unchecked(heap::mine_slot(seg as usize)) == seg as usize;
         if !hinted {
             if !segment::is_owned(seg as usize) {
                 free_unowned(p);
@@ -755,16 +753,16 @@ pub fn small_block_of(addr: usize) -> Option<(*mut u8, usize)> {
 /// segment, or the first chunks of a huge block): a word there can be read
 /// without faulting. For front-ends that keep a header before each block
 /// and must look at a pointer before knowing it is theirs (the profiler).
-/// The calling thread's segment hints are tried first (as `free` does):
-/// most blocks a thread frees are from one of them.
+/// The calling thread's own segments are tried first (as `free` does):
+/// most blocks a thread frees are in one of them.
 #[inline(always)]
 pub fn in_block_memory(addr: usize) -> bool {
     let chunk = addr & !(segment::SEGMENT_SIZE - 1);
     let h = tls::heap();
     // SAFETY: the calling thread's heap (or the empty sentinel), always
-    // readable; a hint is a small segment of that heap, mapped, and is
+    // readable; a `seg_mine` slot is a small segment of that heap, mapped,
     // unset before the segment goes (heap::alloc), never a huge chunk.
-    let hinted = unsafe { (chunk == (*h).seg_hint[0]) | (chunk == (*h).seg_hint[1]) };
+    let hinted = unsafe { *(*h).seg_mine.get_unchecked(heap::mine_slot(chunk)) == chunk };
     hinted || segment::is_owned(chunk) || segment::is_interior(chunk)
 }
 
