@@ -37,7 +37,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use harden::{next_of, Fault};
 use heap::{empty_heap, Heap};
-use page::{Block, FLAG_ALIGNED, FLAG_NO_PAGE};
+use page::{Block, FLAG_ALIGNED, FLAG_FULL, FLAG_NO_PAGE};
 use segment::{Segment, KIND_HUGE, KIND_SMALL, SLICE_SIZE};
 use size_class::{bin_of, bin_size, BIN_BYTES, MEDIUM_MAX, SMALL_BIN, SMALL_FAST_MAX};
 use stats::{bump, Stats, GLOBAL};
@@ -513,10 +513,38 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
 /// # Safety
 /// `p` must be null, a live block, or a pointer memkit never handed out.
 pub unsafe fn usable_size(p: *mut u8) -> usize {
+    let seg = Segment::of(p);
+    let h = tls::heap();
+    // SAFETY: a `seg_mine` slot holds one of our heap's small segments (not
+    // null: a null `p` falls through), whose descriptors page_of reads;
+    // `holds` proves p a carved block start before its tag word is read.
+    // Blocks of full pages qualify; aligned pages (interior pointers are
+    // theirs) and everything else take the general path.
+    unsafe {
+        if *(*h).seg_mine.get_unchecked(heap::mine_slot(seg as usize)) == seg as usize {
+            let pg = Segment::page_of(seg, p);
+            if (*pg).flags & !FLAG_FULL == 0 && (*pg).holds(p) {
+                if harden::on() && harden::was_freed(p as *const Block) {
+                    return 0;
+                }
+                return (*pg).block_size;
+            }
+        }
+        usable_size_general(seg, p)
+    }
+}
+
+/// [`usable_size`] of any pointer: huge blocks, other heaps' blocks,
+/// aligned pages, foreign and invalid pointers.
+///
+/// # Safety
+/// As [`usable_size`]; `seg` is `Segment::of(p)`.
+#[cold]
+#[inline(never)]
+unsafe fn usable_size_general(seg: *mut Segment, p: *mut u8) -> usize {
     if p.is_null() {
         return 0;
     }
-    let seg = Segment::of(p);
     // SAFETY: owned chunks have mapped headers.
     unsafe {
         if !segment::is_owned(seg as usize) {
