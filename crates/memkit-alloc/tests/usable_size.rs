@@ -33,6 +33,7 @@ fn own_blocks_live_interior_freed() {
                 assert_eq!(usable_size(p), 0, "malloc({size}) after free");
             }
         }
+        // SAFETY: null is a valid argument.
         assert_eq!(unsafe { usable_size(core::ptr::null_mut()) }, 0);
     });
 }
