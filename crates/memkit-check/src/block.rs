@@ -515,7 +515,7 @@ pub fn block_report(
         thread: tls::tid(),
         stack,
         alloc_stack: m.alloc_stack,
-        alloc_thread: m.alloc_thread,
+        alloc_thread: m.alloc_thread(),
         free_stack: if m.state() == State::Quarantined {
             m.free_stack
         } else {
