@@ -637,7 +637,8 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
     table::prefetch(p);
     let stack = stacks::of_free(regs);
     let tid = tls::tid();
-    let Some(m) = tls::inside(|| table::shard(p).remove(p)) else {
+    let mut slot = core::mem::MaybeUninit::uninit();
+    if !tls::inside(|| table::shard(p).remove_into(p, &mut slot)) {
         match tls::inside(|| containing(p)) {
             Some(m) if m.state() == State::Quarantined && m.user == p => {
                 report::emit(block_report(
@@ -651,7 +652,9 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
             _ => invalid_free(p, func, stack),
         }
         return;
-    };
+    }
+    // SAFETY: remove_into found the record and wrote it.
+    let m = unsafe { slot.assume_init_ref() };
     // Reports made here are about the free itself: its stack is `stack`,
     // and the record still reads as live (no "freed at").
     if m.kind() != kind {
@@ -661,13 +664,13 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
                 "allocated with {}, freed with {func}",
                 m.kind().alloc_name()
             ),
-            &m,
+            m,
             p,
             stack,
         ));
     }
-    check_zones(&m, &|| format!("when {func} was called"), stack);
-    retire(&m, stack, tid);
+    check_zones(m, &|| format!("when {func} was called"), stack);
+    retire(m, stack, tid);
 }
 
 /// A free of something that is no block: say what it is.

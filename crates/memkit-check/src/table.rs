@@ -257,12 +257,18 @@ impl Guard {
         }
     }
 
-    /// Removes the record of `user`.
-    pub fn remove(&mut self, user: usize) -> Option<Meta> {
-        let mut i = self.find(user)?;
+    /// Removes the record of `user`, moving it into `out` (written only
+    /// when found):
+    /// one copy of the record, where an `Option<Meta>` returned through
+    /// the callers' closures was copied three times on every free.
+    #[inline(always)]
+    pub fn remove_into(&mut self, user: usize, out: &mut core::mem::MaybeUninit<Meta>) -> bool {
+        let Some(mut i) = self.find(user) else {
+            return false;
+        };
         let inner = self.inner();
         let n = inner.slots.len();
-        let out = inner.slots[i];
+        out.write(inner.slots[i]);
         inner.slots[i] = EMPTY;
         inner.len -= 1;
         // Backward shift: pull later members of the run into the hole.
@@ -286,7 +292,7 @@ impl Guard {
                 i = j;
             }
         }
-        Some(out)
+        true
     }
 
     /// Every record of the shard.
