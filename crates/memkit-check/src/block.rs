@@ -133,9 +133,10 @@ static SINCE_WALK: AtomicUsize = AtomicUsize::new(0);
 static WALKING: AtomicBool = AtomicBool::new(false);
 
 /// Fills `[p, p + n)` with `byte`: short ranges (red zones, small blocks)
-/// by 16-byte stores here, the last one overlapping its neighbour, longer
-/// ones by `memset` (as the checker's own call, which the interceptor
-/// passes straight on).
+/// by 16-byte stores here, as many from each end as the length needs (two
+/// up to 32 bytes, four up to 64, eight up to 128: no loop, the stores from
+/// the two ends overlapping in the middle), longer ones by `memset` (as the
+/// checker's own call, which the interceptor passes straight on).
 #[inline(always)]
 fn fill(p: usize, byte: u8, n: usize) {
     if n > 128 {
@@ -143,16 +144,24 @@ fn fill(p: usize, byte: u8, n: usize) {
         return unsafe { core::ptr::write_bytes(p as *mut u8, byte, n) };
     }
     if n >= 16 {
-        // SAFETY: as above: unaligned stores inside the range, the last
-        // at n - 16 >= 0; SSE2 is part of x86_64.
+        // SAFETY: as above: unaligned stores inside the range (from p up
+        // to p + min(n, 64), and from p + n - min(n, 64) up to p + n);
+        // SSE2 is part of x86_64.
         unsafe {
             let v = _mm_set1_epi8(byte as i8);
-            let mut i = 0;
-            while i + 16 < n {
-                _mm_storeu_si128((p + i) as *mut __m128i, v);
-                i += 16;
+            let (a, b) = (p, p + n - 16);
+            _mm_storeu_si128(a as *mut __m128i, v);
+            _mm_storeu_si128(b as *mut __m128i, v);
+            if n > 32 {
+                _mm_storeu_si128((a + 16) as *mut __m128i, v);
+                _mm_storeu_si128((b - 16) as *mut __m128i, v);
+                if n > 64 {
+                    _mm_storeu_si128((a + 32) as *mut __m128i, v);
+                    _mm_storeu_si128((a + 48) as *mut __m128i, v);
+                    _mm_storeu_si128((b - 32) as *mut __m128i, v);
+                    _mm_storeu_si128((b - 48) as *mut __m128i, v);
+                }
             }
-            _mm_storeu_si128((p + n - 16) as *mut __m128i, v);
         }
         return;
     }
@@ -172,26 +181,31 @@ fn fill(p: usize, byte: u8, n: usize) {
 }
 
 /// Whether every byte of `[p, p + n)` is `byte`: unaligned 16-byte loads
-/// compared and AND-ed together, the last one overlapping its neighbour,
-/// one branch at the end (a 16-byte red zone costs one load).
-/// [`first_not`] finds the byte once this says something differs.
+/// compared and AND-ed together, one branch at the end (a 16-byte red zone
+/// costs one load); up to 128 bytes as [`fill`] stores them (no loop),
+/// longer ranges a load every 16 bytes, the last one overlapping its
+/// neighbour. [`first_not`] finds the byte once this says something
+/// differs.
 #[inline(always)]
 fn all_eq(p: usize, byte: u8, n: usize) -> bool {
+    if n > 128 {
+        return all_eq_long(p, byte, n);
+    }
     if n >= 16 {
         // SAFETY: callers pass ranges inside blocks they own: unaligned
-        // loads inside the range, the last at n - 16 >= 0; SSE2 is part
-        // of x86_64.
+        // loads inside the range, as fill's stores; SSE2 is part of x86_64.
         unsafe {
             let v = _mm_set1_epi8(byte as i8);
-            let mut same = _mm_set1_epi8(-1);
-            let mut i = 0;
-            while i + 16 < n {
-                let w = _mm_loadu_si128((p + i) as *const __m128i);
-                same = _mm_and_si128(same, _mm_cmpeq_epi8(w, v));
-                i += 16;
+            let eq = |at: usize| _mm_cmpeq_epi8(_mm_loadu_si128(at as *const __m128i), v);
+            let (a, b) = (p, p + n - 16);
+            let mut same = _mm_and_si128(eq(a), eq(b));
+            if n > 32 {
+                same = _mm_and_si128(same, _mm_and_si128(eq(a + 16), eq(b - 16)));
+                if n > 64 {
+                    same = _mm_and_si128(same, _mm_and_si128(eq(a + 32), eq(a + 48)));
+                    same = _mm_and_si128(same, _mm_and_si128(eq(b - 32), eq(b - 48)));
+                }
             }
-            let w = _mm_loadu_si128((p + n - 16) as *const __m128i);
-            same = _mm_and_si128(same, _mm_cmpeq_epi8(w, v));
             return _mm_movemask_epi8(same) == 0xffff;
         }
     }
@@ -212,6 +226,27 @@ fn all_eq(p: usize, byte: u8, n: usize) -> bool {
         diff |= unsafe { *((p + i) as *const u8) } ^ byte;
     }
     diff == 0
+}
+
+/// [`all_eq`] of more than 128 bytes (the whole-block checks at exit, a
+/// larger `free_check`).
+#[inline(never)]
+fn all_eq_long(p: usize, byte: u8, n: usize) -> bool {
+    // SAFETY: callers pass ranges inside blocks they own: unaligned loads
+    // inside the range, the last at n - 16 >= 0; SSE2 is part of x86_64.
+    unsafe {
+        let v = _mm_set1_epi8(byte as i8);
+        let mut same = _mm_set1_epi8(-1);
+        let mut i = 0;
+        while i + 16 < n {
+            let w = _mm_loadu_si128((p + i) as *const __m128i);
+            same = _mm_and_si128(same, _mm_cmpeq_epi8(w, v));
+            i += 16;
+        }
+        let w = _mm_loadu_si128((p + n - 16) as *const __m128i);
+        same = _mm_and_si128(same, _mm_cmpeq_epi8(w, v));
+        _mm_movemask_epi8(same) == 0xffff
+    }
 }
 
 /// The first byte of `[p, p + n)` that is not `byte`.
