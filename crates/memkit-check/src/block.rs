@@ -135,13 +135,13 @@ static WALKING: AtomicBool = AtomicBool::new(false);
 /// Fills `[p, p + n)` with `byte`: short ranges (red zones, small blocks)
 /// by 16-byte stores here, as many from each end as the length needs (two
 /// up to 32 bytes, four up to 64, eight up to 128: no loop, the stores from
-/// the two ends overlapping in the middle), longer ones by `memset` (as the
-/// checker's own call, which the interceptor passes straight on).
+/// the two ends overlapping in the middle), longer ones by glibc's `memset`
+/// (called directly, not through the checker's `memset` export).
 #[inline(always)]
 fn fill(p: usize, byte: u8, n: usize) {
     if n > 128 {
-        // SAFETY: callers pass ranges inside blocks they own.
-        return unsafe { core::ptr::write_bytes(p as *mut u8, byte, n) };
+        // Callers pass ranges inside blocks they own.
+        return crate::intercept::own_memset(p as *mut u8, byte, n);
     }
     if n >= 16 {
         // SAFETY: as above: unaligned stores inside the range (from p up
