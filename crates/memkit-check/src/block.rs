@@ -855,9 +855,10 @@ fn evict(q: &mut Quarantine, bound: usize, out: &mut Evicted) -> bool {
         let Some(old) = q.q.front() else {
             break;
         };
-        total = total.saturating_sub(footprint(old));
+        let s = footprint(old);
+        total = total.saturating_sub(s);
         out.push(*old);
-        q.drop_oldest();
+        q.drop_oldest_of(s);
     }
     if let Some(next) = q.q.front() {
         // The block the next eviction checks: its lines, cold since its
@@ -888,6 +889,12 @@ impl Quarantine {
     #[inline(always)]
     fn drop_oldest(&mut self) {
         let s = self.q.front().map_or(0, footprint);
+        self.drop_oldest_of(s);
+    }
+
+    /// [`Self::drop_oldest`] of a record whose footprint is `s`.
+    #[inline(always)]
+    fn drop_oldest_of(&mut self, s: usize) {
         self.q.drop_front();
         self.head += 1;
         self.bytes -= s;
