@@ -389,8 +389,9 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         });
         return null_mut();
     }
+    let o = options::get();
     let mut left = LEFT.max(align);
-    let guarded = if guard::wanted(size, align) {
+    let guarded = if guard::wanted(o, size, align) {
         guard::map(size, left)
     } else {
         None
@@ -424,13 +425,12 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         ((start + 8) as *mut u64).write((left as u64) << 33);
     }
     fill(start + HEADER, LEFT_CANARY, left - HEADER);
-    let o = options::get();
     if zero {
         fill(user, 0, size);
     } else {
         fill(user, o.alloc_fill, size.min(o.max_fill));
     }
-    let stack = stacks::of_alloc(regs);
+    let stack = stacks::of_alloc(o, regs);
     let (end, big) = match guarded {
         Some((_, end)) => (end, true),
         None => core_end(start, left + size + RIGHT_MIN, align),
@@ -670,7 +670,8 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
     }
     let p = p as usize;
     table::prefetch(p);
-    let stack = stacks::of_free(regs);
+    let o = options::get();
+    let stack = stacks::of_free(o, regs);
     let tid = tls::tid();
     let mut slot = core::mem::MaybeUninit::uninit();
     if !tls::inside(|| table::shard(p).remove_into(p, &mut slot)) {
@@ -705,7 +706,7 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
         ));
     }
     check_zones(m, &|| format!("when {func} was called"), stack);
-    retire(m, stack, tid);
+    retire(o, m, stack, tid);
 }
 
 /// A free of something that is no block: say what it is.
@@ -759,8 +760,7 @@ fn quarantine_bound(o: &options::Options) -> usize {
 /// the oldest blocks beyond the quarantine's size; `stack` and `tid`: the
 /// free's (set in the queued record, not on a copy of it: a byte written
 /// just before a 64-byte record is copied stalls the copy).
-fn retire(m: &Meta, stack: StackId, tid: u32) {
-    let o = options::get();
+fn retire(o: &options::Options, m: &Meta, stack: StackId, tid: u32) {
     if !m.guard() {
         fill(m.user, o.free_fill, m.size.min(o.max_fill));
     }
@@ -794,7 +794,7 @@ fn retire(m: &Meta, stack: StackId, tid: u32) {
     });
     loop {
         for m in evicted.take() {
-            release(m, false);
+            release(o, m, false);
         }
         if !over {
             break;
@@ -918,8 +918,7 @@ impl Quarantine {
 /// filled byte (at exit); otherwise the first and last `free_check` bytes
 /// (the rest was filled too, so a stale read still sees the pattern, but
 /// reading a cold block back whole is most of the checker's cost).
-fn release(m: &Meta, full: bool) {
-    let o = options::get();
+fn release(o: &options::Options, m: &Meta, full: bool) {
     let n = if m.guard() { 0 } else { m.size.min(o.max_fill) };
     let bad = if full || n <= 2 * o.free_check {
         first_not(m.user, o.free_fill, n)
@@ -1004,7 +1003,7 @@ pub fn drain_quarantine() {
                 n
             });
             for m in batch.iter().flatten() {
-                release(m, true);
+                release(options::get(), m, true);
             }
             if n < BATCH {
                 break;
