@@ -135,13 +135,11 @@ static WALKING: AtomicBool = AtomicBool::new(false);
 /// Fills `[p, p + n)` with `byte`: short ranges (red zones, small blocks)
 /// by 16-byte stores here, as many from each end as the length needs (two
 /// up to 32 bytes, four up to 64, eight up to 128: no loop, the stores from
-/// the two ends overlapping in the middle), longer ones by glibc's `memset`
-/// (called directly, not through the checker's `memset` export).
+/// the two ends overlapping in the middle), longer ones by [`fill_long`].
 #[inline(always)]
 fn fill(p: usize, byte: u8, n: usize) {
     if n > 128 {
-        // Callers pass ranges inside blocks they own.
-        return crate::intercept::own_memset(p as *mut u8, byte, n);
+        return fill_long(p, byte, n);
     }
     if n >= 16 {
         // SAFETY: as above: unaligned stores inside the range (from p up
@@ -226,6 +224,62 @@ fn all_eq(p: usize, byte: u8, n: usize) -> bool {
         diff |= unsafe { *((p + i) as *const u8) } ^ byte;
     }
     diff == 0
+}
+
+/// [`fill`] of more than 128 bytes: up to 32 KiB by 32-byte AVX2 stores
+/// where the CPU has them (128 bytes a step, the last step ending at the
+/// range's end), else and above by glibc's `memset` (called directly, not
+/// through the checker's export). glibc writes 2 KiB and more with
+/// `rep stosb`: on this machine's AMD EPYC a 4 KiB malloc/free pair, whose
+/// two 4 KiB fills are two thirds of its time, took 0.26 s for 2M pairs
+/// that way, 0.21 s with glibc's own AVX2 stores (its
+/// `x86_rep_stosb_threshold` raised) and 0.27 s with 16-byte SSE2 stores.
+#[inline(never)]
+fn fill_long(p: usize, byte: u8, n: usize) {
+    if n <= 32 << 10 && has_avx2() {
+        // SAFETY: the CPU has AVX2; the range is the caller's (n > 128).
+        return unsafe { fill_avx2(p, byte, n) };
+    }
+    // Callers pass ranges inside blocks they own.
+    crate::intercept::own_memset(p as *mut u8, byte, n)
+}
+
+/// Whether the CPU has AVX2 (asked once).
+#[inline(always)]
+fn has_avx2() -> bool {
+    static AVX2: AtomicU32 = AtomicU32::new(0);
+    match AVX2.load(Relaxed) {
+        0 => {
+            let yes = std::arch::is_x86_feature_detected!("avx2");
+            AVX2.store(if yes { 1 } else { 2 }, Relaxed);
+            yes
+        }
+        v => v == 1,
+    }
+}
+
+/// # Safety
+/// The CPU has AVX2; `[p, p + n)` (n > 128) is the caller's to write.
+#[target_feature(enable = "avx2")]
+unsafe fn fill_avx2(p: usize, byte: u8, n: usize) {
+    use core::arch::x86_64::{__m256i, _mm256_set1_epi8, _mm256_storeu_si256};
+    // SAFETY: unaligned stores inside the range, the last group at
+    // n - 128 >= 0.
+    unsafe {
+        let v = _mm256_set1_epi8(byte as i8);
+        let four = |at: usize| {
+            _mm256_storeu_si256(at as *mut __m256i, v);
+            _mm256_storeu_si256((at + 32) as *mut __m256i, v);
+            _mm256_storeu_si256((at + 64) as *mut __m256i, v);
+            _mm256_storeu_si256((at + 96) as *mut __m256i, v);
+        };
+        let mut i = 0;
+        while i + 128 < n {
+            four(p + i);
+            i += 128;
+        }
+        four(p + n - 128);
+    }
 }
 
 /// [`all_eq`] of more than 128 bytes (the whole-block checks at exit, a
