@@ -388,7 +388,8 @@ fn right_zone(m: &Meta) -> (usize, usize) {
 /// which it finds the same way (a table by `(total + 15) / 16`): the end
 /// of the block is its start plus this, without `small_block_of`'s page
 /// lookup and division (40 instructions of every malloc).
-static BLOCK_SIZE: [AtomicU32; MEMO_MAX / 16 + 1] = [const { AtomicU32::new(0) }; MEMO_MAX / 16 + 1];
+static BLOCK_SIZE: [AtomicU32; MEMO_MAX / 16 + 1] =
+    [const { AtomicU32::new(0) }; MEMO_MAX / 16 + 1];
 const MEMO_MAX: usize = 32 << 10;
 
 /// The end of the core block at `start` (from `malloc(total)`, or
@@ -401,7 +402,10 @@ fn core_end(start: usize, total: usize, align: usize) -> (usize, bool) {
     if let Some(bs) = memo {
         let bs = bs.load(Relaxed) as usize;
         if bs != 0 {
-            debug_assert_eq!(memkit_alloc::small_block_of(start), Some((start as *mut u8, bs)));
+            debug_assert_eq!(
+                memkit_alloc::small_block_of(start),
+                Some((start as *mut u8, bs))
+            );
             return (start + bs, false);
         }
     }
