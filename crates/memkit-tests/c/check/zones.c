@@ -22,6 +22,18 @@ static size_t size_at(int i) {
 
 #define SIZES (300 + 13)
 
+/* Whether the first m bytes of p (a block of n) are all `byte`; prints
+ * the first that is not. */
+static int all_are(volatile unsigned char *p, size_t m, unsigned byte, const char *fill,
+                   size_t n) {
+    for (size_t j = 0; j < m; j++)
+        if (p[j] != byte) {
+            printf("BAD %s fill size %zu byte %zu: %#x\n", fill, n, j, p[j]);
+            return 0;
+        }
+    return 1;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
     const char *c = argv[1];
@@ -32,28 +44,14 @@ int main(int argc, char **argv) {
         if (!p) return 3;
         /* Both fills stop at max_fill, 64 KiB by default. */
         size_t m = n < 65536 ? n : 65536;
-        if (strcmp(c, "clean") == 0) {
-            for (size_t j = 0; j < m; j++)
-                if (p[j] != 0xbe) {
-                    printf("BAD alloc fill size %zu byte %zu: %#x\n", n, j, p[j]);
-                    bad = 1;
-                    break;
-                }
-        }
+        if (strcmp(c, "clean") == 0) bad |= !all_are(p, m, 0xbe, "alloc", n);
         for (size_t j = 0; j < n; j++) p[j] = (unsigned char)(j + 1);
         if (strcmp(c, "past-end") == 0) p[n] = 1;
         if (strcmp(c, "before-start") == 0) p[-1] = 1;
         free((void *)p);
-        if (strcmp(c, "clean") == 0) {
-            /* A stale read, which the default mode does not report: the
-             * free pattern, over the whole block. */
-            for (size_t j = 0; j < m; j++)
-                if (p[j] != 0xdf) {
-                    printf("BAD free fill size %zu byte %zu: %#x\n", n, j, p[j]);
-                    bad = 1;
-                    break;
-                }
-        }
+        /* A stale read, which the default mode does not report: the free
+         * pattern, over the whole block. */
+        if (strcmp(c, "clean") == 0) bad |= !all_are(p, m, 0xdf, "free", n);
         if (strcmp(c, "after-free") == 0) {
             p[0] = 1;
             p[n - 1] = 1;
