@@ -24,10 +24,11 @@ pub const PAGE: usize = 4096;
 static SAMPLE_COUNTER: AtomicU64 = AtomicU64::new(0);
 static WARNED: AtomicBool = AtomicBool::new(false);
 
-/// Whether this allocation is to be guarded.
-pub fn wanted(size: usize, align: usize) -> bool {
-    let o = options::get();
-    if align > PAGE || size > o.guard_max {
+/// Whether this allocation is to be guarded (under options `o`; the mode
+/// first: the default has none).
+#[inline(always)]
+pub fn wanted(o: &options::Options, size: usize, align: usize) -> bool {
+    if matches!(o.guard, Guard::None) || align > PAGE || size > o.guard_max {
         return false;
     }
     match o.guard {

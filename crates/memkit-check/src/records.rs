@@ -20,7 +20,16 @@ pub struct Records<T> {
     len: usize,
     /// An emptied chunk, kept for the next one needed.
     spare: Option<Box<[T; CHUNK]>>,
+    /// The records of the front and back chunks (null while there are
+    /// none): a push and a look at the oldest record go straight to them,
+    /// not through the `VecDeque`'s index arithmetic.
+    front: *mut T,
+    back: *mut T,
 }
+
+// SAFETY: `front` and `back` point into chunks the queue owns (and moves
+// with it); nothing else holds them.
+unsafe impl<T: Send> Send for Records<T> {}
 
 impl<T: Copy> Records<T> {
     pub const fn new() -> Self {
@@ -29,6 +38,8 @@ impl<T: Copy> Records<T> {
             first: 0,
             len: 0,
             spare: None,
+            front: core::ptr::null_mut(),
+            back: core::ptr::null_mut(),
         }
     }
 
@@ -54,9 +65,10 @@ impl<T: Copy> Records<T> {
             self.push_chunk(m);
         }
         self.len += 1;
-        let c = &mut self.chunks[at / CHUNK];
-        // SAFETY: at % CHUNK < CHUNK.
-        let slot = unsafe { c.get_unchecked_mut(at % CHUNK) };
+        // SAFETY: the chunks cover [0, first + len) and end with the chunk
+        // holding `at`: the back one, whose records `back` points to;
+        // at % CHUNK < CHUNK.
+        let slot = unsafe { &mut *self.back.add(at % CHUNK) };
         *slot = m;
         slot
     }
@@ -71,6 +83,10 @@ impl<T: Copy> Records<T> {
             v.try_into().ok().expect("a chunk")
         });
         c[0] = m;
+        self.back = c.as_mut_ptr();
+        if self.chunks.is_empty() {
+            self.front = self.back;
+        }
         self.chunks.push_back(c);
     }
 
@@ -88,8 +104,9 @@ impl<T: Copy> Records<T> {
         if self.len == 0 {
             return None;
         }
-        // SAFETY: len > 0: the front chunk exists and first < CHUNK.
-        Some(unsafe { self.chunks.front()?.get_unchecked(self.first % CHUNK) })
+        // SAFETY: len > 0: the front chunk exists (`front` points to its
+        // records) and first < CHUNK.
+        Some(unsafe { &*self.front.add(self.first) })
     }
 
     /// Forgets the oldest record (there is one).
@@ -114,6 +131,10 @@ impl<T: Copy> Records<T> {
             }
         }
         self.first = 0;
+        match self.chunks.front_mut() {
+            Some(c) => self.front = c.as_mut_ptr(),
+            None => (self.front, self.back) = (core::ptr::null_mut(), core::ptr::null_mut()),
+        }
     }
 }
 

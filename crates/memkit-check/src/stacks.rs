@@ -29,26 +29,24 @@ pub fn at(regs: unwind::Regs) -> StackId {
 }
 
 /// An allocation's stack, from `regs` (reusing the thread's last
-/// allocation walk where it still holds).
+/// allocation walk where it still holds), under options `o`.
 #[inline(always)]
-pub fn of_alloc(regs: unwind::Regs) -> StackId {
-    with_walk(regs, &tls::me().alloc_walk)
+pub fn of_alloc(o: &options::Options, regs: unwind::Regs) -> StackId {
+    with_walk(regs, o.stack_depth, &tls::me().alloc_walk)
 }
 
 /// A free's stack, from `regs` (reusing the thread's last free walk).
 #[inline(always)]
-pub fn of_free(regs: unwind::Regs) -> StackId {
-    with_walk(regs, &tls::me().free_walk)
+pub fn of_free(o: &options::Options, regs: unwind::Regs) -> StackId {
+    with_walk(regs, o.stack_depth, &tls::me().free_walk)
 }
 
 #[inline(always)]
-fn with_walk(regs: unwind::Regs, walk: &memkit_trace::recent::RecentStack) -> StackId {
+fn with_walk(
+    regs: unwind::Regs,
+    depth: usize,
+    walk: &memkit_trace::recent::RecentStack,
+) -> StackId {
     let end = tls::stack_end(regs.sp);
-    memkit_trace::recent::capture_interned_recent(
-        regs,
-        end,
-        own(),
-        options::get().stack_depth,
-        walk,
-    )
+    memkit_trace::recent::capture_interned_recent(regs, end, own(), depth, walk)
 }

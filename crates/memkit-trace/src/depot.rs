@@ -209,4 +209,40 @@ mod tests {
         assert_eq!(intern(&[]), 0);
         assert!(frames(0).is_empty());
     }
+
+    /// Stacks of every length up to 40 (each lane of the hash, and its
+    /// remainder), and the same stacks with one word changed anywhere:
+    /// each its own id, found again, stored as given.
+    #[test]
+    fn many_stacks_each_once() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut all = Vec::new();
+        for len in 1..=40usize {
+            for _ in 0..20 {
+                let s: Vec<Frame> = (0..len).map(|_| next() & 0x00ff_ffff_ffff_fff0).collect();
+                for at in 0..len {
+                    let mut t = s.clone();
+                    t[at] ^= 0x10;
+                    all.push(t);
+                }
+                all.push(s);
+            }
+        }
+        let ids: Vec<StackId> = all.iter().map(|s| intern(s)).collect();
+        let mut seen = std::collections::HashSet::new();
+        for (s, &id) in all.iter().zip(&ids) {
+            assert_ne!(id, 0);
+            assert!(seen.insert(id), "two stacks with one id");
+            assert_eq!(frames(id), &s[..]);
+        }
+        for (s, &id) in all.iter().zip(&ids) {
+            assert_eq!(intern(s), id);
+        }
+    }
 }

@@ -451,6 +451,65 @@ fn guard_pages_catch_reads() {
     }
 }
 
+fn zones() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    compiled(&P, |d| {
+        compile_c("check/zones.c", d, "check_zones", &["-O1"])
+    })
+}
+
+/// The sizes check/zones.c allocates, in order.
+fn zone_sizes() -> Vec<i64> {
+    let more = [
+        511, 512, 1000, 1024, 4095, 4096, 4097, 10000, 32728, 32768, 40000, 65536, 70000,
+    ];
+    (1..=300).chain(more).collect()
+}
+
+/// Red zones and fill patterns at every size the fills and canary checks
+/// treat differently: new blocks hold the allocation pattern and freed
+/// ones the free pattern throughout, and a one-byte write past the end,
+/// before the start, or into a freed block's first or last byte is
+/// reported once per block, with the block's size and the byte's offset.
+#[test]
+fn zones_at_every_size() {
+    if !require("zones_at_every_size", &["gcc"]) {
+        return;
+    }
+    let program = zones();
+    check(&[], program, &["clean"])
+        .expect(0, 0)
+        .stdout_has("END clean", true)
+        .stdout_has("BAD", false);
+    let sizes = zone_sizes();
+    for (case, kind, offset) in [
+        ("past-end", "heap-buffer-overflow", None),
+        ("before-start", "heap-buffer-overflow", Some(-1)),
+        ("after-free", "use-after-free", Some(0)),
+    ] {
+        let c = check(&[], program, &[case]);
+        c.expect(ERROR_EXIT, sizes.len())
+            .stdout_has(&format!("END {case}"), true);
+        let mut seen: Vec<i64> = c
+            .reports
+            .iter()
+            .map(|r| r["size"].as_i64().unwrap())
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            sizes,
+            "{case}: one report per block\n{}",
+            c.describe()
+        );
+        for r in &c.reports {
+            assert_eq!(r["kind"], kind, "{case}\n{}", c.describe());
+            let want = offset.unwrap_or_else(|| r["size"].as_i64().unwrap());
+            assert_eq!(r["offset"], want, "{case}: {r}\n{}", c.describe());
+        }
+    }
+}
+
 fn fortify() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     compiled(&P, |d| {
