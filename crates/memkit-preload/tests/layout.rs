@@ -134,3 +134,16 @@ fn hot_code_is_together_and_alone_in_its_segment() {
         );
     }
 }
+
+/// `.data` is file-backed: the kernel maps all of it around the first
+/// fault, so every byte of it is resident in every program. The zeroed
+/// tables (the ownership maps' leaf slots, 16 KiB) belong in `.bss`,
+/// whose untouched pages never are (segment.rs, `Leaves`).
+#[test]
+fn data_holds_no_zeroed_tables() {
+    let (_, len) = section(".data").expect("a .data section");
+    assert!(
+        len <= 8 << 10,
+        ".data is {len} bytes (it was 5 KiB; 21 KiB with the leaf slots in it)"
+    );
+}
