@@ -18,6 +18,7 @@
 //! file shared with other processes) is never handed to another heap.
 
 use core::ptr::null_mut;
+use core::sync::atomic::AtomicBool;
 use core::sync::atomic::AtomicPtr;
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::AtomicUsize;
@@ -565,6 +566,15 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     count: 0,
 });
 
+/// Whether [`CACHE`] is empty, written under its lock, read without it:
+/// the paths that would find nothing there (a program's first segments,
+/// every maintenance tick of a program that never frees a segment) skip
+/// the lock, whose store would make its page of `.bss` resident in every
+/// program. Initially `true`, so the flag sits in `.data`, which is
+/// resident anyway. A reader that misses a segment entering the cache at
+/// that moment maps a fresh one, or decays it at the next tick.
+static CACHE_EMPTY: AtomicBool = AtomicBool::new(true);
+
 /// A segment for `heap`, whose memory source is `src` and whose segments
 /// carry `owner` ([`OWNER_LIVE`] or [`OWNER_ARENA`]): from the cache if
 /// `src` is the OS, else freshly mapped by `src`.
@@ -573,7 +583,7 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
 /// `src` is a live source (it outlives the segment).
 pub unsafe fn alloc(heap: *mut Heap, src: *const Source, owner: u32) -> *mut Segment {
     // SAFETY: per the contract.
-    if unsafe { source::is_os(src) } {
+    if unsafe { source::is_os(src) } && !CACHE_EMPTY.load(Relaxed) {
         let mut c = CACHE.lock();
         let s = c.head;
         if !s.is_null() {
@@ -581,6 +591,7 @@ pub unsafe fn alloc(heap: *mut Heap, src: *const Source, owner: u32) -> *mut Seg
             unsafe {
                 c.head = (*s).next;
                 c.count -= 1;
+                CACHE_EMPTY.store(c.head.is_null(), Relaxed);
                 let dirty = (*s).dirty_mask;
                 drop(c);
                 Segment::init(s, heap, dirty, owner, src);
@@ -654,6 +665,7 @@ pub unsafe fn free(seg: *mut Segment, now: u64) {
             (*seg).next = c.head;
             c.head = seg;
             c.count += 1;
+            CACHE_EMPTY.store(false, Relaxed);
             return;
         }
         drop(c);
@@ -689,7 +701,7 @@ unsafe fn unmap(seg: *mut Segment) {
 /// Returns the bytes released.
 pub fn decay_cache(now: u64, force: bool) -> u64 {
     let mut released = 0;
-    if !force && OPTIONS.memory_locked.load(Relaxed) {
+    if (!force && OPTIONS.memory_locked.load(Relaxed)) || CACHE_EMPTY.load(Relaxed) {
         return 0;
     }
     let mut c = CACHE.lock();
@@ -706,6 +718,7 @@ pub fn decay_cache(now: u64, force: bool) -> u64 {
                     (*prev).next = next;
                 }
                 c.count -= 1;
+                CACHE_EMPTY.store(c.head.is_null(), Relaxed);
                 unmap(s);
                 released += SEGMENT_SIZE as u64;
             } else {
