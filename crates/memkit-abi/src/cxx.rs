@@ -68,6 +68,14 @@ pub extern "C" fn try_new<B: Backend>(size: usize, align: usize, kind: usize) ->
     unsafe { c::memalign_at::<B>(kind.alloc_name(), align, size, kind, site) }
 }
 
+/// The first attempt of the throwing `new` forms without an alignment
+/// (`operator new(size_t)`, `operator new[](size_t)`): the `nothrow`
+/// form's one allocation, null when memory is short.
+pub extern "C" fn try_new_plain<B: Backend>(size: usize, kind: usize) -> *mut c_void {
+    // SAFETY: forwarded.
+    unsafe { new_nothrow::<B>(size, Kind::from_raw(kind)) }
+}
+
 /// The current `new_handler`, 0 when none is installed.
 pub extern "C" fn new_handler() -> usize {
     let get = lookup(c"_ZSt15get_new_handlerv");

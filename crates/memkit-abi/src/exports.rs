@@ -7,7 +7,10 @@
 /// `operator delete` (libstdc++'s throwing `new` then calls our
 /// `malloc`); `throwing_new = true` adds `_Znwm`, `_Znam` and their
 /// `align_val_t` forms, so that a front-end sees (and tags) every C++
-/// allocation itself.
+/// allocation itself; `throwing_new = first` the same, with `_Znwm` and
+/// `_Znam` making one attempt through the `nothrow` path before the full
+/// form (for a front-end whose failed attempt reports nothing, so that the
+/// full form's second attempt repeats no report: libmemkit.so).
 #[macro_export]
 macro_rules! exports {
     ($B:ty, throwing_new = false) => {
@@ -19,6 +22,14 @@ macro_rules! exports {
         $crate::__operators!($B);
         $crate::__throwing_new!($B, _Znwm(size: usize), "16", "1");
         $crate::__throwing_new!($B, _Znam(size: usize), "16", "2");
+        $crate::__throwing_new!($B, _ZnwmSt11align_val_t(size: usize, align: usize), "rsi", "1");
+        $crate::__throwing_new!($B, _ZnamSt11align_val_t(size: usize, align: usize), "rsi", "2");
+    };
+    ($B:ty, throwing_new = first) => {
+        $crate::__malloc_family!($B);
+        $crate::__operators!($B);
+        $crate::__throwing_new!($B, _Znwm(size: usize), "16", "1", first);
+        $crate::__throwing_new!($B, _Znam(size: usize), "16", "2", first);
         $crate::__throwing_new!($B, _ZnwmSt11align_val_t(size: usize, align: usize), "rsi", "1");
         $crate::__throwing_new!($B, _ZnamSt11align_val_t(size: usize, align: usize), "rsi", "2");
     };
@@ -320,13 +331,36 @@ macro_rules! __delete {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __throwing_new {
+    // The forms without an alignment try once through the `nothrow` path
+    // first, from a frame of one word (the size, kept for the full path
+    // below): the common case costs a call and a test more than `malloc`.
+    ($B:ty, $name:ident ($($arg:ident: $ty:ty),*), $align:literal, $kind:literal, first) => {
+        $crate::__throwing_new!(@emit $B, $name ($($arg: $ty),*), $align, $kind, [
+            "push rdi",
+            ".cfi_adjust_cfa_offset 8",
+            concat!("mov esi, ", $kind),
+            "call {first}",
+            "pop rdi",
+            ".cfi_adjust_cfa_offset -8",
+            "test rax, rax",
+            "jz 1f",
+            "ret",
+            // No memory: the full form, with the size in rdi again.
+            "1:",
+        ] [first = sym $crate::cxx::try_new_plain::<$B>,]);
+    };
     ($B:ty, $name:ident ($($arg:ident: $ty:ty),*), $align:literal, $kind:literal) => {
+        $crate::__throwing_new!(@emit $B, $name ($($arg: $ty),*), $align, $kind, [] []);
+    };
+    (@emit $B:ty, $name:ident ($($arg:ident: $ty:ty),*), $align:literal, $kind:literal,
+        [$($pre:expr,)*] [$($ops:tt)*]) => {
         #[doc = concat!("C++ `", stringify!($name), "` (a throwing form of operator new).")]
         #[unsafe(naked)]
         #[unsafe(no_mangle)]
         pub extern "C" fn $name($($arg: $ty),*) -> *mut ::core::ffi::c_void {
             ::core::arch::naked_asm!(
                 ".cfi_startproc",
+                $($pre,)*
                 "push rbx",
                 ".cfi_adjust_cfa_offset 8",
                 ".cfi_offset rbx, -16",
@@ -374,6 +408,7 @@ macro_rules! __throwing_new {
                 "mov r11, rax",
                 "jmp 5b",
                 ".cfi_endproc",
+                $($ops)*
                 try_new = sym $crate::cxx::try_new::<$B>,
                 handler = sym $crate::cxx::new_handler,
                 throw = sym $crate::cxx::throw_target,

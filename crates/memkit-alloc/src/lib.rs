@@ -37,7 +37,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use harden::{next_of, Fault};
 use heap::{empty_heap, Heap};
-use page::{Block, FLAG_ALIGNED, FLAG_NO_PAGE};
+use page::{Block, FLAG_ALIGNED, FLAG_FULL, FLAG_NO_PAGE};
 use segment::{Segment, KIND_HUGE, KIND_SMALL, SLICE_SIZE};
 use size_class::{bin_of, bin_size, BIN_BYTES, MEDIUM_MAX, SMALL_BIN, SMALL_FAST_MAX};
 use stats::{bump, Stats, GLOBAL};
@@ -252,74 +252,76 @@ pub unsafe fn free(p: *mut u8) {
 unsafe fn free_fast<const HARD: bool>(p: *mut u8) {
     let seg = Segment::of(p);
     let h = tls::heap();
-    // SAFETY: the hint is one of our heap's segments (never a huge chunk,
-    // never a 4 MiB-aligned value when unset), so a match proves ownership
-    // without the bitmap; otherwise an owned chunk starts with a mapped
+    // SAFETY: a `seg_mine` slot holds one of our heap's segments (never a
+    // huge chunk, never a 4 MiB-aligned value when unset), so a match proves
+    // ownership without the bitmap; otherwise an owned chunk starts with a mapped
     // header, and for a small segment owned by our heap, page_of finds the
     // descriptor of p's span. `holds` proves p is a carved block start
     // before its words are read.
     unsafe {
-        let ours =
-            // The hints are compared without a jump between them (which
-            // of the two matches is a coin toss).
-            ((seg as usize == (*h).seg_hint[0]) | (seg as usize == (*h).seg_hint[1]))
-                || (segment::is_owned(seg as usize) && (*seg).heap == h);
-        if ours {
-            let pg = Segment::page_of(seg, p);
-            // One load of the tag for the test and the store (an atomic
-            // load is not merged with a later one across the store).
-            let tag = harden::tag();
-            if (*pg).flags == 0
-                && (!HARD || ((*pg).holds(p) && !harden::is_tagged_with(p as *const Block, tag)))
-            {
-                let b = p as *mut Block;
-                if HARD {
-                    harden::set_free_with(b, (*pg).free, tag);
-                } else {
-                    (*b).next = (*pg).free;
-                }
-                (*pg).free = b;
-                let used = (*pg).used - 1;
-                (*pg).used = used;
-                let bin = (*pg).bin as usize;
-                (*h).stats.free(bin);
-                // An empty page goes back to its segment unless it is the
-                // bin's current page (malloc/free pairs would thrash it).
-                if used == 0 && *(*h).first.get_unchecked(bin) != pg {
-                    heap::retire(h, pg);
-                }
+        let hinted = *(*h).seg_mine.get_unchecked(heap::mine_slot(seg as usize)) == seg as usize;
+        if !hinted {
+            if !segment::is_owned(seg as usize) {
+                free_unowned(p);
+                return;
+            }
+            if (*seg).heap != h {
+                free_other_heap::<HARD>(h, seg, p);
                 return;
             }
         }
-        free_not_local(h, seg, p);
+        let pg = Segment::page_of(seg, p);
+        // One load of the tag for the test and the store (an atomic
+        // load is not merged with a later one across the store).
+        let tag = harden::tag();
+        if (*pg).flags == 0
+            && (!HARD || ((*pg).holds(p) && !harden::was_freed_with(p as *const Block, tag)))
+        {
+            let b = p as *mut Block;
+            if HARD {
+                harden::set_free_with(b, (*pg).free, tag);
+            } else {
+                (*b).next = (*pg).free;
+            }
+            (*pg).free = b;
+            let used = (*pg).used - 1;
+            (*pg).used = used;
+            let bin = (*pg).bin as usize;
+            (*h).stats.free(bin);
+            // An empty page goes back to its segment unless it is the
+            // bin's current page (malloc/free pairs would thrash it).
+            if used == 0 && *(*h).first.get_unchecked(bin) != pg {
+                heap::retire(h, pg);
+            }
+            return;
+        }
+        free_generic(seg, p)
     }
 }
 
-/// The rest of `free`: foreign, huge, remote, or a page needing the slow path.
-/// A block of another heap's ordinary page (the common case: a block
-/// allocated on another thread) is handled here without further calls.
+/// The rest of `free` for a block in a segment memkit owns but the calling
+/// thread's heap does not (its `free_fast` proved both, so neither is
+/// tested again): a block of another heap's ordinary page (the common case:
+/// a block allocated on another thread) is handled here without further
+/// calls; huge blocks, aligned pages and invalid pointers go to
+/// [`free_generic`].
 #[cold]
 #[inline(never)]
-unsafe fn free_not_local(h: *mut Heap, seg: *mut Segment, p: *mut u8) {
-    if !segment::is_owned(seg as usize) {
-        // SAFETY: forwarded.
-        unsafe { free_unowned(p) };
-        return;
-    }
+unsafe fn free_other_heap<const HARD: bool>(h: *mut Heap, seg: *mut Segment, p: *mut u8) {
     // SAFETY: an owned chunk starts with a mapped header; for a small
     // segment, page_of_shared finds the descriptor of p's span (the header
     // slice and free slices have FLAG_NO_PAGE). Only the descriptor's shared
     // line is read: the owner writes the other one on every call.
     unsafe {
-        if (*seg).kind == KIND_SMALL && (*seg).heap != h {
+        if (*seg).kind == KIND_SMALL {
             let pg = Segment::page_of_shared(seg, p);
             let shared = &(*pg).shared;
             if shared.flags & (FLAG_ALIGNED | FLAG_NO_PAGE) == 0 && p >= shared.start {
                 let off = p as usize - shared.start as usize;
-                if !harden::on()
+                if !HARD
                     || (off < shared.carved.load(Relaxed) as usize
                         && harden::on_boundary(off, shared.bin as usize)
-                        && !harden::is_tagged(p as *const Block))
+                        && !harden::was_freed(p as *const Block))
                 {
                     if h == empty_heap() {
                         // A thread that never allocated (a consumer).
@@ -384,7 +386,7 @@ unsafe fn free_generic(seg: *mut Segment, p: *mut u8) {
                 count_huge_free();
             }
             Found::Small { pg, block, .. } => {
-                if harden::on() && harden::is_tagged(block as *const Block) {
+                if harden::on() && harden::was_freed(block as *const Block) {
                     harden::fault(Fault::DoubleFree, "free", block, 0);
                 }
                 let h = tls::heap();
@@ -511,10 +513,38 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
 /// # Safety
 /// `p` must be null, a live block, or a pointer memkit never handed out.
 pub unsafe fn usable_size(p: *mut u8) -> usize {
+    let seg = Segment::of(p);
+    let h = tls::heap();
+    // SAFETY: a `seg_mine` slot holds one of our heap's small segments (not
+    // null: a null `p` falls through), whose descriptors page_of reads;
+    // `holds` proves p a carved block start before its tag word is read.
+    // Blocks of full pages qualify; aligned pages (interior pointers are
+    // theirs) and everything else take the general path.
+    unsafe {
+        if *(*h).seg_mine.get_unchecked(heap::mine_slot(seg as usize)) == seg as usize {
+            let pg = Segment::page_of(seg, p);
+            if (*pg).flags & !FLAG_FULL == 0 && (*pg).holds(p) {
+                if harden::on() && harden::was_freed(p as *const Block) {
+                    return 0;
+                }
+                return (*pg).block_size;
+            }
+        }
+        usable_size_general(seg, p)
+    }
+}
+
+/// [`usable_size`] of any pointer: huge blocks, other heaps' blocks,
+/// aligned pages, foreign and invalid pointers.
+///
+/// # Safety
+/// As [`usable_size`]; `seg` is `Segment::of(p)`.
+#[cold]
+#[inline(never)]
+unsafe fn usable_size_general(seg: *mut Segment, p: *mut u8) -> usize {
     if p.is_null() {
         return 0;
     }
-    let seg = Segment::of(p);
     // SAFETY: owned chunks have mapped headers.
     unsafe {
         if !segment::is_owned(seg as usize) {
@@ -524,7 +554,7 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
         match lookup(seg, p) {
             Found::Huge(h) => huge::usable(h),
             Found::Small { block, usable, .. } => {
-                if harden::on() && harden::is_tagged(block as *const Block) {
+                if harden::on() && harden::was_freed(block as *const Block) {
                     0
                 } else {
                     usable
@@ -548,7 +578,7 @@ unsafe fn check_realloc(p: *mut u8) {
     // SAFETY: an owned chunk.
     unsafe {
         match lookup(seg, p) {
-            Found::Small { block, .. } if harden::is_tagged(block as *const Block) => {
+            Found::Small { block, .. } if harden::was_freed(block as *const Block) => {
                 harden::fault(Fault::DoubleFree, "realloc", p, 0)
             }
             Found::Bad(f, d) => harden::fault(f, "realloc", p, d),
@@ -751,16 +781,16 @@ pub fn small_block_of(addr: usize) -> Option<(*mut u8, usize)> {
 /// segment, or the first chunks of a huge block): a word there can be read
 /// without faulting. For front-ends that keep a header before each block
 /// and must look at a pointer before knowing it is theirs (the profiler).
-/// The calling thread's segment hints are tried first (as `free` does):
-/// most blocks a thread frees are from one of them.
+/// The calling thread's own segments are tried first (as `free` does):
+/// most blocks a thread frees are in one of them.
 #[inline(always)]
 pub fn in_block_memory(addr: usize) -> bool {
     let chunk = addr & !(segment::SEGMENT_SIZE - 1);
     let h = tls::heap();
     // SAFETY: the calling thread's heap (or the empty sentinel), always
-    // readable; a hint is a small segment of that heap, mapped, and is
+    // readable; a `seg_mine` slot is a small segment of that heap, mapped,
     // unset before the segment goes (heap::alloc), never a huge chunk.
-    let hinted = unsafe { (chunk == (*h).seg_hint[0]) | (chunk == (*h).seg_hint[1]) };
+    let hinted = unsafe { *(*h).seg_mine.get_unchecked(heap::mine_slot(chunk)) == chunk };
     hinted || segment::is_owned(chunk) || segment::is_interior(chunk)
 }
 

@@ -233,6 +233,24 @@ pub fn all() -> Vec<Workload> {
             kind: Python,
         },
         Workload {
+            name: "rbstress",
+            about: "ruby, 1 thread: strings of random lengths, a third kept in a set replaced at random, the rest dropped in chunks for the GC",
+            kind: Ruby {
+                threads: "1",
+                full: "800000",
+                quick: "20000",
+            },
+        },
+        Workload {
+            name: "rbstress-2t",
+            about: "ruby, 2 threads (one runs at a time): rbstress's churn; the GC frees either thread's blocks",
+            kind: Ruby {
+                threads: "2",
+                full: "400000",
+                quick: "10000",
+            },
+        },
+        Workload {
             name: "sqlite",
             about: "sqlite3 shell: 150k-row bulk insert, 2 indexes, update, delete, checks",
             kind: Sqlite,

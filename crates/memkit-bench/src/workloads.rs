@@ -34,6 +34,13 @@ pub enum Kind {
     },
     /// python3 with PYTHONMALLOC=malloc running `python_churn.py`.
     Python,
+    /// ruby running `ruby_stress.rb` with `threads` threads and `full` or
+    /// `quick` steps per thread.
+    Ruby {
+        threads: &'static str,
+        full: &'static str,
+        quick: &'static str,
+    },
     /// The sqlite3 shell running `sqlite_bulk.sql` on a fresh database.
     Sqlite,
     /// g++ compiling `cxx_compile.cc`.
@@ -246,6 +253,26 @@ impl Workload {
                     env: vec![
                         ("PYTHONMALLOC".into(), "malloc".into()),
                         ("PYTHONHASHSEED".into(), "0".into()),
+                    ],
+                    ..base
+                })
+            }
+            Kind::Ruby {
+                threads,
+                full,
+                quick,
+            } => {
+                let ruby = need("ruby", "ruby")?;
+                let script = src_dir(ctx)?.join("ruby_stress.rb");
+                write_if_changed(&script, include_str!("../workloads/ruby_stress.rb"))
+                    .map_err(io_err(script.display()))?;
+                Ok(Prepared {
+                    program: ruby,
+                    args: vec![
+                        "--disable-gems".into(),
+                        script.into(),
+                        (*threads).into(),
+                        (if q { *quick } else { *full }).into(),
                     ],
                     ..base
                 })

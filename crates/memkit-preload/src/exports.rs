@@ -3,7 +3,10 @@
 //! core, with no checking and no recording: [`Fast`] is the core's entry
 //! points, inlined into each export, so `malloc` and `free` are the core's
 //! fast paths ending in tail calls. The throwing `operator new` forms are
-//! libstdc++'s (they call our `malloc` / `aligned_alloc`).
+//! memkit-abi's (`throwing_new = first`): `operator new(size_t)` and
+//! `new[]` make one attempt through the core's `malloc` from a one-word
+//! frame, and only when it fails take the full form (the `new_handler`,
+//! retries, `std::bad_alloc`).
 
 use memkit_abi::{oom, Backend, Kind};
 use memkit_alloc as core_alloc;
@@ -54,4 +57,4 @@ unsafe impl Backend for Fast {
     }
 }
 
-memkit_abi::exports!(Fast, throwing_new = false);
+memkit_abi::exports!(Fast, throwing_new = first);

@@ -61,9 +61,10 @@ fn functions(prefix: &str) -> Vec<(String, u64)> {
 /// The functions a trivial program runs (start-up, `malloc`, `free`, the
 /// first page refill, exit; callgrind, docs/BENCHMARKS.md) and the malloc
 /// family's common entry points.
-const HOT: [&str; 16] = [
+const HOT: [&str; 17] = [
     "malloc",
     "free",
+    "_Znwm",
     "calloc",
     "realloc",
     "posix_memalign",
@@ -76,7 +77,7 @@ const HOT: [&str; 16] = [
     "_ZN12memkit_alloc4heap5alloc14alloc_bin_slow17h",
     "_ZN12memkit_alloc11malloc_slow17h",
     "_ZN12memkit_alloc7segment5alloc17h",
-    "_ZN12memkit_alloc14free_not_local17h",
+    "_ZN12memkit_alloc15free_other_heap17h",
     "_ZN10memkit_sys11map_aligned17h",
 ];
 

@@ -167,6 +167,67 @@ static void test_nothrow() {
     if (hal) ::operator delete(hal, std::align_val_t(4096));
 }
 
+// The throwing forms when memory is short: std::bad_alloc, caught by the
+// caller; with a new_handler installed, the handler runs and the request
+// is retried (here the handler frees a reserve on its second call, then
+// uninstalls itself, so the third attempt of a satisfiable size succeeds).
+static int handler_calls;
+static void *reserve;
+
+static void release_reserve() {
+    handler_calls++;
+    if (handler_calls == 2) {
+        ::operator delete(reserve);
+        reserve = nullptr;
+        std::set_new_handler(nullptr);
+    }
+}
+
+static void test_throwing_new_when_short() {
+    std::size_t huge = std::size_t(64) << 40;
+    int caught = 0;
+    try {
+        void *p = ::operator new(launder_ptr(huge));
+        ::operator delete(p);
+    } catch (const std::bad_alloc &) {
+        caught++;
+    }
+    try {
+        void *p = ::operator new[](launder_ptr(huge));
+        ::operator delete[](p);
+    } catch (const std::bad_alloc &) {
+        caught++;
+    }
+    try {
+        void *p = ::operator new(launder_ptr(huge), std::align_val_t(4096));
+        ::operator delete(p, std::align_val_t(4096));
+    } catch (const std::bad_alloc &) {
+        caught++;
+    }
+    try {
+        char *p = new char[launder_ptr(huge)];
+        delete[] p;
+    } catch (const std::bad_alloc &) {
+        caught++;
+    }
+    CHECK(caught == 4, "%d of 4 throwing new of 64 TiB threw std::bad_alloc", caught);
+
+    // A handler that gives up after two calls: the huge request still throws.
+    reserve = ::operator new(1000);
+    handler_calls = 0;
+    std::set_new_handler(release_reserve);
+    bool threw = false;
+    try {
+        void *p = ::operator new(launder_ptr(huge));
+        ::operator delete(p);
+    } catch (const std::bad_alloc &) {
+        threw = true;
+    }
+    CHECK(threw && handler_calls == 2, "handler: threw %d after %d calls (expected 1 after 2)",
+          threw, handler_calls);
+    CHECK(reserve == nullptr && std::get_new_handler() == nullptr, "the handler ran to the end");
+}
+
 static void test_containers_and_threads() {
     // Cross-thread delete: objects created on worker threads, destroyed on main.
     std::vector<std::unique_ptr<std::map<int, std::string>>> made(8);
@@ -214,6 +275,7 @@ int main() {
     test_scalar_and_array();
     test_aligned_new();
     test_nothrow();
+    test_throwing_new_when_short();
     test_containers_and_threads();
     if (failures) {
         std::fprintf(stderr, "abi_cxx: %d of %d checks failed\n", failures, checks);

@@ -79,18 +79,14 @@ fn abi_cxx() {
     );
 }
 
-/// The throwing `operator new` variants bind to libmemkit.so too (not
-/// libstdc++'s, which would route them through malloc anyway).
+/// The throwing `operator new` forms bind to libmemkit.so's own (naked
+/// functions that call memkit directly, the new_handler when memory is
+/// short, and throw `std::bad_alloc` through libstdc++: abi_cxx.cc's
+/// `test_throwing_new_when_short`), not to libstdc++'s, which would reach
+/// memkit through `malloc` with a call and a PLT jump more.
 #[test]
-fn abi_cxx_throwing_new_takes_its_memory_from_memkit() {
-    // memkit leaves the throwing `operator new` forms to libstdc++ (Rust
-    // cannot throw std::bad_alloc; see crates/memkit-preload/src/cxx.rs).
-    // What matters is where their memory comes from: libstdc++'s `new`
-    // must call memkit's malloc / aligned_alloc.
-    if !require(
-        "abi_cxx_throwing_new_takes_its_memory_from_memkit",
-        &["g++"],
-    ) {
+fn abi_cxx_throwing_new_binds_to_memkit() {
+    if !require("abi_cxx_throwing_new_binds_to_memkit", &["g++"]) {
         return;
     }
     let dir = TempDir::new("abi-cxx-new");
@@ -100,16 +96,16 @@ fn abi_cxx_throwing_new_takes_its_memory_from_memkit() {
     cmd.env("LD_DEBUG", "bindings")
         .env("LD_DEBUG_OUTPUT", dbg.join("ld"));
     run_ok(&mut cmd, T, "abi_cxx under libmemkit.so (operator new)");
-    let b = read_bindings(dbg.path(), "ld", &["malloc", "aligned_alloc"]);
-    for sym in ["malloc", "aligned_alloc"] {
+    let forms = ["_Znwm", "_Znam", "_ZnwmSt11align_val_t"];
+    let b = read_bindings(dbg.path(), "ld", &forms);
+    for sym in forms {
         assert!(
             b.iter().any(|b| b.symbol == sym
-                && b.from.contains("libstdc++")
+                && b.from.contains("abi_cxx")
                 && b.to.contains("libmemkit")),
-            "libstdc++'s `{sym}` did not bind to libmemkit.so: {:?}",
+            "the program's `{sym}` did not bind to libmemkit.so: {:?}",
             b.iter()
-                .filter(|b| b.from.contains("libstdc++"))
-                .map(|b| (&b.symbol, &b.to))
+                .map(|b| (&b.from, &b.symbol, &b.to))
                 .collect::<Vec<_>>()
         );
     }

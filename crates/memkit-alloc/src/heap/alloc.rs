@@ -195,9 +195,7 @@ pub(super) unsafe fn new_page(h: *mut Heap, bin: usize) -> *mut Page {
             (*pages.add(i + k)).slice_offset = off;
             (*pages.add(i + k)).shared.slice_offset = off;
         }
-        if (*h).seg_hint[0] != seg as usize {
-            (*h).seg_hint = [seg as usize, (*h).seg_hint[0]];
-        }
+        (*h).seg_mine[mine_slot(seg as usize)] = seg as usize;
         let p = pages.add(i);
         *p = Page::EMPTY;
         (*p).flags = 0;
@@ -266,10 +264,9 @@ pub(super) unsafe fn free_page(h: *mut Heap, p: *mut Page, now: u64) {
             if !n.is_null() {
                 (*n).prev = pr;
             }
-            for hint in &mut (*h).seg_hint {
-                if *hint == seg as usize {
-                    *hint = NO_HINT;
-                }
+            let slot = &mut (*h).seg_mine[mine_slot(seg as usize)];
+            if *slot == seg as usize {
+                *slot = NO_HINT;
             }
             segment::free(seg, now);
         } else if (*seg).purge_at == 0 {

@@ -237,6 +237,7 @@ pub unsafe fn destroy(h: *mut Heap) {
             let n = huge::discard_all(addr_of_mut!((*h).huge));
             crate::stats::bump(&(*h).stats.huge_frees, n);
             (*h).segments = null_mut();
+            (*h).seg_mine = [NO_HINT; SEG_MINE];
             flush_stats(h, true);
         }
         let own = (*h).own_source;

@@ -14,7 +14,7 @@ use super::*;
 pub unsafe fn free_local_slow(h: *mut Heap, p: *mut Page, b: *mut u8) {
     // SAFETY: per the contract.
     unsafe {
-        if harden::on() && harden::is_tagged(b as *const Block) {
+        if harden::on() && harden::was_freed(b as *const Block) {
             harden::fault(Fault::DoubleFree, "free", b, 0);
         }
         (*h).stats.free((*p).bin as usize);

@@ -335,19 +335,18 @@ pub unsafe fn check_invariants(h: *mut Heap) -> Result<(), &'static str> {
             }
         }
         let mut seg = (*h).segments;
-        let mut hint_found = (*h).seg_hint.map(|x| x == NO_HINT);
+        let mut slot_found = (*h).seg_mine.map(|x| x == NO_HINT);
         while !seg.is_null() {
             if (*seg).heap != h {
                 return Err("heap: a listed segment belongs to another heap");
             }
             (*seg).check_invariants(true)?;
-            for (found, hint) in hint_found.iter_mut().zip((*h).seg_hint) {
-                *found |= seg as usize == hint;
-            }
+            let slot = mine_slot(seg as usize);
+            slot_found[slot] |= (*h).seg_mine[slot] == seg as usize;
             seg = (*seg).next;
         }
-        if hint_found != [true; 2] {
-            return Err("heap: a segment hint is none of its segments");
+        if slot_found.contains(&false) {
+            return Err("heap: a seg_mine slot holds none of its segments");
         }
         for bin in 1..NBINS {
             let mut b = (*h).rcache[bin];
