@@ -18,6 +18,7 @@
 //! file shared with other processes) is never handed to another heap.
 
 use core::ptr::null_mut;
+use core::sync::atomic::AtomicBool;
 use core::sync::atomic::AtomicPtr;
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::AtomicUsize;
@@ -72,35 +73,56 @@ const LEAVES: usize = CHUNKS / LEAF_CHUNKS;
 /// touches one or two leaves. Leaves are never unmapped, so a reader that
 /// saw one may keep using it.
 ///
-/// The first leaf mapped is also kept with its index beside the slots
-/// (`first`, `first_index`): neither load depends on the address tested,
-/// so for the leaf most programs use the test costs one dependent load, as
-/// a flat bitmap's did (a load of the slot first cost larson and xmalloc
-/// 4-5%).
-#[repr(C, align(64))]
+/// The first leaf mapped is also kept with its index (`ChunkHead`: `first`,
+/// `first_index`): neither load depends on the address tested, so for the
+/// leaf most programs use the test costs one dependent load, as a flat
+/// bitmap's did (a load of the slot first cost larson and xmalloc 4-5%).
+///
+/// The slots of the leaves (`Leaves`, 8 KiB) are a static of their own,
+/// all null, so they stay in `.bss`: beside `first_index`'s non-zero
+/// initial value they were 8 KiB of `.data` per map, and `.data` is
+/// file-backed, so all of it was resident in every program (the kernel
+/// maps the file's pages around a fault); a `.bss` page nobody writes is
+/// never resident.
+#[derive(Clone, Copy)]
 struct ChunkMap {
+    head: &'static ChunkHead,
+    leaves: &'static Leaves,
+}
+
+#[repr(C, align(64))]
+struct ChunkHead {
     first: AtomicPtr<AtomicU64>,
     first_index: AtomicUsize,
-    leaves: [AtomicPtr<AtomicU64>; LEAVES],
+}
+
+#[repr(C, align(64))]
+struct Leaves([AtomicPtr<AtomicU64>; LEAVES]);
+
+impl ChunkHead {
+    const fn new() -> Self {
+        ChunkHead {
+            first: AtomicPtr::new(null_mut()),
+            first_index: AtomicUsize::new(usize::MAX),
+        }
+    }
+}
+
+impl Leaves {
+    const fn new() -> Self {
+        Leaves([const { AtomicPtr::new(null_mut()) }; LEAVES])
+    }
 }
 
 impl ChunkMap {
-    const fn new() -> Self {
-        ChunkMap {
-            first: AtomicPtr::new(null_mut()),
-            first_index: AtomicUsize::new(usize::MAX),
-            leaves: [const { AtomicPtr::new(null_mut()) }; LEAVES],
-        }
-    }
-
     #[inline(always)]
     fn test(&self, addr: usize) -> bool {
         let chunk = addr >> SEGMENT_SHIFT;
         let index = chunk / LEAF_CHUNKS;
-        let leaf = if index == self.first_index.load(Acquire) {
-            self.first.load(Relaxed)
+        let leaf = if index == self.head.first_index.load(Acquire) {
+            self.head.first.load(Relaxed)
         } else if chunk < CHUNKS {
-            self.leaves[index].load(Acquire)
+            self.leaves.0[index].load(Acquire)
         } else {
             return false;
         };
@@ -119,7 +141,7 @@ impl ChunkMap {
         if chunk >= CHUNKS {
             return null_mut();
         }
-        let slot = &self.leaves[chunk / LEAF_CHUNKS];
+        let slot = &self.leaves.0[chunk / LEAF_CHUNKS];
         let leaf = slot.load(Acquire);
         if !leaf.is_null() {
             return leaf;
@@ -134,11 +156,12 @@ impl ChunkMap {
                 // The first leaf of this map: publish it beside the slots
                 // (the pointer before the index that makes readers use it).
                 if self
+                    .head
                     .first
                     .compare_exchange(null_mut(), fresh, AcqRel, Acquire)
                     .is_ok()
                 {
-                    self.first_index.store(chunk / LEAF_CHUNKS, Release);
+                    self.head.first_index.store(chunk / LEAF_CHUNKS, Release);
                 }
                 fresh
             }
@@ -156,7 +179,7 @@ impl ChunkMap {
     /// if that fails the bit stays clear and `false` is returned.
     fn set(&self, addr: usize, on: bool) -> bool {
         let chunk = addr >> SEGMENT_SHIFT;
-        if !on && (chunk >= CHUNKS || self.leaves[chunk / LEAF_CHUNKS].load(Acquire).is_null()) {
+        if !on && (chunk >= CHUNKS || self.leaves.0[chunk / LEAF_CHUNKS].load(Acquire).is_null()) {
             return true;
         }
         let leaf = self.leaf(addr);
@@ -176,10 +199,20 @@ impl ChunkMap {
 }
 
 /// Where a segment or huge block header of ours starts.
-static OWNED: ChunkMap = ChunkMap::new();
+const OWNED: ChunkMap = ChunkMap {
+    head: &OWNED_HEAD,
+    leaves: &OWNED_LEAVES,
+};
+static OWNED_HEAD: ChunkHead = ChunkHead::new();
+static OWNED_LEAVES: Leaves = Leaves::new();
 /// Chunks that hold the data of a huge block aligned to 4 MiB or more,
 /// whose header is the chunk before.
-static INTERIOR: ChunkMap = ChunkMap::new();
+const INTERIOR: ChunkMap = ChunkMap {
+    head: &INTERIOR_HEAD,
+    leaves: &INTERIOR_LEAVES,
+};
+static INTERIOR_HEAD: ChunkHead = ChunkHead::new();
+static INTERIOR_LEAVES: Leaves = Leaves::new();
 
 /// Whether a segment or huge block header of ours starts at `seg`.
 #[inline(always)]
@@ -219,6 +252,14 @@ pub fn disown(base: usize, len: usize) {
 /// when there is no memory for them: the caller must give the mapping back.
 pub fn prepare_marks(base: usize) -> bool {
     !OWNED.leaf(base).is_null() && !INTERIOR.leaf(base + SEGMENT_SIZE).is_null()
+}
+
+/// As [`prepare_marks`] for a small segment, which never carries an
+/// interior mark: only the ownership leaf. (Mapping the interior leaf
+/// too cost every program a resident page it never reads: the interior
+/// test of a chunk whose leaf was never mapped is `false` without one.)
+fn prepare_owned_mark(base: usize) -> bool {
+    !OWNED.leaf(base).is_null()
 }
 
 /// Whether `p` points into a small segment of ours (all of whose 4 MiB
@@ -525,6 +566,15 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     count: 0,
 });
 
+/// Whether [`CACHE`] is empty, written under its lock, read without it:
+/// the paths that would find nothing there (a program's first segments,
+/// every maintenance tick of a program that never frees a segment) skip
+/// the lock, whose store would make its page of `.bss` resident in every
+/// program. Initially `true`, so the flag sits in `.data`, which is
+/// resident anyway. A reader that misses a segment entering the cache at
+/// that moment maps a fresh one, or decays it at the next tick.
+static CACHE_EMPTY: AtomicBool = AtomicBool::new(true);
+
 /// A segment for `heap`, whose memory source is `src` and whose segments
 /// carry `owner` ([`OWNER_LIVE`] or [`OWNER_ARENA`]): from the cache if
 /// `src` is the OS, else freshly mapped by `src`.
@@ -533,7 +583,7 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
 /// `src` is a live source (it outlives the segment).
 pub unsafe fn alloc(heap: *mut Heap, src: *const Source, owner: u32) -> *mut Segment {
     // SAFETY: per the contract.
-    if unsafe { source::is_os(src) } {
+    if unsafe { source::is_os(src) } && !CACHE_EMPTY.load(Relaxed) {
         let mut c = CACHE.lock();
         let s = c.head;
         if !s.is_null() {
@@ -541,6 +591,7 @@ pub unsafe fn alloc(heap: *mut Heap, src: *const Source, owner: u32) -> *mut Seg
             unsafe {
                 c.head = (*s).next;
                 c.count -= 1;
+                CACHE_EMPTY.store(c.head.is_null(), Relaxed);
                 let dirty = (*s).dirty_mask;
                 drop(c);
                 Segment::init(s, heap, dirty, owner, src);
@@ -564,7 +615,7 @@ pub unsafe fn alloc(heap: *mut Heap, src: *const Source, owner: u32) -> *mut Seg
         },
         _ => {}
     }
-    if !prepare_marks(p as usize) {
+    if !prepare_owned_mark(p as usize) {
         // SAFETY: our fresh mapping, not handed out.
         unsafe { ((*src).unmap)(src, p, SEGMENT_SIZE) };
         return null_mut();
@@ -614,6 +665,7 @@ pub unsafe fn free(seg: *mut Segment, now: u64) {
             (*seg).next = c.head;
             c.head = seg;
             c.count += 1;
+            CACHE_EMPTY.store(false, Relaxed);
             return;
         }
         drop(c);
@@ -649,7 +701,7 @@ unsafe fn unmap(seg: *mut Segment) {
 /// Returns the bytes released.
 pub fn decay_cache(now: u64, force: bool) -> u64 {
     let mut released = 0;
-    if !force && OPTIONS.memory_locked.load(Relaxed) {
+    if (!force && OPTIONS.memory_locked.load(Relaxed)) || CACHE_EMPTY.load(Relaxed) {
         return 0;
     }
     let mut c = CACHE.lock();
@@ -666,6 +718,7 @@ pub fn decay_cache(now: u64, force: bool) -> u64 {
                     (*prev).next = next;
                 }
                 c.count -= 1;
+                CACHE_EMPTY.store(c.head.is_null(), Relaxed);
                 unmap(s);
                 released += SEGMENT_SIZE as u64;
             } else {

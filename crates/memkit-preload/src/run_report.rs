@@ -301,6 +301,11 @@ fn periodic() {
 
 /// From `fini`: exit handlers are running.
 pub fn at_exit() {
+    // No record (`start` sets OWNER only with one): nothing to publish, and
+    // the store would make a page of .bss resident in every program.
+    if OWNER.load(Relaxed) == 0 {
+        return;
+    }
     EXITING.store(true, Relaxed);
     refresh(State::Exited, true);
 }

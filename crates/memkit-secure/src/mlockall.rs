@@ -171,12 +171,15 @@ static APPLIED: AtomicBool = AtomicBool::new(false);
 /// calls it). A failure is reported on one line of stderr and the program
 /// continues unlocked. Returns the flags now in force (0: none).
 pub fn apply_from_env() -> u32 {
-    if APPLIED.swap(true, Relaxed) {
-        return 0;
-    }
+    // The variable first: without it nothing is applied, and `APPLIED`
+    // stays unwritten (a store would make its page of libmemkit.so's
+    // .bss resident in every program).
     let Some(v) = memkit_sys::env::var(b"MEMKIT_MLOCKALL") else {
         return 0;
     };
+    if APPLIED.swap(true, Relaxed) {
+        return 0;
+    }
     let mut m = Msg::<700>::new();
     let shown = core::str::from_utf8(&v[..v.len().min(32)]).unwrap_or("?");
     match parse_env(v) {
