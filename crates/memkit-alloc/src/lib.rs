@@ -259,8 +259,7 @@ unsafe fn free_fast<const HARD: bool>(p: *mut u8) {
     // descriptor of p's span. `holds` proves p is a carved block start
     // before its words are read.
     unsafe {
-        let hinted = *(*h).seg_mine.get_unchecked(heap::mine_slot(seg as usize)) == seg as usize;
-        if !hinted {
+        if !heap::in_seg_mine(h, seg as usize) {
             if !segment::is_owned(seg as usize) {
                 free_unowned(p);
                 return;
@@ -521,7 +520,7 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
     // Blocks of full pages qualify; aligned pages (interior pointers are
     // theirs) and everything else take the general path.
     unsafe {
-        if *(*h).seg_mine.get_unchecked(heap::mine_slot(seg as usize)) == seg as usize {
+        if heap::in_seg_mine(h, seg as usize) {
             let pg = Segment::page_of(seg, p);
             if (*pg).flags & !FLAG_FULL == 0 && (*pg).holds(p) {
                 if harden::on() && harden::was_freed(p as *const Block) {
@@ -790,8 +789,8 @@ pub fn in_block_memory(addr: usize) -> bool {
     // SAFETY: the calling thread's heap (or the empty sentinel), always
     // readable; a `seg_mine` slot is a small segment of that heap, mapped,
     // unset before the segment goes (heap::alloc), never a huge chunk.
-    let hinted = unsafe { *(*h).seg_mine.get_unchecked(heap::mine_slot(chunk)) == chunk };
-    hinted || segment::is_owned(chunk) || segment::is_interior(chunk)
+    let mine = unsafe { heap::in_seg_mine(h, chunk) };
+    mine || segment::is_owned(chunk) || segment::is_interior(chunk)
 }
 
 /// The core as a Rust global allocator, for front-ends (check mode, the

@@ -101,6 +101,18 @@ pub const SEG_MINE: usize = 64;
 pub fn mine_slot(seg: usize) -> usize {
     (seg >> segment::SEGMENT_SHIFT) & (SEG_MINE - 1)
 }
+
+/// Whether the 4 MiB-aligned `seg` is in its slot of `h`'s table of its
+/// own segments (then it is one of `h`'s small segments, mapped; if not, it
+/// may still be `h`'s: ask the ownership bitmap and the segment header).
+///
+/// # Safety
+/// `h` is a heap (or the empty heap), readable by the caller.
+#[inline(always)]
+pub unsafe fn in_seg_mine(h: *mut Heap, seg: usize) -> bool {
+    // SAFETY: per the contract; the slot index is below SEG_MINE.
+    unsafe { *(*h).seg_mine.get_unchecked(mine_slot(seg)) == seg }
+}
 /// Slow calls between two samples of a heap's bytes in use.
 const FLUSH_EVERY: u32 = 8;
 
