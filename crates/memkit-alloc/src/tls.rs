@@ -5,27 +5,29 @@
 //! An initial-exec TLS word ([`memkit_sys::tls_word!`]: glibc requires that
 //! model of a replacement malloc; the word is a plain `%fs:` access).
 //!
-//! `.tbss` starts zeroed, so the word stores the heap's *offset* from the
-//! static empty heap: zero means "no heap yet", and the fast path needs no
-//! "initialised?" test (the empty heap has no free blocks, so it always falls
-//! into the slow path, which creates the real heap).
+//! The word starts as the address of the static empty heap in every thread
+//! (it is in `.tdata`), so the fast path needs no "initialised?" test (the
+//! empty heap has no free blocks, so it always falls into the slow path,
+//! which creates the real heap). It held the heap's offset from the empty
+//! heap before, zero in `.tbss`, which cost an address computation and an
+//! add on every `malloc` and `free`.
 
-use crate::heap::{empty_heap, Heap};
+use crate::heap::Heap;
 
 memkit_sys::tls_word!(
-    /// The heap's offset from the static empty heap.
-    mod heap_offset = "memkit_tls_heap_offset";
+    /// The calling thread's heap.
+    mod heap_word = "memkit_tls_heap", init = &crate::heap::EMPTY_HEAP;
 );
 
 /// The calling thread's heap (the static empty heap until the thread allocates).
 #[inline(always)]
 pub fn heap() -> *mut Heap {
-    empty_heap().wrapping_byte_add(heap_offset::get())
+    heap_word::get() as *mut Heap
 }
 
 /// Sets the calling thread's heap (`empty_heap()` to detach).
 pub fn set_heap(h: *mut Heap) {
-    heap_offset::set((h as usize).wrapping_sub(empty_heap() as usize));
+    heap_word::set(h as usize);
 }
 
 memkit_sys::tls_word!(

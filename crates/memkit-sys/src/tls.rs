@@ -8,16 +8,39 @@
 //! `global_asm!` and reads it through `@GOTTPOFF`, which the linker turns
 //! into a plain `%fs:` access (STATIC_TLS in a shared object). In an
 //! executable the same code is a `%fs:` access too. Every word starts at 0
-//! in every thread; a thread made by `fork` keeps its parent thread's value.
+//! in every thread (or at the address it is declared with); a thread made by
+//! `fork` keeps its parent thread's value.
 //!
 //! The allocator's heap pointer (`memkit-alloc`'s `tls`) and the stack
 //! bounds of [`crate::stack`] are such words.
 
 /// Declares `mod $name` with `get() -> usize` and `set(usize)` over one
 /// zero-initialised, initial-exec thread-local word named `$sym` (hidden:
-/// each linked object has its own).
+/// each linked object has its own). With `init = &STATIC`, every thread's
+/// word starts as that static's address instead (in `.tdata`).
 #[macro_export]
 macro_rules! tls_word {
+    ($(#[$m:meta])* $vis:vis mod $name:ident = $sym:literal, init = &$init:path;) => {
+        $(#[$m])*
+        $vis mod $name {
+            // In `.tdata`: every thread's copy starts as the address of
+            // `$init` (the dynamic linker relocates the initialisation
+            // image before it copies it into any thread's block).
+            core::arch::global_asm!(
+                ".pushsection .tdata,\"awT\",@progbits",
+                ".p2align 3",
+                concat!(".globl ", $sym),
+                concat!(".hidden ", $sym),
+                concat!(".type ", $sym, ",@object"),
+                concat!(".size ", $sym, ",8"),
+                concat!($sym, ":"),
+                ".quad {init}",
+                ".popsection",
+                init = sym $init,
+            );
+            $crate::tls_word!(@access $sym);
+        }
+    };
     ($(#[$m:meta])* $vis:vis mod $name:ident = $sym:literal;) => {
         $(#[$m])*
         $vis mod $name {
@@ -32,37 +55,39 @@ macro_rules! tls_word {
                 ".zero 8",
                 ".popsection",
             );
-
-            /// This thread's value of the word.
-            #[inline(always)]
-            pub fn get() -> usize {
-                let v: usize;
-                // SAFETY: reads this thread's copy of the 8-byte TLS word
-                // declared above.
-                unsafe {
-                    core::arch::asm!(
-                        concat!("mov {tmp}, qword ptr [rip + ", $sym, "@GOTTPOFF]"),
-                        "mov {v}, qword ptr fs:[{tmp}]",
-                        tmp = out(reg) _, v = out(reg) v,
-                        options(nostack, readonly, preserves_flags, pure),
-                    );
-                }
-                v
+            $crate::tls_word!(@access $sym);
+        }
+    };
+    (@access $sym:literal) => {
+        /// This thread's value of the word.
+        #[inline(always)]
+        pub fn get() -> usize {
+            let v: usize;
+            // SAFETY: reads this thread's copy of the 8-byte TLS word
+            // declared above.
+            unsafe {
+                core::arch::asm!(
+                    concat!("mov {tmp}, qword ptr [rip + ", $sym, "@GOTTPOFF]"),
+                    "mov {v}, qword ptr fs:[{tmp}]",
+                    tmp = out(reg) _, v = out(reg) v,
+                    options(nostack, readonly, preserves_flags, pure),
+                );
             }
+            v
+        }
 
-            /// Sets this thread's value of the word.
-            #[inline(always)]
-            pub fn set(v: usize) {
-                // SAFETY: writes this thread's copy of the TLS word declared
-                // above.
-                unsafe {
-                    core::arch::asm!(
-                        concat!("mov {tmp}, qword ptr [rip + ", $sym, "@GOTTPOFF]"),
-                        "mov qword ptr fs:[{tmp}], {v}",
-                        tmp = out(reg) _, v = in(reg) v,
-                        options(nostack, preserves_flags),
-                    );
-                }
+        /// Sets this thread's value of the word.
+        #[inline(always)]
+        pub fn set(v: usize) {
+            // SAFETY: writes this thread's copy of the TLS word declared
+            // above.
+            unsafe {
+                core::arch::asm!(
+                    concat!("mov {tmp}, qword ptr [rip + ", $sym, "@GOTTPOFF]"),
+                    "mov qword ptr fs:[{tmp}], {v}",
+                    tmp = out(reg) _, v = in(reg) v,
+                    options(nostack, preserves_flags),
+                );
             }
         }
     };

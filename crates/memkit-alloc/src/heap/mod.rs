@@ -181,7 +181,7 @@ pub struct Heap {
 }
 
 #[repr(transparent)]
-struct SyncCell<T>(UnsafeCell<T>);
+pub(crate) struct SyncCell<T>(UnsafeCell<T>);
 // SAFETY: the empty page and empty heap are never written (their queues are
 // empty, so every path that would write them takes the slow path first).
 unsafe impl<T> Sync for SyncCell<T> {}
@@ -193,7 +193,7 @@ pub fn empty_page() -> *mut Page {
     EMPTY_PAGE.0.get()
 }
 
-static EMPTY_HEAP: SyncCell<Heap> = SyncCell(UnsafeCell::new(Heap::fresh(
+pub(crate) static EMPTY_HEAP: SyncCell<Heap> = SyncCell(UnsafeCell::new(Heap::fresh(
     EMPTY_PAGE.0.get(),
     STATE_EMPTY,
     null_mut(),
