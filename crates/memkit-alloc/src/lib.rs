@@ -100,17 +100,22 @@ pub unsafe fn malloc_with<H: NullHook>(size: usize) -> *mut u8 {
 #[inline(always)]
 unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
     let h = tls::heap();
-    if size <= MEDIUM_MAX {
+    // One comparison for the common sizes: the table's range first.
+    let bin = if size <= SMALL_FAST_MAX {
+        // SAFETY: SMALL_BIN covers every size up to SMALL_FAST_MAX.
+        unsafe { *SMALL_BIN.get_unchecked((size + 15) >> 4) as usize }
+    } else if size <= MEDIUM_MAX {
+        bin_of(size)
+    } else {
+        // SAFETY: forwarded.
+        return unsafe { malloc_slow::<H>(size) };
+    };
+    {
         // SAFETY: h is the thread's heap (or the empty heap, whose pages have
-        // no free block); SMALL_BIN covers every size up to SMALL_FAST_MAX and
-        // bin_of every size up to MEDIUM_MAX. Hardened, a list head is
-        // checked before it is read (it may come from a corrupted link).
+        // no free block); bin is a small or medium bin. Hardened, a list
+        // head is checked before it is read (it may come from a corrupted
+        // link).
         unsafe {
-            let bin = if size <= SMALL_FAST_MAX {
-                *SMALL_BIN.get_unchecked((size + 15) >> 4) as usize
-            } else {
-                bin_of(size)
-            };
             let rb = *(*h).rcache.get_unchecked(bin);
             if !rb.is_null() {
                 let next = if HARD {
@@ -161,11 +166,9 @@ unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
             );
             (*p).used += 1;
             (*h).stats.alloc(bin);
-            return b as *mut u8;
+            b as *mut u8
         }
     }
-    // SAFETY: forwarded.
-    unsafe { malloc_slow::<H>(size) }
 }
 
 #[cold]
