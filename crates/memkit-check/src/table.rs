@@ -10,6 +10,7 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use memkit_alloc::lock::SpinLock;
+use crate::Padded;
 
 /// How the block was allocated (and must be freed).
 pub use memkit_abi::Kind;
@@ -150,11 +151,11 @@ pub struct Inner {
 
 const SHARDS: usize = 256;
 
-static TABLE: [Shard; SHARDS] = [const {
-    SpinLock::new(Inner {
+static TABLE: [Padded<Shard>; SHARDS] = [const {
+    Padded(SpinLock::new(Inner {
         slots: Vec::new(),
         len: 0,
-    })
+    }))
 }; SHARDS];
 
 /// Each shard's slots and their count, as of its last growth, readable
