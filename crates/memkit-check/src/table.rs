@@ -8,9 +8,9 @@
 //! behind its own spin lock; all shards are taken around `fork`, so the child
 //! finds none held. The tables' memory comes from memkit's core.
 
+use crate::Padded;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use memkit_alloc::lock::SpinLock;
-use crate::Padded;
 
 /// How the block was allocated (and must be freed).
 pub use memkit_abi::Kind;
