@@ -34,7 +34,7 @@ use memkit_trace::unwind::Regs;
 use crate::records::Records;
 use crate::report::{self, Report};
 use crate::table::{self, Kind, Meta, State};
-use crate::{guard, options, stacks, tls};
+use crate::{guard, options, stacks, tls, Padded};
 
 const HEADER: usize = 16;
 /// The smallest distance from a core block's start to the user pointer.
@@ -81,14 +81,14 @@ static BIG_HI: AtomicUsize = AtomicUsize::new(0);
 /// live blocks only: a million blocks in quarantine do not slow its
 /// lookups). A quarantined block's header carries its sequence number, so
 /// a second free or a checked `memcpy` finds its record.
-static QUARANTINE: [SpinLock<Quarantine>; QSHARDS] = [const {
-    SpinLock::new(Quarantine {
+static QUARANTINE: [Padded<SpinLock<Quarantine>>; QSHARDS] = [const {
+    Padded(SpinLock::new(Quarantine {
         q: Records::new(),
         bytes: 0,
         head: 0,
         unpublished_bytes: 0,
         unpublished_blocks: 0,
-    })
+    }))
 }; QSHARDS];
 /// Independent quarantines (a thread frees into `tid % QSHARDS`), each
 /// so that threads seldom meet on a lock. The bound is on their total

@@ -8,6 +8,7 @@
 //! behind its own spin lock; all shards are taken around `fork`, so the child
 //! finds none held. The tables' memory comes from memkit's core.
 
+use crate::Padded;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use memkit_alloc::lock::SpinLock;
 
@@ -150,11 +151,11 @@ pub struct Inner {
 
 const SHARDS: usize = 256;
 
-static TABLE: [Shard; SHARDS] = [const {
-    SpinLock::new(Inner {
+static TABLE: [Padded<Shard>; SHARDS] = [const {
+    Padded(SpinLock::new(Inner {
         slots: Vec::new(),
         len: 0,
-    })
+    }))
 }; SHARDS];
 
 /// Each shard's slots and their count, as of its last growth, readable
