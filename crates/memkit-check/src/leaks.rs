@@ -90,8 +90,9 @@ fn other_threads() -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// Stops the other threads; returns how many stopped and the old handler.
-fn stop_all() -> (usize, libc::sigaction) {
+/// Stops the threads `tids`; returns how many stopped and the old
+/// handler. Allocates nothing (the caller may hold the side table).
+fn stop_all(tids: &[i32]) -> (usize, libc::sigaction) {
     ARRIVED.store(0, Relaxed);
     LEFT.store(0, Relaxed);
     RELEASE.store(0, Relaxed);
@@ -105,9 +106,8 @@ fn stop_all() -> (usize, libc::sigaction) {
         libc::sigaction(stop_signal(), &sa, &mut old);
         old
     };
-    let tids = other_threads();
     let mut sent = 0;
-    for &t in &tids {
+    for &t in tids {
         // SAFETY: signalling a thread of our own process.
         if unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), t, stop_signal()) } == 0 {
             sent += 1;
@@ -252,19 +252,41 @@ fn linker_roots(h: &mut Heap, work: &mut Vec<usize>) {
 }
 
 /// Runs the leak check and reports what leaked.
+///
+/// The side table's shards are taken *before* the other threads are
+/// stopped and released after they resume (LeakSanitizer locks its
+/// allocator before it stops the world for the same reason): a thread
+/// stopped while it held a shard would otherwise hang the check when it
+/// reads that shard. A thread that asks for a shard meanwhile waits for
+/// it in a loop that yields, where the stop signal reaches it. The
+/// mappings and the threads are listed and the list of blocks reserved
+/// beforehand too: nothing between the taking and the release may call
+/// into libc's allocating functions (they come back to this library's
+/// `malloc`, which records the block in a shard).
 pub fn check(show_reachable: bool, own: usize, my_sp: usize) {
-    let (stopped, old) = stop_all();
-    let mut blocks = Vec::new();
-    table::for_each(|m| {
-        if m.state() == State::Live {
-            blocks.push(Live {
-                user: m.user,
-                size: m.size,
-                stack: m.alloc_stack,
-                mark: 0,
-            });
-        }
-    });
+    let maps = roots::mappings();
+    let mut live = 0usize;
+    table::for_each(|m| live += (m.state() == State::Live) as usize);
+    let mut blocks = Vec::with_capacity(live + live / 4 + 1024);
+    let mut work = Vec::with_capacity(1024);
+    // Listing the threads allocates through libc (opendir), which would
+    // ask for a shard: before the shards are taken.
+    let tids = other_threads();
+    table::lock_all();
+    let (stopped, old) = stop_all(&tids);
+    // SAFETY: lock_all above; unlock_all below, after the scan.
+    unsafe {
+        table::for_each_held(|m| {
+            if m.state() == State::Live {
+                blocks.push(Live {
+                    user: m.user,
+                    size: m.size,
+                    stack: m.alloc_stack,
+                    mark: 0,
+                });
+            }
+        })
+    };
     blocks.sort_by_key(|b| b.user);
     let lo = blocks.first().map_or(0, |b| b.user);
     let hi = blocks
@@ -273,8 +295,6 @@ pub fn check(show_reachable: bool, own: usize, my_sp: usize) {
         .max()
         .unwrap_or(0);
     let mut h = Heap { blocks, lo, hi };
-    let maps = roots::mappings();
-    let mut work = Vec::new();
     linker_roots(&mut h, &mut work);
     for (a, b, _) in roots::globals(own) {
         h.scan(a, b, 0, 1, &mut work);
@@ -290,6 +310,7 @@ pub fn check(show_reachable: bool, own: usize, my_sp: usize) {
     }
     h.flood(&mut work, 0, 1);
     resume_all(stopped, old);
+    table::unlock_all();
     // Blocks reached only from unreached blocks are indirect leaks.
     for i in 0..h.blocks.len() {
         if h.blocks[i].mark == 0 {

@@ -339,7 +339,23 @@ pub fn for_each(mut f: impl FnMut(&mut Meta)) {
     }
 }
 
-/// Takes every shard (before `fork`).
+/// Runs `f` on every record, for a caller that holds every shard
+/// ([`lock_all`]): the leak check, which takes them before it stops the
+/// other threads, so that no thread is stopped holding one.
+///
+/// # Safety
+/// The caller holds every shard through [`lock_all`].
+pub unsafe fn for_each_held(mut f: impl FnMut(&mut Meta)) {
+    for s in TABLE.iter() {
+        // SAFETY: per the contract, the shard is ours until unlock_all.
+        let inner = unsafe { &mut *s.as_ptr() };
+        for m in inner.slots.iter_mut().filter(|m| m.user != 0) {
+            f(m);
+        }
+    }
+}
+
+/// Takes every shard (before `fork`, and around the leak check's stop).
 pub fn lock_all() {
     for s in TABLE.iter() {
         s.raw_lock();

@@ -677,6 +677,30 @@ fn fork_while_threads_allocate() {
         .stdout_has("children 300 hung 0", true);
 }
 
+/// The leak check runs at exit while three threads still allocate and
+/// free: it stops them, reports the one leak, and the process ends (five
+/// runs; a hang ends in the program's alarm). Taking the side table before
+/// the threads were stopped hung every run while listing the threads
+/// allocated through libc's `opendir` (a shard was asked for again).
+#[test]
+fn leak_check_at_exit_while_threads_allocate() {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let prog = compiled(&P, |d| {
+        compile_c(
+            "check/exit_threads.c",
+            d,
+            "exit_threads",
+            &["-O1", "-pthread"],
+        )
+    });
+    for _ in 0..5 {
+        let c = check(&[], prog, &[]);
+        c.expect(ERROR_EXIT, 1).stdout_has("started", true);
+        assert_eq!(c.reports[0]["kind"], "leak", "{}", c.describe());
+        assert_eq!(c.reports[0]["size"], 4242, "{}", c.describe());
+    }
+}
+
 /// A Rust program (std's runtime start and each spawned thread call
 /// pthread_getattr_np, which allocates while holding the thread's lock:
 /// the checker asked it again from that allocation and hung): it runs, its
