@@ -26,37 +26,30 @@ macro_rules! tls_word {
             // In `.tdata`: every thread's copy starts as the address of
             // `$init` (the dynamic linker relocates the initialisation
             // image before it copies it into any thread's block).
-            core::arch::global_asm!(
-                ".pushsection .tdata,\"awT\",@progbits",
-                ".p2align 3",
-                concat!(".globl ", $sym),
-                concat!(".hidden ", $sym),
-                concat!(".type ", $sym, ",@object"),
-                concat!(".size ", $sym, ",8"),
-                concat!($sym, ":"),
-                ".quad {init}",
-                ".popsection",
-                init = sym $init,
-            );
+            $crate::tls_word!(@word $sym, ".tdata,\"awT\",@progbits", ".quad {init}", init = sym $init);
             $crate::tls_word!(@access $sym);
         }
     };
     ($(#[$m:meta])* $vis:vis mod $name:ident = $sym:literal;) => {
         $(#[$m])*
         $vis mod $name {
-            core::arch::global_asm!(
-                ".pushsection .tbss,\"awT\",@nobits",
-                ".p2align 3",
-                concat!(".globl ", $sym),
-                concat!(".hidden ", $sym),
-                concat!(".type ", $sym, ",@object"),
-                concat!(".size ", $sym, ",8"),
-                concat!($sym, ":"),
-                ".zero 8",
-                ".popsection",
-            );
+            $crate::tls_word!(@word $sym, ".tbss,\"awT\",@nobits", ".zero 8");
             $crate::tls_word!(@access $sym);
         }
+    };
+    (@word $sym:literal, $section:literal, $data:literal $(, $op:ident = sym $path:path)?) => {
+        core::arch::global_asm!(
+            concat!(".pushsection ", $section),
+            ".p2align 3",
+            concat!(".globl ", $sym),
+            concat!(".hidden ", $sym),
+            concat!(".type ", $sym, ",@object"),
+            concat!(".size ", $sym, ",8"),
+            concat!($sym, ":"),
+            $data,
+            ".popsection",
+            $($op = sym $path,)?
+        );
     };
     (@access $sym:literal) => {
         /// This thread's value of the word.
