@@ -133,6 +133,42 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The word `aligned_alloc` stores 16 bytes before an aligned pointer `q`
+/// it hands out from inside a block (in the block's slack, which nobody
+/// uses): a pointer into a page of aligned blocks is accepted by `free`,
+/// `realloc` and `malloc_usable_size` only at a block start or where this
+/// word is found before it. It depends on `q` and on a secret, so that
+/// neither a buggy `free(q + 8)` nor a blind write of program data can pass
+/// for it. (Off, the keys are zero; nothing checks it then.)
+#[inline(always)]
+pub fn aligned_mark(q: *const u8) -> usize {
+    (q as u64 ^ KEYS.tag.load(Relaxed).rotate_left(29) ^ KEYS.k.load(Relaxed)) as usize
+}
+
+/// Stores [`aligned_mark`] for `q`.
+///
+/// # Safety
+/// `q - 16 .. q` lies in the slack before `q` inside its block.
+#[inline(always)]
+pub unsafe fn set_aligned_mark(q: *mut u8) {
+    // SAFETY: per the contract; 16-aligned.
+    unsafe { (q.sub(16) as *mut usize).write(aligned_mark(q)) }
+}
+
+/// Whether `p`, `into` bytes past the start of a block in a page of aligned
+/// blocks, is a pointer `aligned_alloc` handed out: at least 16 bytes in,
+/// on a 16-byte boundary, with its [`aligned_mark`] before it.
+///
+/// # Safety
+/// `p - 16 .. p` is readable (it lies in the block when `into >= 16`).
+#[inline]
+pub unsafe fn is_aligned_start(p: *const u8, into: usize) -> bool {
+    // SAFETY: per the contract, only read when `into >= 16`.
+    into >= 16
+        && into.is_multiple_of(16)
+        && unsafe { (p.sub(16) as *const usize).read() } == aligned_mark(p)
+}
+
 /// The stored form of a link to `next` (the code is its own inverse).
 #[inline(always)]
 pub fn code(next: *mut Block) -> *mut Block {

@@ -472,7 +472,16 @@ unsafe fn lookup(seg: *mut Segment, p: *mut u8) -> Found {
         } else {
             off % bs
         };
-        if into != 0 && sh.flags & FLAG_ALIGNED == 0 && harden::on() {
+        // In a page of aligned blocks, `aligned_alloc` hands out pointers
+        // inside blocks: only those (marked) are accepted besides starts,
+        // and any pointer into a freed block (whose link may have overwritten
+        // the mark), which the callers then refuse as a double free.
+        if into != 0
+            && harden::on()
+            && (sh.flags & FLAG_ALIGNED == 0
+                || !(harden::is_aligned_start(p, into)
+                    || harden::was_freed(p.wrapping_sub(into) as *const Block)))
+        {
             return Found::Bad(Fault::NotBlockStart, into);
         }
         Found::Small {
@@ -680,6 +689,7 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
                 if q != p {
                     let seg = Segment::of(p);
                     (*Segment::page_of(seg, p)).mark_aligned();
+                    harden::set_aligned_mark(q);
                 }
                 return q;
             }

@@ -58,6 +58,10 @@ const CASES: &[(&str, Expect)] = &[
     ("forged-free-far", ANY),
     ("usable-interior", Expect::UsableZero),
     ("foreign-free", Expect::Survive),
+    ("aligned-interior-free", ANY),
+    ("aligned-double-free", DOUBLE),
+    ("realloc-zero-free", Expect::AbortOrSkip(&["double free"])),
+    ("realloc-freed", DOUBLE),
 ];
 
 fn compile(dir: &TempDir) -> PathBuf {
@@ -105,7 +109,7 @@ fn judge(o: &Outcome, expect: Expect) -> Result<String, String> {
     let aborted = o.status.signal() == Some(libc::SIGABRT);
     let phrases = match expect {
         Expect::AbortOrSkip(_) if v == Some("SKIP") && o.status.success() => {
-            return Ok("skipped (no adjacent blocks)".into())
+            return Ok("skipped (the primitive does not apply here)".into())
         }
         Expect::Abort(p) | Expect::AbortOrSkip(p) => p,
         Expect::Survive => {
@@ -241,6 +245,10 @@ cases! {
     forged_free_far => "forged-free-far",
     usable_interior => "usable-interior",
     foreign_free => "foreign-free",
+    aligned_interior_free => "aligned-interior-free",
+    aligned_double_free => "aligned-double-free",
+    realloc_zero_free => "realloc-zero-free",
+    realloc_freed => "realloc-freed",
 }
 
 /// `MEMKIT_HARDEN=off` is an accepted setting (no "ignoring" warning) and

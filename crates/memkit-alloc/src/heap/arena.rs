@@ -201,6 +201,7 @@ pub unsafe fn alloc_aligned(h: *mut Heap, align: usize, size: usize) -> *mut u8 
                 let q = ((p as usize + align - 1) & !(align - 1)) as *mut u8;
                 if q != p {
                     (*Segment::page_of(Segment::of(p), p)).mark_aligned();
+                    harden::set_aligned_mark(q);
                 }
                 return q;
             }
