@@ -806,6 +806,22 @@ pub fn in_block_memory(addr: usize) -> bool {
     mine || segment::is_owned(chunk) || segment::is_interior(chunk)
 }
 
+/// Whether `base` is the data start of a live huge block and `addr` one of
+/// its bytes: a word at `addr` can then be read without faulting. For a
+/// front-end whose header lies further into a block than
+/// [`in_block_memory`] sees (its first chunk after the huge header): the
+/// profiler's blocks aligned to 8 MiB or more keep their header right
+/// before the aligned user bytes, `align` bytes into the core's block.
+/// Reads a header only where the ownership maps mark one.
+pub fn huge_block_covers(base: usize, addr: usize) -> bool {
+    let h = huge::header_of(base as *mut u8);
+    if h.is_null() || addr < base {
+        return false;
+    }
+    // SAFETY: header_of found the header of a live huge block.
+    addr - base < unsafe { huge::usable(h) }
+}
+
 /// The core as a Rust global allocator, for front-ends (check mode, the
 /// profiler) whose own Rust code must allocate from the core directly,
 /// never through the C exports they record or check.

@@ -113,7 +113,10 @@ enum Owner {
 /// its own.
 #[inline(always)]
 unsafe fn owner(user: usize) -> Owner {
-    if !user.is_multiple_of(16) || user < HDR || !memkit_alloc::in_block_memory(user - HDR) {
+    if !user.is_multiple_of(16)
+        || user < HDR
+        || !(memkit_alloc::in_block_memory(user - HDR) || in_wide_pad(user))
+    {
         return Owner::Unknown;
     }
     // SAFETY: the header lies in the core's block memory (readable).
@@ -137,6 +140,26 @@ unsafe fn owner(user: usize) -> Owner {
         }
     }
     Owner::Unknown
+}
+
+/// Whether `user` may be the user pointer of a block aligned to 8 MiB or
+/// more whose header the core's chunk maps do not cover. Such a block's
+/// core block starts `pad` (its alignment) before `user`, one chunk after
+/// its huge header, and the header lies `pad` bytes into it, past the one
+/// chunk [`memkit_alloc::in_block_memory`] knows. Every power of two from
+/// 8 MiB up to `user`'s own alignment is tried as `pad`, smallest first:
+/// a smaller one lands in the block's own padding (no header mark there),
+/// so the first hit is the block itself. Only pointers aligned to 8 MiB
+/// come here.
+#[cold]
+#[inline(never)]
+fn in_wide_pad(user: usize) -> bool {
+    const FIRST: u32 = (2 * memkit_alloc::segment::SEGMENT_SIZE).trailing_zeros();
+    let last = user.trailing_zeros().min(usize::BITS - 2);
+    (FIRST..=last).any(|j| {
+        let pad = 1usize << j;
+        user > pad && memkit_alloc::huge_block_covers(user - pad, user - HDR)
+    })
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two), zeroed when

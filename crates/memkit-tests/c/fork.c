@@ -4,9 +4,13 @@
  * thread keeps creating short-lived threads that allocate and exit. Meanwhile
  * the main thread forks FORKS times. Each child arms alarm(5), frees blocks the
  * parent allocated before the fork, mallocs/reallocs/frees, starts a thread
- * that allocates too, and _exit(0)s. A child killed by SIGALRM deadlocked
+ * that allocates too, then CHILD_THREADS threads at once that each allocate
+ * and free blocks of every size the allocator threads use (new threads in the
+ * child take over heaps the parent left: heaps of threads that do not exist in
+ * the child, caught at fork in the middle of a malloc or free, must not hand
+ * out broken free lists), and _exit(0)s. A child killed by SIGALRM deadlocked
  * (typically on an allocator lock held by a thread that does not exist in the
- * child): that is a failure.
+ * child), one killed by SIGABRT found a corrupted heap: both are failures.
  *
  * Usage: fork [forks]
  */
@@ -88,6 +92,23 @@ static void *child_thread(void *arg) {
     return arg;
 }
 
+#define CHILD_THREADS 12
+
+/* Blocks of every size up to 4096 (every small and medium class the
+ * allocator threads use), a few of each at once, then freed. */
+static void *child_sizes_thread(void *arg) {
+    void *v[4];
+    for (size_t size = 1; size <= 4096; size += 8) {
+        for (int i = 0; i < 4; i++) {
+            v[i] = malloc(size);
+            if (!v[i]) abort();
+            memset(v[i], 'k', size);
+        }
+        for (int i = 0; i < 4; i++) free(v[i]);
+    }
+    return arg;
+}
+
 static void child(void **inherited, int n) {
     alarm(5);
     for (int i = 0; i < n; i++) {
@@ -106,6 +127,10 @@ static void child(void **inherited, int n) {
     pthread_t t;
     if (pthread_create(&t, NULL, child_thread, NULL) != 0) _exit(5);
     pthread_join(t, NULL);
+    pthread_t sized[CHILD_THREADS];
+    for (int i = 0; i < CHILD_THREADS; i++)
+        if (pthread_create(&sized[i], NULL, child_sizes_thread, NULL) != 0) _exit(5);
+    for (int i = 0; i < CHILD_THREADS; i++) pthread_join(sized[i], NULL);
     void *big = calloc(1, 3 << 20);
     if (!big) _exit(4);
     free(big);

@@ -155,8 +155,8 @@ pub struct Heap {
     pub next_dead: *mut Heap,
     /// Made dead by `fork` in a child: its thread may have been in the
     /// middle of an operation at the fork (the fast paths take no lock), so
-    /// its counts can be off by the block in flight. It is used as it is
-    /// (at worst a block is leaked or a page kept), but not held to the
+    /// its lists may be half-updated. It is never adopted or collected in
+    /// the child (it is not in the pool of dead heaps) and not held to the
     /// invariant checks.
     pub forked: bool,
     /// Blocks this heap's thread gave back to pages of dead heaps since it

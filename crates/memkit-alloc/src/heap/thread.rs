@@ -1,7 +1,7 @@
 //! Thread life cycle: a heap for each thread that allocates (adopting a
 //! dead one when it can), its release when the thread exits, and `fork`
 //! (every allocator lock taken around it; in the child, the heaps of
-//! threads that do not exist there become dead heaps, and arenas over
+//! threads that do not exist there are left alone, and arenas over
 //! shared memory become unusable).
 
 use super::*;
@@ -195,8 +195,19 @@ pub(super) unsafe extern "C" fn fork_child() {
         segment::fork_child();
         HEAPS.raw_unlock();
     }
-    // The other threads do not exist here: their heaps become dead heaps, so
-    // their memory is reclaimed instead of leaked.
+    // The other threads do not exist here. Their heaps are left alone: no
+    // thread of the child adopts or collects them, and their memory stays
+    // the parent's copy (as mimalloc and jemalloc leave other threads' heaps
+    // and caches in a child). A heap has no lock: its thread may have been
+    // anywhere in a malloc or free at the fork, between clearing a block's
+    // free tag and taking it off its page's list, in the middle of linking
+    // a page into a bin queue or a segment into the heap's list. A thread
+    // that adopted such a heap stopped on a "corrupted free list" (about one
+    // child in a hundred while threads churned), or could follow a
+    // half-linked list.
+    // Blocks of those heaps that the child frees go back the way any other
+    // heap's do (the page's atomic list, or this thread's cache of other
+    // heaps' blocks), which never reads the owner's private state.
     let me = tls::heap();
     let mut r = HEAPS.lock();
     let mut h = r.all;
@@ -206,7 +217,11 @@ pub(super) unsafe extern "C" fn fork_child() {
             if h != me && (*h).state.load(Relaxed) == STATE_LIVE {
                 r.live_count -= 1;
                 (*h).forked = true;
-                r.push_dead(h);
+                // Dead, but not in the pool of dead heaps: never adopted,
+                // never collected. (Its segments keep `owner_dead` clear:
+                // setting it walks the heap's segment list, which may be
+                // half-linked.)
+                (*h).state.store(STATE_DEAD, Relaxed);
             } else {
                 // Arenas over shared memory are the parent's.
                 arena::forked_child(h);
