@@ -27,7 +27,8 @@ Reports (each on stderr as it happens, ASan style; all of them as a JSON
 array with --json): leak (direct, indirect), double-free, invalid-free,
 heap-buffer-overflow, use-after-free, memcpy-param-overlap,
 alloc-dealloc-mismatch, invalid-alignment, allocation-size-too-big,
-calloc-overflow. What each is and when it is detected: docs/CHECK.md.
+calloc-overflow, reallocarray-overflow. What each is and when it is
+detected: docs/CHECK.md.
 
 Exit status: the program's own when nothing was reported, else
 --error-exitcode (23, like LeakSanitizer).

@@ -387,6 +387,31 @@ pub(crate) const C_CASES: &[Case] = &[
         &["NULL 1 ENOMEM 1"],
         &["NULL 0 ENOMEM 0"],
     ),
+    // Reported as AddressSanitizer does; the block is left as it was.
+    case_out(
+        "reallocarray-overflow",
+        &[Expect {
+            kind: "reallocarray-overflow",
+            stack: &["reallocarray", "bug_site_reallocarray_overflow", "main"],
+            message: "reallocarray parameters overflow",
+            ..REPORT
+        }],
+        &["NULL 1 ENOMEM 1"],
+        &["NULL 0 ENOMEM 0"],
+    ),
+    // The alignment counts: 16 bytes aligned to 1 TiB need more than 1 TiB.
+    case_out(
+        "memalign-too-big",
+        &[Expect {
+            kind: "allocation-size-too-big",
+            size: Some(16),
+            stack: &["memalign", "bug_site_memalign_too_big", "main"],
+            message: "with alignment 0x10000000000",
+            ..REPORT
+        }],
+        &["NULL 1 ENOMEM 1"],
+        &["NULL 0 ENOMEM 0"],
+    ),
     case_out(
         "two-bugs",
         &[DOUBLE_FREE, FREE_GLOBAL],

@@ -178,6 +178,7 @@ const KINDS: &[&str] = &[
     "invalid-alignment",
     "allocation-size-too-big",
     "calloc-overflow",
+    "reallocarray-overflow",
 ];
 
 fn frames_ok(v: &Value, nullable: bool) -> Result<(), String> {
@@ -302,6 +303,19 @@ fn suppressions() {
     check(supp, bugs(), &["double-free"])
         .expect(ERROR_EXIT, 1)
         .stderr_has("Suppressions used", false);
+    // Wildcard patterns match anywhere in a name, as LeakSanitizer's do:
+    // a function's middle, an object's path by its file name.
+    std::fs::write(&file, "leak:site_suppr*ssed\nleak:libc.so*\n").unwrap();
+    check(supp, bugs(), &["leak-suppressed"])
+        .expect(0, 0)
+        .stderr_has("leak:site_suppr*ssed", true);
+    check(supp, bugs(), &["leak-strdup"])
+        .expect(0, 0)
+        .stderr_has("leak:libc.so*", true);
+    // Anchored, they must match the whole name.
+    std::fs::write(&file, "leak:^alloc_site_suppressed$\nleak:^libc.so*\n").unwrap();
+    check(supp, bugs(), &["leak-suppressed"]).expect(0, 0);
+    check(supp, bugs(), &["leak-strdup"]).expect(ERROR_EXIT, 1);
 }
 
 #[test]

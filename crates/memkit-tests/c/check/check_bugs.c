@@ -23,6 +23,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -479,6 +480,36 @@ SITE void bug_site_calloc_overflow(int bug) {
 
 static void case_calloc_overflow(int bug) { bug_site_calloc_overflow(bug); }
 
+/* reallocarray's n * size overflows: NULL, ENOMEM, and the block stays. */
+SITE void bug_site_reallocarray_overflow(int bug) {
+    char *p = alloc_site_malloc(24);
+    POKE(p, 23, 7);
+    errno = 0;
+    volatile size_t n = bug ? SIZE_MAX / 4 : 10;
+    char *q = reallocarray(p, n, 8);
+    printf("NULL %d ENOMEM %d\n", q == NULL, errno == ENOMEM);
+    free_site_free(q ? q : p);
+    NOTAIL();
+}
+
+static void case_reallocarray_overflow(int bug) { bug_site_reallocarray_overflow(bug); }
+
+/* A valid alignment of 1 TiB needs more than the 1 TiB a request may
+ * have: NULL, ENOMEM (glibc too) and a report. */
+SITE void bug_site_memalign_too_big(int bug) {
+    errno = 0;
+    volatile size_t align = bug ? (size_t)1 << 40 : 4096;
+    char *p = memalign(align, 16);
+    printf("NULL %d ENOMEM %d\n", p == NULL, errno == ENOMEM);
+    if (p) {
+        POKE(p, 15, 1);
+        free(p);
+    }
+    NOTAIL();
+}
+
+static void case_memalign_too_big(int bug) { bug_site_memalign_too_big(bug); }
+
 /* ---- several bugs; processes --------------------------------------------- */
 
 /* A double free, then an invalid free: --halt-on-error stops at the first,
@@ -547,6 +578,8 @@ static const struct {
     {"bad-aligned-alloc", case_bad_aligned_alloc},
     {"malloc-too-big", case_malloc_too_big},
     {"calloc-overflow", case_calloc_overflow},
+    {"reallocarray-overflow", case_reallocarray_overflow},
+    {"memalign-too-big", case_memalign_too_big},
     {"two-bugs", case_two_bugs},
     {"fork-leak", case_fork_leak},
 };
