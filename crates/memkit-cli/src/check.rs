@@ -9,6 +9,7 @@
 
 use std::ffi::OsString;
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
@@ -196,10 +197,27 @@ fn collect(dir: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
     (reports, warnings)
 }
 
+fn json_error(path: &Path, e: &std::io::Error) -> CliError {
+    CliError::new(format!(
+        "cannot write {}: {}",
+        path.display(),
+        memkit::describe_io(e)
+    ))
+}
+
 pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let (mut command, program_name) = preloaded(&args.command, "check", &library::CHECK)?;
     let dir = Dir::create()?;
     let opts = options(args, &dir.0)?;
+    // Created before the program runs: a path that cannot be written is
+    // said at once, not after a long run whose reports it then loses.
+    let json = match &args.json {
+        Some(path) => Some((
+            path,
+            fs::File::create(path).map_err(|e| json_error(path, &e))?,
+        )),
+        None => None,
+    };
     let status = command
         .env(OPTIONS_ENV, opts)
         .status()
@@ -208,15 +226,10 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     for w in &warnings {
         eprintln!("memkit check: {w}");
     }
-    if let Some(path) = &args.json {
+    if let Some((path, mut file)) = json {
         let text = serde_json::to_string_pretty(&reports).unwrap_or_else(|_| "[]".into());
-        fs::write(path, text + "\n").map_err(|e| {
-            CliError::new(format!(
-                "cannot write {}: {}",
-                path.display(),
-                memkit::describe_io(&e)
-            ))
-        })?;
+        file.write_all((text + "\n").as_bytes())
+            .map_err(|e| json_error(path, &e))?;
     }
     let counted = reports
         .iter()

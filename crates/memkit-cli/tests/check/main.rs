@@ -284,6 +284,26 @@ fn error_exitcode() {
     check(&["--error-exitcode", "7"], "sh", &["-c", "exit 3"]).expect(3, 0);
 }
 
+/// A --json path that cannot be written is refused before the program
+/// runs (it used to run to the end, then lose every report).
+#[test]
+fn json_path_refused_before_the_run() {
+    let dir = TempDir::new("check-json");
+    let marker = dir.join("ran");
+    let out = run(
+        Command::new(MEMKIT)
+            .env("MEMKIT_CHECK_LIB", check_lib_path())
+            .args(["check", "--json"])
+            .arg(dir.join("missing").join("reports.json"))
+            .args(["--", "sh", "-c", "touch \"$0\"; exit 3"])
+            .arg(&marker),
+        T,
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", out.describe());
+    assert!(out.stderr.contains("cannot write"), "{}", out.describe());
+    assert!(!marker.exists(), "the program ran\n{}", out.describe());
+}
+
 #[test]
 fn suppressions() {
     if !require("suppressions", &["gcc"]) {
