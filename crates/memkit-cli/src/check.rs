@@ -218,10 +218,16 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
         )),
         None => None,
     };
-    let status = command
-        .env(OPTIONS_ENV, opts)
-        .status()
-        .map_err(|e| spawn_error(&program_name, &e))?;
+    let status = match command.env(OPTIONS_ENV, opts).status() {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing ran: no report file, as before it was created early.
+            if let Some((path, _)) = &json {
+                let _ = fs::remove_file(path);
+            }
+            return Err(spawn_error(&program_name, &e));
+        }
+    };
     let (reports, warnings) = collect(&dir.0);
     for w in &warnings {
         eprintln!("memkit check: {w}");

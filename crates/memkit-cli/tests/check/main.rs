@@ -302,6 +302,18 @@ fn json_path_refused_before_the_run() {
     assert_eq!(out.status.code(), Some(125), "{}", out.describe());
     assert!(out.stderr.contains("cannot write"), "{}", out.describe());
     assert!(!marker.exists(), "the program ran\n{}", out.describe());
+    // A program that cannot be started leaves no (empty) report file.
+    let json = dir.join("reports.json");
+    let out = run(
+        Command::new(MEMKIT)
+            .env("MEMKIT_CHECK_LIB", check_lib_path())
+            .args(["check", "--json"])
+            .arg(&json)
+            .args(["--", "/nonexistent/program"]),
+        T,
+    );
+    assert_eq!(out.status.code(), Some(127), "{}", out.describe());
+    assert!(!json.exists(), "{}", out.describe());
 }
 
 #[test]
