@@ -442,7 +442,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     };
     if need > MAX_SIZE {
         let st = stacks::at(regs);
-        let with = if need == size {
+        let with = if size > MAX_SIZE {
             String::new()
         } else {
             format!(" with alignment {align:#x}")

@@ -492,6 +492,28 @@ const CXX_CASES: &[Case] = &[
             &["operator delete[]", "bug_site_delete_array", "main"],
         )],
     ),
+    case(
+        "aligned-new-delete",
+        &[Expect {
+            message: "allocated with operator new (align_val_t), freed with operator delete;",
+            ..mismatch(
+                40,
+                &["operator new", "alloc_site_new_aligned"],
+                &["operator delete", "bug_site_delete_plain", "main"],
+            )
+        }],
+    ),
+    case(
+        "new-aligned-delete",
+        &[Expect {
+            message: "allocated with operator new, freed with operator delete (align_val_t)",
+            ..mismatch(
+                1,
+                &["operator new", "alloc_site_new"],
+                &["operator delete", "bug_site_delete_aligned", "main"],
+            )
+        }],
+    ),
     // A throwing new: the report, then std::bad_alloc.
     case_out(
         "new-too-big",
