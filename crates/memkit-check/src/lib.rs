@@ -71,16 +71,18 @@ fn exit_now(code: i32) -> ! {
 
 /// No lock of the checker may be held in the child: every one is taken
 /// before `fork` (outermost first: the report output, the symbolizer's
-/// cache, the quarantine, the big blocks, the side table) and released
-/// after, in both processes.
+/// cache, the quarantine, the big blocks, the side table, the program's
+/// SIGSEGV action) and released after, in both processes.
 extern "C" fn before_fork() {
     report::lock_for_fork();
     memkit_trace::symbolize::lock_for_fork();
     block::lock_for_fork();
     table::lock_all();
+    guard::lock_for_fork();
 }
 
 extern "C" fn after_fork() {
+    guard::unlock_after_fork();
     table::unlock_all();
     block::unlock_after_fork();
     memkit_trace::symbolize::unlock_after_fork();

@@ -497,6 +497,40 @@ fn guard_pages_catch_reads() {
     }
 }
 
+/// A program with its own SIGSEGV handler (installed with `sigaction` or
+/// `signal`): the guard faults are still memkit's (the handler stays in
+/// front; the program reads its own back), its own fault at the end still
+/// reaches its handler. It used to replace memkit's, which then saw none.
+#[test]
+fn guard_keeps_its_handler_in_front() {
+    if !require("guard_keeps_its_handler_in_front", &["gcc"]) {
+        return;
+    }
+    let program = guard_reads();
+    for case in ["sigaction-read-after-free", "signal-read-after-free"] {
+        for mode in [["--guard", "all"], ["--guard", "sample=1"]] {
+            let c = check(&mode, program, &[case]);
+            c.expect(ERROR_EXIT, 1)
+                .stdout_has(&format!("END {case}"), true)
+                .stdout_has("OWN HANDLER", true);
+            let r = &c.reports[0];
+            assert_eq!(r["kind"], "use-after-free", "{}", c.describe());
+            assert_eq!(
+                r["stack"][0]["function"],
+                "bug_site_read_after_free",
+                "{}",
+                c.describe()
+            );
+            check(&mode, program, &[&format!("ok-{case}")])
+                .expect(0, 0)
+                .stdout_has("OWN HANDLER", true);
+        }
+        check(&[], program, &[case])
+            .expect(0, 0)
+            .stdout_has("OWN HANDLER", true);
+    }
+}
+
 fn zones() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     compiled(&P, |d| {
