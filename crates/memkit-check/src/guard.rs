@@ -14,10 +14,12 @@
 //! Each guarded block is its own mapping: the data pages (the block ends
 //! at the guard page, its last bytes up to 16-byte alignment are red
 //! zone) and one `PROT_NONE` page. Two mappings per live block:
-//! `vm.max_map_count` (65530 by default) bounds the live guarded blocks to
-//! about 32000; when a mapping is refused the block is allocated unguarded.
+//! `vm.max_map_count` (65530 by default) bounds the guarded blocks; at most
+//! three quarters of it go to them (about 24500 blocks), the rest is left
+//! to the program, and beyond that (or when a mapping is refused) blocks
+//! are allocated unguarded.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
 use memkit_alloc::lock::SpinLock;
 use memkit_sys::signal::{self, SigAction, SigInfo, SA_NODEFER, SA_ONSTACK};
@@ -30,6 +32,19 @@ pub const PAGE: usize = 4096;
 
 static SAMPLE_COUNTER: AtomicU64 = AtomicU64::new(0);
 static WARNED: AtomicBool = AtomicBool::new(false);
+static WARNED_BUDGET: AtomicBool = AtomicBool::new(false);
+
+/// Guarded mappings alive (live and quarantined guarded blocks).
+static MAPPED: AtomicUsize = AtomicUsize::new(0);
+/// At most this many: two mappings each, and a quarter of
+/// `vm.max_map_count` (read at install; 65530 until then) left to the
+/// program. Taking them all made every later `mmap` of the program fail
+/// (python's `import ctypes`: "failed to map segment from shared object").
+static BUDGET: AtomicUsize = AtomicUsize::new(budget(65530));
+
+const fn budget(max_map_count: usize) -> usize {
+    (max_map_count - max_map_count / 4) / 2
+}
 
 /// Whether this allocation is to be guarded (under options `o`; the mode
 /// first: the default has none).
@@ -48,6 +63,24 @@ pub fn wanted(o: &options::Options, size: usize, align: usize) -> bool {
 /// Maps a guarded region for `size` bytes with at least `left` bytes
 /// before them: (start, data end = guard page start).
 pub fn map(size: usize, left: usize) -> Option<(usize, usize)> {
+    let budget = BUDGET.load(Relaxed);
+    if MAPPED.fetch_add(1, Relaxed) >= budget {
+        MAPPED.fetch_sub(1, Relaxed);
+        if !WARNED_BUDGET.swap(true, Relaxed) {
+            report::warn(&format!(
+                "guard: {budget} blocks guarded (two mappings each; a quarter of vm.max_map_count is left to the program): allocating unguarded until some are freed"
+            ));
+        }
+        return None;
+    }
+    let r = map_new(size, left);
+    if r.is_none() {
+        MAPPED.fetch_sub(1, Relaxed);
+    }
+    r
+}
+
+fn map_new(size: usize, left: usize) -> Option<(usize, usize)> {
     let data = (size.next_multiple_of(16) + left).next_multiple_of(PAGE);
     let Ok(p) = memkit_sys::map(data + PAGE) else {
         if !WARNED.swap(true, Relaxed) {
@@ -90,6 +123,7 @@ pub fn protect_freed(start: usize, end: usize) {
 pub fn unmap(start: usize, end: usize) {
     // SAFETY: a guarded mapping of ours, out of every table.
     unsafe { memkit_sys::unmap(start as *mut u8, end - start + PAGE) };
+    MAPPED.fetch_sub(1, Relaxed);
 }
 
 fn reopen(start: usize, len: usize) {
@@ -115,6 +149,12 @@ const SA_RESETHAND: i32 = i32::MIN; // 0x8000_0000
 pub fn install() {
     if matches!(options::get().guard, Guard::None) {
         return;
+    }
+    if let Some(n) = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|t| t.trim().parse::<usize>().ok())
+    {
+        BUDGET.store(budget(n), Relaxed);
     }
     let mut p = PROGRAM.lock();
     if p.is_some() {

@@ -531,6 +531,24 @@ fn guard_keeps_its_handler_in_front() {
     }
 }
 
+/// `--guard all` stops guarding before the guarded blocks take every
+/// mapping `vm.max_map_count` allows: the program's own `mmap` calls (a
+/// `dlopen`, a thread's stack) still succeed. They failed once the guarded
+/// blocks had taken them all (python's `import ctypes`).
+#[test]
+fn guard_leaves_mappings_to_the_program() {
+    if !require("guard_leaves_mappings_to_the_program", &["gcc"]) {
+        return;
+    }
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let program = compiled(&P, |d| {
+        compile_c("check/guard_budget.c", d, "check_guard_budget", &["-O2"])
+    });
+    check(&["--guard", "all"], program, &[])
+        .expect(0, 0)
+        .stdout_has("END FAILED 0", true);
+}
+
 fn zones() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     compiled(&P, |d| {
