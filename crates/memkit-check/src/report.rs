@@ -70,10 +70,20 @@ pub static REPORTED: AtomicUsize = AtomicUsize::new(0);
 static STDERR: AtomicI32 = AtomicI32::new(-1);
 static WARNED: AtomicBool = AtomicBool::new(false);
 
-/// Takes a duplicate of stderr at start: programs may close fd 2.
+/// Takes a duplicate of stderr at start: programs may close fd 2. With
+/// `json_dir`, creates this process's (empty) report file: `memkit check`
+/// tells by it that the program ran on the library at all (a statically
+/// linked one, or one started without LD_PRELOAD, leaves none).
 pub fn init() {
     if let Ok(fd) = memkit_sys::dup_cloexec(2) {
         STDERR.store(fd, Relaxed);
+    }
+    if let Some(d) = &options::get().json_dir {
+        let path = format!("{d}/check.{}.jsonl", memkit_sys::pid());
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
     }
 }
 

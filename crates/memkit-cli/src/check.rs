@@ -171,7 +171,9 @@ fn options(args: &CheckArgs, dir: &Path) -> Result<String, CliError> {
     Ok(o.join(":"))
 }
 
-/// Every report the processes wrote, in the order of their files.
+/// Every report the processes wrote, in the order of their files. Each
+/// process on the library creates its file at start: none at all means
+/// nothing ran on it.
 fn collect(dir: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -179,6 +181,13 @@ fn collect(dir: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
     files.sort();
     let mut reports = Vec::new();
     let mut warnings = Vec::new();
+    if files.is_empty() {
+        warnings.push(format!(
+            "no process ran on {} (statically linked, or LD_PRELOAD removed from \
+             its environment?): nothing was checked",
+            library::CHECK.file
+        ));
+    }
     for f in files {
         let Ok(text) = fs::read_to_string(&f) else {
             warnings.push(format!("cannot read {}", f.display()));

@@ -316,6 +316,27 @@ fn json_path_refused_before_the_run() {
     assert!(!json.exists(), "{}", out.describe());
 }
 
+/// A program that never ran on the library (statically linked) is said to
+/// be unchecked, not passed as clean in silence.
+#[test]
+fn unchecked_program_is_named() {
+    if !require("unchecked_program_is_named", &["gcc"]) {
+        return;
+    }
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let program = compiled(&P, |d| {
+        compile_c("check/guard_reads.c", d, "check_guard_static", &["-static"])
+    });
+    let note = "no process ran on libmemkit_check.so";
+    check(&[], program, &["ok-read-past-end"])
+        .expect(0, 0)
+        .stdout_has("END ok-read-past-end", true)
+        .stderr_has(note, true);
+    check(&[], guard_reads(), &["ok-read-past-end"])
+        .expect(0, 0)
+        .stderr_has(note, false);
+}
+
 #[test]
 fn suppressions() {
     if !require("suppressions", &["gcc"]) {
