@@ -149,7 +149,24 @@ fn open() -> Out {
     }
 }
 
-/// Reads `kind:pattern` lines (`#` comments, blank lines ignored).
+/// Every report kind (docs/CHECK.md; `memkit check` checks a suppressions
+/// file against the same list).
+pub const KINDS: &[&str] = &[
+    "leak",
+    "double-free",
+    "invalid-free",
+    "heap-buffer-overflow",
+    "use-after-free",
+    "memcpy-param-overlap",
+    "alloc-dealloc-mismatch",
+    "invalid-alignment",
+    "allocation-size-too-big",
+    "calloc-overflow",
+    "reallocarray-overflow",
+];
+
+/// Reads `kind:pattern` lines (`#` comments, blank lines ignored; a line
+/// with an unknown kind is said and skipped: it could never match).
 fn load_suppressions(path: &str) -> Vec<(String, String, usize)> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -164,10 +181,15 @@ fn load_suppressions(path: &str) -> Vec<(String, String, usize)> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match line.split_once(':') {
-            Some((k, p)) if !p.is_empty() => {
-                out.push((k.trim().to_owned(), p.trim().to_owned(), 0))
+        match line.split_once(':').map(|(k, p)| (k.trim(), p.trim())) {
+            Some((k, p)) if !p.is_empty() && (k == "*" || KINDS.contains(&k)) => {
+                out.push((k.to_owned(), p.to_owned(), 0))
             }
+            Some((k, p)) if !p.is_empty() => warn(&format!(
+                "{path}:{}: `{k}` is no report kind (one of {}, or *)",
+                n + 1,
+                KINDS.join(", ")
+            )),
             _ => warn(&format!("{path}:{}: `{line}` is not kind:pattern", n + 1)),
         }
     }

@@ -156,6 +156,7 @@ fn options(args: &CheckArgs, dir: &Path) -> Result<String, CliError> {
                 s.display()
             )));
         }
+        check_suppressions(s)?;
         o.push(format!("suppressions={}", absolute(s).display()));
     }
     if let Some(l) = &args.log_file {
@@ -169,6 +170,63 @@ fn options(args: &CheckArgs, dir: &Path) -> Result<String, CliError> {
         }
     }
     Ok(o.join(":"))
+}
+
+/// Report kinds a suppression may name (docs/CHECK.md; the library's
+/// `report::KINDS`).
+const KINDS: &[&str] = &[
+    "leak",
+    "double-free",
+    "invalid-free",
+    "heap-buffer-overflow",
+    "use-after-free",
+    "memcpy-param-overlap",
+    "alloc-dealloc-mismatch",
+    "invalid-alignment",
+    "allocation-size-too-big",
+    "calloc-overflow",
+    "reallocarray-overflow",
+];
+
+/// Refuses a suppressions file with a line that is not `kind:pattern` or
+/// names no report kind (such a line would never match; LeakSanitizer
+/// refuses them too), before the program runs.
+fn check_suppressions(path: &Path) -> Result<(), CliError> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        CliError::new(format!(
+            "cannot read suppressions file {}: {}",
+            path.display(),
+            memkit::describe_io(&e)
+        ))
+    })?;
+    let mut bad = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once(':').map(|(k, p)| (k.trim(), p.trim())) {
+            Some((k, p)) if !p.is_empty() && (k == "*" || KINDS.contains(&k)) => {}
+            Some((k, p)) if !p.is_empty() => bad.push(format!(
+                "{}:{}: `{k}` is no report kind",
+                path.display(),
+                n + 1
+            )),
+            _ => bad.push(format!(
+                "{}:{}: `{line}` is not kind:pattern",
+                path.display(),
+                n + 1
+            )),
+        }
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::new(format!(
+        "{}\n(a line is kind:pattern, the kind one of {}, or *)",
+        bad.join("\n"),
+        KINDS.join(", ")
+    )))
 }
 
 /// Every report the processes wrote, in the order of their files. Each

@@ -167,6 +167,7 @@ fn check(options: &[&str], program: impl AsRef<OsStr>, args: &[&str]) -> Checked
     check_with(options, program, args, &[])
 }
 
+/// Every report kind (docs/CHECK.md).
 const KINDS: &[&str] = &[
     "leak",
     "double-free",
@@ -369,6 +370,25 @@ fn suppressions() {
     std::fs::write(&file, "leak:^alloc_site_suppressed$\nleak:^libc.so*\n").unwrap();
     check(supp, bugs(), &["leak-suppressed"]).expect(0, 0);
     check(supp, bugs(), &["leak-strdup"]).expect(ERROR_EXIT, 1);
+    // A line that could never match is refused before the program runs.
+    std::fs::write(&file, "leak:ok\nleaks:alloc_site\nno colon\nleak:\n").unwrap();
+    let out = run(
+        Command::new(MEMKIT)
+            .env("MEMKIT_CHECK_LIB", check_lib_path())
+            .args(["check", "--suppressions"])
+            .arg(&file)
+            .args(["--", "sh", "-c", "echo RAN"]),
+        T,
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", out.describe());
+    assert!(!out.stdout.contains("RAN"), "{}", out.describe());
+    for line in [
+        "supp.txt:2: `leaks` is no report kind",
+        "supp.txt:3: `no colon` is not kind:pattern",
+        "supp.txt:4: `leak:` is not kind:pattern",
+    ] {
+        assert!(out.stderr.contains(line), "{line}\n{}", out.describe());
+    }
 }
 
 #[test]
