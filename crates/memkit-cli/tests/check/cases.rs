@@ -297,6 +297,25 @@ pub(crate) const C_CASES: &[Case] = &[
             &["memcpy", "bug_site_overflow_memcpy", "main"],
         )],
     ),
+    // The string's NUL is the 25th byte.
+    case(
+        "overflow-stpcpy",
+        &[on_block(
+            "heap-buffer-overflow",
+            24,
+            24,
+            &["stpcpy", "bug_site_overflow_stpcpy", "main"],
+        )],
+    ),
+    case(
+        "overflow-mempcpy",
+        &[on_block(
+            "heap-buffer-overflow",
+            24,
+            24,
+            &["mempcpy", "bug_site_overflow_mempcpy", "main"],
+        )],
+    ),
     // A plain write after free is found when the quarantine drains at exit.
     case(
         "uaf-write",

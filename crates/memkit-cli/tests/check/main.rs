@@ -681,10 +681,14 @@ fn fortified_string_functions() {
         "__strcat_chk",
         "__strncat_chk",
         "__memcpy_chk",
+        "__stpcpy_chk",
+        "__mempcpy_chk",
     ] {
         assert!(nm.stdout.contains(f), "{f} not imported\n{}", nm.describe());
     }
-    for func in ["strcpy", "strncpy", "strcat", "strncat", "memcpy"] {
+    for func in [
+        "strcpy", "strncpy", "strcat", "strncat", "memcpy", "stpcpy", "mempcpy",
+    ] {
         let case = format!("direct-{func}");
         let c = check(&[], program, &[&case]);
         c.expect(ERROR_EXIT, 1)

@@ -327,6 +327,37 @@ static void case_overflow_memcpy(int bug) {
     free(p);
 }
 
+/* stpcpy and mempcpy: what gcc -O2 makes of a strcpy followed by a strcat,
+ * and of a memcpy whose result is used as its end. */
+SITE void bug_site_overflow_stpcpy(char *p, int bug) {
+    char src[32];
+    memset(src, 'b', sizeof src);
+    src[bug ? 24 : 23] = 0;
+    char *end = stpcpy(p, src);
+    if (end != p + (bug ? 24 : 23)) die("stpcpy: end");
+    NOTAIL();
+}
+
+static void case_overflow_stpcpy(int bug) {
+    char *p = alloc_site_malloc(24);
+    bug_site_overflow_stpcpy(p, bug);
+    free(p);
+}
+
+SITE void bug_site_overflow_mempcpy(char *p, int bug) {
+    char src[32];
+    memset(src, 'c', sizeof src);
+    char *end = mempcpy(p, src, bug ? 25 : 24);
+    if (end != p + (bug ? 25 : 24)) die("mempcpy: end");
+    NOTAIL();
+}
+
+static void case_overflow_mempcpy(int bug) {
+    char *p = alloc_site_malloc(24);
+    bug_site_overflow_mempcpy(p, bug);
+    free(p);
+}
+
 /* ---- use after free ----------------------------------------------------- */
 
 /* A plain write after free: found when the block leaves quarantine, here
@@ -569,6 +600,8 @@ static const struct {
     {"overflow-end", case_overflow_end},
     {"overflow-before", case_overflow_before},
     {"overflow-memcpy", case_overflow_memcpy},
+    {"overflow-stpcpy", case_overflow_stpcpy},
+    {"overflow-mempcpy", case_overflow_mempcpy},
     {"uaf-write", case_uaf_write},
     {"uaf-write-tail", case_uaf_write_tail},
     {"uaf-memcpy", case_uaf_memcpy},
