@@ -790,6 +790,20 @@ fn invalid_free(p: usize, func: &str, stack: StackId) {
             p,
             stack,
         ),
+        // In the core's heap but in no block the checker knows: a block
+        // freed before and gone from quarantine (a double free found too
+        // late to name the block).
+        None if memkit_alloc::small_block_of(p).is_some() => Report {
+            kind: "invalid-free",
+            message: format!(
+                "attempting {func} on address {p:#x}, which is in the heap but in no live \
+                 block: freed before and out of quarantine (a double free found late?)"
+            ),
+            address: p,
+            thread: tid,
+            stack,
+            ..Report::default()
+        },
         None => Report {
             kind: "invalid-free",
             message: format!(

@@ -242,6 +242,17 @@ pub(crate) const C_CASES: &[Case] = &[
         )],
     ),
     case("double-free", &[DOUBLE_FREE]),
+    // The block is out of quarantine: its address is still the heap's, the
+    // message says so (it named "an anonymous mapping").
+    case(
+        "late-double-free",
+        &[Expect {
+            kind: "invalid-free",
+            stack: &["free", "bug_site_late_double_free", "main"],
+            message: "in the heap but in no live block",
+            ..REPORT
+        }],
+    ),
     case(
         "invalid-free-interior",
         &[Expect {

@@ -249,6 +249,26 @@ static void case_double_free(int bug) {
     if (bug) bug_site_double_free(p);
 }
 
+/* A double free after 32 MiB of newer frees pushed the block out of
+ * quarantine (the bound is at most twice this small heap, at least 4 MiB):
+ * its record is gone, but the address is still the heap's. */
+static void *volatile churn_sink;
+
+SITE void bug_site_late_double_free(void *p) {
+    free(p);
+    NOTAIL();
+}
+
+static void case_late_double_free(int bug) {
+    void *p = alloc_site_malloc(40);
+    free_site_free(p);
+    for (int i = 0; i < 8192; i++) {
+        churn_sink = malloc(4096);
+        free(churn_sink);
+    }
+    if (bug) bug_site_late_double_free(p);
+}
+
 SITE void bug_site_free_interior(char *p) {
     free(p + 8);
     NOTAIL();
@@ -594,6 +614,7 @@ static const struct {
     {"leak-thread-stack", case_leak_thread_stack},
     {"leak-interior", case_leak_interior},
     {"double-free", case_double_free},
+    {"late-double-free", case_late_double_free},
     {"invalid-free-interior", case_invalid_free_interior},
     {"invalid-free-stack", case_invalid_free_stack},
     {"invalid-free-global", case_invalid_free_global},
