@@ -37,10 +37,13 @@ Exit status: the program's own when nothing was reported, else
 Environment:
   MEMKIT_CHECK_LIB      libmemkit_check.so to preload (default: the one next
                         to the memkit executable)
-  MEMKIT_CHECK_OPTIONS  what this command sets for the library; set it
-                        yourself when preloading libmemkit_check.so by hand
-                        (name=value pairs separated by colons, see
-                        docs/CHECK.md)";
+  MEMKIT_CHECK_OPTIONS  the library's options (name=value pairs separated
+                        by colons, see docs/CHECK.md): set it when
+                        preloading libmemkit_check.so by hand, or for the
+                        options without a flag here (alloc_fill, free_fill,
+                        max_fill, free_check, guard_max); this command
+                        passes it on with its own options after it (they
+                        win)";
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -169,7 +172,15 @@ fn options(args: &CheckArgs, dir: &Path) -> Result<String, CliError> {
             )));
         }
     }
-    Ok(o.join(":"))
+    // The library options without a flag (alloc_fill, free_fill, max_fill,
+    // free_check, guard_max) come from the caller's own
+    // MEMKIT_CHECK_OPTIONS, first: the command's, after it, win (the
+    // library takes the last value of a name). It used to be replaced.
+    let mine = o.join(":");
+    Ok(match std::env::var(OPTIONS_ENV) {
+        Ok(user) if !user.trim_matches(':').is_empty() => format!("{user}:{mine}"),
+        _ => mine,
+    })
 }
 
 /// Report kinds a suppression may name (docs/CHECK.md; the library's

@@ -442,6 +442,7 @@ pub(crate) const C_CASES: &[Case] = &[
         &["NULL 1 ENOMEM 1"],
         &["NULL 0 ENOMEM 0"],
     ),
+    case_out("fill", &[], &["FILL be"], &["FILL be"]),
     case_out(
         "two-bugs",
         &[DOUBLE_FREE, FREE_GLOBAL],

@@ -143,6 +143,8 @@ fn check_with(
         .arg("--")
         .arg(program)
         .args(args);
+    // The command passes the caller's own options on: none but `env`'s.
+    cmd.env_remove("MEMKIT_CHECK_OPTIONS");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -336,6 +338,23 @@ fn unchecked_program_is_named() {
     check(&[], guard_reads(), &["ok-read-past-end"])
         .expect(0, 0)
         .stderr_has(note, false);
+}
+
+/// The library's options without a flag come through the caller's own
+/// MEMKIT_CHECK_OPTIONS (it used to be replaced); the command's flags win.
+#[test]
+fn library_options_pass_through() {
+    if !require("library_options_pass_through", &["gcc"]) {
+        return;
+    }
+    let env = [(
+        "MEMKIT_CHECK_OPTIONS",
+        OsStr::new("alloc_fill=0x11:error_exitcode=9"),
+    )];
+    check_with(&[], bugs(), &["fill"], &env)
+        .expect(0, 0)
+        .stdout_has("FILL 11", true);
+    check_with(&[], bugs(), &["double-free"], &env).expect(ERROR_EXIT, 1);
 }
 
 #[test]

@@ -561,6 +561,15 @@ SITE void bug_site_memalign_too_big(int bug) {
 
 static void case_memalign_too_big(int bug) { bug_site_memalign_too_big(bug); }
 
+/* No bug: prints the byte new blocks are filled with (alloc_fill), which
+ * MEMKIT_CHECK_OPTIONS sets through `memkit check` too. */
+static void case_fill(int bug) {
+    (void)bug;
+    unsigned char *p = alloc_site_malloc(16);
+    printf("FILL %02x\n", p[7]);
+    free(p);
+}
+
 /* ---- several bugs; processes --------------------------------------------- */
 
 /* A double free, then an invalid free: --halt-on-error stops at the first,
@@ -634,6 +643,7 @@ static const struct {
     {"calloc-overflow", case_calloc_overflow},
     {"reallocarray-overflow", case_reallocarray_overflow},
     {"memalign-too-big", case_memalign_too_big},
+    {"fill", case_fill},
     {"two-bugs", case_two_bugs},
     {"fork-leak", case_fork_leak},
 };
