@@ -89,6 +89,15 @@ extern "C" fn after_fork() {
     report::unlock_after_fork();
 }
 
+/// The child of a `fork`: the locks as in the parent; its one thread's id
+/// is its own (the parent's was cached); the parent's other threads are
+/// gone, but not their stacks (see `leaks::note_forked`).
+extern "C" fn after_fork_child() {
+    after_fork();
+    tls::forget_tid();
+    leaks::note_forked();
+}
+
 extern "C" fn init() {
     tls::inside(|| {
         report::init();
@@ -96,7 +105,7 @@ extern "C" fn init() {
         intercept::resolve();
         guard::install();
         // SAFETY: handlers that only take and release the table's locks.
-        unsafe { memkit_sys::atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+        unsafe { memkit_sys::atfork(Some(before_fork), Some(after_fork), Some(after_fork_child)) };
     });
     STARTED.store(true, Release);
 }

@@ -820,6 +820,56 @@ fn stacks_survive_dlclose() {
 /// lock is taken around fork). The window is small, so this can pass by
 /// luck; it fails when a lock is left out of the fork handlers often
 /// enough to be seen.
+/// A fork child's leak check, the parent running another thread: the
+/// blocks that thread holds (on its stack, in a thread-local) are not the
+/// child's leaks (they were: its stack is no live thread's in the child);
+/// the block the child drops is, reported with the child's own pid and
+/// thread id (the thread id was the parent's).
+#[test]
+fn fork_child_leaks_are_its_own() {
+    if !require("fork_child_leaks_are_its_own", &["gcc"]) {
+        return;
+    }
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let prog = compiled(&P, |d| {
+        compile_c(
+            "check/fork_child_leaks.c",
+            d,
+            "fork_child_leaks",
+            &["-O0", "-pthread"],
+        )
+    });
+    let c = check(&[], prog, &["ok"]);
+    c.expect(0, 0).stdout_has("STATUS 0", true);
+    let c = check(&[], prog, &["leak"]);
+    c.expect(ERROR_EXIT, 1)
+        .stdout_has(&format!("STATUS {ERROR_EXIT}"), true);
+    let child: u64 = c
+        .out
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("CHILD ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no CHILD line\n{}", c.describe()));
+    let r = &c.reports[0];
+    assert!(
+        cases::matches(
+            r,
+            &cases::leak("direct", 77, 1, &["malloc", "alloc_site_child", "main"])
+        )
+        .is_ok(),
+        "{}",
+        c.describe()
+    );
+    assert_eq!(r["pid"].as_u64(), Some(child), "{}", c.describe());
+    assert_eq!(r["thread"].as_u64(), Some(child), "{}", c.describe());
+}
+
 #[test]
 fn fork_while_threads_allocate() {
     if !require("fork_while_threads_allocate", &["gcc"]) {
