@@ -78,16 +78,30 @@ extern "C" fn on_stop(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut libc::c_
     LEFT.fetch_add(1, AcqRel);
 }
 
+/// The other threads, but not the exited ones: a main thread that left
+/// with pthread_exit stays listed, a zombie no signal reaches (the check
+/// waited 2 s for it).
 fn other_threads() -> Vec<i32> {
     // SAFETY: gettid has no preconditions.
     let me = unsafe { libc::gettid() };
     std::fs::read_dir("/proc/self/task")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .filter(|&t: &i32| t != me)
+                .filter(|&t: &i32| t != me && !exited(t))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether thread `tid` has exited (state Z or X in its stat line).
+fn exited(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+        return true;
+    };
+    // "tid (comm) S ...": the comm may hold spaces and parentheses.
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|state| matches!(state, "Z" | "X"))
 }
 
 /// Stops the threads `tids`; returns how many stopped and the old

@@ -913,6 +913,40 @@ fn leak_check_at_exit_while_threads_allocate() {
     }
 }
 
+/// The main thread leaves first (pthread_exit), the last thread's exit runs
+/// the check: that thread's stack and thread-locals are roots (they were
+/// not: /proc/self/maps is empty then, and the check waited 2 s for the
+/// exited main thread to stop), and a block it drops is still a leak.
+#[test]
+fn leak_check_after_the_main_thread_left() {
+    if !require("leak_check_after_the_main_thread_left", &["gcc"]) {
+        return;
+    }
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let prog = compiled(&P, |d| {
+        compile_c(
+            "check/main_exits_first.c",
+            d,
+            "main_exits_first",
+            &["-O1", "-pthread"],
+        )
+    });
+    check(&[], prog, &["ok"])
+        .expect(0, 0)
+        .stdout_has("worker", true);
+    let c = check(&[], prog, &["leak"]);
+    c.expect(ERROR_EXIT, 1).stdout_has("worker", true);
+    assert!(
+        cases::matches(
+            &c.reports[0],
+            &cases::leak("direct", 99, 1, &["malloc", "alloc_site_lost", "drop"])
+        )
+        .is_ok(),
+        "{}",
+        c.describe()
+    );
+}
+
 /// A Rust program (std's runtime start and each spawned thread call
 /// pthread_getattr_np, which allocates while holding the thread's lock:
 /// the checker asked it again from that allocation and hung): it runs, its
