@@ -220,10 +220,10 @@ fn set_program_handler(
     sig: i32,
     handler: libc::sighandler_t,
     flags: i32,
-    real: &'static [u8],
+    real: &Real,
 ) -> libc::sighandler_t {
     if !keeps_segv(sig) {
-        return real_signal(real, sig, handler);
+        return real.call(sig, handler);
     }
     let mut act = SigAction::default_action();
     act.set_handler(handler, flags);
@@ -231,49 +231,71 @@ fn set_program_handler(
     program_action(Some(act)).handler()
 }
 
-/// glibc's function named `name` (a NUL-terminated `signal` form).
-fn real_signal(name: &'static [u8], sig: i32, h: libc::sighandler_t) -> libc::sighandler_t {
-    // SAFETY: dlsym with a NUL-terminated name; the symbol is glibc's
-    // `sighandler_t (*)(int, sighandler_t)`.
-    unsafe {
-        let f = libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast());
-        if f.is_null() {
-            return libc::SIG_ERR;
+/// glibc's `signal` form of that name (NUL-terminated), found once.
+struct Real {
+    name: &'static [u8],
+    addr: AtomicUsize,
+}
+
+impl Real {
+    const fn new(name: &'static [u8]) -> Real {
+        Real {
+            name,
+            addr: AtomicUsize::new(0),
         }
+    }
+
+    fn call(&self, sig: i32, h: libc::sighandler_t) -> libc::sighandler_t {
+        let mut f = self.addr.load(Relaxed);
+        if f == 0 {
+            // SAFETY: dlsym with a NUL-terminated name.
+            f = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr().cast()) } as usize;
+            if f == 0 {
+                return libc::SIG_ERR;
+            }
+            self.addr.store(f, Relaxed);
+        }
+        // SAFETY: glibc's `sighandler_t (*)(int, sighandler_t)`.
         let f: extern "C" fn(i32, libc::sighandler_t) -> libc::sighandler_t =
-            core::mem::transmute(f);
+            unsafe { core::mem::transmute(f) };
         f(sig, h)
     }
 }
 
+static REAL_SIGNAL: Real = Real::new(b"signal\0");
+static REAL_BSD_SIGNAL: Real = Real::new(b"bsd_signal\0");
+static REAL_SSIGNAL: Real = Real::new(b"ssignal\0");
+static REAL_SYSV_SIGNAL: Real = Real::new(b"sysv_signal\0");
+static REAL___SYSV_SIGNAL: Real = Real::new(b"__sysv_signal\0");
+
 /// `signal(3)` (BSD semantics, glibc's default).
 #[unsafe(no_mangle)]
 pub extern "C" fn signal(sig: i32, h: libc::sighandler_t) -> libc::sighandler_t {
-    set_program_handler(sig, h, SA_RESTART, b"signal\0")
+    set_program_handler(sig, h, SA_RESTART, &REAL_SIGNAL)
 }
 
 /// `bsd_signal(3)`: glibc's `signal`.
 #[unsafe(no_mangle)]
 pub extern "C" fn bsd_signal(sig: i32, h: libc::sighandler_t) -> libc::sighandler_t {
-    set_program_handler(sig, h, SA_RESTART, b"bsd_signal\0")
+    set_program_handler(sig, h, SA_RESTART, &REAL_BSD_SIGNAL)
 }
 
 /// `ssignal(3)`: glibc's `signal`.
 #[unsafe(no_mangle)]
 pub extern "C" fn ssignal(sig: i32, h: libc::sighandler_t) -> libc::sighandler_t {
-    set_program_handler(sig, h, SA_RESTART, b"ssignal\0")
+    set_program_handler(sig, h, SA_RESTART, &REAL_SSIGNAL)
 }
 
 /// `sysv_signal(3)`: one-shot (reset on delivery), not blocked.
 #[unsafe(no_mangle)]
 pub extern "C" fn sysv_signal(sig: i32, h: libc::sighandler_t) -> libc::sighandler_t {
-    set_program_handler(sig, h, SA_RESETHAND | SA_NODEFER, b"sysv_signal\0")
+    set_program_handler(sig, h, SA_RESETHAND | SA_NODEFER, &REAL_SYSV_SIGNAL)
 }
 
 /// `__sysv_signal`: what `signal` is under strict ISO C (`gcc -std=c99`).
 #[unsafe(no_mangle)]
 pub extern "C" fn __sysv_signal(sig: i32, h: libc::sighandler_t) -> libc::sighandler_t {
-    set_program_handler(sig, h, SA_RESETHAND | SA_NODEFER, b"__sysv_signal\0")
+    set_program_handler(sig, h, SA_RESETHAND | SA_NODEFER, &REAL___SYSV_SIGNAL)
 }
 
 pub fn lock_for_fork() {
