@@ -22,16 +22,16 @@ macro_rules! exports {
         $crate::__operators!($B);
         $crate::__throwing_new!($B, _Znwm(size: usize), "16", "1");
         $crate::__throwing_new!($B, _Znam(size: usize), "16", "2");
-        $crate::__throwing_new!($B, _ZnwmSt11align_val_t(size: usize, align: usize), "rsi", "1");
-        $crate::__throwing_new!($B, _ZnamSt11align_val_t(size: usize, align: usize), "rsi", "2");
+        $crate::__throwing_new!($B, _ZnwmSt11align_val_t(size: usize, align: usize), "rsi", "3");
+        $crate::__throwing_new!($B, _ZnamSt11align_val_t(size: usize, align: usize), "rsi", "4");
     };
     ($B:ty, throwing_new = first) => {
         $crate::__malloc_family!($B);
         $crate::__operators!($B);
         $crate::__throwing_new!($B, _Znwm(size: usize), "16", "1", first);
         $crate::__throwing_new!($B, _Znam(size: usize), "16", "2", first);
-        $crate::__throwing_new!($B, _ZnwmSt11align_val_t(size: usize, align: usize), "rsi", "1");
-        $crate::__throwing_new!($B, _ZnamSt11align_val_t(size: usize, align: usize), "rsi", "2");
+        $crate::__throwing_new!($B, _ZnwmSt11align_val_t(size: usize, align: usize), "rsi", "3");
+        $crate::__throwing_new!($B, _ZnamSt11align_val_t(size: usize, align: usize), "rsi", "4");
     };
 }
 
@@ -272,7 +272,7 @@ macro_rules! __operators {
             _nt: *const ::core::ffi::c_void,
         ) -> *mut ::core::ffi::c_void {
             // SAFETY: any arguments are valid.
-            unsafe { $crate::cxx::new_aligned_nothrow::<$B>(size, align, $crate::Kind::New) }
+            unsafe { $crate::cxx::new_aligned_nothrow::<$B>(size, align, $crate::Kind::NewAligned) }
         }
 
         /// `operator new[](size_t, std::align_val_t, const std::nothrow_t&)`.
@@ -283,7 +283,7 @@ macro_rules! __operators {
             _nt: *const ::core::ffi::c_void,
         ) -> *mut ::core::ffi::c_void {
             // SAFETY: any arguments are valid.
-            unsafe { $crate::cxx::new_aligned_nothrow::<$B>(size, align, $crate::Kind::NewArray) }
+            unsafe { $crate::cxx::new_aligned_nothrow::<$B>(size, align, $crate::Kind::NewArrayAligned) }
         }
 
         $crate::__delete! { $B;
@@ -291,14 +291,14 @@ macro_rules! __operators {
             _ZdaPv() => NewArray;
             _ZdlPvm(size: usize) => New;
             _ZdaPvm(size: usize) => NewArray;
-            _ZdlPvSt11align_val_t(align: usize) => New;
-            _ZdaPvSt11align_val_t(align: usize) => NewArray;
-            _ZdlPvmSt11align_val_t(size: usize, align: usize) => New;
-            _ZdaPvmSt11align_val_t(size: usize, align: usize) => NewArray;
+            _ZdlPvSt11align_val_t(align: usize) => NewAligned;
+            _ZdaPvSt11align_val_t(align: usize) => NewArrayAligned;
+            _ZdlPvmSt11align_val_t(size: usize, align: usize) => NewAligned;
+            _ZdaPvmSt11align_val_t(size: usize, align: usize) => NewArrayAligned;
             _ZdlPvRKSt9nothrow_t(nt: *const ::core::ffi::c_void) => New;
             _ZdaPvRKSt9nothrow_t(nt: *const ::core::ffi::c_void) => NewArray;
-            _ZdlPvSt11align_val_tRKSt9nothrow_t(align: usize, nt: *const ::core::ffi::c_void) => New;
-            _ZdaPvSt11align_val_tRKSt9nothrow_t(align: usize, nt: *const ::core::ffi::c_void) => NewArray;
+            _ZdlPvSt11align_val_tRKSt9nothrow_t(align: usize, nt: *const ::core::ffi::c_void) => NewAligned;
+            _ZdaPvSt11align_val_tRKSt9nothrow_t(align: usize, nt: *const ::core::ffi::c_void) => NewArrayAligned;
         }
     };
 }
@@ -322,7 +322,7 @@ macro_rules! __delete {
 /// A throwing `operator new` form (see [`cxx`](crate::cxx)): one attempt
 /// through [`try_new`](crate::cxx::try_new) with the size (`rdi`), the
 /// alignment (`$align`: a register or 16) and the kind (1 `new`, 2
-/// `new[]`); while it fails, the `new_handler` if there is one, then
+/// `new[]`, 3 and 4 their `align_val_t` forms: [`Kind`](crate::Kind)); while it fails, the `new_handler` if there is one, then
 /// `std::__throw_bad_alloc()` through `r11`, from this frame.
 ///
 /// Naked functions, not `global_asm!`: a cdylib exports only the Rust

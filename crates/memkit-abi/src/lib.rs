@@ -75,7 +75,10 @@ pub fn oom<T>(p: *mut T) -> *mut T {
 }
 
 /// How a block was allocated, hence how it must be freed: a check
-/// front-end reports `alloc-dealloc-mismatch` when they differ.
+/// front-end reports `alloc-dealloc-mismatch` when they differ. The
+/// `align_val_t` forms of `new` are kinds of their own: C++ requires the
+/// `align_val_t` form of `delete` for them, and the plain form for the
+/// others ([new.delete.single]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
@@ -86,6 +89,12 @@ pub enum Kind {
     New = 1,
     /// `operator new[]`; freed by `operator delete[]`.
     NewArray = 2,
+    /// `operator new(size_t, std::align_val_t)`; freed by
+    /// `operator delete(void *, std::align_val_t)`.
+    NewAligned = 3,
+    /// `operator new[](size_t, std::align_val_t)`; freed by
+    /// `operator delete[](void *, std::align_val_t)`.
+    NewArrayAligned = 4,
 }
 
 impl Kind {
@@ -95,6 +104,8 @@ impl Kind {
             Kind::Malloc => "malloc",
             Kind::New => "operator new",
             Kind::NewArray => "operator new []",
+            Kind::NewAligned => "operator new (align_val_t)",
+            Kind::NewArrayAligned => "operator new [] (align_val_t)",
         }
     }
 
@@ -104,12 +115,18 @@ impl Kind {
             Kind::Malloc => "free",
             Kind::New => "operator delete",
             Kind::NewArray => "operator delete []",
+            Kind::NewAligned => "operator delete (align_val_t)",
+            Kind::NewArrayAligned => "operator delete [] (align_val_t)",
         }
     }
 
-    /// From the number a throwing `operator new` passes (its kind).
+    /// From the number a throwing `operator new` passes (its kind), or
+    /// the number [`Kind`] `as usize` gives.
+    #[inline]
     pub fn from_raw(k: usize) -> Kind {
         match k {
+            4 => Kind::NewArrayAligned,
+            3 => Kind::NewAligned,
             2 => Kind::NewArray,
             1 => Kind::New,
             _ => Kind::Malloc,

@@ -433,12 +433,24 @@ fn core_end_slow(start: usize, memo: Option<&AtomicU32>) -> (usize, bool) {
 /// # Safety
 /// Always safe; unsafe because it hands out raw memory.
 pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Regs) -> *mut u8 {
-    if size > MAX_SIZE {
+    // An alignment above the minimum needs up to `align` more bytes (as
+    // AddressSanitizer counts): `memalign(1 << 40, 16)` is too big too.
+    let need = if align > memkit_alloc::MIN_ALIGN {
+        size.saturating_add(align)
+    } else {
+        size
+    };
+    if need > MAX_SIZE {
         let st = stacks::at(regs);
+        let with = if size > MAX_SIZE {
+            String::new()
+        } else {
+            format!(" with alignment {align:#x}")
+        };
         report::emit(Report {
             kind: "allocation-size-too-big",
             message: format!(
-                "requested allocation size {size:#x} exceeds the maximum {MAX_SIZE:#x}"
+                "requested allocation size {size:#x}{with} exceeds the maximum {MAX_SIZE:#x}"
             ),
             size: Some(size),
             thread: tls::tid(),
@@ -778,6 +790,20 @@ fn invalid_free(p: usize, func: &str, stack: StackId) {
             p,
             stack,
         ),
+        // In the core's heap but in no block the checker knows: a block
+        // freed before and gone from quarantine (a double free found too
+        // late to name the block).
+        None if memkit_alloc::small_block_of(p).is_some() => Report {
+            kind: "invalid-free",
+            message: format!(
+                "attempting {func} on address {p:#x}, which is in the heap but in no live \
+                 block: freed before and out of quarantine (a double free found late?)"
+            ),
+            address: p,
+            thread: tid,
+            stack,
+            ..Report::default()
+        },
         None => Report {
             kind: "invalid-free",
             message: format!(

@@ -99,7 +99,6 @@ fn scrub() {
 }
 
 /// Reports a call glibc refuses or bends, with the caller's stack.
-/// `reallocarray`'s overflow is not reported (it fails like glibc's).
 #[cold]
 #[inline(never)]
 fn report_edge(e: Edge, site: Regs) {
@@ -122,7 +121,16 @@ fn report_edge(e: Edge, site: Regs) {
         Edge::AlignmentRoundedUp { call, align } => {
             bad_alignment(call, align, "not a power of two (glibc rounds it up)", site)
         }
-        Edge::ReallocarrayOverflow { .. } => {}
+        // AddressSanitizer's name; the block is left as it was.
+        Edge::ReallocarrayOverflow { n, size } => report::emit(Report {
+            kind: "reallocarray-overflow",
+            message: format!(
+                "reallocarray parameters overflow: count * size ({n} * {size}) cannot be represented"
+            ),
+            thread: tls::tid(),
+            stack: stacks::at(site),
+            ..Report::default()
+        }),
     }
 }
 

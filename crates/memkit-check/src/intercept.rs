@@ -330,6 +330,16 @@ fn memcpy_as(func: &str, d: *mut c_void, s: *const c_void, n: usize) -> *mut c_v
     d
 }
 
+/// `mempcpy(3)`: `memcpy` returning the end. gcc emits it for a `memcpy`
+/// whose result is used as `d + n` (at -O2).
+#[unsafe(no_mangle)]
+pub extern "C" fn mempcpy(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
+    memcpy_as("mempcpy", d, s, n)
+        .cast::<u8>()
+        .wrapping_add(n)
+        .cast()
+}
+
 #[unsafe(no_mangle)]
 pub extern "C" fn memmove(d: *mut c_void, s: *const c_void, n: usize) -> *mut c_void {
     memmove_as("memmove", d, s, n)
@@ -405,6 +415,22 @@ pub extern "C" fn __memcpy_chk(
 }
 
 #[unsafe(no_mangle)]
+pub extern "C" fn __mempcpy_chk(
+    d: *mut c_void,
+    s: *const c_void,
+    n: usize,
+    dn: usize,
+) -> *mut c_void {
+    if n > dn {
+        chk_fail("__mempcpy_chk", d as usize, n);
+    }
+    memcpy_as("__mempcpy_chk", d, s, n)
+        .cast::<u8>()
+        .wrapping_add(n)
+        .cast()
+}
+
+#[unsafe(no_mangle)]
 pub extern "C" fn __memmove_chk(
     d: *mut c_void,
     s: *const c_void,
@@ -432,6 +458,15 @@ pub extern "C" fn __strcpy_chk(d: *mut c_char, s: *const c_char, dn: usize) -> *
         chk_fail("__strcpy_chk", d as usize, n);
     }
     strcpy_as("__strcpy_chk", d, s)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __stpcpy_chk(d: *mut c_char, s: *const c_char, dn: usize) -> *mut c_char {
+    let n = do_strlen(s) + 1;
+    if n > dn {
+        chk_fail("__stpcpy_chk", d as usize, n);
+    }
+    stpcpy_as("__stpcpy_chk", d, s)
 }
 
 #[unsafe(no_mangle)]
@@ -589,6 +624,13 @@ pub extern "C" fn strcpy(d: *mut c_char, s: *const c_char) -> *mut c_char {
 
 #[inline(always)]
 fn strcpy_as(func: &str, d: *mut c_char, s: *const c_char) -> *mut c_char {
+    copy_string(func, d, s);
+    d
+}
+
+/// `strcpy`'s work, checked: the bytes copied (with the NUL).
+#[inline(always)]
+fn copy_string(func: &str, d: *mut c_char, s: *const c_char) -> usize {
     let n = do_strlen(s) + 1;
     let mut bad = None;
     if checking() {
@@ -598,7 +640,21 @@ fn strcpy_as(func: &str, d: *mut c_char, s: *const c_char) -> *mut c_char {
     }
     do_memmove(d.cast(), s.cast(), n);
     repair(bad, d.cast(), n);
-    d
+    n
+}
+
+/// `stpcpy(3)`: `strcpy` returning the end (its NUL). gcc emits it for a
+/// `strcpy` followed by a `strcat` to the same destination (at -O2): the
+/// program's `strcpy` comes here.
+#[unsafe(no_mangle)]
+pub extern "C" fn stpcpy(d: *mut c_char, s: *const c_char) -> *mut c_char {
+    stpcpy_as("stpcpy", d, s)
+}
+
+#[inline(always)]
+fn stpcpy_as(func: &str, d: *mut c_char, s: *const c_char) -> *mut c_char {
+    let n = copy_string(func, d, s);
+    d.wrapping_add(n - 1)
 }
 
 #[unsafe(no_mangle)]

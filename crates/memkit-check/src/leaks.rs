@@ -10,7 +10,7 @@
 //! thread that blocks the signal is not stopped and its stack is not
 //! scanned (its blocks may then show as leaks).
 
-use core::sync::atomic::{AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::time::{Duration, Instant};
 
 use crate::report::{self, Report};
@@ -78,16 +78,30 @@ extern "C" fn on_stop(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut libc::c_
     LEFT.fetch_add(1, AcqRel);
 }
 
+/// The other threads, but not the exited ones: a main thread that left
+/// with pthread_exit stays listed, a zombie no signal reaches (the check
+/// waited 2 s for it).
 fn other_threads() -> Vec<i32> {
     // SAFETY: gettid has no preconditions.
     let me = unsafe { libc::gettid() };
     std::fs::read_dir("/proc/self/task")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .filter(|&t: &i32| t != me)
+                .filter(|&t: &i32| t != me && !exited(t))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether thread `tid` has exited (state Z or X in its stat line).
+fn exited(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+        return true;
+    };
+    // "tid (comm) S ...": the comm may hold spaces and parentheses.
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|state| matches!(state, "Z" | "X"))
 }
 
 /// Stops the threads `tids`; returns how many stopped and the old
@@ -251,6 +265,44 @@ fn linker_roots(h: &mut Heap, work: &mut Vec<usize>) {
     }
 }
 
+/// Set in the child of a `fork` (an `exec` starts afresh).
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// Called in a `fork` child: the threads of the parent other than the one
+/// that forked do not exist here, but their stacks, with their static TLS
+/// (thread-local pointers, pthread-specific data) and the pointers their
+/// frames held, are still mapped, and the child may well use what they
+/// point to. They were not roots: a block only they held was a leak of
+/// the child's (a thread pool's thread-local buffers in every child that
+/// exits).
+pub fn note_forked() {
+    FORKED.store(true, Relaxed);
+}
+
+/// In a `fork` child, the parent's thread stacks: anonymous writable
+/// mappings of at least 16 KiB (`PTHREAD_STACK_MIN`) right above a
+/// `PROT_NONE` one (glibc maps a thread's stack with its guard below),
+/// not the heap's (core segments, guarded blocks). Scanned whole: where
+/// each thread's stack pointer was is not known. (A stack glibc keeps
+/// cached for a later thread counts too.)
+fn parent_thread_stacks(maps: &[Mapping]) -> Vec<(usize, usize)> {
+    maps.windows(2)
+        .filter(|w| {
+            let (guard, m) = (&w[0], &w[1]);
+            guard.end == m.start
+                && !guard.readable
+                && !guard.writable
+                && m.readable
+                && m.writable
+                && m.name.is_empty()
+                && m.end - m.start >= 16 << 10
+                && !memkit_alloc::in_block_memory(m.start)
+                && crate::block::guarded_at(m.start).is_none()
+        })
+        .map(|w| (w[1].start, w[1].end))
+        .collect()
+}
+
 /// Runs the leak check and reports what leaked.
 ///
 /// The side table's shards are taken *before* the other threads are
@@ -272,6 +324,11 @@ pub fn check(show_reachable: bool, own: usize, my_sp: usize) {
     // Listing the threads allocates through libc (opendir), which would
     // ask for a shard: before the shards are taken.
     let tids = other_threads();
+    let parent_stacks = if FORKED.load(Relaxed) {
+        parent_thread_stacks(&maps)
+    } else {
+        Vec::new()
+    };
     table::lock_all();
     let (stopped, old) = stop_all(&tids);
     // SAFETY: lock_all above; unlock_all below, after the scan.
@@ -300,6 +357,9 @@ pub fn check(show_reachable: bool, own: usize, my_sp: usize) {
         h.scan(a, b, 0, 1, &mut work);
     }
     scan_thread(&mut h, &maps, (my_sp, 0), thread_pointer(), &[], &mut work);
+    for &(a, b) in &parent_stacks {
+        h.scan(a, b, 0, 1, &mut work);
+    }
     for s in STOPPED.iter().take(stopped) {
         if s.tid.load(Acquire) == 0 {
             continue;

@@ -71,20 +71,31 @@ fn exit_now(code: i32) -> ! {
 
 /// No lock of the checker may be held in the child: every one is taken
 /// before `fork` (outermost first: the report output, the symbolizer's
-/// cache, the quarantine, the big blocks, the side table) and released
-/// after, in both processes.
+/// cache, the quarantine, the big blocks, the side table, the program's
+/// SIGSEGV action) and released after, in both processes.
 extern "C" fn before_fork() {
     report::lock_for_fork();
     memkit_trace::symbolize::lock_for_fork();
     block::lock_for_fork();
     table::lock_all();
+    guard::lock_for_fork();
 }
 
 extern "C" fn after_fork() {
+    guard::unlock_after_fork();
     table::unlock_all();
     block::unlock_after_fork();
     memkit_trace::symbolize::unlock_after_fork();
     report::unlock_after_fork();
+}
+
+/// The child of a `fork`: the locks as in the parent; its one thread's id
+/// is its own (the parent's was cached); the parent's other threads are
+/// gone, but not their stacks (see `leaks::note_forked`).
+extern "C" fn after_fork_child() {
+    after_fork();
+    tls::forget_tid();
+    leaks::note_forked();
 }
 
 extern "C" fn init() {
@@ -94,7 +105,7 @@ extern "C" fn init() {
         intercept::resolve();
         guard::install();
         // SAFETY: handlers that only take and release the table's locks.
-        unsafe { memkit_sys::atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+        unsafe { memkit_sys::atfork(Some(before_fork), Some(after_fork), Some(after_fork_child)) };
     });
     STARTED.store(true, Release);
 }

@@ -70,10 +70,20 @@ pub static REPORTED: AtomicUsize = AtomicUsize::new(0);
 static STDERR: AtomicI32 = AtomicI32::new(-1);
 static WARNED: AtomicBool = AtomicBool::new(false);
 
-/// Takes a duplicate of stderr at start: programs may close fd 2.
+/// Takes a duplicate of stderr at start: programs may close fd 2. With
+/// `json_dir`, creates this process's (empty) report file: `memkit check`
+/// tells by it that the program ran on the library at all (a statically
+/// linked one, or one started without LD_PRELOAD, leaves none).
 pub fn init() {
     if let Ok(fd) = memkit_sys::dup_cloexec(2) {
         STDERR.store(fd, Relaxed);
+    }
+    if let Some(d) = &options::get().json_dir {
+        let path = format!("{d}/check.{}.jsonl", memkit_sys::pid());
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
     }
 }
 
@@ -139,7 +149,24 @@ fn open() -> Out {
     }
 }
 
-/// Reads `kind:pattern` lines (`#` comments, blank lines ignored).
+/// Every report kind (docs/CHECK.md; `memkit check` checks a suppressions
+/// file against the same list).
+pub const KINDS: &[&str] = &[
+    "leak",
+    "double-free",
+    "invalid-free",
+    "heap-buffer-overflow",
+    "use-after-free",
+    "memcpy-param-overlap",
+    "alloc-dealloc-mismatch",
+    "invalid-alignment",
+    "allocation-size-too-big",
+    "calloc-overflow",
+    "reallocarray-overflow",
+];
+
+/// Reads `kind:pattern` lines (`#` comments, blank lines ignored; a line
+/// with an unknown kind is said and skipped: it could never match).
 fn load_suppressions(path: &str) -> Vec<(String, String, usize)> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -154,50 +181,67 @@ fn load_suppressions(path: &str) -> Vec<(String, String, usize)> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match line.split_once(':') {
-            Some((k, p)) if !p.is_empty() => {
-                out.push((k.trim().to_owned(), p.trim().to_owned(), 0))
+        match line.split_once(':').map(|(k, p)| (k.trim(), p.trim())) {
+            Some((k, p)) if !p.is_empty() && (k == "*" || KINDS.contains(&k)) => {
+                out.push((k.to_owned(), p.to_owned(), 0))
             }
+            Some((k, p)) if !p.is_empty() => warn(&format!(
+                "{path}:{}: `{k}` is no report kind (one of {}, or *)",
+                n + 1,
+                KINDS.join(", ")
+            )),
             _ => warn(&format!("{path}:{}: `{line}` is not kind:pattern", n + 1)),
         }
     }
     out
 }
 
-/// `*` matches any run of characters; the rest matches itself.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, usize::MAX, 0);
-    while ti < t.len() {
-        if pi < p.len() && p[pi] != b'*' && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = pi;
-            pi += 1;
-            mark = ti;
-        } else if star != usize::MAX {
-            pi = star + 1;
-            mark += 1;
-            ti = mark;
+/// A suppression pattern against a name, as LeakSanitizer matches them
+/// (sanitizer_common's `TemplateMatch`): the pattern may match anywhere in
+/// `text`, `*` matches any run of characters, a leading `^` anchors it at
+/// the start and a trailing `$` at the end; everything else matches itself.
+/// `leak:libc.so*` therefore matches `/lib/x86_64-linux-gnu/libc.so.6`.
+pub fn template_match(pattern: &str, text: &str) -> bool {
+    let (start, pattern) = match pattern.strip_prefix('^') {
+        Some(p) => (true, p),
+        None => (false, pattern),
+    };
+    let (end, pattern) = match pattern.strip_suffix('$') {
+        Some(p) => (true, p),
+        None => (false, pattern),
+    };
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let last = parts.len() - 1;
+    let mut at = 0;
+    for (i, part) in parts.iter().enumerate() {
+        if i == last && end {
+            // The last part ends the text, after what matched before it
+            // (`*$` ends anywhere).
+            let ok = text.len() >= at + part.len() && text.ends_with(part);
+            return ok && (i > 0 || !start || text.len() == part.len());
+        }
+        if part.is_empty() {
+            continue;
+        }
+        if i == 0 && start {
+            if !text.starts_with(part) {
+                return false;
+            }
+            at = part.len();
         } else {
-            return false;
+            match text[at..].find(part) {
+                Some(k) => at += k + part.len(),
+                None => return false,
+            }
         }
     }
-    p[pi..].iter().all(|&c| c == b'*')
+    true
 }
 
-/// Whether a suppression pattern matches a frame: its function, its
-/// object's path or the object's file name. Patterns without `*` match a
-/// substring, as LeakSanitizer's do.
+/// Whether a suppression pattern matches a frame: its function or its
+/// object's path ([`template_match`]).
 fn frame_matches(pat: &str, s: &Symbol) -> bool {
-    let test = |text: &str| {
-        if pat.contains('*') {
-            glob(pat, text)
-        } else {
-            text.contains(pat)
-        }
-    };
+    let test = |text: &str| template_match(pat, text);
     s.function.as_deref().is_some_and(test) || (!s.object.is_empty() && test(&s.object))
 }
 
@@ -406,4 +450,36 @@ pub fn summary() {
             let _ = memkit_sys::write_all(out.text_fd, t.as_bytes());
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template_match as m;
+
+    /// LeakSanitizer's rules (sanitizer_common's TemplateMatch).
+    #[test]
+    fn suppression_patterns_match_as_leak_sanitizer_does() {
+        // No wildcard: a substring.
+        assert!(m("xmalloc", "my_xmalloc_impl"));
+        assert!(!m("xmalloc", "malloc"));
+        // A wildcard pattern is not anchored either.
+        assert!(m("libc.so*", "/lib/x86_64-linux-gnu/libc.so.6"));
+        assert!(m("third_party_*", "/src/third_party_zlib/inflate.so"));
+        assert!(m("a*c", "xxabbbcxx"));
+        assert!(!m("a*c", "xxcbbba"));
+        assert!(m("*", "anything"));
+        // Anchors.
+        assert!(m("^foo", "foobar"));
+        assert!(!m("^foo", "afoobar"));
+        assert!(m("bar$", "foobar"));
+        assert!(!m("bar$", "foobarx"));
+        assert!(m("^foo$", "foo"));
+        assert!(!m("^foo$", "foofoo"));
+        assert!(m("^f*r$", "foobar"));
+        assert!(!m("^f*r$", "foobarz"));
+        assert!(m("^std::*$", "std::vector"));
+        assert!(m("o*$", "foo"));
+        // The last part cannot reuse what an earlier part matched.
+        assert!(!m("ab*ba$", "aba"));
+    }
 }

@@ -17,7 +17,12 @@ pub struct Mapping {
 
 /// The process's mappings now.
 pub fn mappings() -> Vec<Mapping> {
-    let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    // The thread's own view: /proc/self/maps is empty once the main thread
+    // has exited (pthread_exit), and the leak check of the last thread
+    // found no stack at all.
+    let text = std::fs::read_to_string("/proc/thread-self/maps")
+        .or_else(|_| std::fs::read_to_string("/proc/self/maps"))
+        .unwrap_or_default();
     text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();

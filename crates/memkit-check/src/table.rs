@@ -37,7 +37,7 @@ pub struct Meta {
     pub alloc_stack: u32,
     pub free_stack: u32,
     /// The allocating thread (bits 0-23: Linux thread ids stay below
-    /// 2^22), the [`Kind`] (bits 24-25), [`QUARANTINED`], [`BIG`] and
+    /// 2^22), the [`Kind`] (bits 24-26), [`QUARANTINED`], [`BIG`] and
     /// [`GUARD`]: one word, written and read whole (separate byte fields
     /// were written one by one and then copied as one word with the
     /// record, a store-forwarding stall on every free).
@@ -48,12 +48,12 @@ pub struct Meta {
 const TID_MASK: u32 = (1 << 24) - 1;
 const KIND_SHIFT: u32 = 24;
 /// In quarantine ([`State::Quarantined`]).
-const QUARANTINED: u32 = 1 << 26;
+const QUARANTINED: u32 = 1 << 27;
 /// A huge core block or a guarded mapping (tracked by address in
 /// `block::BIG`).
-const BIG: u32 = 1 << 27;
+const BIG: u32 = 1 << 28;
 /// A guarded mapping (`guard=`), not a core block.
-const GUARD: u32 = 1 << 28;
+const GUARD: u32 = 1 << 29;
 
 const _: () = assert!(core::mem::size_of::<Meta>() == 48);
 
@@ -88,11 +88,7 @@ impl Meta {
 
     #[inline(always)]
     pub fn kind(&self) -> Kind {
-        match (self.thread_flags >> KIND_SHIFT) & 3 {
-            0 => Kind::Malloc,
-            1 => Kind::New,
-            _ => Kind::NewArray,
-        }
+        Kind::from_raw(((self.thread_flags >> KIND_SHIFT) & 7) as usize)
     }
 
     #[inline(always)]

@@ -70,6 +70,11 @@ pub fn tid() -> u32 {
     id
 }
 
+/// Drops the cached id (in a `fork` child, which has an id of its own).
+pub fn forget_tid() {
+    me().tid.set(0);
+}
+
 fn rustix_tid() -> u32 {
     // SAFETY: gettid has no preconditions.
     unsafe { gettid() as u32 }

@@ -9,6 +9,7 @@
 
 use std::ffi::OsString;
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,8 @@ Reports (each on stderr as it happens, ASan style; all of them as a JSON
 array with --json): leak (direct, indirect), double-free, invalid-free,
 heap-buffer-overflow, use-after-free, memcpy-param-overlap,
 alloc-dealloc-mismatch, invalid-alignment, allocation-size-too-big,
-calloc-overflow. What each is and when it is detected: docs/CHECK.md.
+calloc-overflow, reallocarray-overflow. What each is and when it is
+detected: docs/CHECK.md.
 
 Exit status: the program's own when nothing was reported, else
 --error-exitcode (23, like LeakSanitizer).
@@ -35,10 +37,13 @@ Exit status: the program's own when nothing was reported, else
 Environment:
   MEMKIT_CHECK_LIB      libmemkit_check.so to preload (default: the one next
                         to the memkit executable)
-  MEMKIT_CHECK_OPTIONS  what this command sets for the library; set it
-                        yourself when preloading libmemkit_check.so by hand
-                        (name=value pairs separated by colons, see
-                        docs/CHECK.md)";
+  MEMKIT_CHECK_OPTIONS  the library's options (name=value pairs separated
+                        by colons, see docs/CHECK.md): set it when
+                        preloading libmemkit_check.so by hand, or for the
+                        options without a flag here (alloc_fill, free_fill,
+                        max_fill, free_check, guard_max); this command
+                        passes it on with its own options after it (they
+                        win)";
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -154,6 +159,7 @@ fn options(args: &CheckArgs, dir: &Path) -> Result<String, CliError> {
                 s.display()
             )));
         }
+        check_suppressions(s)?;
         o.push(format!("suppressions={}", absolute(s).display()));
     }
     if let Some(l) = &args.log_file {
@@ -166,10 +172,77 @@ fn options(args: &CheckArgs, dir: &Path) -> Result<String, CliError> {
             )));
         }
     }
-    Ok(o.join(":"))
+    // The library options without a flag (alloc_fill, free_fill, max_fill,
+    // free_check, guard_max) come from the caller's own
+    // MEMKIT_CHECK_OPTIONS, first: the command's, after it, win (the
+    // library takes the last value of a name). It used to be replaced.
+    let mine = o.join(":");
+    Ok(match std::env::var(OPTIONS_ENV) {
+        Ok(user) if !user.trim_matches(':').is_empty() => format!("{user}:{mine}"),
+        _ => mine,
+    })
 }
 
-/// Every report the processes wrote, in the order of their files.
+/// Report kinds a suppression may name (docs/CHECK.md; the library's
+/// `report::KINDS`).
+const KINDS: &[&str] = &[
+    "leak",
+    "double-free",
+    "invalid-free",
+    "heap-buffer-overflow",
+    "use-after-free",
+    "memcpy-param-overlap",
+    "alloc-dealloc-mismatch",
+    "invalid-alignment",
+    "allocation-size-too-big",
+    "calloc-overflow",
+    "reallocarray-overflow",
+];
+
+/// Refuses a suppressions file with a line that is not `kind:pattern` or
+/// names no report kind (such a line would never match; LeakSanitizer
+/// refuses them too), before the program runs.
+fn check_suppressions(path: &Path) -> Result<(), CliError> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        CliError::new(format!(
+            "cannot read suppressions file {}: {}",
+            path.display(),
+            memkit::describe_io(&e)
+        ))
+    })?;
+    let mut bad = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once(':').map(|(k, p)| (k.trim(), p.trim())) {
+            Some((k, p)) if !p.is_empty() && (k == "*" || KINDS.contains(&k)) => {}
+            Some((k, p)) if !p.is_empty() => bad.push(format!(
+                "{}:{}: `{k}` is no report kind",
+                path.display(),
+                n + 1
+            )),
+            _ => bad.push(format!(
+                "{}:{}: `{line}` is not kind:pattern",
+                path.display(),
+                n + 1
+            )),
+        }
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::new(format!(
+        "{}\n(a line is kind:pattern, the kind one of {}, or *)",
+        bad.join("\n"),
+        KINDS.join(", ")
+    )))
+}
+
+/// Every report the processes wrote, in the order of their files. Each
+/// process on the library creates its file at start: none at all means
+/// nothing ran on it.
 fn collect(dir: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -177,6 +250,13 @@ fn collect(dir: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
     files.sort();
     let mut reports = Vec::new();
     let mut warnings = Vec::new();
+    if files.is_empty() {
+        warnings.push(format!(
+            "no process ran on {} (statically linked, or LD_PRELOAD removed from \
+             its environment?): nothing was checked",
+            library::CHECK.file
+        ));
+    }
     for f in files {
         let Ok(text) = fs::read_to_string(&f) else {
             warnings.push(format!("cannot read {}", f.display()));
@@ -195,27 +275,45 @@ fn collect(dir: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
     (reports, warnings)
 }
 
+fn json_error(path: &Path, e: &std::io::Error) -> CliError {
+    CliError::new(format!(
+        "cannot write {}: {}",
+        path.display(),
+        memkit::describe_io(e)
+    ))
+}
+
 pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let (mut command, program_name) = preloaded(&args.command, "check", &library::CHECK)?;
     let dir = Dir::create()?;
     let opts = options(args, &dir.0)?;
-    let status = command
-        .env(OPTIONS_ENV, opts)
-        .status()
-        .map_err(|e| spawn_error(&program_name, &e))?;
+    // Created before the program runs: a path that cannot be written is
+    // said at once, not after a long run whose reports it then loses.
+    let json = match &args.json {
+        Some(path) => Some((
+            path,
+            fs::File::create(path).map_err(|e| json_error(path, &e))?,
+        )),
+        None => None,
+    };
+    let status = match command.env(OPTIONS_ENV, opts).status() {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing ran: no report file, as before it was created early.
+            if let Some((path, _)) = &json {
+                let _ = fs::remove_file(path);
+            }
+            return Err(spawn_error(&program_name, &e));
+        }
+    };
     let (reports, warnings) = collect(&dir.0);
     for w in &warnings {
         eprintln!("memkit check: {w}");
     }
-    if let Some(path) = &args.json {
+    if let Some((path, mut file)) = json {
         let text = serde_json::to_string_pretty(&reports).unwrap_or_else(|_| "[]".into());
-        fs::write(path, text + "\n").map_err(|e| {
-            CliError::new(format!(
-                "cannot write {}: {}",
-                path.display(),
-                memkit::describe_io(&e)
-            ))
-        })?;
+        file.write_all((text + "\n").as_bytes())
+            .map_err(|e| json_error(path, &e))?;
     }
     let counted = reports
         .iter()

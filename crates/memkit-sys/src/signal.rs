@@ -158,9 +158,47 @@ impl SigAction {
     }
 }
 
+impl SigAction {
+    /// The handler word (`SIG_DFL` 0, `SIG_IGN` 1, or a function).
+    pub fn handler(&self) -> usize {
+        self.handler
+    }
+
+    /// `sa_flags`.
+    pub fn flags(&self) -> i32 {
+        self.flags
+    }
+
+    /// Sets the handler word and the flags (`signal(3)` builds its action
+    /// so).
+    pub fn set_handler(&mut self, handler: usize, flags: i32) {
+        self.handler = handler;
+        self.flags = flags;
+    }
+
+    /// Adds `sig` (1-64) to the signals blocked while the handler runs.
+    pub fn block(&mut self, sig: i32) {
+        if (1..=64).contains(&sig) {
+            self.mask[0] |= 1 << (sig - 1);
+        }
+    }
+}
+
 unsafe extern "C" {
-    #[link_name = "sigaction"]
+    /// glibc's `sigaction` under its own name: a library that interposes
+    /// `sigaction` (libmemkit_check.so) reaches glibc's, not itself.
+    #[link_name = "__sigaction"]
     fn libc_sigaction(sig: i32, new: *const SigAction, old: *mut SigAction) -> i32;
+}
+
+/// glibc's `sigaction(sig, new, old)` as C calls it (null `new` or `old`
+/// allowed): 0, or -1 with errno set.
+///
+/// # Safety
+/// The C contract of `sigaction`.
+pub unsafe fn raw_sigaction(sig: i32, new: *const SigAction, old: *mut SigAction) -> i32 {
+    // SAFETY: forwarded.
+    unsafe { libc_sigaction(sig, new, old) }
 }
 
 /// `sigaction(sig, new, &old)` through libc (glibc supplies the restorer

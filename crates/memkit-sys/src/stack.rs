@@ -122,19 +122,19 @@ fn main_thread_bounds(sp: usize) -> Option<(usize, usize)> {
     Some((main_stack_low(m, rlimit), m.end))
 }
 
-/// The mapping of `/proc/self/maps` that holds `addr` (`None`: none, or
+/// The mapping of the process's maps that holds `addr` (`None`: none, or
 /// the file cannot be read). Raw system calls and a buffer on the stack:
 /// it neither allocates nor takes a lock, so an allocator may call it from
 /// `malloc` (`pthread_getattr_np` allocates while holding the thread's
 /// lock: from `malloc` called inside it, as Rust's runtime start does on
 /// the main thread, asking it again deadlocks).
 pub fn mapping_of(addr: usize) -> Option<StackMapping> {
-    let fd = rustix::fs::open(
-        c"/proc/self/maps",
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
+    // /proc/thread-self (Linux 3.17): /proc/self/maps is empty once the
+    // main thread has exited (pthread_exit) while others run on.
+    let open = |path| rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+    let fd = open(c"/proc/thread-self/maps")
+        .or_else(|_| open(c"/proc/self/maps"))
+        .ok()?;
     let mut scan = MapsScan::new(addr);
     let mut buf = [0u8; 1024];
     while scan.found.is_none() {

@@ -242,6 +242,17 @@ pub(crate) const C_CASES: &[Case] = &[
         )],
     ),
     case("double-free", &[DOUBLE_FREE]),
+    // The block is out of quarantine: its address is still the heap's, the
+    // message says so (it named "an anonymous mapping").
+    case(
+        "late-double-free",
+        &[Expect {
+            kind: "invalid-free",
+            stack: &["free", "bug_site_late_double_free", "main"],
+            message: "in the heap but in no live block",
+            ..REPORT
+        }],
+    ),
     case(
         "invalid-free-interior",
         &[Expect {
@@ -295,6 +306,25 @@ pub(crate) const C_CASES: &[Case] = &[
             24,
             24,
             &["memcpy", "bug_site_overflow_memcpy", "main"],
+        )],
+    ),
+    // The string's NUL is the 25th byte.
+    case(
+        "overflow-stpcpy",
+        &[on_block(
+            "heap-buffer-overflow",
+            24,
+            24,
+            &["stpcpy", "bug_site_overflow_stpcpy", "main"],
+        )],
+    ),
+    case(
+        "overflow-mempcpy",
+        &[on_block(
+            "heap-buffer-overflow",
+            24,
+            24,
+            &["mempcpy", "bug_site_overflow_mempcpy", "main"],
         )],
     ),
     // A plain write after free is found when the quarantine drains at exit.
@@ -387,6 +417,32 @@ pub(crate) const C_CASES: &[Case] = &[
         &["NULL 1 ENOMEM 1"],
         &["NULL 0 ENOMEM 0"],
     ),
+    // Reported as AddressSanitizer does; the block is left as it was.
+    case_out(
+        "reallocarray-overflow",
+        &[Expect {
+            kind: "reallocarray-overflow",
+            stack: &["reallocarray", "bug_site_reallocarray_overflow", "main"],
+            message: "reallocarray parameters overflow",
+            ..REPORT
+        }],
+        &["NULL 1 ENOMEM 1"],
+        &["NULL 0 ENOMEM 0"],
+    ),
+    // The alignment counts: 16 bytes aligned to 1 TiB need more than 1 TiB.
+    case_out(
+        "memalign-too-big",
+        &[Expect {
+            kind: "allocation-size-too-big",
+            size: Some(16),
+            stack: &["memalign", "bug_site_memalign_too_big", "main"],
+            message: "with alignment 0x10000000000",
+            ..REPORT
+        }],
+        &["NULL 1 ENOMEM 1"],
+        &["NULL 0 ENOMEM 0"],
+    ),
+    case_out("fill", &[], &["FILL be"], &["FILL be"]),
     case_out(
         "two-bugs",
         &[DOUBLE_FREE, FREE_GLOBAL],
@@ -466,6 +522,28 @@ const CXX_CASES: &[Case] = &[
             &["operator new", "alloc_site_new"],
             &["operator delete[]", "bug_site_delete_array", "main"],
         )],
+    ),
+    case(
+        "aligned-new-delete",
+        &[Expect {
+            message: "allocated with operator new (align_val_t), freed with operator delete;",
+            ..mismatch(
+                40,
+                &["operator new", "alloc_site_new_aligned"],
+                &["operator delete", "bug_site_delete_plain", "main"],
+            )
+        }],
+    ),
+    case(
+        "new-aligned-delete",
+        &[Expect {
+            message: "allocated with operator new, freed with operator delete (align_val_t)",
+            ..mismatch(
+                1,
+                &["operator new", "alloc_site_new"],
+                &["operator delete", "bug_site_delete_aligned", "main"],
+            )
+        }],
     ),
     // A throwing new: the report, then std::bad_alloc.
     case_out(

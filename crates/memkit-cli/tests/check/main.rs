@@ -143,6 +143,8 @@ fn check_with(
         .arg("--")
         .arg(program)
         .args(args);
+    // The command passes the caller's own options on: none but `env`'s.
+    cmd.env_remove("MEMKIT_CHECK_OPTIONS");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -167,6 +169,7 @@ fn check(options: &[&str], program: impl AsRef<OsStr>, args: &[&str]) -> Checked
     check_with(options, program, args, &[])
 }
 
+/// Every report kind (docs/CHECK.md).
 const KINDS: &[&str] = &[
     "leak",
     "double-free",
@@ -178,6 +181,7 @@ const KINDS: &[&str] = &[
     "invalid-alignment",
     "allocation-size-too-big",
     "calloc-overflow",
+    "reallocarray-overflow",
 ];
 
 fn frames_ok(v: &Value, nullable: bool) -> Result<(), String> {
@@ -283,6 +287,76 @@ fn error_exitcode() {
     check(&["--error-exitcode", "7"], "sh", &["-c", "exit 3"]).expect(3, 0);
 }
 
+/// A --json path that cannot be written is refused before the program
+/// runs (it used to run to the end, then lose every report).
+#[test]
+fn json_path_refused_before_the_run() {
+    let dir = TempDir::new("check-json");
+    let marker = dir.join("ran");
+    let out = run(
+        Command::new(MEMKIT)
+            .env("MEMKIT_CHECK_LIB", check_lib_path())
+            .args(["check", "--json"])
+            .arg(dir.join("missing").join("reports.json"))
+            .args(["--", "sh", "-c", "touch \"$0\"; exit 3"])
+            .arg(&marker),
+        T,
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", out.describe());
+    assert!(out.stderr.contains("cannot write"), "{}", out.describe());
+    assert!(!marker.exists(), "the program ran\n{}", out.describe());
+    // A program that cannot be started leaves no (empty) report file.
+    let json = dir.join("reports.json");
+    let out = run(
+        Command::new(MEMKIT)
+            .env("MEMKIT_CHECK_LIB", check_lib_path())
+            .args(["check", "--json"])
+            .arg(&json)
+            .args(["--", "/nonexistent/program"]),
+        T,
+    );
+    assert_eq!(out.status.code(), Some(127), "{}", out.describe());
+    assert!(!json.exists(), "{}", out.describe());
+}
+
+/// A program that never ran on the library (statically linked) is said to
+/// be unchecked, not passed as clean in silence.
+#[test]
+fn unchecked_program_is_named() {
+    if !require("unchecked_program_is_named", &["gcc"]) {
+        return;
+    }
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let program = compiled(&P, |d| {
+        compile_c("check/guard_reads.c", d, "check_guard_static", &["-static"])
+    });
+    let note = "no process ran on libmemkit_check.so";
+    check(&[], program, &["ok-read-past-end"])
+        .expect(0, 0)
+        .stdout_has("END ok-read-past-end", true)
+        .stderr_has(note, true);
+    check(&[], guard_reads(), &["ok-read-past-end"])
+        .expect(0, 0)
+        .stderr_has(note, false);
+}
+
+/// The library's options without a flag come through the caller's own
+/// MEMKIT_CHECK_OPTIONS (it used to be replaced); the command's flags win.
+#[test]
+fn library_options_pass_through() {
+    if !require("library_options_pass_through", &["gcc"]) {
+        return;
+    }
+    let env = [(
+        "MEMKIT_CHECK_OPTIONS",
+        OsStr::new("alloc_fill=0x11:error_exitcode=9"),
+    )];
+    check_with(&[], bugs(), &["fill"], &env)
+        .expect(0, 0)
+        .stdout_has("FILL 11", true);
+    check_with(&[], bugs(), &["double-free"], &env).expect(ERROR_EXIT, 1);
+}
+
 #[test]
 fn suppressions() {
     if !require("suppressions", &["gcc"]) {
@@ -302,6 +376,38 @@ fn suppressions() {
     check(supp, bugs(), &["double-free"])
         .expect(ERROR_EXIT, 1)
         .stderr_has("Suppressions used", false);
+    // Wildcard patterns match anywhere in a name, as LeakSanitizer's do:
+    // a function's middle, an object's path by its file name.
+    std::fs::write(&file, "leak:site_suppr*ssed\nleak:libc.so*\n").unwrap();
+    check(supp, bugs(), &["leak-suppressed"])
+        .expect(0, 0)
+        .stderr_has("leak:site_suppr*ssed", true);
+    check(supp, bugs(), &["leak-strdup"])
+        .expect(0, 0)
+        .stderr_has("leak:libc.so*", true);
+    // Anchored, they must match the whole name.
+    std::fs::write(&file, "leak:^alloc_site_suppressed$\nleak:^libc.so*\n").unwrap();
+    check(supp, bugs(), &["leak-suppressed"]).expect(0, 0);
+    check(supp, bugs(), &["leak-strdup"]).expect(ERROR_EXIT, 1);
+    // A line that could never match is refused before the program runs.
+    std::fs::write(&file, "leak:ok\nleaks:alloc_site\nno colon\nleak:\n").unwrap();
+    let out = run(
+        Command::new(MEMKIT)
+            .env("MEMKIT_CHECK_LIB", check_lib_path())
+            .args(["check", "--suppressions"])
+            .arg(&file)
+            .args(["--", "sh", "-c", "echo RAN"]),
+        T,
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", out.describe());
+    assert!(!out.stdout.contains("RAN"), "{}", out.describe());
+    for line in [
+        "supp.txt:2: `leaks` is no report kind",
+        "supp.txt:3: `no colon` is not kind:pattern",
+        "supp.txt:4: `leak:` is not kind:pattern",
+    ] {
+        assert!(out.stderr.contains(line), "{line}\n{}", out.describe());
+    }
 }
 
 #[test]
@@ -451,6 +557,58 @@ fn guard_pages_catch_reads() {
     }
 }
 
+/// A program with its own SIGSEGV handler (installed with `sigaction` or
+/// `signal`): the guard faults are still memkit's (the handler stays in
+/// front; the program reads its own back), its own fault at the end still
+/// reaches its handler. It used to replace memkit's, which then saw none.
+#[test]
+fn guard_keeps_its_handler_in_front() {
+    if !require("guard_keeps_its_handler_in_front", &["gcc"]) {
+        return;
+    }
+    let program = guard_reads();
+    for case in ["sigaction-read-after-free", "signal-read-after-free"] {
+        for mode in [["--guard", "all"], ["--guard", "sample=1"]] {
+            let c = check(&mode, program, &[case]);
+            c.expect(ERROR_EXIT, 1)
+                .stdout_has(&format!("END {case}"), true)
+                .stdout_has("OWN HANDLER", true);
+            let r = &c.reports[0];
+            assert_eq!(r["kind"], "use-after-free", "{}", c.describe());
+            assert_eq!(
+                r["stack"][0]["function"],
+                "bug_site_read_after_free",
+                "{}",
+                c.describe()
+            );
+            check(&mode, program, &[&format!("ok-{case}")])
+                .expect(0, 0)
+                .stdout_has("OWN HANDLER", true);
+        }
+        check(&[], program, &[case])
+            .expect(0, 0)
+            .stdout_has("OWN HANDLER", true);
+    }
+}
+
+/// `--guard all` stops guarding before the guarded blocks take every
+/// mapping `vm.max_map_count` allows: the program's own `mmap` calls (a
+/// `dlopen`, a thread's stack) still succeed. They failed once the guarded
+/// blocks had taken them all (python's `import ctypes`).
+#[test]
+fn guard_leaves_mappings_to_the_program() {
+    if !require("guard_leaves_mappings_to_the_program", &["gcc"]) {
+        return;
+    }
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let program = compiled(&P, |d| {
+        compile_c("check/guard_budget.c", d, "check_guard_budget", &["-O2"])
+    });
+    check(&["--guard", "all"], program, &[])
+        .expect(0, 0)
+        .stdout_has("END FAILED 0", true);
+}
+
 fn zones() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     compiled(&P, |d| {
@@ -542,10 +700,14 @@ fn fortified_string_functions() {
         "__strcat_chk",
         "__strncat_chk",
         "__memcpy_chk",
+        "__stpcpy_chk",
+        "__mempcpy_chk",
     ] {
         assert!(nm.stdout.contains(f), "{f} not imported\n{}", nm.describe());
     }
-    for func in ["strcpy", "strncpy", "strcat", "strncat", "memcpy"] {
+    for func in [
+        "strcpy", "strncpy", "strcat", "strncat", "memcpy", "stpcpy", "mempcpy",
+    ] {
         let case = format!("direct-{func}");
         let c = check(&[], program, &[&case]);
         c.expect(ERROR_EXIT, 1)
@@ -658,6 +820,56 @@ fn stacks_survive_dlclose() {
 /// lock is taken around fork). The window is small, so this can pass by
 /// luck; it fails when a lock is left out of the fork handlers often
 /// enough to be seen.
+/// A fork child's leak check, the parent running another thread: the
+/// blocks that thread holds (on its stack, in a thread-local) are not the
+/// child's leaks (they were: its stack is no live thread's in the child);
+/// the block the child drops is, reported with the child's own pid and
+/// thread id (the thread id was the parent's).
+#[test]
+fn fork_child_leaks_are_its_own() {
+    if !require("fork_child_leaks_are_its_own", &["gcc"]) {
+        return;
+    }
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let prog = compiled(&P, |d| {
+        compile_c(
+            "check/fork_child_leaks.c",
+            d,
+            "fork_child_leaks",
+            &["-O0", "-pthread"],
+        )
+    });
+    let c = check(&[], prog, &["ok"]);
+    c.expect(0, 0).stdout_has("STATUS 0", true);
+    let c = check(&[], prog, &["leak"]);
+    c.expect(ERROR_EXIT, 1)
+        .stdout_has(&format!("STATUS {ERROR_EXIT}"), true);
+    let child: u64 = c
+        .out
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("CHILD ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no CHILD line\n{}", c.describe()));
+    let r = &c.reports[0];
+    assert!(
+        cases::matches(
+            r,
+            &cases::leak("direct", 77, 1, &["malloc", "alloc_site_child", "main"])
+        )
+        .is_ok(),
+        "{}",
+        c.describe()
+    );
+    assert_eq!(r["pid"].as_u64(), Some(child), "{}", c.describe());
+    assert_eq!(r["thread"].as_u64(), Some(child), "{}", c.describe());
+}
+
 #[test]
 fn fork_while_threads_allocate() {
     if !require("fork_while_threads_allocate", &["gcc"]) {
@@ -699,6 +911,40 @@ fn leak_check_at_exit_while_threads_allocate() {
         assert_eq!(c.reports[0]["kind"], "leak", "{}", c.describe());
         assert_eq!(c.reports[0]["size"], 4242, "{}", c.describe());
     }
+}
+
+/// The main thread leaves first (pthread_exit), the last thread's exit runs
+/// the check: that thread's stack and thread-locals are roots (they were
+/// not: /proc/self/maps is empty then, and the check waited 2 s for the
+/// exited main thread to stop), and a block it drops is still a leak.
+#[test]
+fn leak_check_after_the_main_thread_left() {
+    if !require("leak_check_after_the_main_thread_left", &["gcc"]) {
+        return;
+    }
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let prog = compiled(&P, |d| {
+        compile_c(
+            "check/main_exits_first.c",
+            d,
+            "main_exits_first",
+            &["-O1", "-pthread"],
+        )
+    });
+    check(&[], prog, &["ok"])
+        .expect(0, 0)
+        .stdout_has("worker", true);
+    let c = check(&[], prog, &["leak"]);
+    c.expect(ERROR_EXIT, 1).stdout_has("worker", true);
+    assert!(
+        cases::matches(
+            &c.reports[0],
+            &cases::leak("direct", 99, 1, &["malloc", "alloc_site_lost", "drop"])
+        )
+        .is_ok(),
+        "{}",
+        c.describe()
+    );
 }
 
 /// A Rust program (std's runtime start and each spawned thread call

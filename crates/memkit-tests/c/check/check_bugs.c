@@ -23,6 +23,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -248,6 +249,26 @@ static void case_double_free(int bug) {
     if (bug) bug_site_double_free(p);
 }
 
+/* A double free after 32 MiB of newer frees pushed the block out of
+ * quarantine (the bound is at most twice this small heap, at least 4 MiB):
+ * its record is gone, but the address is still the heap's. */
+static void *volatile churn_sink;
+
+SITE void bug_site_late_double_free(void *p) {
+    free(p);
+    NOTAIL();
+}
+
+static void case_late_double_free(int bug) {
+    void *p = alloc_site_malloc(40);
+    free_site_free(p);
+    for (int i = 0; i < 8192; i++) {
+        churn_sink = malloc(4096);
+        free(churn_sink);
+    }
+    if (bug) bug_site_late_double_free(p);
+}
+
 SITE void bug_site_free_interior(char *p) {
     free(p + 8);
     NOTAIL();
@@ -323,6 +344,37 @@ SITE void bug_site_overflow_memcpy(char *p, int bug) {
 static void case_overflow_memcpy(int bug) {
     char *p = alloc_site_malloc(24);
     bug_site_overflow_memcpy(p, bug);
+    free(p);
+}
+
+/* stpcpy and mempcpy: what gcc -O2 makes of a strcpy followed by a strcat,
+ * and of a memcpy whose result is used as its end. */
+SITE void bug_site_overflow_stpcpy(char *p, int bug) {
+    char src[32];
+    memset(src, 'b', sizeof src);
+    src[bug ? 24 : 23] = 0;
+    char *end = stpcpy(p, src);
+    if (end != p + (bug ? 24 : 23)) die("stpcpy: end");
+    NOTAIL();
+}
+
+static void case_overflow_stpcpy(int bug) {
+    char *p = alloc_site_malloc(24);
+    bug_site_overflow_stpcpy(p, bug);
+    free(p);
+}
+
+SITE void bug_site_overflow_mempcpy(char *p, int bug) {
+    char src[32];
+    memset(src, 'c', sizeof src);
+    char *end = mempcpy(p, src, bug ? 25 : 24);
+    if (end != p + (bug ? 25 : 24)) die("mempcpy: end");
+    NOTAIL();
+}
+
+static void case_overflow_mempcpy(int bug) {
+    char *p = alloc_site_malloc(24);
+    bug_site_overflow_mempcpy(p, bug);
     free(p);
 }
 
@@ -479,6 +531,45 @@ SITE void bug_site_calloc_overflow(int bug) {
 
 static void case_calloc_overflow(int bug) { bug_site_calloc_overflow(bug); }
 
+/* reallocarray's n * size overflows: NULL, ENOMEM, and the block stays. */
+SITE void bug_site_reallocarray_overflow(int bug) {
+    char *p = alloc_site_malloc(24);
+    POKE(p, 23, 7);
+    errno = 0;
+    volatile size_t n = bug ? SIZE_MAX / 4 : 10;
+    char *q = reallocarray(p, n, 8);
+    printf("NULL %d ENOMEM %d\n", q == NULL, errno == ENOMEM);
+    free_site_free(q ? q : p);
+    NOTAIL();
+}
+
+static void case_reallocarray_overflow(int bug) { bug_site_reallocarray_overflow(bug); }
+
+/* A valid alignment of 1 TiB needs more than the 1 TiB a request may
+ * have: NULL, ENOMEM (glibc too) and a report. */
+SITE void bug_site_memalign_too_big(int bug) {
+    errno = 0;
+    volatile size_t align = bug ? (size_t)1 << 40 : 4096;
+    char *p = memalign(align, 16);
+    printf("NULL %d ENOMEM %d\n", p == NULL, errno == ENOMEM);
+    if (p) {
+        POKE(p, 15, 1);
+        free(p);
+    }
+    NOTAIL();
+}
+
+static void case_memalign_too_big(int bug) { bug_site_memalign_too_big(bug); }
+
+/* No bug: prints the byte new blocks are filled with (alloc_fill), which
+ * MEMKIT_CHECK_OPTIONS sets through `memkit check` too. */
+static void case_fill(int bug) {
+    (void)bug;
+    unsigned char *p = alloc_site_malloc(16);
+    printf("FILL %02x\n", p[7]);
+    free(p);
+}
+
 /* ---- several bugs; processes --------------------------------------------- */
 
 /* A double free, then an invalid free: --halt-on-error stops at the first,
@@ -532,12 +623,15 @@ static const struct {
     {"leak-thread-stack", case_leak_thread_stack},
     {"leak-interior", case_leak_interior},
     {"double-free", case_double_free},
+    {"late-double-free", case_late_double_free},
     {"invalid-free-interior", case_invalid_free_interior},
     {"invalid-free-stack", case_invalid_free_stack},
     {"invalid-free-global", case_invalid_free_global},
     {"overflow-end", case_overflow_end},
     {"overflow-before", case_overflow_before},
     {"overflow-memcpy", case_overflow_memcpy},
+    {"overflow-stpcpy", case_overflow_stpcpy},
+    {"overflow-mempcpy", case_overflow_mempcpy},
     {"uaf-write", case_uaf_write},
     {"uaf-write-tail", case_uaf_write_tail},
     {"uaf-memcpy", case_uaf_memcpy},
@@ -547,6 +641,9 @@ static const struct {
     {"bad-aligned-alloc", case_bad_aligned_alloc},
     {"malloc-too-big", case_malloc_too_big},
     {"calloc-overflow", case_calloc_overflow},
+    {"reallocarray-overflow", case_reallocarray_overflow},
+    {"memalign-too-big", case_memalign_too_big},
+    {"fill", case_fill},
     {"two-bugs", case_two_bugs},
     {"fork-leak", case_fork_leak},
 };

@@ -100,6 +100,41 @@ static void case_new_delete_array(bool bug) {
         bug_site_delete(p);
 }
 
+// An align_val_t new must be freed by an align_val_t delete, a plain new
+// by a plain delete ([new.delete.single]).
+SITE void *alloc_site_new_aligned(void) {
+    void *p = ::operator new(40, std::align_val_t(64));
+    NOTAIL();
+    return p;
+}
+
+SITE void bug_site_delete_plain(void *p) {
+    ::operator delete(p);
+    NOTAIL();
+}
+
+SITE void bug_site_delete_aligned(void *p) {
+    ::operator delete(p, std::align_val_t(64));
+    NOTAIL();
+}
+
+static void case_aligned_new_delete(bool bug) {
+    void *p = alloc_site_new_aligned();
+    if ((uintptr_t)p % 64) die("operator new(align_val_t): misaligned");
+    if (bug)
+        bug_site_delete_plain(p);
+    else
+        bug_site_delete_aligned(p);
+}
+
+static void case_new_aligned_delete(bool bug) {
+    char *p = alloc_site_new();
+    if (bug)
+        bug_site_delete_aligned(p);
+    else
+        bug_site_delete_plain(p);
+}
+
 // ---- allocation-size-too-big through new ----------------------------------
 
 static volatile size_t huge = (size_t)1 << 45;
@@ -238,6 +273,8 @@ static const struct {
     {"new-free", case_new_free},
     {"new-array-delete", case_new_array_delete},
     {"new-delete-array", case_new_delete_array},
+    {"aligned-new-delete", case_aligned_new_delete},
+    {"new-aligned-delete", case_new_aligned_delete},
     {"new-too-big", case_new_too_big},
     {"new-array-too-big", case_new_array_too_big},
     {"nothrow-too-big", case_nothrow_too_big},

@@ -14,7 +14,7 @@
  *                            malloc(24): memkit reports it, then glibc's
  *                            rule ends the process (__chk_fail, SIGABRT)
  *
- * FUNC is strcpy, strncpy, strcat, strncat or memcpy. Each prints `END
+ * FUNC is strcpy, strncpy, strcat, strncat, memcpy, stpcpy or mempcpy. Each prints `END
  * ARG` when it returns. Compile with -O2 -D_FORTIFY_SOURCE=2.
  */
 #include <stdint.h>
@@ -30,6 +30,8 @@ char *__strncpy_chk(char *d, const char *s, size_t n, size_t dn);
 char *__strcat_chk(char *d, const char *s, size_t dn);
 char *__strncat_chk(char *d, const char *s, size_t n, size_t dn);
 void *__memcpy_chk(void *d, const void *s, size_t n, size_t dn);
+char *__stpcpy_chk(char *d, const char *s, size_t dn);
+void *__mempcpy_chk(void *d, const void *s, size_t n, size_t dn);
 
 static const char LONG[] = "0123456789abcdefghijklmnopqrstu"; /* 31 chars */
 
@@ -56,6 +58,8 @@ static char *(*volatile strncpy_chk)(char *, const char *, size_t, size_t) = __s
 static char *(*volatile strcat_chk)(char *, const char *, size_t) = __strcat_chk;
 static char *(*volatile strncat_chk)(char *, const char *, size_t, size_t) = __strncat_chk;
 static void *(*volatile memcpy_chk)(void *, const void *, size_t, size_t) = __memcpy_chk;
+static char *(*volatile stpcpy_chk)(char *, const char *, size_t) = __stpcpy_chk;
+static void *(*volatile mempcpy_chk)(void *, const void *, size_t, size_t) = __mempcpy_chk;
 
 SITE void bug_site_direct(const char *func, char *p, int bug) {
     const char *s = source(bug ? 30 : 10);
@@ -65,6 +69,8 @@ SITE void bug_site_direct(const char *func, char *p, int bug) {
     else if (!strcmp(func, "strcat")) strcat_chk(p, s, SIZE_MAX);
     else if (!strcmp(func, "strncat")) strncat_chk(p, s, n - 7, SIZE_MAX);
     else if (!strcmp(func, "memcpy")) memcpy_chk(p, s, n, SIZE_MAX);
+    else if (!strcmp(func, "stpcpy")) stpcpy_chk(p, s, SIZE_MAX);
+    else if (!strcmp(func, "mempcpy")) mempcpy_chk(p, s, n, SIZE_MAX);
     else exit(2);
     NOTAIL();
 }
