@@ -806,6 +806,28 @@ pub fn in_block_memory(addr: usize) -> bool {
     mine || segment::is_owned(chunk) || segment::is_interior(chunk)
 }
 
+/// How many bytes from `chunk` (a multiple of 4 MiB) are memory of the
+/// core's own mappings: a small segment's 4 MiB, a huge mapping's length
+/// (live or cached) from its header, 4 MiB for a later chunk of a huge
+/// block aligned to 4 MiB or more; None where no mapping of the core
+/// starts. For scans of the process's memory that must leave the heap out
+/// (check mode's leak check reads blocks only through the blocks it finds).
+pub fn core_mapping_len(chunk: usize) -> Option<usize> {
+    debug_assert!(chunk.is_multiple_of(segment::SEGMENT_SIZE));
+    if segment::is_owned(chunk) {
+        // SAFETY: an owned chunk starts with a mapped header whose leading
+        // fields a segment and a huge header share.
+        let h = chunk as *const huge::Huge;
+        let kind = unsafe { (*h).kind };
+        if kind == segment::KIND_HUGE {
+            // SAFETY: as above; a huge header's map_size covers the mapping.
+            return Some(unsafe { (*h).map_size });
+        }
+        return Some(segment::SEGMENT_SIZE);
+    }
+    segment::is_interior(chunk).then_some(segment::SEGMENT_SIZE)
+}
+
 /// Whether `base` is the data start of a live huge block and `addr` one of
 /// its bytes: a word at `addr` can then be read without faulting. For a
 /// front-end whose header lies further into a block than

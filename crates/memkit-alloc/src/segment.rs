@@ -146,7 +146,7 @@ impl ChunkMap {
         if !leaf.is_null() {
             return leaf;
         }
-        let Ok(fresh) = memkit_sys::map(LEAF_CHUNKS / 8) else {
+        let Ok(fresh) = memkit_sys::map_meta(LEAF_CHUNKS / 8) else {
             return null_mut();
         };
         GLOBAL.map((LEAF_CHUNKS / 8) as u64, false);
@@ -168,7 +168,7 @@ impl ChunkMap {
             Err(other) => {
                 // Another thread installed it first.
                 // SAFETY: our mapping, never published.
-                unsafe { memkit_sys::unmap(fresh.cast(), LEAF_CHUNKS / 8) };
+                unsafe { memkit_sys::unmap_meta(fresh.cast(), LEAF_CHUNKS / 8) };
                 GLOBAL.unmap((LEAF_CHUNKS / 8) as u64, false);
                 other
             }

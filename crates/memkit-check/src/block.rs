@@ -612,6 +612,19 @@ fn big_at(p: usize, slack: usize) -> Option<(usize, Big)> {
     (p < b.end + slack).then_some((start, b))
 }
 
+/// Every big block's mapping (a guarded block with its guard page), by
+/// start address: memory a scan of the process's mappings must leave to
+/// the blocks' own scan.
+pub fn big_ranges() -> Vec<(usize, usize)> {
+    if BIG_COUNT.load(Relaxed) == 0 {
+        return Vec::new();
+    }
+    let big = BIG.lock();
+    big.iter()
+        .map(|(&start, b)| (start, b.end + if b.guard { guard::PAGE } else { 0 }))
+        .collect()
+}
+
 /// The guarded mapping whose data or guard page holds `addr`: (start, data
 /// end, user pointer, in quarantine).
 pub fn guarded_at(addr: usize) -> Option<(usize, usize, usize, bool)> {

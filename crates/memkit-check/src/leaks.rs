@@ -303,6 +303,87 @@ fn parent_thread_stacks(maps: &[Mapping]) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// Whether a maps name is anonymous memory the program may keep pointers
+/// in: no name, a named anonymous mapping (`[anon:…]`), the `brk` heap.
+fn anonymous(name: &[u8]) -> bool {
+    name.is_empty() || name.starts_with(b"[anon:") || name == b"[heap]"
+}
+
+/// Scans the program's own anonymous memory (Valgrind scans it too; a
+/// block only an interpreter's `mmap`ed object pages point to is not a
+/// leak): every readable and writable anonymous mapping, page by resident
+/// page (`mincore`: an untouched page holds no pointer, and reading it
+/// would fault), but not the memory that is not the program's:
+///
+/// - the heap (core segments and huge mappings, big and guarded blocks):
+///   blocks are read only when the flood fill reaches them;
+/// - memkit's own bookkeeping (`memkit_sys::map_meta`);
+/// - thread stacks (a writable mapping right above a `PROT_NONE` guard,
+///   or one holding a stopped thread's stack pointer): a live thread's
+///   was scanned from its stack pointer up, and below it, or in the stack
+///   of a thread that has exited (glibc keeps them for reuse), lie dead
+///   frames whose stale pointers would hide leaks.
+///
+/// `text` is /proc/self/maps, read after the threads stopped.
+fn scan_mmap(
+    h: &mut Heap,
+    text: &[u8],
+    big: &[(usize, usize)],
+    sps: &[usize],
+    work: &mut Vec<usize>,
+) {
+    const SEG: usize = memkit_alloc::segment::SEGMENT_SIZE;
+    const PAGE: usize = memkit_sys::OS_PAGE;
+    let mut prev_none_end = 0usize;
+    for (start, end, r, w, name) in roots::raw_mappings(text) {
+        let after_guard = prev_none_end == start;
+        prev_none_end = if !r && !w { end } else { 0 };
+        if !(r && w && anonymous(name)) || after_guard {
+            continue;
+        }
+        if sps.iter().any(|&sp| start <= sp && sp < end) {
+            continue;
+        }
+        let mut p = start;
+        while p < end {
+            let chunk = p & !(SEG - 1);
+            if let Some(len) = memkit_alloc::core_mapping_len(chunk) {
+                if chunk + len > p {
+                    p = (chunk + len).next_multiple_of(PAGE);
+                    continue;
+                }
+            }
+            if let Some(e) = memkit_sys::meta_end(p) {
+                p = e.next_multiple_of(PAGE);
+                continue;
+            }
+            let i = big.partition_point(|&(s, _)| s <= p);
+            if i > 0 && p < big[i - 1].1 {
+                p = big[i - 1].1.next_multiple_of(PAGE);
+                continue;
+            }
+            // Up to the next chunk, big block or end.
+            let mut stop = end.min(chunk + SEG);
+            if let Some(&(s, _)) = big.get(i) {
+                stop = stop.min(s.max(p + PAGE));
+            }
+            let mut vec = [0u8; SEG / PAGE];
+            let pages = (stop - p) / PAGE;
+            // SAFETY: p is page-aligned (mappings and the skips above are).
+            if !unsafe { memkit_sys::resident_map(p as *mut u8, &mut vec[..pages]) } {
+                break;
+            }
+            for (k, &v) in vec[..pages].iter().enumerate() {
+                let page = p + k * PAGE;
+                if v & 1 != 0 && memkit_sys::meta_end(page).is_none() {
+                    h.scan(page, page + PAGE, 0, 1, work);
+                }
+            }
+            p = stop;
+        }
+    }
+}
+
 /// Runs the leak check and reports what leaked.
 ///
 /// The side table's shards are taken *before* the other threads are
@@ -315,8 +396,21 @@ fn parent_thread_stacks(maps: &[Mapping]) -> Vec<(usize, usize)> {
 /// beforehand too: nothing between the taking and the release may call
 /// into libc's allocating functions (they come back to this library's
 /// `malloc`, which records the block in a shard).
-pub fn check(show_reachable: bool, own: usize, my_sp: usize) {
+pub fn check(show_reachable: bool, scan_anon: bool, own: usize, my_sp: usize) {
     let maps = roots::mappings();
+    // Read again once the threads are stopped (a mapping unmapped between
+    // would fault the scan), into a buffer reserved now.
+    let mut raw = if scan_anon && memkit_sys::meta_complete() {
+        roots::reserve_maps()
+    } else {
+        Vec::new()
+    };
+    let big = if scan_anon {
+        crate::block::big_ranges()
+    } else {
+        Vec::new()
+    };
+    let mut sps = Vec::with_capacity(MAX_THREADS + 1);
     let mut live = 0usize;
     table::for_each(|m| live += (m.state() == State::Live) as usize);
     let mut blocks = Vec::with_capacity(live + live / 4 + 1024);
@@ -359,6 +453,12 @@ pub fn check(show_reachable: bool, own: usize, my_sp: usize) {
     scan_thread(&mut h, &maps, (my_sp, 0), thread_pointer(), &[], &mut work);
     for &(a, b) in &parent_stacks {
         h.scan(a, b, 0, 1, &mut work);
+    }
+    sps.push(my_sp);
+    sps.extend(STOPPED.iter().take(stopped).map(|s| s.sp.load(Relaxed)));
+    if raw.capacity() > 0 {
+        roots::read_maps_raw(&mut raw);
+        scan_mmap(&mut h, &raw, &big, &sps, &mut work);
     }
     for s in STOPPED.iter().take(stopped) {
         if s.tid.load(Acquire) == 0 {

@@ -133,7 +133,14 @@ fn finish(sp: usize) {
     block::walk_all("at exit");
     block::drain_quarantine();
     if o.leaks {
-        tls::inside(|| leaks::check(o.show_reachable, fini as *const () as usize, sp));
+        tls::inside(|| {
+            leaks::check(
+                o.show_reachable,
+                o.scan_mmap,
+                fini as *const () as usize,
+                sp,
+            )
+        });
     }
     report::summary();
     if report::REPORTED.load(Relaxed) > 0 {

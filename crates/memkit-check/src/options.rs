@@ -14,6 +14,10 @@ pub struct Options {
     pub leaks: bool,
     /// List still-reachable blocks too (Valgrind's "still reachable").
     pub show_reachable: bool,
+    /// The leak check also scans the program's anonymous mappings (its own
+    /// `mmap`ed memory, as Valgrind does; `scan_mmap=0`: LeakSanitizer's
+    /// roots only).
+    pub scan_mmap: bool,
     /// Stop at the first report (exit with `error_exitcode`).
     pub halt_on_error: bool,
     /// The exit status when anything was reported.
@@ -61,6 +65,7 @@ impl Default for Options {
         Self {
             leaks: true,
             show_reachable: false,
+            scan_mmap: true,
             halt_on_error: false,
             error_exitcode: 23,
             log_file: None,
@@ -126,6 +131,7 @@ pub fn parse(s: &str) -> (Options, Vec<String>) {
         let ok = match k {
             "leaks" => flag(v).map(|b| o.leaks = b),
             "show_reachable" => flag(v).map(|b| o.show_reachable = b),
+            "scan_mmap" => flag(v).map(|b| o.scan_mmap = b),
             "halt_on_error" => flag(v).map(|b| o.halt_on_error = b),
             "error_exitcode" => v.parse().ok().map(|n| o.error_exitcode = n),
             "log_file" => {

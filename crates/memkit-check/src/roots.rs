@@ -41,6 +41,65 @@ pub fn mappings() -> Vec<Mapping> {
         .collect()
 }
 
+/// A buffer for [`read_maps_raw`], reserved while allocating is still
+/// allowed: twice /proc/self/maps' size now, and 64 KiB more.
+pub fn reserve_maps() -> Vec<u8> {
+    let now = std::fs::read("/proc/thread-self/maps").map_or(0, |t| t.len());
+    Vec::with_capacity(2 * now + (64 << 10))
+}
+
+/// Reads /proc/thread-self/maps into `buf` without allocating (open, read,
+/// close: with the other threads stopped and the side table held, nothing
+/// may call `malloc`). Stops at the buffer's capacity; the last line may
+/// then be cut short ([`raw_mappings`] drops it).
+pub fn read_maps_raw(buf: &mut Vec<u8>) {
+    buf.clear();
+    // SAFETY: a NUL-terminated path; the fd is ours and closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/thread-self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return;
+    }
+    while buf.len() < buf.capacity() {
+        let room = buf.capacity() - buf.len();
+        // SAFETY: reading into the vector's spare capacity, then growing
+        // its length by what was read.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().add(buf.len()).cast(), room) };
+        if n <= 0 {
+            break;
+        }
+        // SAFETY: `n` bytes were just written in the spare capacity.
+        unsafe { buf.set_len(buf.len() + n as usize) };
+    }
+    // SAFETY: our fd.
+    unsafe { libc::close(fd) };
+}
+
+/// One line of a raw maps text: (start, end, readable, writable, name).
+pub fn raw_mappings(text: &[u8]) -> impl Iterator<Item = (usize, usize, bool, bool, &[u8])> {
+    let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    text[..whole].split(|&b| b == b'\n').filter_map(|l| {
+        let mut it = l.split(|&b| b == b' ').filter(|f| !f.is_empty());
+        let range = it.next()?;
+        let perms = it.next()?;
+        let dash = range.iter().position(|&b| b == b'-')?;
+        let hex = |f: &[u8]| usize::from_str_radix(core::str::from_utf8(f).ok()?, 16).ok();
+        let (start, end) = (hex(&range[..dash])?, hex(&range[dash + 1..])?);
+        let name = it.nth(3).unwrap_or(&[]);
+        Some((
+            start,
+            end,
+            perms.first() == Some(&b'r'),
+            perms.get(1) == Some(&b'w'),
+            name,
+        ))
+    })
+}
+
 /// The mapping holding `p`.
 pub fn mapping_of(maps: &[Mapping], p: usize) -> Option<&Mapping> {
     maps.iter().find(|m| m.start <= p && p < m.end)
@@ -115,4 +174,44 @@ pub fn globals(skip: usize) -> Vec<(usize, usize, String)> {
     // SAFETY: the callback matches dl_iterate_phdr's contract.
     unsafe { libc::dl_iterate_phdr(Some(each), &mut acc as *mut Acc as *mut libc::c_void) };
     acc.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names with spaces, anonymous lines, and a last line cut short by a
+    /// full buffer (dropped, not misread).
+    #[test]
+    fn raw_mappings_parse_and_drop_a_cut_line() {
+        let text = b"00400000-00452000 r-xp 00000000 08:02 173521 /usr/bin/dbus daemon\n\
+7f0000000000-7f0000100000 rw-p 00000000 00:00 0 \n\
+7f0000100000-7f0000101000 ---p 00000000 00:00 0\n\
+7f0000200000-7f0000300000 rw-p 00000000 00:00 0 [anon:glibc: loader malloc]\n\
+7f00003";
+        let got: Vec<_> = raw_mappings(text).collect();
+        assert_eq!(got.len(), 4);
+        assert_eq!(
+            got[0],
+            (0x400000, 0x452000, true, false, &b"/usr/bin/dbus"[..])
+        );
+        assert_eq!(
+            got[1],
+            (0x7f00_0000_0000, 0x7f00_0010_0000, true, true, &b""[..])
+        );
+        assert_eq!(got[2].2, false);
+        assert_eq!(got[3].4, b"[anon:glibc:");
+    }
+
+    /// The raw read sees what /proc/self/maps says, within its capacity.
+    #[test]
+    fn read_maps_raw_reads_this_process() {
+        let mut buf = reserve_maps();
+        read_maps_raw(&mut buf);
+        let here = &buf as *const _ as usize;
+        assert!(raw_mappings(&buf).any(|(a, b, r, w, _)| a <= here && here < b && r && w));
+        let mut small = Vec::with_capacity(100);
+        read_maps_raw(&mut small);
+        assert!(small.len() <= 100 && !small.is_empty());
+    }
 }

@@ -71,6 +71,66 @@ pub fn map(size: usize) -> Result<*mut u8, Errno> {
     Ok(p.cast())
 }
 
+/// How many mappings [`map_meta`] records; later ones are mapped but not
+/// recorded, and [`meta_complete`] turns false.
+const META_SLOTS: usize = 256;
+static META_START: [core::sync::atomic::AtomicUsize; META_SLOTS] =
+    [const { core::sync::atomic::AtomicUsize::new(0) }; META_SLOTS];
+static META_LEN: [core::sync::atomic::AtomicUsize; META_SLOTS] =
+    [const { core::sync::atomic::AtomicUsize::new(0) }; META_SLOTS];
+static META_USED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// [`map`], for memkit's own bookkeeping that lives as long as the process
+/// (the ownership maps' leaves, heap descriptors, the stack depot): the
+/// mapping is recorded, so that a scan of the process's anonymous memory
+/// for pointers (check mode's leak check) can leave memkit's own out. Never
+/// unmap such a mapping. Allocation-free and lock-free.
+pub fn map_meta(size: usize) -> Result<*mut u8, Errno> {
+    use core::sync::atomic::Ordering::*;
+    let p = map(size)?;
+    let i = META_USED.fetch_add(1, AcqRel);
+    if i < META_SLOTS {
+        META_LEN[i].store(size, Relaxed);
+        META_START[i].store(p as usize, Release);
+    }
+    Ok(p)
+}
+
+/// Unmaps a [`map_meta`] mapping that was never used (it lost a race to
+/// publish), and forgets it.
+///
+/// # Safety
+/// As [`unmap`]: `p..p+size` is a `map_meta` mapping nothing uses.
+pub unsafe fn unmap_meta(p: *mut u8, size: usize) {
+    use core::sync::atomic::Ordering::*;
+    let n = META_USED.load(Acquire).min(META_SLOTS);
+    if let Some(slot) = META_START[..n]
+        .iter()
+        .find(|s| s.load(Acquire) == p as usize)
+    {
+        slot.store(0, Release);
+    }
+    // SAFETY: per the contract.
+    unsafe { unmap(p, size) };
+}
+
+/// Whether every [`map_meta`] mapping was recorded (at most 256 are).
+pub fn meta_complete() -> bool {
+    META_USED.load(core::sync::atomic::Ordering::Acquire) <= META_SLOTS
+}
+
+/// The end of the [`map_meta`] mapping holding `addr`, if any (a slot being
+/// filled in meanwhile may be missed: callers scan at a quiet moment).
+pub fn meta_end(addr: usize) -> Option<usize> {
+    use core::sync::atomic::Ordering::*;
+    let n = META_USED.load(Acquire).min(META_SLOTS);
+    (0..n).find_map(|i| {
+        let start = META_START[i].load(Acquire);
+        let end = start + META_LEN[i].load(Relaxed);
+        (start != 0 && start <= addr && addr < end).then_some(end)
+    })
+}
+
 /// Maps `size` bytes aligned to `align` (a power of two, a multiple of
 /// [`OS_PAGE`]) by over-mapping and unmapping the excess on both sides.
 ///
@@ -190,6 +250,18 @@ pub unsafe fn resident_pages(p: *mut u8, pages: usize) -> Option<usize> {
         return None;
     }
     Some(vec[..n].iter().filter(|&&b| b & 1 != 0).count())
+}
+
+/// Which of the 4 KiB pages from `p` are resident (`mincore`), one byte per
+/// page in `vec` (bit 0 set: resident); as many pages as `vec` has bytes.
+/// False if the call fails (part of the range is not mapped).
+///
+/// # Safety
+/// `p` is page-aligned.
+pub unsafe fn resident_map(p: *mut u8, vec: &mut [u8]) -> bool {
+    // SAFETY: `vec` holds one byte per page asked for; the kernel checks
+    // the range and fails with ENOMEM where nothing is mapped.
+    unsafe { mincore(p.cast(), vec.len() * OS_PAGE, vec.as_mut_ptr()) == 0 }
 }
 
 /// `madvise(p, size, MADV_HUGEPAGE or MADV_NOHUGEPAGE)`; best effort.

@@ -38,7 +38,7 @@ fn arena() -> *mut u64 {
     if !a.is_null() {
         return a;
     }
-    let Ok(p) = memkit_sys::map(ARENA_WORDS * 8) else {
+    let Ok(p) = memkit_sys::map_meta(ARENA_WORDS * 8) else {
         return core::ptr::null_mut();
     };
     let p = p as *mut u64;
@@ -46,7 +46,7 @@ fn arena() -> *mut u64 {
         Ok(_) => p,
         Err(won) => {
             // SAFETY: our own mapping, never published.
-            unsafe { memkit_sys::unmap(p as *mut u8, ARENA_WORDS * 8) };
+            unsafe { memkit_sys::unmap_meta(p as *mut u8, ARENA_WORDS * 8) };
             won
         }
     }
@@ -57,7 +57,7 @@ fn by_serial() -> *mut u32 {
     if !a.is_null() {
         return a;
     }
-    let Ok(p) = memkit_sys::map(MAX_SERIALS * 4) else {
+    let Ok(p) = memkit_sys::map_meta(MAX_SERIALS * 4) else {
         return core::ptr::null_mut();
     };
     let p = p as *mut u32;
@@ -65,7 +65,7 @@ fn by_serial() -> *mut u32 {
         Ok(_) => p,
         Err(won) => {
             // SAFETY: our own mapping, never published.
-            unsafe { memkit_sys::unmap(p as *mut u8, MAX_SERIALS * 4) };
+            unsafe { memkit_sys::unmap_meta(p as *mut u8, MAX_SERIALS * 4) };
             won
         }
     }

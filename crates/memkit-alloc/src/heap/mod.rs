@@ -336,7 +336,7 @@ impl Registry {
         let size = core::mem::size_of::<Heap>().next_multiple_of(64);
         if self.meta_cur + size > self.meta_end {
             let chunk = 256 * 1024;
-            let Ok(p) = memkit_sys::map(chunk) else {
+            let Ok(p) = memkit_sys::map_meta(chunk) else {
                 return null_mut();
             };
             GLOBAL.map(chunk as u64, false);

@@ -241,6 +241,20 @@ pub(crate) const C_CASES: &[Case] = &[
             &["malloc", "alloc_site_interior", "main"],
         )],
     ),
+    // Reachable only from anonymous memory the program mapped itself
+    // (`scan_mmap`, on by default; see `scan_mmap_off_is_lsans_roots`).
+    case(
+        "leak-mmap",
+        &[
+            leak(
+                "direct",
+                152,
+                1,
+                &["malloc", "alloc_site_mmap_deep", "main"],
+            ),
+            leak("direct", 144, 1, &["malloc", "alloc_site_mmap", "main"]),
+        ],
+    ),
     case("double-free", &[DOUBLE_FREE]),
     // The block is out of quarantine: its address is still the heap's, the
     // message says so (it named "an anonymous mapping").

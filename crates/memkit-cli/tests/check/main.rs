@@ -357,6 +357,22 @@ fn library_options_pass_through() {
     check_with(&[], bugs(), &["double-free"], &env).expect(ERROR_EXIT, 1);
 }
 
+/// `scan_mmap=0` leaves the program's anonymous mappings out of the
+/// roots, as LeakSanitizer does: the blocks only they point to are leaks.
+#[test]
+fn scan_mmap_off_is_lsans_roots() {
+    if !require("scan_mmap_off_is_lsans_roots", &["gcc"]) {
+        return;
+    }
+    check(&[], bugs(), &["ok-leak-mmap"])
+        .expect(0, 0)
+        .stdout_has("END ok-leak-mmap", true);
+    let env = [("MEMKIT_CHECK_OPTIONS", OsStr::new("scan_mmap=0"))];
+    check_with(&[], bugs(), &["ok-leak-mmap"], &env)
+        .expect(ERROR_EXIT, 2)
+        .stderr_has("alloc_site_mmap_deep", true);
+}
+
 #[test]
 fn suppressions() {
     if !require("suppressions", &["gcc"]) {

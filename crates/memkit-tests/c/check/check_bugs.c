@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -234,6 +235,34 @@ SITE void *alloc_site_interior(void) {
 static void case_leak_interior(int bug) {
     g_mid = (char *)alloc_site_interior() + 100;
     if (bug) g_mid = NULL;
+}
+
+SITE void *alloc_site_mmap(void) {
+    void *p = malloc(144);
+    NOTAIL();
+    return p;
+}
+
+SITE void *alloc_site_mmap_deep(void) {
+    void *p = malloc(152);
+    NOTAIL();
+    return p;
+}
+
+/* ok: reachable only from the program's own anonymous mappings (as an
+ * interpreter keeps objects in pages it maps itself): one word of a small
+ * mapping, and one 40 MiB into a sparse 64 MiB one. bug: both dropped. */
+static void case_leak_mmap(int bug) {
+    void **small = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void **sparse = mmap(NULL, 64 << 20, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (small == MAP_FAILED || sparse == MAP_FAILED) die("mmap");
+    small[1000] = alloc_site_mmap();
+    sparse[(40 << 20) / sizeof(void *)] = alloc_site_mmap_deep();
+    if (bug) {
+        small[1000] = NULL;
+        sparse[(40 << 20) / sizeof(void *)] = NULL;
+    }
 }
 
 /* ---- double and invalid frees ------------------------------------------- */
@@ -622,6 +651,7 @@ static const struct {
     {"leak-tls", case_leak_tls},
     {"leak-thread-stack", case_leak_thread_stack},
     {"leak-interior", case_leak_interior},
+    {"leak-mmap", case_leak_mmap},
     {"double-free", case_double_free},
     {"late-double-free", case_late_double_free},
     {"invalid-free-interior", case_invalid_free_interior},
