@@ -152,6 +152,9 @@ pub enum Edge {
     /// alignment (above 1) that is no power of two: glibc rounds it up to
     /// the next one (or fails with EINVAL when there is none).
     AlignmentRoundedUp { call: &'static str, align: usize },
+    /// `aligned_alloc(0, size)`: no valid alignment (C11; glibc 2.38 fails
+    /// it with EINVAL), which glibc 2.36 serves as `malloc(size)`.
+    AlignmentZero { call: &'static str },
 }
 
 /// What a front-end does under the exports.

@@ -162,6 +162,9 @@ fn alignment_rules() {
             Call::Alloc(10, 64, false, Kind::Malloc),
             edge("memalign", 24),
             Call::Alloc(10, 32, false, Kind::Malloc),
+            Call::Edge(Edge::AlignmentZero {
+                call: "aligned_alloc"
+            }),
             Call::Alloc(10, 1, false, Kind::Malloc),
             edge("memalign", usize::MAX),
             edge("operator new []", 48),

@@ -121,6 +121,12 @@ fn report_edge(e: Edge, site: Regs) {
         Edge::AlignmentRoundedUp { call, align } => {
             bad_alignment(call, align, "not a power of two (glibc rounds it up)", site)
         }
+        Edge::AlignmentZero { call } => bad_alignment(
+            call,
+            0,
+            "not a valid alignment (glibc 2.36 serves it as malloc)",
+            site,
+        ),
         // AddressSanitizer's name; the block is left as it was.
         Edge::ReallocarrayOverflow { n, size } => report::emit(Report {
             kind: "reallocarray-overflow",

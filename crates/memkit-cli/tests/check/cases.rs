@@ -411,6 +411,17 @@ pub(crate) const C_CASES: &[Case] = &[
         &["NONNULL 1 ALIGNED32 1"],
     ),
     case_out(
+        "bad-aligned-alloc-zero",
+        &[Expect {
+            kind: "invalid-alignment",
+            stack: &["aligned_alloc", "bug_site_aligned_alloc_zero", "main"],
+            address: Some("0x0"),
+            ..REPORT
+        }],
+        &["NONNULL 1 ALIGNED16 1"],
+        &["NONNULL 1 ALIGNED16 1"],
+    ),
+    case_out(
         "malloc-too-big",
         &[Expect {
             kind: "allocation-size-too-big",
