@@ -157,7 +157,12 @@ pub unsafe fn memalign_at<B: Backend>(
 pub unsafe fn aligned_alloc<B: Backend>(align: usize, size: usize) -> *mut c_void {
     let site = B::site();
     if align == 0 {
-        B::edge(Edge::AlignmentZero { call: "aligned_alloc" }, site);
+        B::edge(
+            Edge::AlignmentZero {
+                call: "aligned_alloc",
+            },
+            site,
+        );
     }
     // SAFETY: forwarded.
     unsafe { memalign_at::<B>("aligned_alloc", align, size, Kind::Malloc, site) }

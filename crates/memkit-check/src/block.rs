@@ -45,6 +45,12 @@ const RIGHT_MIN: usize = 16;
 /// what a contiguous overflow always hits (the rest of the zone is neither
 /// written nor read: one cache line per block, not a page's worth).
 const RIGHT_CAP: usize = 64;
+/// Left-zone bytes written and checked before the block, at most (an
+/// underflow runs down from the block's first byte).
+const LEFT_CAP: usize = 64;
+/// Alignments above this are served from an unaligned huge core block
+/// (see [`alloc`]).
+const WIDE_ALIGN: usize = 256 << 10;
 const MAGIC: u64 = 0x6d65_6d6b_6974_6368;
 /// Header word 0: the size above [`CHECK_BITS`] bits of check.
 const CHECK_BITS: u32 = 23;
@@ -376,6 +382,18 @@ fn core_usable(start: usize) -> usize {
     unsafe { memkit_alloc::usable_size(start as *mut u8) }
 }
 
+/// The left red zone of `m`: (start, length), the last [`LEFT_CAP`]
+/// bytes before the block at most. A block aligned to `align` starts
+/// `align` bytes into its core block; the bytes before the zone are never
+/// written or read (`memalign(1 << 30, 16)` filled and checked a GiB of
+/// canary on every call before).
+#[inline(always)]
+fn left_zone(m: &Meta) -> (usize, usize) {
+    let from = (m.start + HEADER).max(m.user - LEFT_CAP);
+    (from, m.user - from)
+}
+
+/// The right red zone of `m`: (start, length).
 fn right_zone(m: &Meta) -> (usize, usize) {
     let from = m.user + m.size;
     let end = m.end.min(from + RIGHT_CAP);
@@ -460,12 +478,20 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         return null_mut();
     }
     let o = options::get();
-    let mut left = LEFT.max(align);
+    // An alignment beyond the core's small blocks: a huge core block
+    // either way, taken unaligned with `align` bytes to spare, the block
+    // placed at the first aligned address past the header. An aligned
+    // core block with the header's `align` bytes before the block needed
+    // twice `align` in address space (`memalign(1 << 34, 16)` failed on a
+    // machine with 24 GiB, where glibc succeeds).
+    let wide = align > WIDE_ALIGN;
+    let mut left = if wide { LEFT } else { LEFT.max(align) };
     let guarded = if guard::wanted(o, size, align) {
         guard::map(size, left)
     } else {
         None
     };
+    let mut total = left + size + RIGHT_MIN;
     let start = match guarded {
         Some((s, end)) => {
             // The block ends at the guard page (rounded to 16 bytes).
@@ -473,10 +499,12 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
             s
         }
         None => {
-            let total = left + size + RIGHT_MIN;
+            if wide {
+                total += align;
+            }
             // SAFETY: any size; a valid power-of-two alignment.
             tls::inside(|| unsafe {
-                if align <= memkit_alloc::MIN_ALIGN {
+                if align <= memkit_alloc::MIN_ALIGN || wide {
                     memkit_alloc::malloc(total)
                 } else {
                     memkit_alloc::aligned_alloc(align, total)
@@ -487,6 +515,9 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     if start == 0 {
         return null_mut();
     }
+    if wide && guarded.is_none() {
+        left = (start + LEFT).next_multiple_of(align) - start;
+    }
     let user = start + left;
     table::prefetch(user);
     // SAFETY: the header lies at the start of the core block.
@@ -494,7 +525,8 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         (start as *mut u64).write(size_word(start, size));
         ((start + 8) as *mut u64).write((left as u64) << 33);
     }
-    fill(start + HEADER, LEFT_CANARY, left - HEADER);
+    let lz = (start + HEADER).max(user - LEFT_CAP);
+    fill(lz, LEFT_CANARY, user - lz);
     if zero {
         fill(user, 0, size);
     } else {
@@ -503,7 +535,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     let stack = stacks::of_alloc(o, regs);
     let (end, big) = match guarded {
         Some((_, end)) => (end, true),
-        None => core_end(start, left + size + RIGHT_MIN, align),
+        None => core_end(start, total, align),
     };
     let m = Meta::new(
         user,
@@ -702,9 +734,9 @@ fn check_zones(m: &Meta, when: &dyn Fn() -> String, stack: StackId) -> bool {
 /// shard).
 #[inline(always)]
 fn damaged_zone(m: &Meta) -> Option<(usize, bool)> {
-    let left = m.user - m.start - HEADER;
+    let (lz, ln) = left_zone(m);
     let (rz, rn) = right_zone(m);
-    if all_eq(m.start + HEADER, LEFT_CANARY, left) && all_eq(rz, RIGHT_CANARY, rn) {
+    if all_eq(lz, LEFT_CANARY, ln) && all_eq(rz, RIGHT_CANARY, rn) {
         return None;
     }
     damaged_zone_slow(m)
@@ -713,10 +745,10 @@ fn damaged_zone(m: &Meta) -> Option<(usize, bool)> {
 #[cold]
 #[inline(never)]
 fn damaged_zone_slow(m: &Meta) -> Option<(usize, bool)> {
-    let left = m.user - m.start - HEADER;
-    if let Some(i) = first_not(m.start + HEADER, LEFT_CANARY, left) {
-        fill(m.start + HEADER, LEFT_CANARY, left);
-        return Some((m.start + HEADER + i, true));
+    let (lz, ln) = left_zone(m);
+    if let Some(i) = first_not(lz, LEFT_CANARY, ln) {
+        fill(lz, LEFT_CANARY, ln);
+        return Some((lz + i, true));
     }
     let (rz, rn) = right_zone(m);
     if let Some(i) = first_not(rz, RIGHT_CANARY, rn) {
@@ -1190,7 +1222,8 @@ pub fn repair(m: &Meta, p: usize, n: usize) {
             fill(lo, byte, hi - lo);
         }
     };
-    restore(m.start + HEADER, m.user, LEFT_CANARY);
+    let (lz, ln) = left_zone(m);
+    restore(lz, lz + ln, LEFT_CANARY);
     let (rz, rn) = right_zone(m);
     restore(rz, rz + rn, RIGHT_CANARY);
     if m.state() == State::Quarantined {

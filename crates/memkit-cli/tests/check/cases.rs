@@ -313,6 +313,21 @@ pub(crate) const C_CASES: &[Case] = &[
             )
         }],
     ),
+    case_out(
+        "overflow-before-aligned",
+        &[Expect {
+            message: "before the block's start",
+            alloc: Some(&["memalign", "alloc_site_memalign", "main"]),
+            ..on_block(
+                "heap-buffer-overflow",
+                40,
+                -1,
+                &["free", "bug_site_overflow_before", "main"],
+            )
+        }],
+        &["ALIGNED 1 SMALL 1"],
+        &["ALIGNED 1 SMALL 1"],
+    ),
     case(
         "overflow-memcpy",
         &[on_block(

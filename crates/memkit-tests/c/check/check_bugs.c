@@ -362,6 +362,33 @@ static void case_overflow_before(int bug) {
     bug_site_overflow_before(alloc_site_malloc(24), bug);
 }
 
+SITE void *alloc_site_memalign(size_t align, size_t n) {
+    void *p = memalign(align, n);
+    if (!p) die("memalign");
+    NOTAIL();
+    return p;
+}
+
+static long peak_rss_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld", &kib) == 1) break;
+    if (f) fclose(f);
+    return kib;
+}
+
+/* A block aligned to 1 GiB starts a GiB into its core block: its red zone
+ * is the last bytes before it, found at free; the GiB before them is never
+ * touched (it was filled with the canary, and read back at free). */
+static void case_overflow_before_aligned(int bug) {
+    char *p = alloc_site_memalign((size_t)1 << 30, 40);
+    bug_site_overflow_before(p, bug);
+    printf("ALIGNED %d SMALL %d\n", ((uintptr_t)p & ((1u << 30) - 1)) == 0,
+           peak_rss_kib() < 64 << 10);
+}
+
 /* Found inside memcpy, at the call. */
 SITE void bug_site_overflow_memcpy(char *p, int bug) {
     char src[32];
@@ -673,6 +700,7 @@ static const struct {
     {"invalid-free-global", case_invalid_free_global},
     {"overflow-end", case_overflow_end},
     {"overflow-before", case_overflow_before},
+    {"overflow-before-aligned", case_overflow_before_aligned},
     {"overflow-memcpy", case_overflow_memcpy},
     {"overflow-stpcpy", case_overflow_stpcpy},
     {"overflow-mempcpy", case_overflow_mempcpy},
