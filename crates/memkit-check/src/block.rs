@@ -446,6 +446,29 @@ fn core_end_slow(start: usize, memo: Option<&AtomicU32>) -> (usize, bool) {
     }
 }
 
+/// The core block of an aligned checked block: (start, distance from it to
+/// the block) for `total` bytes with `align` (> 16) bytes before the
+/// block. An alignment beyond the core's small blocks is a huge core block
+/// either way: it is taken unaligned, `align` bytes larger, and the block
+/// placed at the first aligned address past the header. An aligned core
+/// block with the header's `align` bytes before the block needed twice
+/// `align` in address space (`memalign(1 << 34, 16)` failed on a machine
+/// with 24 GiB, where glibc succeeds).
+fn aligned_core(align: usize, total: usize) -> (usize, usize) {
+    if align <= WIDE_ALIGN {
+        // SAFETY: any size; a valid power-of-two alignment.
+        let s = tls::inside(|| unsafe { memkit_alloc::aligned_alloc(align, total) });
+        return (s as usize, align);
+    }
+    // `total` counts `align` bytes before the block; the header needs LEFT.
+    let Some(t) = (total - align + LEFT).checked_add(align) else {
+        return (0, align);
+    };
+    // SAFETY: any size.
+    let s = tls::inside(|| unsafe { memkit_alloc::malloc(t) }) as usize;
+    (s, (s + LEFT).next_multiple_of(align) - s)
+}
+
 /// A new checked block of `size` bytes aligned to `align` (>= 16).
 ///
 /// # Safety
@@ -478,20 +501,12 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         return null_mut();
     }
     let o = options::get();
-    // An alignment beyond the core's small blocks: a huge core block
-    // either way, taken unaligned with `align` bytes to spare, the block
-    // placed at the first aligned address past the header. An aligned
-    // core block with the header's `align` bytes before the block needed
-    // twice `align` in address space (`memalign(1 << 34, 16)` failed on a
-    // machine with 24 GiB, where glibc succeeds).
-    let wide = align > WIDE_ALIGN;
-    let mut left = if wide { LEFT } else { LEFT.max(align) };
+    let mut left = LEFT.max(align);
     let guarded = if guard::wanted(o, size, align) {
         guard::map(size, left)
     } else {
         None
     };
-    let mut total = left + size + RIGHT_MIN;
     let start = match guarded {
         Some((s, end)) => {
             // The block ends at the guard page (rounded to 16 bytes).
@@ -499,24 +514,19 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
             s
         }
         None => {
-            if wide {
-                total += align;
+            let total = left + size + RIGHT_MIN;
+            if align <= memkit_alloc::MIN_ALIGN {
+                // SAFETY: any size.
+                tls::inside(|| unsafe { memkit_alloc::malloc(total) }) as usize
+            } else {
+                let (s, l) = aligned_core(align, total);
+                left = l;
+                s
             }
-            // SAFETY: any size; a valid power-of-two alignment.
-            tls::inside(|| unsafe {
-                if align <= memkit_alloc::MIN_ALIGN || wide {
-                    memkit_alloc::malloc(total)
-                } else {
-                    memkit_alloc::aligned_alloc(align, total)
-                }
-            }) as usize
         }
     };
     if start == 0 {
         return null_mut();
-    }
-    if wide && guarded.is_none() {
-        left = (start + LEFT).next_multiple_of(align) - start;
     }
     let user = start + left;
     table::prefetch(user);
@@ -525,8 +535,8 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         (start as *mut u64).write(size_word(start, size));
         ((start + 8) as *mut u64).write((left as u64) << 33);
     }
-    let lz = (start + HEADER).max(user - LEFT_CAP);
-    fill(lz, LEFT_CANARY, user - lz);
+    let ln = (left - HEADER).min(LEFT_CAP);
+    fill(user - ln, LEFT_CANARY, ln);
     if zero {
         fill(user, 0, size);
     } else {
@@ -535,7 +545,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     let stack = stacks::of_alloc(o, regs);
     let (end, big) = match guarded {
         Some((_, end)) => (end, true),
-        None => core_end(start, total, align),
+        None => core_end(start, left + size + RIGHT_MIN, align),
     };
     let m = Meta::new(
         user,
