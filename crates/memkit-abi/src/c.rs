@@ -35,6 +35,18 @@ pub unsafe fn free<B: Backend>(p: *mut c_void) {
     unsafe { B::free(p.cast(), Kind::Malloc, "free", site) }
 }
 
+/// C23 `free_sized` and `free_aligned_sized` (`call`): `size` must be what
+/// the block was allocated with ([`Backend::free_sized`]).
+///
+/// # Safety
+/// The C contract of `free`.
+#[inline(always)]
+pub unsafe fn free_sized<B: Backend>(p: *mut c_void, size: usize, call: &'static str) {
+    let site = B::site();
+    // SAFETY: forwarded.
+    unsafe { B::free_sized(p.cast(), size, Kind::Malloc, call, site) }
+}
+
 /// `calloc(3)`: NULL + ENOMEM when `n * size` overflows.
 ///
 /// # Safety
@@ -213,6 +225,7 @@ pub unsafe fn pvalloc<B: Backend>(size: usize) -> *mut c_void {
 /// not one.
 #[inline(always)]
 pub unsafe fn usable_size<B: Backend>(p: *mut c_void) -> usize {
+    let site = B::site();
     // SAFETY: forwarded.
-    unsafe { B::usable_size(p.cast()) }
+    unsafe { B::usable_size(p.cast(), site) }
 }

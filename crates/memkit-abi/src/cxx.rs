@@ -59,6 +59,18 @@ pub unsafe fn delete<B: Backend>(p: *mut c_void, kind: Kind) {
     unsafe { B::free(p.cast(), kind, kind.free_name(), site) }
 }
 
+/// The sized `operator delete` forms: `size` is what the matching `new`
+/// was asked for (a hint, or checked: [`Backend::free_sized`]).
+///
+/// # Safety
+/// The C contract of `free`.
+#[inline(always)]
+pub unsafe fn delete_sized<B: Backend>(p: *mut c_void, size: usize, kind: Kind) {
+    let site = B::site();
+    // SAFETY: forwarded.
+    unsafe { B::free_sized(p.cast(), size, kind, kind.free_name(), site) }
+}
+
 /// One attempt of a throwing `new` (null when memory is short), called by
 /// the naked functions with `kind` as [`Kind::from_raw`] reads it.
 pub extern "C" fn try_new<B: Backend>(size: usize, align: usize, kind: usize) -> *mut c_void {

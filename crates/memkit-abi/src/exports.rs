@@ -151,11 +151,12 @@ macro_rules! __malloc_family {
             unsafe { free(p) }
         }
 
-        /// C23 `free_sized`: the size is a hint memkit does not need.
+        /// C23 `free_sized`: `size` must be the size the block was
+        /// allocated with (a hint to libmemkit.so, checked by check mode).
         #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn free_sized(p: *mut ::core::ffi::c_void, _size: usize) {
+        pub unsafe extern "C" fn free_sized(p: *mut ::core::ffi::c_void, size: usize) {
             // SAFETY: forwarded.
-            unsafe { free(p) }
+            unsafe { $crate::c::free_sized::<$B>(p, size, "free_sized") }
         }
 
         /// C23 `free_aligned_sized`.
@@ -163,10 +164,10 @@ macro_rules! __malloc_family {
         pub unsafe extern "C" fn free_aligned_sized(
             p: *mut ::core::ffi::c_void,
             _align: usize,
-            _size: usize,
+            size: usize,
         ) {
             // SAFETY: forwarded.
-            unsafe { free(p) }
+            unsafe { $crate::c::free_sized::<$B>(p, size, "free_aligned_sized") }
         }
 
         // glibc-internal aliases: some programs and libraries call these.
@@ -289,16 +290,18 @@ macro_rules! __operators {
         $crate::__delete! { $B;
             _ZdlPv() => New;
             _ZdaPv() => NewArray;
-            _ZdlPvm(size: usize) => New;
-            _ZdaPvm(size: usize) => NewArray;
             _ZdlPvSt11align_val_t(align: usize) => NewAligned;
             _ZdaPvSt11align_val_t(align: usize) => NewArrayAligned;
-            _ZdlPvmSt11align_val_t(size: usize, align: usize) => NewAligned;
-            _ZdaPvmSt11align_val_t(size: usize, align: usize) => NewArrayAligned;
             _ZdlPvRKSt9nothrow_t(nt: *const ::core::ffi::c_void) => New;
             _ZdaPvRKSt9nothrow_t(nt: *const ::core::ffi::c_void) => NewArray;
             _ZdlPvSt11align_val_tRKSt9nothrow_t(align: usize, nt: *const ::core::ffi::c_void) => NewAligned;
             _ZdaPvSt11align_val_tRKSt9nothrow_t(align: usize, nt: *const ::core::ffi::c_void) => NewArrayAligned;
+        }
+        $crate::__delete_sized! { $B;
+            _ZdlPvm() => New;
+            _ZdaPvm() => NewArray;
+            _ZdlPvmSt11align_val_t(align: usize) => NewAligned;
+            _ZdaPvmSt11align_val_t(align: usize) => NewArrayAligned;
         }
     };
 }
@@ -315,6 +318,23 @@ macro_rules! __delete {
             $(let _ = $arg;)*
             // SAFETY: the C contract of free.
             unsafe { $crate::cxx::delete::<$B>(p, $crate::Kind::$kind) }
+        }
+    )*};
+}
+
+/// The sized `operator delete` forms: the pointer, the size the program
+/// names (the size its `new` asked for), the other arguments (hints,
+/// unused), the kind they free.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __delete_sized {
+    ($B:ty; $($name:ident ( $($arg:ident : $ty:ty),* ) => $kind:ident;)*) => {$(
+        #[doc = concat!("C++ `", stringify!($name), "` (a sized form of operator delete).")]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(p: *mut ::core::ffi::c_void, size: usize $(, $arg: $ty)*) {
+            $(let _ = $arg;)*
+            // SAFETY: the C contract of free.
+            unsafe { $crate::cxx::delete_sized::<$B>(p, size, $crate::Kind::$kind) }
         }
     )*};
 }

@@ -202,6 +202,26 @@ pub unsafe trait Backend {
     /// something the backend must recognise as not one.
     unsafe fn free(p: *mut u8, kind: Kind, call: &'static str, site: Self::Site);
 
+    /// A free that names the block's size: C++'s sized `operator delete`
+    /// forms and C23's `free_sized`/`free_aligned_sized`, whose `size`
+    /// must be the size the block was allocated with. By default the size
+    /// is a hint nobody needs, and this is [`free`](Backend::free).
+    ///
+    /// # Safety
+    /// As [`free`](Backend::free).
+    #[inline(always)]
+    unsafe fn free_sized(
+        p: *mut u8,
+        size: usize,
+        kind: Kind,
+        call: &'static str,
+        site: Self::Site,
+    ) {
+        let _ = size;
+        // SAFETY: forwarded.
+        unsafe { Self::free(p, kind, call, site) }
+    }
+
     /// `realloc` of a non-null `p` to a non-zero `size` (glibc's special
     /// cases are the caller's). Null with `errno = ENOMEM` when memory is
     /// short (`p` then untouched), or when `p` cannot be resized.
@@ -216,7 +236,7 @@ pub unsafe trait Backend {
     /// # Safety
     /// `p` is null, a block of this backend, or something it recognises as
     /// not one.
-    unsafe fn usable_size(p: *mut u8) -> usize;
+    unsafe fn usable_size(p: *mut u8, site: Self::Site) -> usize;
 
     /// A call at one of glibc's edges; nothing by default.
     #[inline(always)]

@@ -54,7 +54,7 @@ unsafe impl Backend for Recorder {
         record(Call::Realloc(p as usize, size));
         BLOCK as *mut u8
     }
-    unsafe fn usable_size(p: *mut u8) -> usize {
+    unsafe fn usable_size(p: *mut u8, _site: ()) -> usize {
         p as usize
     }
     fn edge(e: Edge, _: ()) {

@@ -790,6 +790,24 @@ fn zone_report(m: &Meta, at: usize, before: bool, when: &str, stack: StackId) {
 /// # Safety
 /// The C contract of free: `p` may be anything, which is reported.
 pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
+    // SAFETY: forwarded.
+    unsafe { free_in(p, kind, func, None, regs) }
+}
+
+/// [`free`] through a call that names the block's size (C++'s sized
+/// `operator delete`, C23's `free_sized`): a size other than the one the
+/// block was allocated with is reported (`new-delete-type-mismatch`,
+/// `free-size-mismatch`), and the block freed.
+///
+/// # Safety
+/// As [`free`].
+pub unsafe fn free_sized(p: *mut u8, size: usize, kind: Kind, func: &str, regs: Regs) {
+    // SAFETY: forwarded.
+    unsafe { free_in(p, kind, func, Some(size), regs) }
+}
+
+#[inline(always)]
+unsafe fn free_in(p: *mut u8, kind: Kind, func: &str, sized: Option<usize>, regs: Regs) {
     if p.is_null() {
         return;
     }
@@ -830,8 +848,45 @@ pub unsafe fn free(p: *mut u8, kind: Kind, func: &str, regs: Regs) {
             stack,
         ));
     }
+    // A size is compared only when the call matches the allocation (a
+    // mismatch above says everything about a `malloc` freed by `delete`).
+    if let Some(size) = sized {
+        if size != m.size && m.kind() == kind {
+            size_mismatch(m, p, size, func, stack);
+        }
+    }
     check_zones(m, &|| format!("when {func} was called"), stack);
     retire(o, m, stack, tid);
+}
+
+#[cold]
+#[inline(never)]
+fn size_mismatch(m: &Meta, p: usize, size: usize, func: &str, stack: StackId) {
+    let r = if m.kind() == Kind::Malloc {
+        block_report(
+            "free-size-mismatch",
+            format!(
+                "{func} was told the block's size is {size} bytes; it was allocated with {} bytes",
+                m.size
+            ),
+            m,
+            p,
+            stack,
+        )
+    } else {
+        block_report(
+            "new-delete-type-mismatch",
+            format!(
+                "object passed to {func} has the wrong type: size of the allocated type {} bytes, \
+                 size of the deallocated type {size} bytes",
+                m.size
+            ),
+            m,
+            p,
+            stack,
+        )
+    };
+    report::emit(r);
 }
 
 /// A free of something that is no block: say what it is.
@@ -1179,15 +1234,54 @@ fn periodic_walk() {
 }
 
 /// `malloc_usable_size`: the size asked for (the rest is red zone).
-pub fn usable_size(p: *mut u8) -> usize {
+pub fn usable_size(p: *mut u8, regs: Regs) -> usize {
     if p.is_null() {
         return 0;
     }
     let p = p as usize;
-    tls::inside(|| match table::shard(p).get(p) {
-        Some(m) if m.state() == State::Live => m.size,
-        _ => 0,
+    let size = tls::inside(|| match table::shard(p).get(p) {
+        Some(m) if m.state() == State::Live => Some(m.size),
+        _ => None,
+    });
+    size.unwrap_or_else(|| {
+        bad_usable_size(p, regs);
+        0
     })
+}
+
+/// `malloc_usable_size` of something that is no live block (glibc reads
+/// a chunk header before it, and crashes or answers garbage): reported as
+/// AddressSanitizer does (`bad-malloc_usable_size`), and 0.
+#[cold]
+#[inline(never)]
+fn bad_usable_size(p: usize, regs: Regs) {
+    let stack = stacks::at(regs);
+    let what = "attempting to call malloc_usable_size() for a pointer that is not a live block";
+    let r = match containing(p) {
+        Some(m) => {
+            let state = if m.state() == State::Quarantined {
+                "a freed block"
+            } else {
+                "a block, not its start"
+            };
+            block_report(
+                "bad-malloc_usable_size",
+                format!("{what} ({state})"),
+                &m,
+                p,
+                stack,
+            )
+        }
+        None => Report {
+            kind: "bad-malloc_usable_size",
+            message: format!("{what}: {p:#x} is {}", crate::roots::what_is(p)),
+            address: p,
+            thread: tls::tid(),
+            stack,
+            ..Report::default()
+        },
+    };
+    report::emit(r);
 }
 
 /// `realloc` (non-null `p`, non-zero `size`): always a new block, so a

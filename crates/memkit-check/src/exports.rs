@@ -46,6 +46,13 @@ unsafe impl Backend for Checked {
     }
 
     #[inline(always)]
+    unsafe fn free_sized(p: *mut u8, size: usize, kind: Kind, call: &'static str, site: Regs) {
+        // SAFETY: free reports whatever p is.
+        tls::inside(|| unsafe { block::free_sized(p, size, kind, call, site) });
+        scrub();
+    }
+
+    #[inline(always)]
     unsafe fn realloc(p: *mut u8, size: usize, site: Regs) -> *mut u8 {
         // SAFETY: realloc reports invalid and double frees.
         let n = tls::inside(|| unsafe { block::realloc(p, size, site) });
@@ -54,8 +61,10 @@ unsafe impl Backend for Checked {
     }
 
     #[inline(always)]
-    unsafe fn usable_size(p: *mut u8) -> usize {
-        tls::inside(|| block::usable_size(p))
+    unsafe fn usable_size(p: *mut u8, site: Regs) -> usize {
+        let n = tls::inside(|| block::usable_size(p, site));
+        scrub();
+        n
     }
 
     #[inline(always)]

@@ -163,6 +163,9 @@ pub const KINDS: &[&str] = &[
     "allocation-size-too-big",
     "calloc-overflow",
     "reallocarray-overflow",
+    "new-delete-type-mismatch",
+    "free-size-mismatch",
+    "bad-malloc_usable_size",
 ];
 
 /// Reads `kind:pattern` lines (`#` comments, blank lines ignored; a line

@@ -197,6 +197,9 @@ const KINDS: &[&str] = &[
     "allocation-size-too-big",
     "calloc-overflow",
     "reallocarray-overflow",
+    "new-delete-type-mismatch",
+    "free-size-mismatch",
+    "bad-malloc_usable_size",
 ];
 
 /// Refuses a suppressions file with a line that is not `kind:pattern` or

@@ -51,7 +51,7 @@ unsafe impl Backend for Fast {
     }
 
     #[inline(always)]
-    unsafe fn usable_size(p: *mut u8) -> usize {
+    unsafe fn usable_size(p: *mut u8, _site: ()) -> usize {
         // SAFETY: the C contract of malloc_usable_size.
         unsafe { core_alloc::usable_size(p) }
     }

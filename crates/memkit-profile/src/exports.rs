@@ -52,7 +52,7 @@ unsafe impl Backend for Profiled {
     }
 
     #[inline(always)]
-    unsafe fn usable_size(p: *mut u8) -> usize {
+    unsafe fn usable_size(p: *mut u8, _site: Self::Site) -> usize {
         // SAFETY: any pointer is judged.
         unsafe { block::usable_size(p) }
     }

@@ -436,6 +436,29 @@ pub(crate) const C_CASES: &[Case] = &[
         &["NONNULL 1 ALIGNED16 1"],
         &["NONNULL 1 ALIGNED16 1"],
     ),
+    case(
+        "free-sized-mismatch",
+        &[Expect {
+            message: "free_sized was told the block's size is 48 bytes; it was allocated with 40",
+            ..on_block(
+                "free-size-mismatch",
+                40,
+                0,
+                &["free_sized", "bug_site_free_sized", "main"],
+            )
+        }],
+    ),
+    case_out(
+        "bad-usable-size",
+        &[on_block(
+            "bad-malloc_usable_size",
+            40,
+            8,
+            &["malloc_usable_size", "bug_site_usable_size", "main"],
+        )],
+        &["USABLE 0"],
+        &["USABLE 40"],
+    ),
     case_out(
         "malloc-too-big",
         &[Expect {
@@ -582,6 +605,31 @@ const CXX_CASES: &[Case] = &[
                 1,
                 &["operator new", "alloc_site_new"],
                 &["operator delete", "bug_site_delete_aligned", "main"],
+            )
+        }],
+    ),
+    case(
+        "sized-delete",
+        &[Expect {
+            kind: "new-delete-type-mismatch",
+            message: "size of the allocated type 64 bytes, size of the deallocated type 8 bytes",
+            alloc: Some(&["operator new", "alloc_site_new_derived"]),
+            ..mismatch(
+                64,
+                &[],
+                &["operator delete", "bug_site_delete_base", "main"],
+            )
+        }],
+    ),
+    case(
+        "sized-delete-array",
+        &[Expect {
+            kind: "new-delete-type-mismatch",
+            message: "size of the allocated type 10 bytes, size of the deallocated type 20 bytes",
+            ..mismatch(
+                10,
+                &["operator new[]", "alloc_site_new_array"],
+                &["operator delete[]", "bug_site_delete_array_sized", "main"],
             )
         }],
     ),

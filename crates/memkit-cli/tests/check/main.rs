@@ -182,6 +182,9 @@ const KINDS: &[&str] = &[
     "allocation-size-too-big",
     "calloc-overflow",
     "reallocarray-overflow",
+    "new-delete-type-mismatch",
+    "free-size-mismatch",
+    "bad-malloc_usable_size",
 ];
 
 fn frames_ok(v: &Value, nullable: bool) -> Result<(), String> {

@@ -22,6 +22,7 @@
  * and memcpy, as written) and -pthread.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -559,6 +560,26 @@ SITE void bug_site_aligned_alloc(int bug) {
 
 static void case_bad_aligned_alloc(int bug) { bug_site_aligned_alloc(bug); }
 
+/* C23's free_sized with a size other than the block's (glibc 2.36 has no
+ * free_sized: found at run time, memkit's). */
+SITE void bug_site_free_sized(void *p, int bug) {
+    void (*fs)(void *, size_t) = (void (*)(void *, size_t))dlsym(RTLD_DEFAULT, "free_sized");
+    if (!fs) die("dlsym free_sized");
+    fs(p, bug ? 48 : 40);
+    NOTAIL();
+}
+
+static void case_free_sized_mismatch(int bug) { bug_site_free_sized(alloc_site_malloc(40), bug); }
+
+/* malloc_usable_size of a pointer into a block, not its start. */
+SITE void bug_site_usable_size(char *p, int bug) {
+    printf("USABLE %zu\n", malloc_usable_size(bug ? p + 8 : p));
+    free(p);
+    NOTAIL();
+}
+
+static void case_bad_usable_size(int bug) { bug_site_usable_size(alloc_site_malloc(40), bug); }
+
 /* aligned_alloc(0, n) names no valid alignment; glibc 2.36 serves it as
  * malloc(n): a report, and still a usable 16-aligned block. */
 SITE void bug_site_aligned_alloc_zero(int bug) {
@@ -712,6 +733,8 @@ static const struct {
     {"bad-posix-memalign", case_bad_posix_memalign},
     {"bad-aligned-alloc", case_bad_aligned_alloc},
     {"bad-aligned-alloc-zero", case_bad_aligned_alloc_zero},
+    {"free-sized-mismatch", case_free_sized_mismatch},
+    {"bad-usable-size", case_bad_usable_size},
     {"malloc-too-big", case_malloc_too_big},
     {"calloc-overflow", case_calloc_overflow},
     {"reallocarray-overflow", case_reallocarray_overflow},

@@ -135,6 +135,42 @@ static void case_new_aligned_delete(bool bug) {
         bug_site_delete_plain(p);
 }
 
+// ---- new-delete-type-mismatch: a sized delete naming another size --------
+
+struct Base {
+    long a;
+};
+struct Derived : Base {
+    long b[7];
+};
+
+SITE Base *alloc_site_new_derived(void) {
+    Base *p = new Derived();
+    NOTAIL();
+    return p;
+}
+
+// No virtual destructor: `delete` of a Base* frees 8 bytes of a 64-byte
+// object (sized deallocation, GCC's default from C++14 on).
+SITE void bug_site_delete_base(Base *p, bool bug) {
+    if (bug)
+        delete p;
+    else
+        delete static_cast<Derived *>(p);
+    NOTAIL();
+}
+
+static void case_sized_delete(bool bug) { bug_site_delete_base(alloc_site_new_derived(), bug); }
+
+SITE void bug_site_delete_array_sized(char *p, bool bug) {
+    ::operator delete[](p, bug ? 20 : 10);
+    NOTAIL();
+}
+
+static void case_sized_delete_array(bool bug) {
+    bug_site_delete_array_sized(alloc_site_new_array(10), bug);
+}
+
 // ---- allocation-size-too-big through new ----------------------------------
 
 static volatile size_t huge = (size_t)1 << 45;
@@ -275,6 +311,8 @@ static const struct {
     {"new-delete-array", case_new_delete_array},
     {"aligned-new-delete", case_aligned_new_delete},
     {"new-aligned-delete", case_new_aligned_delete},
+    {"sized-delete", case_sized_delete},
+    {"sized-delete-array", case_sized_delete_array},
     {"new-too-big", case_new_too_big},
     {"new-array-too-big", case_new_array_too_big},
     {"nothrow-too-big", case_nothrow_too_big},
