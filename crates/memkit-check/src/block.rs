@@ -367,6 +367,15 @@ pub fn inside_live(p: usize, n: usize) -> bool {
         && n <= size - (p - user)
 }
 
+/// Whether `p` may lie in a block (a small core block's page, or the range
+/// of the big ones): no lock. Interceptors whose work needs a scan of
+/// their own to know what they read do it only then.
+#[inline(always)]
+pub fn maybe_heap(p: usize) -> bool {
+    memkit_alloc::small_block_of(p).is_some()
+        || (p >= BIG_LO.load(Relaxed) && p < BIG_HI.load(Relaxed))
+}
+
 /// Starts loading the cache line of `p` (never faults, reads nothing).
 #[inline(always)]
 pub fn prefetch(p: usize) {

@@ -43,6 +43,16 @@ reals! {
     memmem = c"memmem";
     strlen = c"strlen";
     strnlen = c"strnlen";
+    strcmp = c"strcmp";
+    strncmp = c"strncmp";
+    strchr = c"strchr";
+    strrchr = c"strrchr";
+    strstr = c"strstr";
+    memrchr = c"memrchr";
+    read = c"read";
+    pread64 = c"pread64";
+    fread = c"fread";
+    fgets = c"fgets";
 }
 
 impl Real {
@@ -718,4 +728,282 @@ fn strncat_as(func: &str, d: *mut c_char, s: *const c_char, n: usize) -> *mut c_
     unsafe { *(d as *mut u8).add(dl + sl) = 0 };
     repair(bad, d.cast(), dl + sl + 1);
     d
+}
+
+// ---- Reads of strings and writes of I/O ----------------------------------
+//
+// Beyond the functions the issue named: the string reads AddressSanitizer
+// checks too (a comparison or search running off a string that is not
+// terminated, or reading a freed one), and the calls that fill a buffer
+// from a file (an overflow by `read(fd, buf, sizeof big)` into a small
+// block). Reads are checked for the bytes the function looked at; I/O
+// writes for the bytes it returned (as AddressSanitizer does), after the
+// call, whose `errno` is kept.
+
+/// glibc's function `r` (resolved at start; a call during another
+/// thread's first resolution waits for it).
+fn real_fn(r: &Real) -> usize {
+    loop {
+        let a = r.get();
+        if a != 0 {
+            return a;
+        }
+        memkit_sys::yield_now();
+    }
+}
+
+/// How many bytes of `a` and `b` a comparison of at most `n` bytes reads:
+/// up to the first difference or NUL, included.
+fn compared(a: *const c_char, b: *const c_char, n: usize) -> usize {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: the caller's strings, read up to their end or difference.
+        let (x, y) = unsafe { (*(a as *const u8).add(i), *(b as *const u8).add(i)) };
+        i += 1;
+        if x != y || x == 0 {
+            break;
+        }
+    }
+    i
+}
+
+fn check_compare(func: &str, a: *const c_char, b: *const c_char, n: usize) {
+    if checking() && (block::maybe_heap(a as usize) || block::maybe_heap(b as usize)) {
+        let read = compared(a, b, n);
+        range(func, "read", a as usize, read);
+        range(func, "read", b as usize, read);
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn strcmp(a: *const c_char, b: *const c_char) -> c_int {
+    check_compare("strcmp", a, b, usize::MAX);
+    // SAFETY: glibc's strcmp.
+    let f: unsafe extern "C" fn(*const c_char, *const c_char) -> c_int =
+        unsafe { core::mem::transmute(real_fn(&real::strcmp)) };
+    // SAFETY: the caller's contract.
+    unsafe { f(a, b) }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn strncmp(a: *const c_char, b: *const c_char, n: usize) -> c_int {
+    check_compare("strncmp", a, b, n);
+    // SAFETY: glibc's strncmp.
+    let f: unsafe extern "C" fn(*const c_char, *const c_char, usize) -> c_int =
+        unsafe { core::mem::transmute(real_fn(&real::strncmp)) };
+    // SAFETY: the caller's contract.
+    unsafe { f(a, b, n) }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn strchr(s: *const c_char, c: c_int) -> *mut c_char {
+    // SAFETY: glibc's strchr.
+    let f: unsafe extern "C" fn(*const c_char, c_int) -> *mut c_char =
+        unsafe { core::mem::transmute(real_fn(&real::strchr)) };
+    // SAFETY: the caller's contract.
+    let r = unsafe { f(s, c) };
+    if checking() && block::maybe_heap(s as usize) {
+        let read = if r.is_null() {
+            do_strlen(s) + 1
+        } else {
+            r as usize - s as usize + 1
+        };
+        range("strchr", "read", s as usize, read);
+    }
+    r
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn strrchr(s: *const c_char, c: c_int) -> *mut c_char {
+    if checking() && block::maybe_heap(s as usize) {
+        range("strrchr", "read", s as usize, do_strlen(s) + 1);
+    }
+    // SAFETY: glibc's strrchr.
+    let f: unsafe extern "C" fn(*const c_char, c_int) -> *mut c_char =
+        unsafe { core::mem::transmute(real_fn(&real::strrchr)) };
+    // SAFETY: the caller's contract.
+    unsafe { f(s, c) }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn strstr(h: *const c_char, n: *const c_char) -> *mut c_char {
+    // SAFETY: glibc's strstr.
+    let f: unsafe extern "C" fn(*const c_char, *const c_char) -> *mut c_char =
+        unsafe { core::mem::transmute(real_fn(&real::strstr)) };
+    // SAFETY: the caller's contract.
+    let r = unsafe { f(h, n) };
+    if checking() && (block::maybe_heap(h as usize) || block::maybe_heap(n as usize)) {
+        let nl = do_strlen(n);
+        let read = if r.is_null() {
+            do_strlen(h) + 1
+        } else {
+            r as usize - h as usize + nl
+        };
+        range("strstr", "read", h as usize, read);
+        range("strstr", "read", n as usize, nl + 1);
+    }
+    r
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn memrchr(s: *const c_void, c: c_int, n: usize) -> *mut c_void {
+    if checking() {
+        range("memrchr", "read", s as usize, n);
+    }
+    // SAFETY: glibc's memrchr.
+    let f: unsafe extern "C" fn(*const c_void, c_int, usize) -> *mut c_void =
+        unsafe { core::mem::transmute(real_fn(&real::memrchr)) };
+    // SAFETY: the caller's contract.
+    unsafe { f(s, c, n) }
+}
+
+/// After an I/O call wrote `n` bytes at `buf`: checks them (keeping the
+/// call's `errno`) and repairs what a reported overflow overwrote.
+fn wrote(func: &str, buf: *mut c_void, n: usize) {
+    if n == 0 || !checking() {
+        return;
+    }
+    // SAFETY: the thread's errno location.
+    let e = unsafe { *libc::__errno_location() };
+    let bad = range(func, "write", buf as usize, n);
+    repair(bad, buf, n);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn read_as(func: &str, fd: c_int, buf: *mut c_void, count: usize) -> isize {
+    // SAFETY: glibc's read.
+    let f: unsafe extern "C" fn(c_int, *mut c_void, usize) -> isize =
+        unsafe { core::mem::transmute(real_fn(&real::read)) };
+    // SAFETY: the caller's contract.
+    let r = unsafe { f(fd, buf, count) };
+    if r > 0 {
+        wrote(func, buf, r as usize);
+    }
+    r
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize {
+    read_as("read", fd, buf, count)
+}
+
+fn pread_as(func: &str, fd: c_int, buf: *mut c_void, count: usize, off: i64) -> isize {
+    // SAFETY: glibc's pread64.
+    let f: unsafe extern "C" fn(c_int, *mut c_void, usize, i64) -> isize =
+        unsafe { core::mem::transmute(real_fn(&real::pread64)) };
+    // SAFETY: the caller's contract.
+    let r = unsafe { f(fd, buf, count, off) };
+    if r > 0 {
+        wrote(func, buf, r as usize);
+    }
+    r
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pread(fd: c_int, buf: *mut c_void, count: usize, off: i64) -> isize {
+    pread_as("pread", fd, buf, count, off)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pread64(fd: c_int, buf: *mut c_void, count: usize, off: i64) -> isize {
+    pread_as("pread64", fd, buf, count, off)
+}
+
+fn fread_as(func: &str, p: *mut c_void, size: usize, n: usize, f: *mut libc::FILE) -> usize {
+    // SAFETY: glibc's fread.
+    let real: unsafe extern "C" fn(*mut c_void, usize, usize, *mut libc::FILE) -> usize =
+        unsafe { core::mem::transmute(real_fn(&real::fread)) };
+    // SAFETY: the caller's contract.
+    let r = unsafe { real(p, size, n, f) };
+    wrote(func, p, r.saturating_mul(size));
+    r
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn fread(p: *mut c_void, size: usize, n: usize, f: *mut libc::FILE) -> usize {
+    fread_as("fread", p, size, n, f)
+}
+
+fn fgets_as(func: &str, s: *mut c_char, n: c_int, f: *mut libc::FILE) -> *mut c_char {
+    // SAFETY: glibc's fgets.
+    let real: unsafe extern "C" fn(*mut c_char, c_int, *mut libc::FILE) -> *mut c_char =
+        unsafe { core::mem::transmute(real_fn(&real::fgets)) };
+    // SAFETY: the caller's contract.
+    let r = unsafe { real(s, n, f) };
+    if !r.is_null() {
+        wrote(func, s.cast(), do_strlen(s) + 1);
+    }
+    r
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn fgets(s: *mut c_char, n: c_int, f: *mut libc::FILE) -> *mut c_char {
+    fgets_as("fgets", s, n, f)
+}
+
+// Their fortified forms: glibc's promise kept (a buffer of `buflen` bytes
+// that the call could overflow ends the process), then the plain form.
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, count: usize, buflen: usize) -> isize {
+    if count > buflen {
+        chk_fail("__read_chk", buf as usize, count);
+    }
+    read_as("__read_chk", fd, buf, count)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __pread64_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    count: usize,
+    off: i64,
+    buflen: usize,
+) -> isize {
+    if count > buflen {
+        chk_fail("__pread64_chk", buf as usize, count);
+    }
+    pread_as("__pread64_chk", fd, buf, count, off)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __pread_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    count: usize,
+    off: i64,
+    buflen: usize,
+) -> isize {
+    if count > buflen {
+        chk_fail("__pread_chk", buf as usize, count);
+    }
+    pread_as("__pread_chk", fd, buf, count, off)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __fread_chk(
+    p: *mut c_void,
+    ptrlen: usize,
+    size: usize,
+    n: usize,
+    f: *mut libc::FILE,
+) -> usize {
+    if size.checked_mul(n).is_none_or(|t| t > ptrlen) {
+        chk_fail("__fread_chk", p as usize, size.saturating_mul(n));
+    }
+    fread_as("__fread_chk", p, size, n, f)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __fgets_chk(
+    s: *mut c_char,
+    size: usize,
+    n: c_int,
+    f: *mut libc::FILE,
+) -> *mut c_char {
+    if n > 0 && n as usize > size {
+        chk_fail("__fgets_chk", s as usize, n as usize);
+    }
+    fgets_as("__fgets_chk", s, n, f)
 }

@@ -337,6 +337,36 @@ pub(crate) const C_CASES: &[Case] = &[
             &["memcpy", "bug_site_overflow_memcpy", "main"],
         )],
     ),
+    // Not terminated: the comparison reads the byte past the end.
+    case_out(
+        "overflow-strcmp",
+        &[on_block(
+            "heap-buffer-overflow",
+            24,
+            24,
+            &["strcmp", "bug_site_overflow_strcmp", "main"],
+        )],
+        &["CMP 0"],
+        &["CMP 1"],
+    ),
+    case(
+        "overflow-read",
+        &[on_block(
+            "heap-buffer-overflow",
+            24,
+            24,
+            &["read", "bug_site_overflow_read", "main"],
+        )],
+    ),
+    case(
+        "overflow-fread",
+        &[on_block(
+            "heap-buffer-overflow",
+            24,
+            24,
+            &["fread", "bug_site_overflow_fread", "main"],
+        )],
+    ),
     // The string's NUL is the 25th byte.
     case(
         "overflow-stpcpy",

@@ -24,6 +24,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -404,6 +405,54 @@ static void case_overflow_memcpy(int bug) {
     free(p);
 }
 
+/* strcmp of a string that is not terminated inside its block: the
+ * comparison runs into the byte past the end. */
+static char g_other[32] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+SITE void bug_site_overflow_strcmp(char *p, int bug) {
+    memset(p, 'a', 24);
+    if (!bug) p[23] = 0;
+    printf("CMP %d\n", strcmp(p, g_other) < 0);
+    NOTAIL();
+}
+
+static void case_overflow_strcmp(int bug) {
+    char *p = alloc_site_malloc(24);
+    bug_site_overflow_strcmp(p, bug);
+    free(p);
+}
+
+/* read(2) of more bytes than the block holds: found at the call, for the
+ * bytes the kernel wrote. */
+SITE void bug_site_overflow_read(char *p, int bug) {
+    int fd = open("/dev/zero", O_RDONLY);
+    if (fd < 0) die("open /dev/zero");
+    if (read(fd, p, bug ? 32 : 24) != (bug ? 32 : 24)) die("read");
+    close(fd);
+    NOTAIL();
+}
+
+static void case_overflow_read(int bug) {
+    char *p = alloc_site_malloc(24);
+    bug_site_overflow_read(p, bug);
+    free(p);
+}
+
+/* fread likewise, through stdio. */
+SITE void bug_site_overflow_fread(char *p, int bug) {
+    FILE *f = fopen("/dev/zero", "r");
+    if (!f) die("fopen /dev/zero");
+    if (fread(p, 8, bug ? 4 : 3, f) != (bug ? 4u : 3u)) die("fread");
+    fclose(f);
+    NOTAIL();
+}
+
+static void case_overflow_fread(int bug) {
+    char *p = alloc_site_malloc(24);
+    bug_site_overflow_fread(p, bug);
+    free(p);
+}
+
 /* stpcpy and mempcpy: what gcc -O2 makes of a strcpy followed by a strcat,
  * and of a memcpy whose result is used as its end. */
 SITE void bug_site_overflow_stpcpy(char *p, int bug) {
@@ -723,6 +772,9 @@ static const struct {
     {"overflow-before", case_overflow_before},
     {"overflow-before-aligned", case_overflow_before_aligned},
     {"overflow-memcpy", case_overflow_memcpy},
+    {"overflow-strcmp", case_overflow_strcmp},
+    {"overflow-read", case_overflow_read},
+    {"overflow-fread", case_overflow_fread},
     {"overflow-stpcpy", case_overflow_stpcpy},
     {"overflow-mempcpy", case_overflow_mempcpy},
     {"uaf-write", case_uaf_write},
