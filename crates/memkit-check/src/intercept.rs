@@ -53,6 +53,10 @@ reals! {
     pread64 = c"pread64";
     fread = c"fread";
     fgets = c"fgets";
+    vsprintf = c"vsprintf";
+    vsnprintf = c"vsnprintf";
+    vsprintf_chk = c"__vsprintf_chk";
+    vsnprintf_chk = c"__vsnprintf_chk";
 }
 
 impl Real {
@@ -1007,3 +1011,215 @@ pub extern "C" fn __fgets_chk(
     }
     fgets_as("__fgets_chk", s, n, f)
 }
+
+// ---- The sprintf family ---------------------------------------------------
+//
+// `sprintf`, `snprintf` and their fortified forms are variadic, which a
+// Rust function cannot be: each is a naked trampoline that stores the
+// argument registers in a register save area, builds the `va_list` the
+// x86-64 ABI defines over it (the fixed arguments' registers already
+// consumed, the rest of the arguments on the caller's stack), and calls
+// the `va_list` form below, which calls glibc's and checks the bytes it
+// wrote (with the NUL), after the call. The trampoline's CFI lets the
+// report's stack unwind through it, and name it.
+
+/// The x86-64 `va_list` (one element of `__va_list_tag`).
+#[repr(C)]
+pub struct VaList {
+    gp_offset: u32,
+    fp_offset: u32,
+    overflow_arg_area: *mut c_void,
+    reg_save_area: *mut c_void,
+}
+
+/// What a `vsnprintf`-like call wrote: the output and its NUL, at most `n`.
+fn printed(ret: c_int, n: usize) -> usize {
+    if ret < 0 || n == 0 {
+        return 0;
+    }
+    (ret as usize).min(n - 1) + 1
+}
+
+/// A variadic trampoline: `$fixed` named arguments before the `...`
+/// (their registers are left as they are), then the `va_list` pointer in
+/// the next argument register, `$ap`, for `$target`.
+macro_rules! va_trampoline {
+    ($name:ident, $fixed:literal, $ap:literal, $target:path) => {
+        #[unsafe(naked)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $name() {
+            core::arch::naked_asm!(
+                ".cfi_startproc",
+                // 176 bytes of register save area at rsp, the va_list at
+                // rsp + 176; 216 keeps rsp 16-aligned for the call.
+                "sub rsp, 216",
+                ".cfi_adjust_cfa_offset 216",
+                "mov [rsp], rdi",
+                "mov [rsp + 8], rsi",
+                "mov [rsp + 16], rdx",
+                "mov [rsp + 24], rcx",
+                "mov [rsp + 32], r8",
+                "mov [rsp + 40], r9",
+                "test al, al",
+                "je 2f",
+                "movaps [rsp + 48], xmm0",
+                "movaps [rsp + 64], xmm1",
+                "movaps [rsp + 80], xmm2",
+                "movaps [rsp + 96], xmm3",
+                "movaps [rsp + 112], xmm4",
+                "movaps [rsp + 128], xmm5",
+                "movaps [rsp + 144], xmm6",
+                "movaps [rsp + 160], xmm7",
+                "2:",
+                concat!("mov dword ptr [rsp + 176], ", $fixed, " * 8"),
+                "mov dword ptr [rsp + 180], 48",
+                "lea rax, [rsp + 224]",
+                "mov [rsp + 184], rax",
+                "mov [rsp + 192], rsp",
+                concat!("lea ", $ap, ", [rsp + 176]"),
+                "call {target}",
+                "add rsp, 216",
+                ".cfi_adjust_cfa_offset -216",
+                "ret",
+                ".cfi_endproc",
+                target = sym $target,
+            )
+        }
+    };
+}
+
+type VPrintf = unsafe extern "C" fn(*mut c_char, *const c_char, *mut VaList) -> c_int;
+type VSnprintf = unsafe extern "C" fn(*mut c_char, usize, *const c_char, *mut VaList) -> c_int;
+type VPrintfChk =
+    unsafe extern "C" fn(*mut c_char, c_int, usize, *const c_char, *mut VaList) -> c_int;
+type VSnprintfChk =
+    unsafe extern "C" fn(*mut c_char, usize, c_int, usize, *const c_char, *mut VaList) -> c_int;
+
+fn vsprintf_as(func: &str, d: *mut c_char, fmt: *const c_char, ap: *mut VaList) -> c_int {
+    // SAFETY: glibc's vsprintf.
+    let f: VPrintf = unsafe { core::mem::transmute(real_fn(&real::vsprintf)) };
+    // SAFETY: the caller's contract.
+    let r = unsafe { f(d, fmt, ap) };
+    wrote(func, d.cast(), printed(r, usize::MAX));
+    r
+}
+
+fn vsnprintf_as(
+    func: &str,
+    d: *mut c_char,
+    n: usize,
+    fmt: *const c_char,
+    ap: *mut VaList,
+) -> c_int {
+    // SAFETY: glibc's vsnprintf.
+    let f: VSnprintf = unsafe { core::mem::transmute(real_fn(&real::vsnprintf)) };
+    // SAFETY: the caller's contract.
+    let r = unsafe { f(d, n, fmt, ap) };
+    wrote(func, d.cast(), printed(r, n));
+    r
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn vsprintf(d: *mut c_char, fmt: *const c_char, ap: *mut VaList) -> c_int {
+    vsprintf_as("vsprintf", d, fmt, ap)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn vsnprintf(
+    d: *mut c_char,
+    n: usize,
+    fmt: *const c_char,
+    ap: *mut VaList,
+) -> c_int {
+    vsnprintf_as("vsnprintf", d, n, fmt, ap)
+}
+
+extern "C" fn sprintf_va(d: *mut c_char, fmt: *const c_char, ap: *mut VaList) -> c_int {
+    vsprintf_as("sprintf", d, fmt, ap)
+}
+
+extern "C" fn snprintf_va(d: *mut c_char, n: usize, fmt: *const c_char, ap: *mut VaList) -> c_int {
+    vsnprintf_as("snprintf", d, n, fmt, ap)
+}
+
+fn vsprintf_chk_as(
+    func: &str,
+    d: *mut c_char,
+    flag: c_int,
+    dn: usize,
+    fmt: *const c_char,
+    ap: *mut VaList,
+) -> c_int {
+    // SAFETY: glibc's __vsprintf_chk (which keeps its own promise).
+    let f: VPrintfChk = unsafe { core::mem::transmute(real_fn(&real::vsprintf_chk)) };
+    // SAFETY: the caller's contract.
+    let r = unsafe { f(d, flag, dn, fmt, ap) };
+    wrote(func, d.cast(), printed(r, usize::MAX));
+    r
+}
+
+fn vsnprintf_chk_as(
+    func: &str,
+    d: *mut c_char,
+    n: usize,
+    flag: c_int,
+    dn: usize,
+    fmt: *const c_char,
+    ap: *mut VaList,
+) -> c_int {
+    // SAFETY: glibc's __vsnprintf_chk (which keeps its own promise).
+    let f: VSnprintfChk = unsafe { core::mem::transmute(real_fn(&real::vsnprintf_chk)) };
+    // SAFETY: the caller's contract.
+    let r = unsafe { f(d, n, flag, dn, fmt, ap) };
+    wrote(func, d.cast(), printed(r, n));
+    r
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __vsprintf_chk(
+    d: *mut c_char,
+    flag: c_int,
+    dn: usize,
+    fmt: *const c_char,
+    ap: *mut VaList,
+) -> c_int {
+    vsprintf_chk_as("__vsprintf_chk", d, flag, dn, fmt, ap)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __vsnprintf_chk(
+    d: *mut c_char,
+    n: usize,
+    flag: c_int,
+    dn: usize,
+    fmt: *const c_char,
+    ap: *mut VaList,
+) -> c_int {
+    vsnprintf_chk_as("__vsnprintf_chk", d, n, flag, dn, fmt, ap)
+}
+
+extern "C" fn sprintf_chk_va(
+    d: *mut c_char,
+    flag: c_int,
+    dn: usize,
+    fmt: *const c_char,
+    ap: *mut VaList,
+) -> c_int {
+    vsprintf_chk_as("__sprintf_chk", d, flag, dn, fmt, ap)
+}
+
+extern "C" fn snprintf_chk_va(
+    d: *mut c_char,
+    n: usize,
+    flag: c_int,
+    dn: usize,
+    fmt: *const c_char,
+    ap: *mut VaList,
+) -> c_int {
+    vsnprintf_chk_as("__snprintf_chk", d, n, flag, dn, fmt, ap)
+}
+
+va_trampoline!(sprintf, "2", "rdx", sprintf_va);
+va_trampoline!(snprintf, "3", "rcx", snprintf_va);
+va_trampoline!(__sprintf_chk, "4", "r8", sprintf_chk_va);
+va_trampoline!(__snprintf_chk, "5", "r9", snprintf_chk_va);

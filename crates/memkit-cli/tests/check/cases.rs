@@ -367,6 +367,30 @@ pub(crate) const C_CASES: &[Case] = &[
             &["fread", "bug_site_overflow_fread", "main"],
         )],
     ),
+    // "1 2 3 4 5 6 7.5" is 15 bytes: with the 10 digits, 26 and a NUL.
+    case_out(
+        "overflow-sprintf",
+        &[on_block(
+            "heap-buffer-overflow",
+            24,
+            24,
+            &["sprintf", "bug_site_overflow_sprintf", "main"],
+        )],
+        &["SPRINTF 25 "],
+        &["SPRINTF 15 1 2 3 4 5 6 7.5"],
+    ),
+    // 28 bytes of output: 23 and a NUL fit a 24-byte buffer.
+    case_out(
+        "overflow-snprintf",
+        &[on_block(
+            "heap-buffer-overflow",
+            24,
+            24,
+            &["snprintf", "bug_site_overflow_snprintf", "main"],
+        )],
+        &["SNPRINTF 28"],
+        &["SNPRINTF 28"],
+    ),
     // The string's NUL is the 25th byte.
     case(
         "overflow-stpcpy",

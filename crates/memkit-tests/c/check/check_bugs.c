@@ -453,6 +453,35 @@ static void case_overflow_fread(int bug) {
     free(p);
 }
 
+/* sprintf and snprintf past the block's end: found at the call, for the
+ * bytes they wrote. The output also proves the arguments came through
+ * (registers, the stack past six, doubles in xmm registers). */
+SITE void bug_site_overflow_sprintf(char *p, int bug) {
+    int n = sprintf(p, "%d %d %d %d %d %d %.1f%s", 1, 2, 3, 4, 5, 6, 7.5, bug ? "0123456789" : "");
+    /* After a reported overflow the checker restored its red zone: the
+     * string is no longer terminated where sprintf put its NUL. */
+    printf("SPRINTF %d %s\n", n, bug ? "" : p);
+    NOTAIL();
+}
+
+static void case_overflow_sprintf(int bug) {
+    char *p = alloc_site_malloc(24);
+    bug_site_overflow_sprintf(p, bug);
+    free(p);
+}
+
+SITE void bug_site_overflow_snprintf(char *p, int bug) {
+    int n = snprintf(p, bug ? 40 : 24, "%s|%d|%.2f|%c%c", "abcdefghijklmnop", -42, 0.25, 'x', 'y');
+    printf("SNPRINTF %d\n", n);
+    NOTAIL();
+}
+
+static void case_overflow_snprintf(int bug) {
+    char *p = alloc_site_malloc(24);
+    bug_site_overflow_snprintf(p, bug);
+    free(p);
+}
+
 /* stpcpy and mempcpy: what gcc -O2 makes of a strcpy followed by a strcat,
  * and of a memcpy whose result is used as its end. */
 SITE void bug_site_overflow_stpcpy(char *p, int bug) {
@@ -775,6 +804,8 @@ static const struct {
     {"overflow-strcmp", case_overflow_strcmp},
     {"overflow-read", case_overflow_read},
     {"overflow-fread", case_overflow_fread},
+    {"overflow-sprintf", case_overflow_sprintf},
+    {"overflow-snprintf", case_overflow_snprintf},
     {"overflow-stpcpy", case_overflow_stpcpy},
     {"overflow-mempcpy", case_overflow_mempcpy},
     {"uaf-write", case_uaf_write},
