@@ -649,7 +649,7 @@ mod tests {
         for &(depth, skip) in &[
             (30usize, 0u16),
             (8, 0),
-            (30, crate::modules::module_of(down as usize)),
+            (30, crate::modules::module_of(down as *const () as usize)),
         ] {
             for n in [0usize, 1, 2, 5, 5, 9, 3, 3, 12, 40, 7, 7, 0, 25, 24, 26] {
                 down(n, &rec, skip, depth, &mut out);
