@@ -6,6 +6,15 @@
 //! A program that installs its own handler replaces ours and ends as it
 //! chooses (through `exit`, which writes the profile).
 //!
+//! The program does not see our handler: the [`sigaction`] export reads
+//! it back as `SIG_DFL` (the action it stands for), and a `SIG_DFL` the
+//! program sets installs it again. Before, Python read these signals'
+//! actions as foreign C handlers (`signal.getsignal` gave `None`): it left
+//! SIGINT without its `KeyboardInterrupt` handler, and restoring a saved
+//! `None` raised TypeError (multiprocessing's forkserver children died,
+//! the pool waited forever). glibc's `signal(3)` forms are not covered:
+//! they return our handler as the old one, which restores it as set.
+//!
 //! Writing allocates (from the core) and takes the profiler's lock, which
 //! is unsafe in a handler that interrupted an allocation on the same
 //! thread: every allocation entry point runs [`guarded`], and a signal
@@ -30,6 +39,16 @@ unsafe extern "C" {
     fn raise(sig: i32) -> i32;
 }
 
+/// Our action for a signal of [`SIGNALS`].
+fn ours() -> SigAction {
+    SigAction::with_info(on_signal, 0)
+}
+
+/// Whether `a` is our handler.
+fn is_ours(a: &SigAction) -> bool {
+    a.disposition() == signal::Disposition::Info(on_signal as signal::InfoHandler as usize)
+}
+
 /// Installs the handler for each signal still at its default action.
 pub fn install() {
     for sig in SIGNALS {
@@ -38,12 +57,41 @@ pub fn install() {
             continue;
         };
         if old.disposition() == signal::Disposition::Default {
-            let act = SigAction::with_info(on_signal, 0);
             // SAFETY: on_signal only notes the signal, or writes the
             // profile when no allocation of this thread is under way.
-            let _ = unsafe { signal::sigaction(sig, Some(&act)) };
+            let _ = unsafe { signal::sigaction(sig, Some(&ours())) };
         }
     }
+}
+
+/// `sigaction(2)`: glibc's, except that for SIGHUP, SIGINT and SIGTERM
+/// our handler reads back as `SIG_DFL`, and `SIG_DFL` installs it.
+///
+/// # Safety
+/// The C contract of `sigaction`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigaction(sig: i32, act: *const SigAction, old: *mut SigAction) -> i32 {
+    if !SIGNALS.contains(&sig) {
+        // SAFETY: forwarded.
+        return unsafe { signal::raw_sigaction(sig, act, old) };
+    }
+    let substitute;
+    let mut act = act;
+    // SAFETY: the caller's pointer, null or valid.
+    if let Some(a) = unsafe { act.as_ref() } {
+        if a.disposition() == signal::Disposition::Default {
+            substitute = ours();
+            act = &substitute;
+        }
+    }
+    // SAFETY: forwarded, with our action in place of SIG_DFL.
+    let r = unsafe { signal::raw_sigaction(sig, act, old) };
+    // SAFETY: as above; written by glibc when r is 0.
+    if r == 0 && !old.is_null() && is_ours(unsafe { &*old }) {
+        // SAFETY: as above.
+        unsafe { old.write(SigAction::default_action()) };
+    }
+    r
 }
 
 unsafe extern "C" fn on_signal(sig: i32, _info: *mut SigInfo, _ctx: *mut core::ffi::c_void) {

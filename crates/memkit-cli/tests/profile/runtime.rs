@@ -327,3 +327,22 @@ fn a_server_stopped_by_a_signal_to_memkit_keeps_its_profile() {
     assert_eq!(values(&p, "leak_site"), [6, 15_000, 6, 15_000]);
     assert!(summary(&out)["total_allocs"].as_u64().unwrap() >= 6);
 }
+
+#[test]
+fn the_signal_handlers_are_not_the_programs_to_see() {
+    if !require("profile signal actions", &["gcc"]) {
+        return;
+    }
+    let t = TempDir::new("profile-rt-sigactions");
+    let prog = compile_c("profile/signal_actions.c", t.path(), "sigactions", &["-O0"]);
+    let out = t.join("out");
+    let mut cmd = memkit(t.path());
+    cmd.args(["profile", "-o"]).arg(&out).arg("--").arg(&prog);
+    let o = run(&mut cmd, Duration::from_secs(120));
+    assert_eq!(o.stdout, "all default\n", "{}\n{}", o.repro, o.stderr);
+    // SIG_DFL set back by the program is still the profiler's handler
+    // underneath: the profile is written, and SIGTERM ends the program.
+    assert_eq!(o.status.code(), Some(128 + libc::SIGTERM), "{}", o.stderr);
+    let p = load(&out.join("profile.pb.gz"));
+    assert_eq!(values(&p, "leak_site"), [2, 2468, 2, 2468]);
+}
