@@ -328,6 +328,29 @@ unsafe extern "C" fn on_segv(sig: i32, info: *mut SigInfo, ctx: *mut libc::c_voi
     unsafe { signal::chain(sig, info, ctx, &prog) }
 }
 
+/// Whether a fault with `stack` lies inside a checked call: in one of the
+/// checker's interceptors, or in glibc's function it called (every frame
+/// inside the checker's innermost one is glibc's). The interceptor checks
+/// the bytes the call touches itself, before glibc's function runs
+/// (`memcpy`) or after it (`strlen` must find the length first, `fgets`
+/// fill the buffer), and reports them with the call's name and the first
+/// bad byte: a report of the fault too was the same bug twice (and a
+/// fault on a read-ahead past a `memchr` match, no bug). A fault in the
+/// program's own code below one of the checker's frames (a `new_handler`
+/// that `operator new` calls) is not in a checked call.
+fn in_checked_call(stack: memkit_trace::depot::StackId) -> bool {
+    let frames = memkit_trace::depot::frames(stack);
+    let own = stacks::own();
+    let module = |f| memkit_trace::unwind::split(f).0;
+    let Some(i) = frames.iter().position(|&f| module(f) == own) else {
+        return false;
+    };
+    frames[..i].iter().all(|&f| {
+        memkit_trace::modules::info(module(f))
+            .is_some_and(|m| m.path.rsplit('/').next() == Some("libc.so.6"))
+    })
+}
+
 /// Reports a fault on a guarded block; false when `addr` is not ours.
 fn handle(addr: usize, g: &[libc::greg_t; 23]) -> bool {
     let Some((start, end, user, quarantined)) = block::guarded_at(addr) else {
@@ -349,8 +372,10 @@ fn handle(addr: usize, g: &[libc::greg_t; 23]) -> bool {
     } else {
         "heap-buffer-overflow"
     };
-    let message = format!("{access} of memory at {addr:#x} (a guard page fault)");
-    report::emit(block::block_report(kind, message, &m, addr, stack));
+    if !in_checked_call(stack) {
+        let message = format!("{access} of memory at {addr:#x} (a guard page fault)");
+        report::emit(block::block_report(kind, message, &m, addr, stack));
+    }
     // Let the program go on: the freed block's pages, or the guard page,
     // become accessible (later faults on them are no longer seen).
     if quarantined {

@@ -576,6 +576,62 @@ fn guard_pages_catch_reads() {
     }
 }
 
+/// `--guard`: a read past the end and a read after free through a checked
+/// call (`strlen`, `memcpy`) are reported once, with the call's site: the
+/// interceptor's check and the guard fault of glibc's function it calls
+/// (`strlen` reads before it is checked, `memcpy` after) are one bug. Each
+/// was reported twice.
+#[test]
+fn guard_reports_a_checked_call_once() {
+    if !require("guard_reports_a_checked_call_once", &["gcc"]) {
+        return;
+    }
+    let program = guard_reads();
+    for (case, kind, site, offset) in [
+        (
+            "strlen-past-end",
+            "heap-buffer-overflow",
+            "bug_site_strlen_past_end",
+            24,
+        ),
+        (
+            "memcpy-after-free",
+            "use-after-free",
+            "bug_site_memcpy_after_free",
+            0,
+        ),
+    ] {
+        for mode in [["--guard", "all"], ["--guard", "sample=1"]] {
+            let c = check(&mode, program, &[case]);
+            c.expect(ERROR_EXIT, 1)
+                .stdout_has(&format!("END {case}"), true);
+            let r = &c.reports[0];
+            assert_eq!(r["kind"], kind, "{}", c.describe());
+            assert_eq!(r["offset"], offset, "{}", c.describe());
+            assert!(
+                r["stack"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f["function"] == site),
+                "{}",
+                c.describe()
+            );
+            assert_eq!(
+                r["alloc_stack"][1]["function"],
+                "alloc_site_guard",
+                "{}",
+                c.describe()
+            );
+            check(&mode, program, &[&format!("ok-{case}")]).expect(0, 0);
+        }
+        // The default mode sees them too, at the call.
+        let c = check(&[], program, &[case]);
+        c.expect(ERROR_EXIT, 1);
+        assert_eq!(c.reports[0]["kind"], kind, "{}", c.describe());
+    }
+}
+
 /// A program with its own SIGSEGV handler (installed with `sigaction` or
 /// `signal`): the guard faults are still memkit's (the handler stays in
 /// front; the program reads its own back), its own fault at the end still

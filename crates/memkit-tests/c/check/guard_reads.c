@@ -5,7 +5,9 @@
  * prints the bytes it read, so the reads cannot be optimised away. The
  * sigaction- and signal- cases install the program's own SIGSEGV handler
  * first, and fault on purpose at the end (the handler prints OWN HANDLER
- * and exits 0). */
+ * and exits 0). The strlen- and memcpy- cases read past the end and after
+ * free through a checked call instead: the checker's check and a fault in
+ * glibc's function it calls see the same read (one report). */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +33,21 @@ SITE int bug_site_read_after_free(char *p, int bug) {
     int v = ((volatile const char *)p)[3];
     if (!bug) free(p);
     return v;
+}
+
+SITE size_t bug_site_strlen_past_end(char *p, int bug) {
+    if (!bug) p[23] = 0;
+    volatile size_t n = strlen(p); /* a call, not a tail call */
+    return n;
+}
+
+SITE int bug_site_memcpy_after_free(char *p, int bug) {
+    char buf[64];
+    volatile size_t n = sizeof buf; /* a call, not inlined moves */
+    if (bug) free(p);
+    memcpy(buf, p, n);
+    if (!bug) free(p);
+    return buf[3];
 }
 
 /* The program's own SIGSEGV handler, for its own faults. */
@@ -67,6 +84,12 @@ int main(int argc, char **argv) {
         free(p);
     } else if (strcmp(base, "read-after-free") == 0) {
         v = bug_site_read_after_free(alloc_site_guard(100), bug);
+    } else if (strcmp(base, "strlen-past-end") == 0) {
+        char *p = alloc_site_guard(24);
+        v = (int)bug_site_strlen_past_end(p, bug);
+        free(p);
+    } else if (strcmp(base, "memcpy-after-free") == 0) {
+        v = bug_site_memcpy_after_free(alloc_site_guard(100), bug);
     } else if (strcmp(base, "sigaction-read-after-free") == 0 ||
                strcmp(base, "signal-read-after-free") == 0) {
         /* A program with its own fault handler: the guard fault is still
