@@ -875,6 +875,10 @@ fn wrote(func: &str, buf: *mut c_void, n: usize) {
     unsafe { *libc::__errno_location() = e };
 }
 
+// Inlined into each entry point: a call of its own was a tail call from
+// it, and the report's first frame named this helper, not the function
+// the program called.
+#[inline(always)]
 fn read_as(func: &str, fd: c_int, buf: *mut c_void, count: usize) -> isize {
     // SAFETY: glibc's read.
     let f: unsafe extern "C" fn(c_int, *mut c_void, usize) -> isize =
@@ -892,6 +896,10 @@ pub extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize {
     read_as("read", fd, buf, count)
 }
 
+// Inlined into each entry point: a call of its own was a tail call from
+// it, and the report's first frame named this helper, not the function
+// the program called.
+#[inline(always)]
 fn pread_as(func: &str, fd: c_int, buf: *mut c_void, count: usize, off: i64) -> isize {
     // SAFETY: glibc's pread64.
     let f: unsafe extern "C" fn(c_int, *mut c_void, usize, i64) -> isize =
@@ -914,6 +922,10 @@ pub extern "C" fn pread64(fd: c_int, buf: *mut c_void, count: usize, off: i64) -
     pread_as("pread64", fd, buf, count, off)
 }
 
+// Inlined into each entry point: a call of its own was a tail call from
+// it, and the report's first frame named this helper, not the function
+// the program called.
+#[inline(always)]
 fn fread_as(func: &str, p: *mut c_void, size: usize, n: usize, f: *mut libc::FILE) -> usize {
     // SAFETY: glibc's fread.
     let real: unsafe extern "C" fn(*mut c_void, usize, usize, *mut libc::FILE) -> usize =
@@ -929,6 +941,10 @@ pub extern "C" fn fread(p: *mut c_void, size: usize, n: usize, f: *mut libc::FIL
     fread_as("fread", p, size, n, f)
 }
 
+// Inlined into each entry point: a call of its own was a tail call from
+// it, and the report's first frame named this helper, not the function
+// the program called.
+#[inline(always)]
 fn fgets_as(func: &str, s: *mut c_char, n: c_int, f: *mut libc::FILE) -> *mut c_char {
     // SAFETY: glibc's fgets.
     let real: unsafe extern "C" fn(*mut c_char, c_int, *mut libc::FILE) -> *mut c_char =

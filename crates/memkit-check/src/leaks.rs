@@ -424,6 +424,7 @@ pub fn check(show_reachable: bool, scan_anon: bool, own: usize, my_sp: usize) {
         Vec::new()
     };
     table::lock_all();
+    crate::own_alloc::hold();
     let (stopped, old) = stop_all(&tids);
     // SAFETY: lock_all above; unlock_all below, after the scan.
     unsafe {
@@ -470,6 +471,7 @@ pub fn check(show_reachable: bool, scan_anon: bool, own: usize, my_sp: usize) {
     }
     h.flood(&mut work, 0, 1);
     resume_all(stopped, old);
+    crate::own_alloc::release();
     table::unlock_all();
     // Blocks reached only from unreached blocks are indirect leaks.
     for i in 0..h.blocks.len() {

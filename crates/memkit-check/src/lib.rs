@@ -10,8 +10,9 @@
 //! that allocator ([`exports`]). See docs/CHECK.md for what each mode
 //! catches.
 //!
-//! The library's own Rust code allocates from memkit's core directly (its
-//! global allocator), never through its checked exports.
+//! The library's own Rust code allocates through its global allocator
+//! ([`own_alloc`]: small requests apart from the program's blocks, large
+//! ones from memkit's core directly), never through its checked exports.
 
 mod block;
 mod exports;
@@ -19,6 +20,7 @@ mod guard;
 mod intercept;
 mod leaks;
 mod options;
+mod own_alloc;
 mod records;
 mod report;
 mod roots;
@@ -31,9 +33,10 @@ use core::sync::atomic::{AtomicBool, Ordering::*};
 // The version note `memkit check` reads before preloading this library.
 memkit_sys::version_note!(static VERSION_NOTE);
 
-/// The library's own allocations: memkit's core, unchecked.
+/// The library's own allocations, unchecked: small ones apart from the
+/// program's heap, large ones from memkit's core ([`own_alloc`]).
 #[global_allocator]
-static CORE: memkit_alloc::Core = memkit_alloc::Core;
+static OWN: own_alloc::OwnAlloc = own_alloc::OwnAlloc;
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -72,16 +75,19 @@ fn exit_now(code: i32) -> ! {
 /// No lock of the checker may be held in the child: every one is taken
 /// before `fork` (outermost first: the report output, the symbolizer's
 /// cache, the quarantine, the big blocks, the side table, the program's
-/// SIGSEGV action) and released after, in both processes.
+/// SIGSEGV action, the checker's own allocator) and released after, in
+/// both processes.
 extern "C" fn before_fork() {
     report::lock_for_fork();
     memkit_trace::symbolize::lock_for_fork();
     block::lock_for_fork();
     table::lock_all();
     guard::lock_for_fork();
+    own_alloc::lock_for_fork();
 }
 
 extern "C" fn after_fork() {
+    own_alloc::unlock_after_fork();
     guard::unlock_after_fork();
     table::unlock_all();
     block::unlock_after_fork();

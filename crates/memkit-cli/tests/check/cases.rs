@@ -367,6 +367,16 @@ pub(crate) const C_CASES: &[Case] = &[
             &["fread", "bug_site_overflow_fread", "main"],
         )],
     ),
+    // 159 bytes and a NUL, far past the red zone.
+    case(
+        "overflow-fgets",
+        &[on_block(
+            "heap-buffer-overflow",
+            24,
+            24,
+            &["fgets", "bug_site_overflow_fgets", "main"],
+        )],
+    ),
     // "1 2 3 4 5 6 7.5" is 15 bytes: with the 10 digits, 26 and a NUL.
     case_out(
         "overflow-sprintf",

@@ -453,6 +453,30 @@ static void case_overflow_fread(int bug) {
     free(p);
 }
 
+/* fgets of a line much longer than the block: the write runs past the
+ * right red zone into the next core blocks, free ones among them, whose
+ * free-list links it overwrites. The report (its stacks are symbolized
+ * when it is printed, which allocates) used to allocate from the same
+ * core class and end in the core's "corrupted free list" abort before a
+ * line was printed; and its first frame was the checker's internal
+ * fgets_as, not fgets. */
+SITE void bug_site_overflow_fgets(char *p, int bug) {
+    static char line[160];
+    memset(line, 'x', sizeof line - 2);
+    line[sizeof line - 2] = '\n';
+    FILE *f = fmemopen(line, sizeof line - 1, "r");
+    if (!f) die("fmemopen");
+    if (!fgets(p, bug ? (int)sizeof line : 24, f)) die("fgets");
+    fclose(f);
+    NOTAIL();
+}
+
+static void case_overflow_fgets(int bug) {
+    char *p = alloc_site_malloc(24);
+    bug_site_overflow_fgets(p, bug);
+    free(p);
+}
+
 /* sprintf and snprintf past the block's end: found at the call, for the
  * bytes they wrote. The output also proves the arguments came through
  * (registers, the stack past six, doubles in xmm registers). */
@@ -804,6 +828,7 @@ static const struct {
     {"overflow-strcmp", case_overflow_strcmp},
     {"overflow-read", case_overflow_read},
     {"overflow-fread", case_overflow_fread},
+    {"overflow-fgets", case_overflow_fgets},
     {"overflow-sprintf", case_overflow_sprintf},
     {"overflow-snprintf", case_overflow_snprintf},
     {"overflow-stpcpy", case_overflow_stpcpy},
