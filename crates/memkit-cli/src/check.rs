@@ -309,6 +309,17 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
             return Err(spawn_error(&program_name, &e));
         }
     };
+    // The program's own status is passed on as a number (128 + N), so the
+    // shell says nothing of a signal: memkit does, as `memkit run` does.
+    // A program that crashed before any report (a pointer read from a
+    // freed block, which holds the free fill 0xdfdf…) showed no sign of it.
+    if let Some(sig) = status.signal() {
+        eprintln!(
+            "memkit check: {} killed by {}",
+            program_name,
+            memkit_sys::signal::describe(sig)
+        );
+    }
     let (reports, warnings) = collect(&dir.0);
     for w in &warnings {
         eprintln!("memkit check: {w}");

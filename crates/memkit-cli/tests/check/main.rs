@@ -843,6 +843,38 @@ fn guard_passes_other_faults_on() {
     assert_eq!(o.status.code(), Some(128 + 11), "{}", o.describe());
 }
 
+/// A program killed by a signal: `memkit check` passes 128 + N on (so the
+/// shell says nothing) and says it on stderr, as `memkit run` does. It
+/// said nothing: a crash on a pointer read from a freed block looked like
+/// a silent exit 139.
+#[test]
+fn check_says_the_program_was_killed() {
+    if !require("check_says_the_program_was_killed", &["sh"]) {
+        return;
+    }
+    let o = run(
+        Command::new(MEMKIT)
+            .env("MEMKIT_CHECK_LIB", check_lib_path())
+            .args(["check", "--", "sh", "-c", "kill -SEGV $$"]),
+        T,
+    );
+    assert_eq!(o.status.code(), Some(128 + 11), "{}", o.describe());
+    assert!(
+        o.stderr
+            .contains("memkit check: sh killed by signal 11 (SIGSEGV)"),
+        "{}",
+        o.describe()
+    );
+    let o = run(
+        Command::new(MEMKIT)
+            .env("MEMKIT_CHECK_LIB", check_lib_path())
+            .args(["check", "--", "sh", "-c", "exit 3"]),
+        T,
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", o.describe());
+    assert!(!o.stderr.contains("killed"), "{}", o.describe());
+}
+
 /// Stacks record their module at capture: a leak allocated inside a
 /// library that was dlclosed before exit still names the library's
 /// function, file and object.
