@@ -929,7 +929,10 @@ fn invalid_free(p: usize, func: &str, stack: StackId) {
     let r = match containing(p) {
         Some(m) => block_report(
             "invalid-free",
-            format!("attempting {func} on an address that is not the start of a block"),
+            format!(
+                "attempting {func} on an address that is not the start of a block{}",
+                array_hint(&m, p, func)
+            ),
             &m,
             p,
             stack,
@@ -961,6 +964,27 @@ fn invalid_free(p: usize, func: &str, stack: StackId) {
         },
     };
     report::emit(r);
+}
+
+/// `delete p` of `new T[n]`, `T` with a destructor: `new[]` keeps the
+/// element count in front of the array and returns the address past it,
+/// and `delete` passes that address on: an interior pointer, 8 bytes in
+/// (the type's alignment, when it is larger). Said, since the report's
+/// kind (`invalid-free`, as AddressSanitizer and Valgrind say) does not
+/// name the mismatch that caused it.
+fn array_hint(m: &Meta, p: usize, func: &str) -> &'static str {
+    let off = p.wrapping_sub(m.user);
+    let array = match m.kind() {
+        Kind::NewArray => off == 8,
+        Kind::NewArrayAligned => off >= 8 && off.is_power_of_two(),
+        _ => false,
+    };
+    if array && func.starts_with("operator delete") && !func.contains("[]") {
+        " (the block was allocated with operator new [] and this address is where its \
+         array starts, past the element count: `delete` of a `new[]` array; use `delete[]`)"
+    } else {
+        ""
+    }
 }
 
 /// What a block in quarantine holds back: its core block (or guarded

@@ -642,6 +642,29 @@ const CXX_CASES: &[Case] = &[
             &["operator delete", "bug_site_delete", "main"],
         )],
     ),
+    // 3 objects of 16 bytes after new[]'s 8-byte count; `delete` frees
+    // the address past the count, which frees nothing: the block leaks
+    // (Valgrind: "definitely lost" too).
+    case(
+        "new-array-dtor-delete",
+        &[
+            Expect {
+                kind: "invalid-free",
+                size: Some(56),
+                offset: Some(8),
+                stack: &["operator delete", "bug_site_delete_dtor", "main"],
+                alloc: Some(&["operator new[]", "alloc_site_new_array_dtor"]),
+                message: "`delete` of a `new[]` array; use `delete[]`",
+                ..REPORT
+            },
+            leak(
+                "direct",
+                56,
+                1,
+                &["operator new[]", "alloc_site_new_array_dtor", "main"],
+            ),
+        ],
+    ),
     case(
         "new-delete-array",
         &[mismatch(

@@ -92,6 +92,38 @@ static void case_new_array_delete(bool bug) {
         bug_site_delete_array(p);
 }
 
+// An array of objects with a destructor: new[] keeps their count in
+// front of them; `delete` of it frees the address past the count.
+struct WithDtor {
+    int v[4];
+    ~WithDtor();
+};
+WithDtor::~WithDtor() { __asm__ volatile("" ::: "memory"); }
+
+SITE WithDtor *alloc_site_new_array_dtor(void) {
+    WithDtor *p = new WithDtor[3];
+    NOTAIL();
+    return p;
+}
+
+SITE void bug_site_delete_dtor(WithDtor *p) {
+    delete p;
+    NOTAIL();
+}
+
+SITE void bug_site_delete_array_dtor(WithDtor *p) {
+    delete[] p;
+    NOTAIL();
+}
+
+static void case_new_array_dtor_delete(bool bug) {
+    WithDtor *p = alloc_site_new_array_dtor();
+    if (bug)
+        bug_site_delete_dtor(p);
+    else
+        bug_site_delete_array_dtor(p);
+}
+
 static void case_new_delete_array(bool bug) {
     char *p = alloc_site_new();
     if (bug)
@@ -308,6 +340,7 @@ static const struct {
     {"malloc-delete", case_malloc_delete},
     {"new-free", case_new_free},
     {"new-array-delete", case_new_array_delete},
+    {"new-array-dtor-delete", case_new_array_dtor_delete},
     {"new-delete-array", case_new_delete_array},
     {"aligned-new-delete", case_aligned_new_delete},
     {"new-aligned-delete", case_new_aligned_delete},
