@@ -26,7 +26,94 @@ pub struct Symbol {
 
 #[derive(Default)]
 struct Cache {
-    loaders: HashMap<String, Option<addr2line::Loader>>,
+    loaders: HashMap<String, Loaders>,
+}
+
+/// An object's loader, and its detached debug file's when it has one
+/// ([`debug_file`]): DWARF and the full symbol table from the debug file,
+/// the object's own symbols where it has none.
+struct Loaders {
+    object: Option<addr2line::Loader>,
+    debug: Option<addr2line::Loader>,
+}
+
+impl Loaders {
+    fn open(path: &str) -> Loaders {
+        Loaders {
+            object: addr2line::Loader::new(path).ok(),
+            debug: debug_file(path).and_then(|d| addr2line::Loader::new(d).ok()),
+        }
+    }
+
+    fn find_symbol(&self, probe: u64) -> Option<&str> {
+        let debug = self.debug.as_ref().and_then(|l| l.find_symbol(probe));
+        debug.or_else(|| self.object.as_ref()?.find_symbol(probe))
+    }
+
+    /// The loader whose DWARF to read: the debug file's, else the object's.
+    fn dwarf(&self) -> Option<&addr2line::Loader> {
+        self.debug.as_ref().or(self.object.as_ref())
+    }
+}
+
+/// Where Debian's `-dbg` and `-dbgsym` packages put an object's detached
+/// debug information: `/usr/lib/debug/.build-id/XX/YYYY….debug`, named by
+/// the object's GNU build ID. glibc's own frames (`libc6-dbg`) then get
+/// names, files and lines, as AddressSanitizer, Valgrind and gdb show
+/// them: without it the frame under `main` was `?? (libc.so.6)`, since
+/// `__libc_start_call_main` is in no dynamic symbol table.
+fn debug_file(path: &str) -> Option<String> {
+    let id = build_id(path)?;
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let p = format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
+    std::path::Path::new(&p).is_file().then_some(p)
+}
+
+/// The GNU build ID of the ELF64 object at `path`, from its `PT_NOTE`
+/// segments (read alone, not the whole file).
+pub fn build_id(path: &str) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let f = std::fs::File::open(path).ok()?;
+    let mut eh = [0u8; 64];
+    f.read_exact_at(&mut eh, 0).ok()?;
+    // ELF, 64-bit, little-endian.
+    if eh[..4] != *b"\x7fELF" || eh[4] != 2 || eh[5] != 1 {
+        return None;
+    }
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
+    let (phoff, phentsize, phnum) = (u64_at(&eh, 0x20), u16_at(&eh, 0x36), u16_at(&eh, 0x38));
+    if phentsize < 56 || phnum > 256 {
+        return None;
+    }
+    let mut ph = vec![0u8; phentsize * phnum];
+    f.read_exact_at(&mut ph, phoff as u64).ok()?;
+    for h in ph.chunks(phentsize) {
+        const PT_NOTE: usize = 4;
+        let (kind, off, size) = (u32_at(h, 0), u64_at(h, 8), u64_at(h, 32));
+        if kind != PT_NOTE || size > 1 << 16 {
+            continue;
+        }
+        let mut n = vec![0u8; size];
+        f.read_exact_at(&mut n, off as u64).ok()?;
+        let mut at = 0;
+        while at + 12 <= n.len() {
+            let (namesz, descsz, ty) = (u32_at(&n, at), u32_at(&n, at + 4), u32_at(&n, at + 8));
+            let name = at + 12;
+            let desc = name + namesz.next_multiple_of(4);
+            let end = desc + descsz.next_multiple_of(4);
+            if end > n.len() {
+                break;
+            }
+            const NT_GNU_BUILD_ID: usize = 3;
+            if ty == NT_GNU_BUILD_ID && n[name..name + namesz] == *b"GNU\0" && descsz >= 2 {
+                return Some(n[desc..desc + descsz].to_vec());
+            }
+            at = end;
+        }
+    }
+    None
 }
 
 // SAFETY: the loaders are only used under the mutex.
@@ -101,24 +188,25 @@ fn resolve(
     } else {
         offset
     } as u64;
-    let loader = cache
+    let loaders = cache
         .loaders
         .entry(info.path.clone())
-        .or_insert_with(|| addr2line::Loader::new(&info.path).ok());
+        .or_insert_with(|| Loaders::open(&info.path));
     let base = Symbol {
         address,
         object: info.path.clone(),
         ..Symbol::default()
     };
-    let Some(loader) = loader else {
+    let Some(dwarf) = loaders.dwarf() else {
         return vec![base];
     };
+    let loader = &*loaders;
     if module == collapse {
         let function = loader.find_symbol(probe).map(demangle);
         return vec![Symbol { function, ..base }];
     }
     let mut syms = Vec::new();
-    if let Ok(mut it) = loader.find_frames(probe) {
+    if let Ok(mut it) = dwarf.find_frames(probe) {
         while let Ok(Some(fr)) = it.next() {
             let function = fr
                 .function

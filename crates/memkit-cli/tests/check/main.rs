@@ -843,6 +843,59 @@ fn guard_passes_other_faults_on() {
     assert_eq!(o.status.code(), Some(128 + 11), "{}", o.describe());
 }
 
+/// glibc's frames are symbolized from its detached debug file when one is
+/// installed (`libc6-dbg`, found by build ID under /usr/lib/debug), as
+/// AddressSanitizer, Valgrind and gdb show them: the frame under `main`
+/// is `__libc_start_call_main` with its file and line. It was `??`
+/// (the function is in no dynamic symbol table). Skipped without the
+/// debug file.
+#[test]
+fn libc_frames_named_from_its_debug_file() {
+    if !require("libc_frames_named_from_its_debug_file", &["gcc"]) {
+        return;
+    }
+    let libc = "/lib/x86_64-linux-gnu/libc.so.6";
+    let Some(id) = memkit_trace::symbolize::build_id(libc) else {
+        panic!("{libc} has no GNU build ID");
+    };
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let debug = format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
+    if !Path::new(&debug).is_file() {
+        eprintln!("SKIP: libc_frames_named_from_its_debug_file: no {debug} (libc6-dbg)");
+        return;
+    }
+    let c = check(&[], bugs(), &["double-free"]);
+    c.expect(ERROR_EXIT, 1);
+    let stack = c.reports[0]["stack"].as_array().unwrap();
+    let main = stack
+        .iter()
+        .position(|f| f["function"] == "main")
+        .unwrap_or_else(|| panic!("no main\n{}", c.describe()));
+    let below = &stack[main + 1];
+    assert_eq!(
+        below["function"],
+        "__libc_start_call_main",
+        "{}",
+        c.describe()
+    );
+    assert!(below["object"]
+        .as_str()
+        .unwrap_or("")
+        .ends_with("libc.so.6"));
+    assert!(
+        below["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("libc_start_call_main.h")),
+        "{}",
+        c.describe()
+    );
+    assert!(
+        below["line"].as_u64().is_some_and(|l| l > 0),
+        "{}",
+        c.describe()
+    );
+}
+
 /// A program killed by a signal: `memkit check` passes 128 + N on (so the
 /// shell says nothing) and says it on stderr, as `memkit run` does. It
 /// said nothing: a crash on a pointer read from a freed block looked like
