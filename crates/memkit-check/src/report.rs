@@ -9,7 +9,7 @@
 use memkit_alloc::lock::SpinLock;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::*};
 
 use memkit_trace::depot::{self, StackId};
 use memkit_trace::symbolize::{self, Symbol};
@@ -45,7 +45,12 @@ pub struct Report {
 
 struct Out {
     text_fd: i32,
+    /// With `log_file`: its path and the identity of the file opened.
+    log: Option<(String, Option<FileId>)>,
     json: Option<std::fs::File>,
+    /// The JSON file's path and the identity of the file opened.
+    json_path: String,
+    json_id: Option<FileId>,
     suppressions: Vec<(String, String, usize)>,
     counts: Vec<(&'static str, usize)>,
     leak_bytes: usize,
@@ -68,6 +73,26 @@ pub fn unlock_after_fork() {
 /// Reports made (not suppressed); "reachable" listings do not count.
 pub static REPORTED: AtomicUsize = AtomicUsize::new(0);
 static STDERR: AtomicI32 = AtomicI32::new(-1);
+/// The identity of the file `STDERR` was duplicated from (device, inode;
+/// atomics, not a lock: no lock to find held in a `fork` child).
+static STDERR_DEV: AtomicU64 = AtomicU64::new(0);
+static STDERR_INO: AtomicU64 = AtomicU64::new(0);
+
+/// A file's identity (device, inode): the same descriptor number may name
+/// another file once the program closed it and opened one.
+type FileId = (u64, u64);
+
+/// The identity of the file `fd` names; None when it is not open.
+fn identity(fd: i32) -> Option<FileId> {
+    let mut st = core::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes the stat buffer when it succeeds.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: written by fstat above.
+    let st = unsafe { st.assume_init() };
+    Some((st.st_dev, st.st_ino))
+}
 static WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Takes a duplicate of stderr at start: programs may close fd 2. With
@@ -76,6 +101,10 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 /// linked one, or one started without LD_PRELOAD, leaves none).
 pub fn init() {
     if let Ok(fd) = memkit_sys::dup_cloexec(2) {
+        if let Some((dev, ino)) = identity(fd) {
+            STDERR_DEV.store(dev, Relaxed);
+            STDERR_INO.store(ino, Relaxed);
+        }
         STDERR.store(fd, Relaxed);
     }
     if let Some(d) = &options::get().json_dir {
@@ -87,13 +116,30 @@ pub fn init() {
     }
 }
 
+/// Where text reports go without `log_file`: the duplicate of stderr taken
+/// at start, while it still names that file. A program may close every
+/// descriptor above 2 (daemons, `closefrom`) and open others, which then
+/// get its number: the reports went into whatever the program opened next
+/// — the JSON report file itself, whose every text line `memkit check`
+/// then dropped as "an incomplete report". Then stderr is taken again if
+/// fd 2 still names the same file, else the reports go to fd 2 as it is
+/// now (as AddressSanitizer's do); the stale number is left alone.
 fn stderr_fd() -> i32 {
     let fd = STDERR.load(Relaxed);
-    if fd >= 0 {
-        fd
-    } else {
-        2
+    if fd < 0 {
+        return 2;
     }
+    let id = Some((STDERR_DEV.load(Relaxed), STDERR_INO.load(Relaxed)));
+    if identity(fd) == id {
+        return fd;
+    }
+    if identity(2) == id {
+        if let Ok(d) = memkit_sys::dup_cloexec(2) {
+            STDERR.store(d, Relaxed);
+            return d;
+        }
+    }
+    2
 }
 
 /// A one-line message about the checker itself (bad options, files).
@@ -102,37 +148,79 @@ pub fn warn(msg: &str) {
     WARNED.store(true, Relaxed);
 }
 
+fn append(path: &str) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+impl Out {
+    /// Before writing: the descriptors still name the files they were
+    /// opened on (the program may have closed them, and reused their
+    /// numbers); else the files are opened again by path (the stale
+    /// numbers are the program's now, and are not closed).
+    fn refresh(&mut self) {
+        match &mut self.log {
+            Some((path, id)) => {
+                if identity(self.text_fd) != *id {
+                    if let Ok(f) = append(path) {
+                        self.text_fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+                        *id = identity(self.text_fd);
+                    }
+                }
+            }
+            None => self.text_fd = stderr_fd(),
+        }
+        let Some(j) = &self.json else { return };
+        if identity(std::os::fd::AsRawFd::as_raw_fd(j)) == self.json_id {
+            return;
+        }
+        if let Some(stale) = self.json.take() {
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(stale);
+        }
+        self.json = append(&self.json_path).ok();
+        self.json_id = self
+            .json
+            .as_ref()
+            .and_then(|f| identity(std::os::fd::AsRawFd::as_raw_fd(f)));
+    }
+}
+
 fn open() -> Out {
     let o = options::get();
     let pid = memkit_sys::pid();
-    let text_fd = match &o.log_file {
+    let (text_fd, log) = match &o.log_file {
         Some(path) => {
             let path = format!("{path}.{pid}");
-            match std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-            {
-                Ok(f) => std::os::fd::IntoRawFd::into_raw_fd(f),
+            match append(&path) {
+                Ok(f) => {
+                    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+                    (fd, Some((path, identity(fd))))
+                }
                 Err(e) => {
                     warn(&format!(
                         "cannot open log file {path}: {e}; reporting on stderr"
                     ));
-                    stderr_fd()
+                    (stderr_fd(), None)
                 }
             }
         }
-        None => stderr_fd(),
+        None => (stderr_fd(), None),
     };
-    let json = o.json_dir.as_ref().and_then(|d| {
-        let path = format!("{d}/check.{pid}.jsonl");
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| warn(&format!("cannot write JSON reports to {path}: {e}")))
+    let json_path = o
+        .json_dir
+        .as_ref()
+        .map(|d| format!("{d}/check.{pid}.jsonl"))
+        .unwrap_or_default();
+    let json = o.json_dir.as_ref().and_then(|_| {
+        append(&json_path)
+            .map_err(|e| warn(&format!("cannot write JSON reports to {json_path}: {e}")))
             .ok()
     });
+    let json_id = json
+        .as_ref()
+        .and_then(|f| identity(std::os::fd::AsRawFd::as_raw_fd(f)));
     let suppressions = o
         .suppressions
         .as_ref()
@@ -140,7 +228,10 @@ fn open() -> Out {
         .unwrap_or_default();
     Out {
         text_fd,
+        log,
         json,
+        json_path,
+        json_id,
         suppressions,
         counts: Vec::new(),
         leak_bytes: 0,
@@ -323,6 +414,7 @@ fn emit_inner(r: &Report) {
             return;
         }
     }
+    out.refresh();
     let mut t = String::new();
     if r.kind == "leak" {
         let what = match r.leak_kind {
@@ -417,8 +509,9 @@ fn emit_inner(r: &Report) {
 pub fn summary() {
     crate::tls::inside(|| {
         let pid = memkit_sys::pid();
-        let guard = OUT.lock();
-        let Some(out) = guard.as_ref() else { return };
+        let mut guard = OUT.lock();
+        let Some(out) = guard.as_mut() else { return };
+        out.refresh();
         let mut t = String::new();
         let used: Vec<_> = out.suppressions.iter().filter(|s| s.2 > 0).collect();
         if !used.is_empty() {

@@ -256,6 +256,8 @@ pub(crate) const C_CASES: &[Case] = &[
         ],
     ),
     case("double-free", &[DOUBLE_FREE]),
+    // The checker's descriptors closed and their numbers reused.
+    case("close-fds", &[DOUBLE_FREE]),
     // The block is out of quarantine: its address is still the heap's, the
     // message says so (it named "an anonymous mapping").
     case(

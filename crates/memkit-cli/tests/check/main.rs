@@ -896,6 +896,39 @@ fn libc_frames_named_from_its_debug_file() {
     );
 }
 
+/// A program that closes every descriptor above 2 and opens files again
+/// (a daemon): the text report still reaches stderr, the JSON report file
+/// still gets its line and nothing else (`close-fds` in check/check_bugs.c
+/// asserts the JSON). The text went into the JSON file, which then read as
+/// garbage, and stderr showed nothing.
+#[test]
+fn reports_survive_closed_descriptors() {
+    if !require("reports_survive_closed_descriptors", &["gcc"]) {
+        return;
+    }
+    let c = check(&[], bugs(), &["close-fds"]);
+    c.expect(ERROR_EXIT, 1)
+        .stderr_has("ERROR: memkit check: double-free", true)
+        .stderr_has("SUMMARY: memkit check: 1 report(s): 1 double-free", true)
+        .stderr_has("incomplete report", false);
+    let dir = TempDir::new("close-fds");
+    let log = dir.join("log");
+    let c = check(
+        &["--log-file", log.to_str().unwrap()],
+        bugs(),
+        &["close-fds"],
+    );
+    c.expect(ERROR_EXIT, 1)
+        .stderr_has("incomplete report", false);
+    let pid = c.reports[0]["pid"].as_u64().unwrap();
+    let text = std::fs::read_to_string(format!("{}.{pid}", log.display())).unwrap();
+    assert!(text.contains("ERROR: memkit check: double-free"), "{text}");
+    assert!(
+        text.contains("SUMMARY: memkit check: 1 report(s)"),
+        "{text}"
+    );
+}
+
 /// A program killed by a signal: `memkit check` passes 128 + N on (so the
 /// shell says nothing) and says it on stderr, as `memkit run` does. It
 /// said nothing: a crash on a pointer read from a freed block looked like

@@ -280,6 +280,20 @@ static void case_double_free(int bug) {
     if (bug) bug_site_double_free(p);
 }
 
+/* A daemon's start: every descriptor above stdio closed, and files opened
+ * again (they take the lowest numbers, the checker's among them), then
+ * the bug. The text report went into the JSON report file, whose number
+ * the checker opened next; `memkit check` dropped each line as an
+ * incomplete report and printed no report at all. */
+static void case_close_fds(int bug) {
+    void *p = alloc_site_malloc(40);
+    for (int fd = 3; fd < 1024; fd++) close(fd);
+    int a = open("/dev/null", O_RDONLY), b = open("/dev/null", O_RDONLY);
+    if (a < 0 || b < 0) die("open /dev/null");
+    free_site_free(p);
+    if (bug) bug_site_double_free(p);
+}
+
 /* A double free after 32 MiB of newer frees pushed the block out of
  * quarantine (the bound is at most twice this small heap, at least 4 MiB):
  * its record is gone, but the address is still the heap's. */
@@ -817,6 +831,7 @@ static const struct {
     {"leak-interior", case_leak_interior},
     {"leak-mmap", case_leak_mmap},
     {"double-free", case_double_free},
+    {"close-fds", case_close_fds},
     {"late-double-free", case_late_double_free},
     {"invalid-free-interior", case_invalid_free_interior},
     {"invalid-free-stack", case_invalid_free_stack},
