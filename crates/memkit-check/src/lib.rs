@@ -110,6 +110,17 @@ extern "C" fn init() {
         options::get();
         intercept::resolve();
         guard::install();
+        // The core registers its own fork handlers with its first heap.
+        // They must come first: glibc runs the prepare handlers in reverse
+        // order, and the checker's locks are outer to the core's (a thread
+        // reporting holds the report lock and may allocate from the core).
+        // Since the checker's own allocations stopped coming from the core
+        // (own_alloc), nothing in this constructor made the core register
+        // first: `fork` then took the core's locks, and waited for the
+        // report lock held by a thread that waited for a core lock (four
+        // threads reporting while the main thread forked hung every run).
+        // SAFETY: a block of the core's, freed at once.
+        unsafe { memkit_alloc::free(memkit_alloc::malloc(16)) };
         // SAFETY: handlers that only take and release the table's locks.
         unsafe { memkit_sys::atfork(Some(before_fork), Some(after_fork), Some(after_fork_child)) };
     });

@@ -1106,6 +1106,36 @@ fn leak_check_at_exit_while_threads_allocate() {
     }
 }
 
+/// Four threads report while the main thread forks ten children that
+/// report too (check/fork_while_reporting.c): every report arrives and
+/// nothing hangs (three runs; a hang ends in the program's alarm). Since
+/// the checker's own allocations stopped coming from the core, the core
+/// registered its fork handlers after the checker's, `fork` took the
+/// core's locks first and deadlocked with a reporting thread every run.
+#[test]
+fn fork_while_threads_report() {
+    if !require("fork_while_threads_report", &["gcc"]) {
+        return;
+    }
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let prog = compiled(&P, |d| {
+        compile_c(
+            "check/fork_while_reporting.c",
+            d,
+            "fork_while_reporting",
+            &["-O1", "-pthread"],
+        )
+    });
+    for _ in 0..3 {
+        let c = check(&["--leaks", "no"], prog, &[]);
+        c.expect(ERROR_EXIT, 4 * 60 + 10)
+            .stdout_has("END bad=0", true);
+        let kinds = |k: &str| c.reports.iter().filter(|r| r["kind"] == k).count();
+        assert_eq!(kinds("invalid-free"), 240, "{}", c.describe());
+        assert_eq!(kinds("double-free"), 10, "{}", c.describe());
+    }
+}
+
 /// The main thread leaves first (pthread_exit), the last thread's exit runs
 /// the check: that thread's stack and thread-locals are roots (they were
 /// not: /proc/self/maps is empty then, and the check waited 2 s for the
