@@ -388,6 +388,35 @@ fn sym(id: StackId) -> Vec<Symbol> {
     symbolize::stack(depot::frames(id), crate::stacks::own())
 }
 
+/// Whether the note of [`own_operator_new`] was printed.
+static NOTED_OWN_NEW: AtomicBool = AtomicBool::new(false);
+
+/// The object of an `operator new` that is not the checker's: a block
+/// whose allocation stack is the checker's `malloc` called from an
+/// `operator new` in another object (`-static-libstdc++` links libstdc++'s
+/// into the executable, which binds its own calls to it: the preload
+/// cannot interpose them). `new[]`/`delete` and `new`/`free` mismatches
+/// in such a program are not seen (AddressSanitizer and Valgrind see
+/// them); said once, with the first report that shows it.
+fn own_operator_new(alloc: &[Symbol]) -> Option<&str> {
+    let [first, second, ..] = alloc else {
+        return None;
+    };
+    let f = first.function.as_deref()?;
+    let n = second.function.as_deref()?;
+    let libstdcxx = second
+        .object
+        .rsplit('/')
+        .next()?
+        .starts_with("libstdc++.so");
+    (matches!(
+        f,
+        "malloc" | "aligned_alloc" | "posix_memalign" | "memalign"
+    ) && n.starts_with("operator new")
+        && !libstdcxx)
+        .then_some(second.object.as_str())
+}
+
 /// Prints and records one report (unless suppressed); stops the process
 /// when `halt_on_error` is set.
 pub fn emit(r: Report) {
@@ -452,6 +481,16 @@ fn emit_inner(r: &Report) {
                 r.alloc_thread
             );
             write_stack(&mut t, &alloc);
+        }
+    }
+    if let Some(obj) = own_operator_new(&alloc) {
+        if !NOTED_OWN_NEW.swap(true, Relaxed) {
+            let _ = writeln!(
+                t,
+                "=={pid}== note: operator new in {obj} is the program's own (libstdc++ linked \
+                 statically?): it calls malloc, so its blocks are malloc's to memkit check, \
+                 which cannot see new/delete mismatches in it"
+            );
         }
     }
     t.push('\n');

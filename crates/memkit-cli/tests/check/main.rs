@@ -929,6 +929,36 @@ fn reports_survive_closed_descriptors() {
     );
 }
 
+/// A program linked with `-static-libstdc++` has libstdc++'s `operator new`
+/// in its executable, bound there: the preload cannot interpose it, the
+/// blocks are malloc's, and new/delete mismatches go unseen (x10 in the
+/// sweep: `new int[16]` then `delete`, reported by ASan and Valgrind, not
+/// by memkit). The first report that shows it says so, once; a program
+/// on the shared libstdc++ gets no such note.
+#[test]
+fn static_libstdcxx_is_noted() {
+    if !require("static_libstdcxx_is_noted", &["g++"]) {
+        return;
+    }
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let prog = compiled(&P, |d| {
+        compile_cxx(
+            "check/check_bugs_cxx.cc",
+            d,
+            "check_bugs_cxx_static",
+            &["-O0", "-static-libstdc++"],
+        )
+    });
+    let note = "is the program's own (libstdc++ linked statically?)";
+    let c = check(&[], prog, &["leak-new"]);
+    c.expect(ERROR_EXIT, 2).stderr_has(note, true);
+    assert_eq!(c.out.stderr.matches(note).count(), 1, "{}", c.describe());
+    assert_eq!(c.reports[0]["alloc_stack"][0]["function"], "malloc");
+    check(&[], bugs_cxx(), &["leak-new"])
+        .expect(ERROR_EXIT, 2)
+        .stderr_has(note, false);
+}
+
 /// A program killed by a signal: `memkit check` passes 128 + N on (so the
 /// shell says nothing) and says it on stderr, as `memkit run` does. It
 /// said nothing: a crash on a pointer read from a freed block looked like
