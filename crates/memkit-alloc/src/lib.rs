@@ -507,8 +507,9 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
     }
     if total > MEDIUM_MAX {
         let h = huge::header_of(p);
-        // SAFETY: p is a live huge block we just allocated.
-        if !h.is_null() && unsafe { huge::is_zeroed(h) } {
+        if !h.is_null() {
+            // SAFETY: p is a live huge block we just allocated.
+            unsafe { huge::zero(h, p, total) };
             return p;
         }
     }
