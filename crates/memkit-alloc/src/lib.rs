@@ -39,7 +39,7 @@ use harden::{next_of, Fault};
 use heap::{empty_heap, Heap};
 use page::{Block, FLAG_ALIGNED, FLAG_FULL, FLAG_NO_PAGE};
 use segment::{Segment, KIND_HUGE, KIND_SMALL, SLICE_SIZE};
-use size_class::{bin_of, bin_size, BIN_BYTES, MEDIUM_MAX, SMALL_BIN, SMALL_FAST_MAX};
+use size_class::{bin_of, BIN_BYTES, MEDIUM_MAX, SMALL_BIN, SMALL_FAST_MAX};
 use stats::{bump, Stats, GLOBAL};
 
 pub use stats::Stats as AllocStats;
@@ -662,10 +662,21 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
     }
     if size <= MEDIUM_MAX && align <= SLICE_SIZE {
         // Pages start slice-aligned, so a bin whose block size is a multiple
-        // of `align` gives aligned blocks for free.
-        if bin_size(bin_of(size)).is_multiple_of(align) {
-            // SAFETY: forwarded.
-            return unsafe { malloc(size) };
+        // of `align` gives aligned blocks for free: the size's own bin, or
+        // a larger one no larger than the over-allocation below would take
+        // (`memalign(4096, 100)`: a 4 KiB block, where `malloc(4195)` took
+        // a 4.5 KiB one, marked its page and cost 345 instructions a pair
+        // against 124 for tcmalloc; `aligned_alloc(64, 100)`: 128 B).
+        let bin = if size <= SMALL_FAST_MAX {
+            SMALL_BIN[(size + 15) >> 4] as usize
+        } else {
+            bin_of(size)
+        };
+        let row = align.trailing_zeros() as usize - size_class::ALIGN_SHIFT_MIN;
+        let c = size_class::ALIGNED_BIN[row][bin] as usize;
+        if c == bin || (c != 0 && c <= bin_of(size + align - 1)) {
+            // SAFETY: forwarded: a request of the bin's block size.
+            return unsafe { malloc(BIN_BYTES[c] as usize) };
         }
         if size + align - 1 <= MEDIUM_MAX {
             // SAFETY: p is a fresh small block with size + align - 1 bytes;
