@@ -660,6 +660,37 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
         // SAFETY: forwarded.
         return unsafe { malloc(size) };
     }
+    // The common case (`alignas(64)` objects, cache-line buffers): a small
+    // size whose own class is aligned, with malloc's fast path inline and
+    // nothing else in this frame: with the paths below in it, the common
+    // one saved five registers, and a pair of `aligned_alloc(64, 64-512)`
+    // and `free` cost 190 instructions against `malloc`'s 126; now 158.
+    if size <= SMALL_FAST_MAX && align <= SLICE_SIZE {
+        // SAFETY: SMALL_BIN covers every size up to SMALL_FAST_MAX; `align`
+        // is a power of two in 32..=SLICE_SIZE, a row of ALIGNED_BIN.
+        let (bin, c) = unsafe {
+            let bin = *SMALL_BIN.get_unchecked((size + 15) >> 4) as usize;
+            let row = align.trailing_zeros() as usize - size_class::ALIGN_SHIFT_MIN;
+            let c = *size_class::ALIGNED_BIN
+                .get_unchecked(row)
+                .get_unchecked(bin);
+            (bin, c as usize)
+        };
+        if c == bin {
+            // SAFETY: forwarded.
+            return unsafe { malloc(size) };
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { aligned_alloc_slow(align, size) }
+}
+
+/// [`aligned_alloc`] beyond its common case.
+///
+/// # Safety
+/// As [`malloc`]; `align` is a power of two above [`MIN_ALIGN`].
+#[inline(never)]
+unsafe fn aligned_alloc_slow(align: usize, size: usize) -> *mut u8 {
     if size <= MEDIUM_MAX && align <= SLICE_SIZE {
         // Pages start slice-aligned, so a bin whose block size is a multiple
         // of `align` gives aligned blocks for free: the size's own bin, or
