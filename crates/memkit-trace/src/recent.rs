@@ -35,6 +35,10 @@ pub const RECENT_FRAMES: usize = 32;
 /// Raw frames recorded (the front-end's own frames, dropped from the
 /// stack, count here too; a deeper walk is not recorded).
 const RAW: usize = RECENT_FRAMES + 4;
+/// Slots for the record's frames: a new walk that follows the old one to
+/// its end (or to the depth) writes its own frames in front of the
+/// followed ones, which stay where they are; room for the walk to move.
+const SLOTS: usize = 2 * RAW;
 
 /// One frame of a walk: its registers, the frame word it gave, the slot its
 /// saved rbp was read from (0: none) and two flags.
@@ -79,7 +83,18 @@ pub struct RecentStack {
     /// How the walk ended: [`AT_DEPTH`], 0 (the last frame's rule or bounds
     /// ended it, without reading), or where its return address was read as 0.
     end_at: Cell<usize>,
-    frames: [Cell<RawFrame>; RAW],
+    /// The record's raw frames are `frames[lo..lo + raw]`.
+    lo: Cell<u32>,
+    frames: [Cell<RawFrame>; SLOTS],
+    /// Each slot's frame word again (`words[p]` is `frames[p].word`), so
+    /// that the frames kept are one slice: `words[p..p + kept]`.
+    words: [Cell<Frame>; SLOTS],
+    /// The suffix sums of [`depot::hash`] over the words: `q[p] = words[p]
+    /// + HASH_BASE * q[p + 1]` for every slot from the record's first kept
+    /// frame on (`q[SLOTS]` is 0), so the hash of the kept frames `words[a..
+    /// a + n]` is `q[a] - HASH_BASE^n * q[a + n]`: a walk that follows the
+    /// last one to its end hashes only its own new frames.
+    q: [Cell<u64>; SLOTS + 1],
     /// The stack words the recorded walk read and what they held, as one
     /// flat list (the return address slots, the saved-rbp slots the walk
     /// depends on, the end word), so that a repeat of the walk is checked
@@ -120,7 +135,10 @@ impl RecentStack {
                     word: 0,
                     flags: 0,
                 })
-            }; RAW],
+            }; SLOTS],
+            lo: Cell::new(0),
+            words: [const { Cell::new(0) }; SLOTS],
+            q: [const { Cell::new(0) }; SLOTS + 1],
             checks: [const { Cell::new((0, 0)) }; CHECKS],
             nchecks: Cell::new(0),
             bp0: Cell::new(0),
@@ -128,6 +146,15 @@ impl RecentStack {
             never: Cell::new(false),
             flat: Cell::new(false),
         }
+    }
+}
+
+impl RecentStack {
+    /// The recorded walk's raw frames.
+    #[inline(always)]
+    fn old(&self) -> &[Cell<RawFrame>] {
+        let lo = self.lo.get() as usize;
+        &self.frames[lo..lo + self.raw.get() as usize]
     }
 }
 
@@ -211,7 +238,7 @@ fn same_as_last(regs: Regs, rec: &RecentStack) -> bool {
         flatten(rec);
         return true;
     }
-    let f = rec.frames[0].get();
+    let f = rec.old()[0].get();
     if f.pc != regs.pc || f.sp != regs.sp || rec.never.get() {
         return false;
     }
@@ -236,9 +263,8 @@ fn same_as_last(regs: Regs, rec: &RecentStack) -> bool {
 /// word the recorded walk read still holding what it read. Writes nothing.
 #[inline(always)]
 fn same_by_frames(regs: Regs, rec: &RecentStack) -> bool {
-    let raw = rec.raw.get() as usize;
     // SAFETY: the capture holds `busy`: nothing writes the record.
-    let old = unsafe { &*(&rec.frames[..raw] as *const [Cell<RawFrame>] as *const [RawFrame]) };
+    let old = unsafe { &*(rec.old() as *const [Cell<RawFrame>] as *const [RawFrame]) };
     let f = &old[0];
     if f.pc != regs.pc || f.sp != regs.sp || (f.flags & BP_MATTERS != 0 && f.bp != regs.bp) {
         return false;
@@ -271,7 +297,7 @@ fn same_by_frames(regs: Regs, rec: &RecentStack) -> bool {
 /// entered with, from the slot it was last reloaded from, else the first
 /// frame's rbp; the word that ended the walk).
 fn flatten(rec: &RecentStack) {
-    let raw = rec.raw.get() as usize;
+    let old = rec.old();
     let mut n = 0;
     let mut push = |at: usize, word: usize| {
         rec.checks[n].set((at, word));
@@ -284,14 +310,14 @@ fn flatten(rec: &RecentStack) {
         }
         (bp0, needed) = (want, true);
     };
-    let first = rec.frames[0].get();
+    let first = old[0].get();
     if first.flags & BP_MATTERS != 0 {
         need(first.bp);
     }
     // Where the rbp in hand came from: 0, the first frame's registers.
     let mut bp_from = 0usize;
-    for i in 1..raw {
-        let (f, next) = (rec.frames[i - 1].get(), rec.frames[i].get());
+    for i in 1..old.len() {
+        let (f, next) = (old[i - 1].get(), old[i].get());
         push(next.sp - 8, next.pc);
         if f.bp_at != 0 {
             bp_from = f.bp_at;
@@ -359,7 +385,9 @@ fn walk(
     rec: &RecentStack,
     reuse: bool,
 ) -> Option<StackId> {
-    let old_raw = if reuse { rec.raw.get() as usize } else { 0 };
+    let lo = rec.lo.get() as usize;
+    let old = if reuse { rec.old() } else { &[] };
+    let old_raw = old.len();
     let mut buf = [const { MaybeUninit::<RawFrame>::uninit() }; RAW];
     let mut kept = Kept {
         out: [const { MaybeUninit::uninit() }; RECENT_FRAMES],
@@ -376,11 +404,11 @@ fn walk(
         if j >= RAW {
             return None;
         }
-        while k < old_raw && rec.frames[k].get().sp < sp {
+        while k < old_raw && old[k].get().sp < sp {
             k += 1;
         }
         let joins = k < old_raw && {
-            let f = rec.frames[k].get();
+            let f = old[k].get();
             f.sp == sp
                 && f.pc == pc
                 && (f.flags & BP_MATTERS == 0 || f.bp == bp)
@@ -396,7 +424,7 @@ fn walk(
         let followed = joins;
         if joins && kept.in_skip {
             // Inside the skipped frames, one frame at a time.
-            let f = rec.frames[k].get();
+            let f = old[k].get();
             frame = RawFrame {
                 bp,
                 flags: (f.flags & USES_BP) | IN_SKIP,
@@ -410,7 +438,7 @@ fn walk(
                 break;
             }
             if k + 1 < old_raw {
-                let next = rec.frames[k + 1].get();
+                let next = old[k + 1].get();
                 // SAFETY: the old walk read these words of this thread's
                 // stack (same stack end), from the same registers where
                 // they matter.
@@ -445,9 +473,9 @@ fn walk(
             let room = depth - kept.n;
             let mut m = 0;
             let follow = loop {
-                let f = rec.frames[k + m].get();
+                let f = old[k + m].get();
                 // The frame's entering rbp, for whoever compares it later.
-                rec.frames[k + m].set(RawFrame { bp, ..f });
+                old[k + m].set(RawFrame { bp, ..f });
                 m += 1;
                 if m == room {
                     break Follow::AtDepth;
@@ -460,7 +488,7 @@ fn walk(
                     }
                     break Follow::Step;
                 }
-                let next = rec.frames[k + m].get();
+                let next = old[k + m].get();
                 // SAFETY: the old walk read these words of this thread's
                 // stack (same stack end), from the same registers where
                 // they matter.
@@ -477,8 +505,13 @@ fn walk(
                 }
                 bp = nbp;
             };
-            for i in 0..m {
-                kept.out[kept.n + i].write(rec.frames[k + i].get().word);
+            // A walk that ends on the followed frames keeps them in the
+            // record's slots (the words are read from there); one that
+            // steps on, or cannot be recorded, copies their words.
+            if matches!(follow, Follow::Step) || j + m > RAW {
+                for i in 0..m {
+                    kept.out[kept.n + i].write(old[k + i].get().word);
+                }
             }
             kept.n += m;
             match follow {
@@ -497,11 +530,11 @@ fn walk(
                         return None;
                     }
                     for i in 0..m - 1 {
-                        buf[j + i].write(rec.frames[k + i].get());
+                        buf[j + i].write(old[k + i].get());
                     }
                     j += m - 1;
                     k += m - 1;
-                    let f = rec.frames[k].get();
+                    let f = old[k].get();
                     (pc, sp) = (f.pc, f.sp);
                     frame = RawFrame {
                         bp,
@@ -567,25 +600,40 @@ fn walk(
         }
     }
     let n = kept.n;
-    // SAFETY: push and the follow loop wrote the first n words.
-    let frames = unsafe { &*(&kept.out[..n] as *const [MaybeUninit<Frame>] as *const [Frame]) };
-    // The new record: buf[..j], then the followed tail where it ended on one.
-    let (raw, mut matters) = match tail {
+    // The new record: buf[..j], in front of the followed tail where the
+    // walk ended on one (the tail stays in its slots, with its words and
+    // suffix sums), else at the end of the slots.
+    let (start, m, mut matters) = match tail {
         Some((k, m)) if j + m <= RAW => {
-            if j != k {
-                // SAFETY: inside the record's array (j + m, k + m <= RAW);
-                // Cell<RawFrame> is a RawFrame; the ranges may overlap.
-                unsafe { core::ptr::copy(rec.frames[k].as_ptr(), rec.frames[j].as_ptr(), m) };
+            let mut at = lo + k;
+            let matters = rec.frames[at].get().flags & BP_MATTERS != 0;
+            if at < j {
+                // No room in front: the tail moves to the end of the slots
+                // (its sums are computed again, from q[SLOTS] = 0).
+                let to = SLOTS - m;
+                // SAFETY: both ranges inside the slots (at + m <= SLOTS);
+                // Cell<T> is a T; the ranges may overlap.
+                unsafe {
+                    core::ptr::copy(rec.frames[at].as_ptr(), rec.frames[to].as_ptr(), m);
+                    core::ptr::copy(rec.words[at].as_ptr(), rec.words[to].as_ptr(), m);
+                }
+                for p in (to..SLOTS).rev() {
+                    sum_at(rec, p);
+                }
+                at = to;
             }
-            (j + m, rec.frames[j].get().flags & BP_MATTERS != 0)
+            (at - j, m, matters)
         }
         Some(_) => {
             rec.raw.set(0);
+            // SAFETY: push and the follow loop wrote the first n words.
+            let frames =
+                unsafe { &*(&kept.out[..n] as *const [MaybeUninit<Frame>] as *const [Frame]) };
             let id = depot::intern(frames);
             rec.id.set(id);
             return Some(id);
         }
-        None => (j, false),
+        None => (SLOTS - j, 0, false),
     };
     // BP_MATTERS, from the outermost new frame in.
     for i in (0..j).rev() {
@@ -597,9 +645,21 @@ fn walk(
         } else {
             f.flags & !BP_MATTERS
         };
-        rec.frames[i].set(f);
+        rec.frames[start + i].set(f);
+        rec.words[start + i].set(f.word);
     }
-    rec.raw.set(raw as u32);
+    // The kept frames: the last n - m new ones (the skipped module's frames
+    // before them are dropped), then the tail.
+    let first = start + j - (n - m);
+    for p in (first..start + j).rev() {
+        sum_at(rec, p);
+    }
+    let end = start + j + m;
+    let h = rec.q[first]
+        .get()
+        .wrapping_sub(depot::HASH_POWERS[n].wrapping_mul(rec.q[end].get()));
+    rec.lo.set(start as u32);
+    rec.raw.set((end - start) as u32);
     rec.kept.set(n as u32);
     rec.end_at.set(end_at);
     rec.depth.set(depth as u32);
@@ -607,9 +667,20 @@ fn walk(
     rec.stack_end.set(stack_end);
     rec.generation.set(unwind::generation());
     rec.flat.set(false);
-    let id = depot::intern(frames);
+    // SAFETY: Cell<Frame> is a Frame; the capture holds `busy`.
+    let frames = unsafe { &*(&rec.words[first..end] as *const [Cell<Frame>] as *const [Frame]) };
+    let id = depot::intern_hashed(frames, h);
     rec.id.set(id);
     Some(id)
+}
+
+/// Sets slot `p`'s suffix sum from its word and the next slot's sum.
+#[inline(always)]
+fn sum_at(rec: &RecentStack, p: usize) {
+    let q = rec.words[p]
+        .get()
+        .wrapping_add(depot::HASH_BASE.wrapping_mul(rec.q[p + 1].get()));
+    rec.q[p].set(q);
 }
 
 #[cfg(test)]
@@ -663,6 +734,8 @@ mod tests {
         }
         for (i, (a, b)) in out.iter().enumerate() {
             assert_eq!(depot::frames(*a), depot::frames(*b), "capture {i}");
+            // The same hash too (one thread: a stack is stored once).
+            assert_eq!(a, b, "capture {i}");
         }
     }
 }
