@@ -471,16 +471,26 @@ fn walk(
         } else if joins {
             // Follow the old walk from frame k, verifying only.
             let room = depth - kept.n;
+            let lim = room.min(old_raw - k);
             let mut m = 0;
+            // Fields read and written in place (a whole RawFrame copied in
+            // and out was a third of this loop's instructions).
+            let at = old[k..].as_ptr() as *mut RawFrame;
             let follow = loop {
-                let f = old[k + m].get();
-                // The frame's entering rbp, for whoever compares it later.
-                old[k + m].set(RawFrame { bp, ..f });
+                // SAFETY: k + m < old_raw: a frame of the record, which
+                // the capture alone touches (it holds `busy`); Cell<T> is
+                // a T, written through a raw pointer.
+                let bp_at = unsafe {
+                    let f = at.add(m);
+                    // The frame's entering rbp, for whoever compares it later.
+                    (*f).bp = bp;
+                    (*f).bp_at
+                };
                 m += 1;
-                if m == room {
-                    break Follow::AtDepth;
-                }
-                if k + m == old_raw {
+                if m == lim {
+                    if m == room {
+                        break Follow::AtDepth;
+                    }
                     let e = rec.end_at.get();
                     // SAFETY: the old walk read this word, as below.
                     if e != AT_DEPTH && (e == 0 || unsafe { *(e as *const usize) } == 0) {
@@ -488,19 +498,20 @@ fn walk(
                     }
                     break Follow::Step;
                 }
-                let next = old[k + m].get();
-                // SAFETY: the old walk read these words of this thread's
-                // stack (same stack end), from the same registers where
-                // they matter.
-                let (ra, nbp) = unsafe {
-                    let nbp = if f.bp_at != 0 {
-                        *(f.bp_at as *const usize)
+                // SAFETY: k + m < old_raw, as above; the old walk read
+                // these words of this thread's stack (same stack end),
+                // from the same registers where they matter.
+                let (ra, nbp, npc, nflags, nbp_want) = unsafe {
+                    let next = at.add(m);
+                    let nbp = if bp_at != 0 {
+                        *(bp_at as *const usize)
                     } else {
                         bp
                     };
-                    (*((next.sp - 8) as *const usize), nbp)
+                    let ra = *(((*next).sp - 8) as *const usize);
+                    (ra, nbp, (*next).pc, (*next).flags, (*next).bp)
                 };
-                if ra != next.pc || (next.flags & BP_MATTERS != 0 && nbp != next.bp) {
+                if ra != npc || (nflags & BP_MATTERS != 0 && nbp != nbp_want) {
                     break Follow::Step;
                 }
                 bp = nbp;
