@@ -107,6 +107,10 @@ pub struct RecentStack {
     bp0: Cell<usize>,
     bp_needed: Cell<bool>,
     never: Cell<bool>,
+    /// The first frame's pc and sp, for the flat list's test (copies:
+    /// the frame's slot moves with `lo`).
+    pc0: Cell<usize>,
+    sp0: Cell<usize>,
     /// Whether `checks` describes the walk in `frames`.
     flat: Cell<bool>,
 }
@@ -144,6 +148,8 @@ impl RecentStack {
             bp0: Cell::new(0),
             bp_needed: Cell::new(false),
             never: Cell::new(false),
+            pc0: Cell::new(0),
+            sp0: Cell::new(0),
             flat: Cell::new(false),
         }
     }
@@ -238,8 +244,7 @@ fn same_as_last(regs: Regs, rec: &RecentStack) -> bool {
         flatten(rec);
         return true;
     }
-    let f = rec.old()[0].get();
-    if f.pc != regs.pc || f.sp != regs.sp || rec.never.get() {
+    if rec.pc0.get() != regs.pc || rec.sp0.get() != regs.sp || rec.never.get() {
         return false;
     }
     if rec.bp_needed.get() && rec.bp0.get() != regs.bp {
@@ -311,6 +316,8 @@ fn flatten(rec: &RecentStack) {
         (bp0, needed) = (want, true);
     };
     let first = old[0].get();
+    rec.pc0.set(first.pc);
+    rec.sp0.set(first.sp);
     if first.flags & BP_MATTERS != 0 {
         need(first.bp);
     }
