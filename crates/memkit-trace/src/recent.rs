@@ -731,6 +731,62 @@ mod tests {
         out.push((a, b));
     }
 
+    /// Moves the record to the front of its slots (as walks that join
+    /// ever later in a deeper walk move it), keeping its suffix sums.
+    fn to_the_front(rec: &RecentStack) {
+        let (lo, raw) = (rec.lo.get() as usize, rec.raw.get() as usize);
+        for i in 0..raw {
+            rec.frames[i].set(rec.frames[lo + i].get());
+            rec.words[i].set(rec.words[lo + i].get());
+        }
+        for p in (0..raw).rev() {
+            sum_at(rec, p);
+        }
+        rec.lo.set(0);
+    }
+
+    /// [`down`] with a stack end fixed by the caller (so that walks from
+    /// different depths may join).
+    #[inline(never)]
+    fn deep(n: usize, rec: &RecentStack, end: usize, out: &mut Vec<(StackId, StackId)>) {
+        if n > 0 {
+            deep(n - 1, rec, end, out);
+            core::hint::black_box(n);
+            return;
+        }
+        let regs = unwind::here();
+        let a = crate::capture_interned(regs, end, 0, 30);
+        let b = capture_interned_recent(regs, end, 0, 30, rec);
+        out.push((a, b));
+    }
+
+    /// A walk that joins a record with no room in front of the join for
+    /// its new frames: the followed frames move to the end of the slots.
+    #[test]
+    fn a_record_without_room_in_front() {
+        let rec = RecentStack::new();
+        let mut out = Vec::new();
+        let end = unwind::here().sp + (1 << 20);
+        for n in [0usize, 3, 5, 9, 2, 12, 20] {
+            deep(n, &rec, end, &mut out);
+            to_the_front(&rec);
+            // Deeper: more new frames before the join than the record
+            // has slots in front of it.
+            deep(n + 3, &rec, end, &mut out);
+            assert_eq!(
+                rec.lo.get() as usize + rec.raw.get() as usize,
+                SLOTS,
+                "the walk did not move the followed frames to the end"
+            );
+            deep(n + 3, &rec, end, &mut out);
+            deep(n, &rec, end, &mut out);
+        }
+        for (i, (a, b)) in out.iter().enumerate() {
+            assert_eq!(depot::frames(*a), depot::frames(*b), "capture {i}");
+            assert_eq!(a, b, "capture {i}");
+        }
+    }
+
     #[test]
     fn same_frames_as_a_full_walk() {
         let rec = RecentStack::new();
