@@ -411,11 +411,16 @@ fn walk(
         if j >= RAW {
             return None;
         }
-        while k < old_raw && old[k].get().sp < sp {
+        // Fields read in place (Cell::get copied whole frames).
+        let at = old.as_ptr() as *const RawFrame;
+        // SAFETY: k < old_raw: a frame of the record; Cell<T> is a T, and
+        // the capture alone touches the record (it holds `busy`).
+        while k < old_raw && unsafe { (*at.add(k)).sp } < sp {
             k += 1;
         }
         let joins = k < old_raw && {
-            let f = old[k].get();
+            // SAFETY: as above.
+            let f = unsafe { &*at.add(k) };
             f.sp == sp
                 && f.pc == pc
                 && (f.flags & BP_MATTERS == 0 || f.bp == bp)
