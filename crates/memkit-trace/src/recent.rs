@@ -89,11 +89,12 @@ pub struct RecentStack {
     /// Each slot's frame word again (`words[p]` is `frames[p].word`), so
     /// that the frames kept are one slice: `words[p..p + kept]`.
     words: [Cell<Frame>; SLOTS],
-    /// The suffix sums of [`depot::hash`] over the words: `q[p] = words[p]
-    /// + HASH_BASE * q[p + 1]` for every slot from the record's first kept
-    /// frame on (`q[SLOTS]` is 0), so the hash of the kept frames `words[a..
-    /// a + n]` is `q[a] - HASH_BASE^n * q[a + n]`: a walk that follows the
-    /// last one to its end hashes only its own new frames.
+    /// The suffix sums of [`depot::hash`] over the words,
+    /// `q[p] = words[p] + HASH_BASE * q[p + 1]`, for every slot from the
+    /// record's first kept frame on (`q[SLOTS]` is 0), so the hash of the
+    /// kept frames `words[a..a + n]` is `q[a] - HASH_BASE^n * q[a + n]`:
+    /// a walk that follows the last one to its end hashes only its own
+    /// new frames.
     q: [Cell<u64>; SLOTS + 1],
     /// The stack words the recorded walk read and what they held, as one
     /// flat list (the return address slots, the saved-rbp slots the walk
