@@ -269,6 +269,7 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
 }
 
 mod cases;
+mod layout;
 mod programs;
 #[allow(dead_code)]
 #[path = "../../../memkit-check/src/records.rs"]
