@@ -482,8 +482,10 @@ fn aligned_core(align: usize, total: usize) -> (usize, usize) {
 ///
 /// # Safety
 /// Always safe; unsafe because it hands out raw memory.
+#[inline(never)]
 pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Regs) -> *mut u8 {
-    // SAFETY: forwarded.
+    // SAFETY: forwarded. One body for every entry point (and one place in
+    // the hot code, hot.ld), as before `alloc_in` existed.
     unsafe { alloc_in(size, align, kind, zero, regs, 0, false) }
 }
 
