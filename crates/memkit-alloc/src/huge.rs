@@ -557,7 +557,7 @@ pub unsafe fn zero(h: *mut Huge, p: *mut u8, total: usize) {
         if (*h).zeroed {
             return;
         }
-        if !source::is_os((*h).source) || p as usize % OS_PAGE != 0 {
+        if !source::is_os((*h).source) || !(p as usize).is_multiple_of(OS_PAGE) {
             core::ptr::write_bytes(p, 0, total);
             return;
         }

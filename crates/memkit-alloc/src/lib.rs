@@ -858,9 +858,9 @@ pub fn in_block_memory(addr: usize) -> bool {
 pub fn core_mapping_len(chunk: usize) -> Option<usize> {
     debug_assert!(chunk.is_multiple_of(segment::SEGMENT_SIZE));
     if segment::is_owned(chunk) {
+        let h = chunk as *const huge::Huge;
         // SAFETY: an owned chunk starts with a mapped header whose leading
         // fields a segment and a huge header share.
-        let h = chunk as *const huge::Huge;
         let kind = unsafe { (*h).kind };
         if kind == segment::KIND_HUGE {
             // SAFETY: as above; a huge header's map_size covers the mapping.

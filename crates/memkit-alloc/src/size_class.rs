@@ -87,7 +87,7 @@ pub static ALIGNED_BIN: [[u8; NBINS]; ALIGN_SHIFT_MAX - ALIGN_SHIFT_MIN + 1] = {
         let mut b = 1;
         while b < NBINS {
             let mut c = b;
-            while c < NBINS && bin_size(c) % align != 0 {
+            while c < NBINS && !bin_size(c).is_multiple_of(align) {
                 c += 1;
             }
             t[a][b] = if c < NBINS { c as u8 } else { 0 };
