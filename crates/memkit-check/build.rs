@@ -7,4 +7,8 @@ fn main() {
     // The soname, as for libmemkit.so (the package installs both alike).
     let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets it");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmemkit_check.so.{major}");
+    // The hot code together (see hot.ld).
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it");
+    println!("cargo:rerun-if-changed=hot.ld");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{dir}/hot.ld");
 }

@@ -52,13 +52,16 @@ pub struct Huge {
     /// `MADV_HUGEPAGE` has been applied to the mapping (it stays with the
     /// mapping through `mremap`).
     pub thp: bool,
-    /// Its last use touched most of its pages (sampled at `free`): taken
-    /// from the cache again, it gets the huge-page advice.
+    /// Its last use touched most of its pages (sampled when it is taken
+    /// from the cache, see [`classify`]): it gets the huge-page advice.
     pub dense: bool,
-    /// Its last use touched few of its pages (sampled at `free`, fewer
-    /// than one in [`SPARSE_SHARE`]): taken again for a smaller request, it
-    /// keeps a longer tail (see [`fit`]).
+    /// Its last use touched few of its pages (fewer than one in
+    /// [`SPARSE_SHARE`], sampled as `dense`): taken again for a smaller
+    /// request, it keeps a longer tail (see [`fit`]).
     pub sparse: bool,
+    /// When `dense` and `sparse` were last sampled (monotonic ns; 0:
+    /// never), see [`classify`].
+    pub sampled_at: u64,
     /// Link in the cache, or, while live, in the owning arena's list.
     pub next: *mut Huge,
     /// The previous block in the arena's list (live arena blocks only).
@@ -187,6 +190,7 @@ fn cache_take(need: usize) -> *mut Huge {
             .dirty_bytes
             .fetch_sub((*best).map_size as u64, Relaxed);
         drop(c);
+        classify(best, need);
         if (*best).dense {
             advise_reused(best, need);
         }
@@ -283,7 +287,7 @@ const SAMPLE_WINDOW: usize = 128;
 /// sample (or `mincore` failed). Both windows lie in the first half, which
 /// the last request covered (`fit` keeps its tail only as slack).
 ///
-/// Sampled at `free` for two decisions: a dense mapping (at least half
+/// Sampled when the mapping is taken from the cache, for two decisions: a dense mapping (at least half
 /// resident) gets the huge-page advice when it is used again; a sparse one
 /// (fewer than one page in [`SPARSE_SHARE`]) keeps a longer tail when taken
 /// for a smaller request. A program that writes a big block sparsely (a word
@@ -310,17 +314,48 @@ unsafe fn sample_resident(h: *mut Huge) -> Option<usize> {
     }
 }
 
-/// Samples the mapping `h` as it goes into the cache and records whether
-/// it is dense (it gets the huge-page advice when used again: only under
-/// the default THP policy and for mappings of [`THP_MIN`] or more) or
-/// sparse. Mappings that have the advice already are not sampled (neither).
+/// A mapping's sample stands for this long (ns): see [`classify`].
+const RESAMPLE_NS: u64 = 1_000_000;
+
+/// Samples the mapping `h`, just taken from the cache for a block of
+/// `need` bytes, and records whether it is dense (it gets the huge-page
+/// advice: only under the default THP policy and for requests and
+/// mappings of [`THP_MIN`] or more) or sparse (it keeps a longer tail:
+/// only when [`fit`] would cut one). Mappings that have the advice
+/// already, and those for which neither decision is to be made, are not
+/// sampled (neither). The two `mincore` calls cost ~5 us here (system
+/// calls are dear on this VM); made at every `free`, as they were, they
+/// were all of a 1-5 MiB `malloc`/`free` pair's cost (20,000 pairs 0.106
+/// s, glibc 0.004). A sample now stands for [`RESAMPLE_NS`] (1 ms): the
+/// flags can only go stale one way, from sparse to dense (a resident page
+/// stays resident while the mapping is ours), and that takes page faults,
+/// ~1.6 us each here: in 1 ms a program faults in at most ~2.5 MiB, the
+/// most a stale `sparse` can keep resident in a tail it should have cut.
+/// 20,000 pairs of 1-5 MiB blocks: 0.008 s.
 ///
 /// # Safety
 /// As [`sample_resident`].
-unsafe fn classify(h: *mut Huge) {
+unsafe fn classify(h: *mut Huge, need: usize) {
     // SAFETY: per the contract.
     unsafe {
-        let sampled = if (*h).thp { None } else { sample_resident(h) };
+        let m = (*h).map_size;
+        let may_advise = !(*h).thp
+            && need >= THP_MIN
+            && m >= THP_MIN
+            && OPTIONS.thp.load(Relaxed) == THP_DEFAULT;
+        let may_cut = m >= need && m - need > need.max(1 << 20);
+        if (*h).thp || !(may_advise || may_cut) {
+            // Nothing to decide: the flags are not read for this take.
+            (*h).dense = false;
+            return;
+        }
+        let now = memkit_sys::now_ns();
+        if (*h).sampled_at != 0 && now.saturating_sub((*h).sampled_at) < RESAMPLE_NS {
+            // The last sample stands: too little time since for many faults.
+            return;
+        }
+        (*h).sampled_at = now;
+        let sampled = sample_resident(h);
         let pages = 2 * SAMPLE_WINDOW;
         (*h).dense = matches!(sampled, Some(n) if 2 * n >= pages)
             && (*h).map_size >= THP_MIN
@@ -446,6 +481,7 @@ pub unsafe fn alloc_in(
             (*h).thp = false;
             (*h).dense = false;
             (*h).sparse = false;
+            (*h).sampled_at = 0;
             (*h).data_off = 0;
             (*h).source = src;
         }
@@ -499,13 +535,61 @@ pub fn header_of(p: *mut u8) -> *mut Huge {
     h
 }
 
-/// Whether the huge block's memory is known to be zero (for `calloc`).
+/// Zeroes the first `total` bytes of the live huge block `h` at `p` (its
+/// data start) for `calloc`. A fresh mapping is zero already. A reused
+/// one (from the cache) was not touched everywhere by its last user: a
+/// `calloc` of 4 MiB whose program writes a page wrote 4 MiB of zeroes
+/// (and so made all of it resident for the next one), 0.6 ms a call
+/// where glibc and jemalloc hand out pages known to be zero. Of an OS
+/// mapping (private and anonymous), only the resident pages are written
+/// (`mincore`, a megabyte at a time); the others are dropped with
+/// `MADV_DONTNEED`, which makes them read as zero (pages that were
+/// swapped out too), at no cost where nothing is mapped. Other sources'
+/// mappings (shared memory, where `MADV_DONTNEED` does not zero) are
+/// written whole.
 ///
 /// # Safety
-/// `h` is a live huge block.
-pub unsafe fn is_zeroed(h: *mut Huge) -> bool {
+/// `h` is a live huge block the caller owns and `p`..`p + total` lies in
+/// its data.
+pub unsafe fn zero(h: *mut Huge, p: *mut u8, total: usize) {
     // SAFETY: per the contract.
-    unsafe { (*h).zeroed }
+    unsafe {
+        if (*h).zeroed {
+            return;
+        }
+        if !source::is_os((*h).source) || !(p as usize).is_multiple_of(OS_PAGE) {
+            core::ptr::write_bytes(p, 0, total);
+            return;
+        }
+        let whole = total / OS_PAGE;
+        let mut vec = [0u8; 256];
+        let mut page = 0;
+        while page < whole {
+            let n = (whole - page).min(vec.len());
+            let at = p.add(page * OS_PAGE);
+            if !memkit_sys::resident_map(at, &mut vec[..n]) {
+                core::ptr::write_bytes(at, 0, n * OS_PAGE);
+                page += n;
+                continue;
+            }
+            let mut i = 0;
+            while i < n {
+                let resident = vec[i] & 1 != 0;
+                let mut j = i + 1;
+                while j < n && (vec[j] & 1 != 0) == resident {
+                    j += 1;
+                }
+                let (from, len) = (at.add(i * OS_PAGE), (j - i) * OS_PAGE);
+                if resident || !memkit_sys::purge(from, len) {
+                    core::ptr::write_bytes(from, 0, len);
+                }
+                i = j;
+            }
+            page += n;
+        }
+        // The partial page at the end (resident or not: a write).
+        core::ptr::write_bytes(p.add(whole * OS_PAGE), 0, total - whole * OS_PAGE);
+    }
 }
 
 /// Usable bytes of a live huge block.
@@ -538,7 +622,6 @@ pub unsafe fn free(h: *mut Huge) {
             unmap(h);
             return;
         }
-        classify(h);
         let limit = OPTIONS.huge_cache_bytes.load(Relaxed);
         let m = (*h).map_size as u64;
         if m <= limit {

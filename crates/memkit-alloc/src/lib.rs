@@ -39,7 +39,7 @@ use harden::{next_of, Fault};
 use heap::{empty_heap, Heap};
 use page::{Block, FLAG_ALIGNED, FLAG_FULL, FLAG_NO_PAGE};
 use segment::{Segment, KIND_HUGE, KIND_SMALL, SLICE_SIZE};
-use size_class::{bin_of, bin_size, BIN_BYTES, MEDIUM_MAX, SMALL_BIN, SMALL_FAST_MAX};
+use size_class::{bin_of, BIN_BYTES, MEDIUM_MAX, SMALL_BIN, SMALL_FAST_MAX};
 use stats::{bump, Stats, GLOBAL};
 
 pub use stats::Stats as AllocStats;
@@ -507,8 +507,9 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
     }
     if total > MEDIUM_MAX {
         let h = huge::header_of(p);
-        // SAFETY: p is a live huge block we just allocated.
-        if !h.is_null() && unsafe { huge::is_zeroed(h) } {
+        if !h.is_null() {
+            // SAFETY: p is a live huge block we just allocated.
+            unsafe { huge::zero(h, p, total) };
             return p;
         }
     }
@@ -659,12 +660,54 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
         // SAFETY: forwarded.
         return unsafe { malloc(size) };
     }
-    if size <= MEDIUM_MAX && align <= SLICE_SIZE {
-        // Pages start slice-aligned, so a bin whose block size is a multiple
-        // of `align` gives aligned blocks for free.
-        if bin_size(bin_of(size)).is_multiple_of(align) {
+    // The common case (`alignas(64)` objects, cache-line buffers): a small
+    // size whose own class is aligned, with malloc's fast path inline and
+    // nothing else in this frame: with the paths below in it, the common
+    // one saved five registers, and a pair of `aligned_alloc(64, 64-512)`
+    // and `free` cost 190 instructions against `malloc`'s 126; now 158.
+    if size <= SMALL_FAST_MAX && align <= SLICE_SIZE {
+        // SAFETY: SMALL_BIN covers every size up to SMALL_FAST_MAX; `align`
+        // is a power of two in 32..=SLICE_SIZE, a row of ALIGNED_BIN.
+        let (bin, c) = unsafe {
+            let bin = *SMALL_BIN.get_unchecked((size + 15) >> 4) as usize;
+            let row = align.trailing_zeros() as usize - size_class::ALIGN_SHIFT_MIN;
+            let c = *size_class::ALIGNED_BIN
+                .get_unchecked(row)
+                .get_unchecked(bin);
+            (bin, c as usize)
+        };
+        if c == bin {
             // SAFETY: forwarded.
             return unsafe { malloc(size) };
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { aligned_alloc_slow(align, size) }
+}
+
+/// [`aligned_alloc`] beyond its common case.
+///
+/// # Safety
+/// As [`malloc`]; `align` is a power of two above [`MIN_ALIGN`].
+#[inline(never)]
+unsafe fn aligned_alloc_slow(align: usize, size: usize) -> *mut u8 {
+    if size <= MEDIUM_MAX && align <= SLICE_SIZE {
+        // Pages start slice-aligned, so a bin whose block size is a multiple
+        // of `align` gives aligned blocks for free: the size's own bin, or
+        // a larger one no larger than the over-allocation below would take
+        // (`memalign(4096, 100)`: a 4 KiB block, where `malloc(4195)` took
+        // a 4.5 KiB one, marked its page and cost 345 instructions a pair
+        // against 124 for tcmalloc; `aligned_alloc(64, 100)`: 128 B).
+        let bin = if size <= SMALL_FAST_MAX {
+            SMALL_BIN[(size + 15) >> 4] as usize
+        } else {
+            bin_of(size)
+        };
+        let row = align.trailing_zeros() as usize - size_class::ALIGN_SHIFT_MIN;
+        let c = size_class::ALIGNED_BIN[row][bin] as usize;
+        if c == bin || (c != 0 && c <= bin_of(size + align - 1)) {
+            // SAFETY: forwarded: a request of the bin's block size.
+            return unsafe { malloc(BIN_BYTES[c] as usize) };
         }
         if size + align - 1 <= MEDIUM_MAX {
             // SAFETY: p is a fresh small block with size + align - 1 bytes;
@@ -815,9 +858,9 @@ pub fn in_block_memory(addr: usize) -> bool {
 pub fn core_mapping_len(chunk: usize) -> Option<usize> {
     debug_assert!(chunk.is_multiple_of(segment::SEGMENT_SIZE));
     if segment::is_owned(chunk) {
+        let h = chunk as *const huge::Huge;
         // SAFETY: an owned chunk starts with a mapped header whose leading
         // fields a segment and a huge header share.
-        let h = chunk as *const huge::Huge;
         let kind = unsafe { (*h).kind };
         if kind == segment::KIND_HUGE {
             // SAFETY: as above; a huge header's map_size covers the mapping.

@@ -71,9 +71,61 @@ pub static BIN_BYTES: [u32; NBINS] = {
     t
 };
 
+/// Alignments [`ALIGNED_BIN`] covers: `1 << ALIGN_SHIFT_MIN` (32) up to
+/// `1 << ALIGN_SHIFT_MAX` (a slice, 64 KiB: pages start slice-aligned).
+pub const ALIGN_SHIFT_MIN: usize = 5;
+pub const ALIGN_SHIFT_MAX: usize = 16;
+
+/// `ALIGNED_BIN[log2(align) - ALIGN_SHIFT_MIN][bin]`: the smallest bin at
+/// least `bin` whose block size is a multiple of `align` (0: none up to
+/// [`MEDIUM_MAX`]). Blocks of such a bin are aligned by where they lie.
+pub static ALIGNED_BIN: [[u8; NBINS]; ALIGN_SHIFT_MAX - ALIGN_SHIFT_MIN + 1] = {
+    let mut t = [[0u8; NBINS]; ALIGN_SHIFT_MAX - ALIGN_SHIFT_MIN + 1];
+    let mut a = 0;
+    while a < t.len() {
+        let align = 1usize << (a + ALIGN_SHIFT_MIN);
+        let mut b = 1;
+        while b < NBINS {
+            let mut c = b;
+            while c < NBINS && !bin_size(c).is_multiple_of(align) {
+                c += 1;
+            }
+            t[a][b] = if c < NBINS { c as u8 } else { 0 };
+            b += 1;
+        }
+        a += 1;
+    }
+    t
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aligned_bins_are_the_smallest_aligned_ones() {
+        for (a, row) in ALIGNED_BIN.iter().enumerate() {
+            let align = 1usize << (a + ALIGN_SHIFT_MIN);
+            for (b, &c) in row.iter().enumerate().skip(1) {
+                let c = c as usize;
+                if c == 0 {
+                    assert!((b..NBINS).all(|x| bin_size(x) % align != 0));
+                    continue;
+                }
+                assert!(
+                    c >= b && bin_size(c) % align == 0,
+                    "align {align} bin {b}: {c}"
+                );
+                assert!((b..c).all(|x| bin_size(x) % align != 0));
+            }
+        }
+        // Every alignment up to a slice has one for the smallest sizes: a
+        // power of two at least the alignment is a block size.
+        assert_eq!(
+            bin_size(ALIGNED_BIN[ALIGN_SHIFT_MAX - ALIGN_SHIFT_MIN][1] as usize),
+            1 << 16
+        );
+    }
 
     #[test]
     fn classes_cover_every_size_with_bounded_waste() {

@@ -64,3 +64,39 @@ fn blocks_of_full_and_aligned_pages() {
         }
     });
 }
+
+/// An alignment that a size class's block size is a multiple of is served
+/// from that class, whose blocks are aligned where they lie: the smallest
+/// such class at least the size, unless over-allocating would take less.
+/// `memalign(4096, 100)` is a 4 KiB block (it was a 4.5 KiB one from
+/// `malloc(4195)`, on a page marked for interior pointers).
+#[test]
+fn aligned_requests_take_an_aligned_class() {
+    on_fresh_thread(|| {
+        // SAFETY: our own allocations, each freed once.
+        unsafe {
+            for (align, size, usable) in [
+                (64, 100, 128),
+                (64, 64, 64),
+                (32, 48, 64),
+                (4096, 100, 4096),
+                (4096, 4097, 8192),
+                (256, 2049, 2304),
+                (65536, 10, 65536),
+            ] {
+                let mut blocks = Vec::new();
+                for _ in 0..50 {
+                    let p = aligned_alloc(align, size);
+                    assert!(!p.is_null());
+                    assert_eq!(p as usize % align, 0, "aligned_alloc({align}, {size})");
+                    assert_eq!(usable_size(p), usable, "aligned_alloc({align}, {size})");
+                    p.write_bytes(0x5a, usable);
+                    blocks.push(p);
+                }
+                for p in blocks {
+                    free(p);
+                }
+            }
+        }
+    });
+}

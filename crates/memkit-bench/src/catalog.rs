@@ -188,6 +188,16 @@ pub fn all() -> Vec<Workload> {
             },
         },
         Workload {
+            name: "buffer-churn",
+            about: "1 thread: one 1-5 MiB buffer at a time (malloc, then calloc, alternately), written sparsely and freed",
+            kind: C {
+                file: "buffer_churn.c",
+                source: include_str!("../workloads/buffer_churn.c"),
+                full: &["20000"],
+                quick: &["200"],
+            },
+        },
+        Workload {
             name: "glibc-simple",
             about: "batches of 25-1600 blocks of 16-1024 B allocated then freed, in the main thread then a second",
             kind: C {

@@ -61,6 +61,7 @@ fn quick_run_passes_under_glibc_and_memkit() {
         "rptest",
         "alloc-test",
         "malloc-large",
+        "buffer-churn",
         "glibc-simple",
         "glibc-thread",
         "cfrac",

@@ -482,7 +482,29 @@ fn aligned_core(align: usize, total: usize) -> (usize, usize) {
 ///
 /// # Safety
 /// Always safe; unsafe because it hands out raw memory.
+#[inline(never)]
 pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Regs) -> *mut u8 {
+    // SAFETY: forwarded. One body for every entry point (and one place in
+    // the hot code, hot.ld), as before `alloc_in` existed.
+    unsafe { alloc_in(size, align, kind, zero, regs, 0, false) }
+}
+
+/// [`alloc`], with `slack` more bytes in the core block past the right
+/// zone (room to grow in place: never written, never checked) and the
+/// record marked as made by `realloc`.
+///
+/// # Safety
+/// As [`alloc`].
+#[inline(always)]
+unsafe fn alloc_in(
+    size: usize,
+    align: usize,
+    kind: Kind,
+    zero: bool,
+    regs: Regs,
+    slack: usize,
+    realloced: bool,
+) -> *mut u8 {
     // An alignment above the minimum needs up to `align` more bytes (as
     // AddressSanitizer counts): `memalign(1 << 40, 16)` is too big too.
     let need = if align > memkit_alloc::MIN_ALIGN {
@@ -523,7 +545,7 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
             s
         }
         None => {
-            let total = left + size + RIGHT_MIN;
+            let total = left + size + RIGHT_MIN + slack;
             if align <= memkit_alloc::MIN_ALIGN {
                 // SAFETY: any size.
                 tls::inside(|| unsafe { memkit_alloc::malloc(total) }) as usize
@@ -554,9 +576,9 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
     let stack = stacks::of_alloc(o, regs);
     let (end, big) = match guarded {
         Some((_, end)) => (end, true),
-        None => core_end(start, left + size + RIGHT_MIN, align),
+        None => core_end(start, left + size + RIGHT_MIN + slack, align),
     };
-    let m = Meta::new(
+    let mut m = Meta::new(
         user,
         start,
         end,
@@ -567,6 +589,9 @@ pub unsafe fn alloc(size: usize, align: usize, kind: Kind, zero: bool, regs: Reg
         big,
         guarded.is_some(),
     );
+    if realloced {
+        m.set_realloced();
+    }
     let (rz, rn) = right_zone(&m);
     fill(rz, RIGHT_CANARY, rn);
     if big {
@@ -622,6 +647,13 @@ fn count(live: i64, size: usize) {
     if since > 65536 && since > 4 * records {
         periodic_walk();
     }
+}
+
+/// Counts a live block's change of size by `delta` bytes (`realloc` in
+/// place) in the thread's tally.
+fn resized(delta: i64) {
+    let t = tls::me();
+    t.live_bytes.set(t.live_bytes.get() + delta);
 }
 
 /// The block (live or in quarantine) whose core block holds `p`.
@@ -1342,8 +1374,21 @@ fn bad_usable_size(p: usize, regs: Regs) {
     report::emit(r);
 }
 
-/// `realloc` (non-null `p`, non-zero `size`): always a new block, so a
-/// stale pointer to the old one finds it in quarantine.
+/// A block made by `realloc` and at least this large is resized in place
+/// by a later `realloc` when its core block has room (see [`realloc`]).
+pub const REALLOC_IN_PLACE: usize = 4 << 10;
+
+/// `realloc` (non-null `p`, non-zero `size`): a new block, so that a stale
+/// pointer to the old one finds it in quarantine, except for a large
+/// block that `realloc` itself made (at least [`REALLOC_IN_PLACE`] bytes
+/// before and after): that one is resized in place when its core block
+/// has room, and when it has not and the block grows, moved to a core
+/// block a quarter larger than asked for. A program that grows a buffer
+/// by a few bytes a call (gawk building a string, `s = realloc(s, i +
+/// 1)`) copied the whole buffer on every call: quadratic, 300 s for an
+/// 8M-character string. Now the copies are amortised, as under glibc;
+/// the first `realloc` of a block, and every one of a small block, still
+/// moves it.
 ///
 /// # Safety
 /// The C contract of realloc.
@@ -1352,8 +1397,21 @@ pub unsafe fn realloc(p: *mut u8, size: usize, regs: Regs) -> *mut u8 {
     let old = tls::inside(|| table::shard(u).get(u).copied());
     match old {
         Some(m) if m.state() == State::Live => {
+            let growing = m.realloced()
+                && m.kind() == Kind::Malloc
+                && !m.guard()
+                && m.size >= REALLOC_IN_PLACE
+                && size >= REALLOC_IN_PLACE;
+            if growing && size >= m.size / 2 && resize_in_place(&m, size, regs) {
+                return p;
+            }
+            let slack = if growing && size > m.size {
+                size / 4
+            } else {
+                0
+            };
             // SAFETY: forwarded.
-            let n = unsafe { alloc(size, 16, Kind::Malloc, false, regs) };
+            let n = unsafe { alloc_in(size, 16, Kind::Malloc, false, regs, slack, true) };
             if n.is_null() {
                 return n;
             }
@@ -1369,6 +1427,45 @@ pub unsafe fn realloc(p: *mut u8, size: usize, regs: Regs) -> *mut u8 {
             null_mut()
         }
     }
+}
+
+/// Gives the live block `m` the new size `size` where it lies, if its
+/// core block has room for it and a right zone: its zones are checked
+/// first (as a free would), the bytes it gains get the allocation fill,
+/// and its allocation stack becomes this call's. `false`: no room, or
+/// the block changed meanwhile (another thread freed it): nothing done.
+fn resize_in_place(m: &Meta, size: usize, regs: Regs) -> bool {
+    if size > MAX_SIZE || m.user + size + RIGHT_MIN > m.end {
+        return false;
+    }
+    let o = options::get();
+    let stack = stacks::of_alloc(o, regs);
+    check_zones(m, &|| "when realloc was called".into(), stack);
+    // Under the record's shard lock, so that a walk of the records (which
+    // takes it) never sees the new size before the new right zone.
+    let done = tls::inside(|| {
+        let mut shard = table::shard(m.user);
+        match shard.get(m.user) {
+            Some(r) if r.state() == State::Live && r.size == m.size && r.end == m.end => {
+                if size > m.size {
+                    let from = m.size.min(o.max_fill);
+                    fill(m.user + from, o.alloc_fill, size.min(o.max_fill) - from);
+                }
+                r.size = size;
+                r.alloc_stack = stack;
+                // SAFETY: the header lies at the start of the core block.
+                unsafe { (m.start as *mut u64).write(size_word(m.start, size)) };
+                let (rz, rn) = right_zone(r);
+                fill(rz, RIGHT_CANARY, rn);
+                true
+            }
+            _ => false,
+        }
+    });
+    if done {
+        resized(size as i64 - m.size as i64);
+    }
+    done
 }
 
 /// After a write into or past `m` that an interceptor reported (and then

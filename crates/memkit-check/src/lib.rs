@@ -160,7 +160,7 @@ fn finish(sp: usize) {
         });
     }
     report::summary();
-    if report::REPORTED.load(Relaxed) > 0 {
+    if report::REPORTED.load(Relaxed) > 0 && !o.keep_status {
         exit_now(o.error_exitcode);
     }
 }

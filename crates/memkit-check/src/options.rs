@@ -22,6 +22,11 @@ pub struct Options {
     pub halt_on_error: bool,
     /// The exit status when anything was reported.
     pub error_exitcode: i32,
+    /// At its end, a process that reported keeps its own exit status
+    /// (`memkit check` sets it: its own status then says whether any
+    /// process reported, and `make` is not stopped by a leaking `cc1`).
+    /// `halt_on_error` still exits with `error_exitcode`.
+    pub keep_status: bool,
     /// Text reports go here instead of stderr (`.PID` appended).
     pub log_file: Option<String>,
     /// Where each process writes `check.PID.jsonl` (one report per line).
@@ -68,6 +73,7 @@ impl Default for Options {
             scan_mmap: true,
             halt_on_error: false,
             error_exitcode: 23,
+            keep_status: false,
             log_file: None,
             json_dir: None,
             suppressions: None,
@@ -134,6 +140,7 @@ pub fn parse(s: &str) -> (Options, Vec<String>) {
             "scan_mmap" => flag(v).map(|b| o.scan_mmap = b),
             "halt_on_error" => flag(v).map(|b| o.halt_on_error = b),
             "error_exitcode" => v.parse().ok().map(|n| o.error_exitcode = n),
+            "keep_status" => flag(v).map(|b| o.keep_status = b),
             "log_file" => {
                 o.log_file = Some(v.to_owned());
                 Some(())

@@ -54,6 +54,9 @@ const QUARANTINED: u32 = 1 << 27;
 const BIG: u32 = 1 << 28;
 /// A guarded mapping (`guard=`), not a core block.
 const GUARD: u32 = 1 << 29;
+/// Made by `realloc` (see `block::realloc`: such a block may be resized
+/// in place).
+const REALLOCED: u32 = 1 << 30;
 
 const _: () = assert!(core::mem::size_of::<Meta>() == 48);
 
@@ -124,6 +127,17 @@ impl Meta {
     #[inline(always)]
     pub fn guard(&self) -> bool {
         self.thread_flags & GUARD != 0
+    }
+
+    /// Made by `realloc`.
+    #[inline(always)]
+    pub fn realloced(&self) -> bool {
+        self.thread_flags & REALLOCED != 0
+    }
+
+    #[inline(always)]
+    pub fn set_realloced(&mut self) {
+        self.thread_flags |= REALLOCED;
     }
 }
 

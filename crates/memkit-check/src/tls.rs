@@ -35,11 +35,11 @@ pub struct Thread {
 }
 
 /// Static TLS reserved for [`Thread`] (checked against its size at build).
-const _: () = assert!(core::mem::size_of::<Thread>() <= 8192);
+const _: () = assert!(core::mem::size_of::<Thread>() <= 16384);
 
 memkit_sys::tls_block! {
     /// The calling thread's state.
-    pub fn me() -> Thread = "memkit_check_tls", 8192;
+    pub fn me() -> Thread = "memkit_check_tls", 16384;
 }
 
 /// Runs `f` as the checker's own code (see [`Thread::busy`]).

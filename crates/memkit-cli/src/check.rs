@@ -32,7 +32,9 @@ calloc-overflow, reallocarray-overflow. What each is and when it is
 detected: docs/CHECK.md.
 
 Exit status: the program's own when nothing was reported, else
---error-exitcode (23, like LeakSanitizer).
+--error-exitcode (23, like LeakSanitizer). Each process the program starts
+keeps its own exit status (so `make` goes on past a leaking compiler),
+unless --fail-each-process.
 
 Environment:
   MEMKIT_CHECK_LIB      libmemkit_check.so to preload (default: the one next
@@ -53,6 +55,11 @@ pub struct CheckArgs {
     /// Exit status when anything was reported
     #[arg(long, value_name = "N", default_value_t = 23)]
     error_exitcode: u8,
+    /// Make every process that reported exit with --error-exitcode, as
+    /// LeakSanitizer does (by default each keeps its own status, and this
+    /// command's status says whether any process reported)
+    #[arg(long)]
+    fail_each_process: bool,
     /// Check for leaks at exit
     #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = ["yes", "no"])]
     leaks: String,
@@ -146,6 +153,9 @@ fn options(args: &CheckArgs, dir: &Path) -> Result<String, CliError> {
         o.push(format!("quarantine_mb={mb}"));
     }
     o.push(args.guard.clone());
+    if !args.fail_each_process {
+        o.push("keep_status=1".into());
+    }
     if args.show_reachable {
         o.push("show_reachable=1".into());
     }
@@ -339,6 +349,19 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
         _ => 1,
     };
     if counted > 0 {
+        let mut pids: Vec<_> = reports
+            .iter()
+            .filter(|r| r.get("leak_kind").and_then(|k| k.as_str()) != Some("reachable"))
+            .filter_map(|r| r.get("pid").and_then(|p| p.as_u64()))
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        eprintln!(
+            "memkit check: {counted} report(s) from {} process(es); exit status {} (the \
+             program's own: {program_status})",
+            pids.len(),
+            args.error_exitcode
+        );
         Ok(ExitCode::from(args.error_exitcode))
     } else {
         Ok(ExitCode::from(program_status))

@@ -41,14 +41,14 @@ static CORE: memkit_alloc::Core = memkit_alloc::Core;
 unsafe extern "C" {
     fn syscall(number: i64, ...) -> i64;
     fn pread(fd: i32, buf: *mut u8, n: usize, offset: i64) -> isize;
-    fn dlsym(
+    pub(crate) fn dlsym(
         handle: *mut core::ffi::c_void,
         name: *const core::ffi::c_char,
     ) -> *mut core::ffi::c_void;
 }
 
 /// glibc's `RTLD_NEXT`.
-const RTLD_NEXT: *mut core::ffi::c_void = -1isize as *mut core::ffi::c_void;
+pub(crate) const RTLD_NEXT: *mut core::ffi::c_void = -1isize as *mut core::ffi::c_void;
 
 /// One line on stderr.
 fn warn(msg: &str) {

@@ -12,8 +12,9 @@
 //! actions as foreign C handlers (`signal.getsignal` gave `None`): it left
 //! SIGINT without its `KeyboardInterrupt` handler, and restoring a saved
 //! `None` raised TypeError (multiprocessing's forkserver children died,
-//! the pool waited forever). glibc's `signal(3)` forms are not covered:
-//! they return our handler as the old one, which restores it as set.
+//! the pool waited forever). glibc's `signal(3)` forms (`signal`,
+//! `bsd_signal`, `sysv_signal`, `sigset`) set the action inside glibc,
+//! past the export: [`signal`] and its kin wrap them the same way.
 //!
 //! Writing allocates (from the core) and takes the profiler's lock, which
 //! is unsafe in a handler that interrupted an allocation on the same
@@ -21,7 +22,8 @@
 //! that arrives inside one is only noted; the entry point finishes the
 //! job on its way out.
 
-use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
+use core::ffi::CStr;
+use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed};
 
 use memkit_sys::signal::{self, SigAction, SigInfo};
 
@@ -93,6 +95,80 @@ pub unsafe extern "C" fn sigaction(sig: i32, act: *const SigAction, old: *mut Si
     }
     r
 }
+
+/// A `signal(3)` handler (`SIG_DFL` 0, `SIG_IGN` 1, `SIG_ERR` -1 too).
+type Handler = usize;
+
+const SIG_DFL: Handler = 0;
+const SIG_ERR: Handler = usize::MAX;
+
+/// glibc's function `name` (found on first use, kept in `slot`), called
+/// with `sig` and `h`. For SIGHUP, SIGINT and SIGTERM our handler comes
+/// back as `SIG_DFL`, and `SIG_DFL` set puts it back, as [`sigaction`].
+fn wrap(slot: &AtomicUsize, name: &CStr, sig: i32, h: Handler) -> Handler {
+    let mut f = slot.load(Relaxed);
+    if f == 0 {
+        // SAFETY: dlsym with a NUL-terminated name.
+        f = tls::inside(|| unsafe { crate::dlsym(crate::RTLD_NEXT, name.as_ptr()) }) as usize;
+        if f == 0 {
+            return SIG_ERR;
+        }
+        slot.store(f, Relaxed);
+    }
+    // SAFETY: glibc's signal(3) form `name`, which has this type.
+    let real: unsafe extern "C" fn(i32, Handler) -> Handler = unsafe { core::mem::transmute(f) };
+    // SAFETY: forwarded: the caller's handler, under the C contract.
+    let old = unsafe { real(sig, h) };
+    if old == SIG_ERR || !SIGNALS.contains(&sig) {
+        return old;
+    }
+    if h == SIG_DFL {
+        // SAFETY: as in `install`.
+        let _ = unsafe { signal::sigaction(sig, Some(&ours())) };
+    }
+    if old == on_signal as signal::InfoHandler as usize {
+        SIG_DFL
+    } else {
+        old
+    }
+}
+
+macro_rules! signal_form {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The C contract of `signal(3)`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(sig: i32, h: Handler) -> Handler {
+            static REAL: AtomicUsize = AtomicUsize::new(0);
+            let name = concat!(stringify!($name), "\0");
+            let name = CStr::from_bytes_with_nul(name.as_bytes()).unwrap_or(c"signal");
+            wrap(&REAL, name, sig, h)
+        }
+    };
+}
+
+signal_form!(
+    /// `signal(3)` (BSD semantics), seen as through [`sigaction`].
+    signal
+);
+signal_form!(
+    /// `bsd_signal(3)`, glibc's other name for `signal`.
+    bsd_signal
+);
+signal_form!(
+    /// `sysv_signal(3)` (a handler reset to `SIG_DFL` on delivery).
+    sysv_signal
+);
+signal_form!(
+    /// `__sysv_signal`, the name `<signal.h>` gives `sysv_signal`.
+    __sysv_signal
+);
+signal_form!(
+    /// `sigset(3)`, System V's.
+    sigset
+);
 
 unsafe extern "C" fn on_signal(sig: i32, _info: *mut SigInfo, _ctx: *mut core::ffi::c_void) {
     if tls::me().in_export.get() != 0 {

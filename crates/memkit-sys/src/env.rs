@@ -174,7 +174,7 @@ pub const VARS: &[Var] = {
             name: "MEMKIT_CHECK_OPTIONS",
             default: "unset",
             meaning: "options of `libmemkit_check.so`: `name=value` pairs separated by colons \
-                      (`leaks`, `show_reachable`, `scan_mmap`, `halt_on_error`, `error_exitcode`, `log_file`, \
+                      (`leaks`, `show_reachable`, `scan_mmap`, `halt_on_error`, `error_exitcode`, `keep_status`, `log_file`, \
                       `json_dir`, `suppressions`, `quarantine_mb`, `alloc_fill`, `free_fill`, \
                       `max_fill`, `free_check`, `stack_depth`, `guard`, `guard_sample`, `guard_max`; \
                       docs/CHECK.md); `memkit check` sets it from its command line",

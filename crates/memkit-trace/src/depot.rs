@@ -71,17 +71,56 @@ fn by_serial() -> *mut u32 {
     }
 }
 
-fn hash(frames: &[Frame]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ frames.len() as u64;
-    for &f in frames {
-        h = (h ^ f).wrapping_mul(0x100_0000_01b3).rotate_left(23);
+/// The multiplier of the stack hash (odd, so every power is invertible:
+/// two stacks that differ in one frame differ in their hash).
+pub const HASH_BASE: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// `HASH_BASE` to the powers 0..=64.
+pub const HASH_POWERS: [u64; 65] = {
+    let mut p = [1u64; 65];
+    let mut i = 1;
+    while i < 65 {
+        p[i] = p[i - 1].wrapping_mul(HASH_BASE);
+        i += 1;
     }
-    h | 1
+    p
+};
+
+/// The hash of a stack before it is mixed: the sum of `frames[i] *
+/// HASH_BASE^i` (mod 2^64). A polynomial, so that a front-end keeping the
+/// suffix sums of a walk's frames (`q[p] = frames[p] + HASH_BASE * q[p +
+/// 1]`) gets the hash of any run of them as `q[a] - HASH_BASE^n * q[a +
+/// n]` without reading the frames again ([`crate::recent`]).
+pub fn hash(frames: &[Frame]) -> u64 {
+    let mut h = 0u64;
+    for &f in frames.iter().rev() {
+        h = h.wrapping_mul(HASH_BASE).wrapping_add(f);
+    }
+    h
+}
+
+/// The depot's key of a stack of `len` frames with [`hash`] `h`: mixed
+/// (the polynomial's low bits depend on few frames' low bits; the table
+/// is indexed by the top bits), never 0.
+fn mix(h: u64, len: usize) -> u64 {
+    let mut x = h ^ (len as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    x | 1
 }
 
 /// The id of `frames`, storing them on first sight (0 for an empty stack
 /// or when the depot is full).
 pub fn intern(frames: &[Frame]) -> StackId {
+    intern_hashed(frames, hash(frames))
+}
+
+/// [`intern`] for a caller that has the stack's [`hash`] `h` already.
+pub fn intern_hashed(frames: &[Frame], h: u64) -> StackId {
+    debug_assert_eq!(h, hash(frames));
     if frames.is_empty() {
         return 0;
     }
@@ -89,7 +128,7 @@ pub fn intern(frames: &[Frame]) -> StackId {
     if a.is_null() {
         return 0;
     }
-    let h = hash(frames);
+    let h = mix(h, frames.len());
     let head = &HEADS[(h >> (64 - HEAD_BITS)) as usize];
     let mut id = head.load(Acquire);
     while id != 0 {

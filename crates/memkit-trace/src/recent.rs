@@ -35,6 +35,10 @@ pub const RECENT_FRAMES: usize = 32;
 /// Raw frames recorded (the front-end's own frames, dropped from the
 /// stack, count here too; a deeper walk is not recorded).
 const RAW: usize = RECENT_FRAMES + 4;
+/// Slots for the record's frames: a new walk that follows the old one to
+/// its end (or to the depth) writes its own frames in front of the
+/// followed ones, which stay where they are; room for the walk to move.
+const SLOTS: usize = 2 * RAW;
 
 /// One frame of a walk: its registers, the frame word it gave, the slot its
 /// saved rbp was read from (0: none) and two flags.
@@ -79,7 +83,19 @@ pub struct RecentStack {
     /// How the walk ended: [`AT_DEPTH`], 0 (the last frame's rule or bounds
     /// ended it, without reading), or where its return address was read as 0.
     end_at: Cell<usize>,
-    frames: [Cell<RawFrame>; RAW],
+    /// The record's raw frames are `frames[lo..lo + raw]`.
+    lo: Cell<u32>,
+    frames: [Cell<RawFrame>; SLOTS],
+    /// Each slot's frame word again (`words[p]` is `frames[p].word`), so
+    /// that the frames kept are one slice: `words[p..p + kept]`.
+    words: [Cell<Frame>; SLOTS],
+    /// The suffix sums of [`depot::hash`] over the words,
+    /// `q[p] = words[p] + HASH_BASE * q[p + 1]`, for every slot from the
+    /// record's first kept frame on (`q[SLOTS]` is 0), so the hash of the
+    /// kept frames `words[a..a + n]` is `q[a] - HASH_BASE^n * q[a + n]`:
+    /// a walk that follows the last one to its end hashes only its own
+    /// new frames.
+    q: [Cell<u64>; SLOTS + 1],
     /// The stack words the recorded walk read and what they held, as one
     /// flat list (the return address slots, the saved-rbp slots the walk
     /// depends on, the end word), so that a repeat of the walk is checked
@@ -92,6 +108,10 @@ pub struct RecentStack {
     bp0: Cell<usize>,
     bp_needed: Cell<bool>,
     never: Cell<bool>,
+    /// The first frame's pc and sp, for the flat list's test (copies:
+    /// the frame's slot moves with `lo`).
+    pc0: Cell<usize>,
+    sp0: Cell<usize>,
     /// Whether `checks` describes the walk in `frames`.
     flat: Cell<bool>,
 }
@@ -120,14 +140,28 @@ impl RecentStack {
                     word: 0,
                     flags: 0,
                 })
-            }; RAW],
+            }; SLOTS],
+            lo: Cell::new(0),
+            words: [const { Cell::new(0) }; SLOTS],
+            q: [const { Cell::new(0) }; SLOTS + 1],
             checks: [const { Cell::new((0, 0)) }; CHECKS],
             nchecks: Cell::new(0),
             bp0: Cell::new(0),
             bp_needed: Cell::new(false),
             never: Cell::new(false),
+            pc0: Cell::new(0),
+            sp0: Cell::new(0),
             flat: Cell::new(false),
         }
+    }
+}
+
+impl RecentStack {
+    /// The recorded walk's raw frames.
+    #[inline(always)]
+    fn old(&self) -> &[Cell<RawFrame>] {
+        let lo = self.lo.get() as usize;
+        &self.frames[lo..lo + self.raw.get() as usize]
     }
 }
 
@@ -211,8 +245,7 @@ fn same_as_last(regs: Regs, rec: &RecentStack) -> bool {
         flatten(rec);
         return true;
     }
-    let f = rec.frames[0].get();
-    if f.pc != regs.pc || f.sp != regs.sp || rec.never.get() {
+    if rec.pc0.get() != regs.pc || rec.sp0.get() != regs.sp || rec.never.get() {
         return false;
     }
     if rec.bp_needed.get() && rec.bp0.get() != regs.bp {
@@ -236,9 +269,8 @@ fn same_as_last(regs: Regs, rec: &RecentStack) -> bool {
 /// word the recorded walk read still holding what it read. Writes nothing.
 #[inline(always)]
 fn same_by_frames(regs: Regs, rec: &RecentStack) -> bool {
-    let raw = rec.raw.get() as usize;
     // SAFETY: the capture holds `busy`: nothing writes the record.
-    let old = unsafe { &*(&rec.frames[..raw] as *const [Cell<RawFrame>] as *const [RawFrame]) };
+    let old = unsafe { &*(rec.old() as *const [Cell<RawFrame>] as *const [RawFrame]) };
     let f = &old[0];
     if f.pc != regs.pc || f.sp != regs.sp || (f.flags & BP_MATTERS != 0 && f.bp != regs.bp) {
         return false;
@@ -271,7 +303,7 @@ fn same_by_frames(regs: Regs, rec: &RecentStack) -> bool {
 /// entered with, from the slot it was last reloaded from, else the first
 /// frame's rbp; the word that ended the walk).
 fn flatten(rec: &RecentStack) {
-    let raw = rec.raw.get() as usize;
+    let old = rec.old();
     let mut n = 0;
     let mut push = |at: usize, word: usize| {
         rec.checks[n].set((at, word));
@@ -284,14 +316,16 @@ fn flatten(rec: &RecentStack) {
         }
         (bp0, needed) = (want, true);
     };
-    let first = rec.frames[0].get();
+    let first = old[0].get();
+    rec.pc0.set(first.pc);
+    rec.sp0.set(first.sp);
     if first.flags & BP_MATTERS != 0 {
         need(first.bp);
     }
     // Where the rbp in hand came from: 0, the first frame's registers.
     let mut bp_from = 0usize;
-    for i in 1..raw {
-        let (f, next) = (rec.frames[i - 1].get(), rec.frames[i].get());
+    for i in 1..old.len() {
+        let (f, next) = (old[i - 1].get(), old[i].get());
         push(next.sp - 8, next.pc);
         if f.bp_at != 0 {
             bp_from = f.bp_at;
@@ -359,7 +393,9 @@ fn walk(
     rec: &RecentStack,
     reuse: bool,
 ) -> Option<StackId> {
-    let old_raw = if reuse { rec.raw.get() as usize } else { 0 };
+    let lo = rec.lo.get() as usize;
+    let old = if reuse { rec.old() } else { &[] };
+    let old_raw = old.len();
     let mut buf = [const { MaybeUninit::<RawFrame>::uninit() }; RAW];
     let mut kept = Kept {
         out: [const { MaybeUninit::uninit() }; RECENT_FRAMES],
@@ -376,11 +412,16 @@ fn walk(
         if j >= RAW {
             return None;
         }
-        while k < old_raw && rec.frames[k].get().sp < sp {
+        // Fields read in place (Cell::get copied whole frames).
+        let at = old.as_ptr() as *const RawFrame;
+        // SAFETY: k < old_raw: a frame of the record; Cell<T> is a T, and
+        // the capture alone touches the record (it holds `busy`).
+        while k < old_raw && unsafe { (*at.add(k)).sp } < sp {
             k += 1;
         }
         let joins = k < old_raw && {
-            let f = rec.frames[k].get();
+            // SAFETY: as above.
+            let f = unsafe { &*at.add(k) };
             f.sp == sp
                 && f.pc == pc
                 && (f.flags & BP_MATTERS == 0 || f.bp == bp)
@@ -396,7 +437,7 @@ fn walk(
         let followed = joins;
         if joins && kept.in_skip {
             // Inside the skipped frames, one frame at a time.
-            let f = rec.frames[k].get();
+            let f = old[k].get();
             frame = RawFrame {
                 bp,
                 flags: (f.flags & USES_BP) | IN_SKIP,
@@ -410,7 +451,7 @@ fn walk(
                 break;
             }
             if k + 1 < old_raw {
-                let next = rec.frames[k + 1].get();
+                let next = old[k + 1].get();
                 // SAFETY: the old walk read these words of this thread's
                 // stack (same stack end), from the same registers where
                 // they matter.
@@ -443,16 +484,26 @@ fn walk(
         } else if joins {
             // Follow the old walk from frame k, verifying only.
             let room = depth - kept.n;
+            let lim = room.min(old_raw - k);
             let mut m = 0;
+            // Fields read and written in place (a whole RawFrame copied in
+            // and out was a third of this loop's instructions).
+            let at = old[k..].as_ptr() as *mut RawFrame;
             let follow = loop {
-                let f = rec.frames[k + m].get();
-                // The frame's entering rbp, for whoever compares it later.
-                rec.frames[k + m].set(RawFrame { bp, ..f });
+                // SAFETY: k + m < old_raw: a frame of the record, which
+                // the capture alone touches (it holds `busy`); Cell<T> is
+                // a T, written through a raw pointer.
+                let bp_at = unsafe {
+                    let f = at.add(m);
+                    // The frame's entering rbp, for whoever compares it later.
+                    (*f).bp = bp;
+                    (*f).bp_at
+                };
                 m += 1;
-                if m == room {
-                    break Follow::AtDepth;
-                }
-                if k + m == old_raw {
+                if m == lim {
+                    if m == room {
+                        break Follow::AtDepth;
+                    }
                     let e = rec.end_at.get();
                     // SAFETY: the old walk read this word, as below.
                     if e != AT_DEPTH && (e == 0 || unsafe { *(e as *const usize) } == 0) {
@@ -460,25 +511,31 @@ fn walk(
                     }
                     break Follow::Step;
                 }
-                let next = rec.frames[k + m].get();
-                // SAFETY: the old walk read these words of this thread's
-                // stack (same stack end), from the same registers where
-                // they matter.
-                let (ra, nbp) = unsafe {
-                    let nbp = if f.bp_at != 0 {
-                        *(f.bp_at as *const usize)
+                // SAFETY: k + m < old_raw, as above; the old walk read
+                // these words of this thread's stack (same stack end),
+                // from the same registers where they matter.
+                let (ra, nbp, npc, nflags, nbp_want) = unsafe {
+                    let next = at.add(m);
+                    let nbp = if bp_at != 0 {
+                        *(bp_at as *const usize)
                     } else {
                         bp
                     };
-                    (*((next.sp - 8) as *const usize), nbp)
+                    let ra = *(((*next).sp - 8) as *const usize);
+                    (ra, nbp, (*next).pc, (*next).flags, (*next).bp)
                 };
-                if ra != next.pc || (next.flags & BP_MATTERS != 0 && nbp != next.bp) {
+                if ra != npc || (nflags & BP_MATTERS != 0 && nbp != nbp_want) {
                     break Follow::Step;
                 }
                 bp = nbp;
             };
-            for i in 0..m {
-                kept.out[kept.n + i].write(rec.frames[k + i].get().word);
+            // A walk that ends on the followed frames keeps them in the
+            // record's slots (the words are read from there); one that
+            // steps on, or cannot be recorded, copies their words.
+            if matches!(follow, Follow::Step) || j + m > RAW {
+                for i in 0..m {
+                    kept.out[kept.n + i].write(old[k + i].get().word);
+                }
             }
             kept.n += m;
             match follow {
@@ -497,11 +554,11 @@ fn walk(
                         return None;
                     }
                     for i in 0..m - 1 {
-                        buf[j + i].write(rec.frames[k + i].get());
+                        buf[j + i].write(old[k + i].get());
                     }
                     j += m - 1;
                     k += m - 1;
-                    let f = rec.frames[k].get();
+                    let f = old[k].get();
                     (pc, sp) = (f.pc, f.sp);
                     frame = RawFrame {
                         bp,
@@ -567,25 +624,40 @@ fn walk(
         }
     }
     let n = kept.n;
-    // SAFETY: push and the follow loop wrote the first n words.
-    let frames = unsafe { &*(&kept.out[..n] as *const [MaybeUninit<Frame>] as *const [Frame]) };
-    // The new record: buf[..j], then the followed tail where it ended on one.
-    let (raw, mut matters) = match tail {
+    // The new record: buf[..j], in front of the followed tail where the
+    // walk ended on one (the tail stays in its slots, with its words and
+    // suffix sums), else at the end of the slots.
+    let (start, m, mut matters) = match tail {
         Some((k, m)) if j + m <= RAW => {
-            if j != k {
-                // SAFETY: inside the record's array (j + m, k + m <= RAW);
-                // Cell<RawFrame> is a RawFrame; the ranges may overlap.
-                unsafe { core::ptr::copy(rec.frames[k].as_ptr(), rec.frames[j].as_ptr(), m) };
+            let mut at = lo + k;
+            let matters = rec.frames[at].get().flags & BP_MATTERS != 0;
+            if at < j {
+                // No room in front: the tail moves to the end of the slots
+                // (its sums are computed again, from q[SLOTS] = 0).
+                let to = SLOTS - m;
+                // SAFETY: both ranges inside the slots (at + m <= SLOTS);
+                // Cell<T> is a T; the ranges may overlap.
+                unsafe {
+                    core::ptr::copy(rec.frames[at].as_ptr(), rec.frames[to].as_ptr(), m);
+                    core::ptr::copy(rec.words[at].as_ptr(), rec.words[to].as_ptr(), m);
+                }
+                for p in (to..SLOTS).rev() {
+                    sum_at(rec, p);
+                }
+                at = to;
             }
-            (j + m, rec.frames[j].get().flags & BP_MATTERS != 0)
+            (at - j, m, matters)
         }
         Some(_) => {
             rec.raw.set(0);
+            // SAFETY: push and the follow loop wrote the first n words.
+            let frames =
+                unsafe { &*(&kept.out[..n] as *const [MaybeUninit<Frame>] as *const [Frame]) };
             let id = depot::intern(frames);
             rec.id.set(id);
             return Some(id);
         }
-        None => (j, false),
+        None => (SLOTS - j, 0, false),
     };
     // BP_MATTERS, from the outermost new frame in.
     for i in (0..j).rev() {
@@ -597,9 +669,21 @@ fn walk(
         } else {
             f.flags & !BP_MATTERS
         };
-        rec.frames[i].set(f);
+        rec.frames[start + i].set(f);
+        rec.words[start + i].set(f.word);
     }
-    rec.raw.set(raw as u32);
+    // The kept frames: the last n - m new ones (the skipped module's frames
+    // before them are dropped), then the tail.
+    let first = start + j - (n - m);
+    for p in (first..start + j).rev() {
+        sum_at(rec, p);
+    }
+    let end = start + j + m;
+    let h = rec.q[first]
+        .get()
+        .wrapping_sub(depot::HASH_POWERS[n].wrapping_mul(rec.q[end].get()));
+    rec.lo.set(start as u32);
+    rec.raw.set((end - start) as u32);
     rec.kept.set(n as u32);
     rec.end_at.set(end_at);
     rec.depth.set(depth as u32);
@@ -607,9 +691,20 @@ fn walk(
     rec.stack_end.set(stack_end);
     rec.generation.set(unwind::generation());
     rec.flat.set(false);
-    let id = depot::intern(frames);
+    // SAFETY: Cell<Frame> is a Frame; the capture holds `busy`.
+    let frames = unsafe { &*(&rec.words[first..end] as *const [Cell<Frame>] as *const [Frame]) };
+    let id = depot::intern_hashed(frames, h);
     rec.id.set(id);
     Some(id)
+}
+
+/// Sets slot `p`'s suffix sum from its word and the next slot's sum.
+#[inline(always)]
+fn sum_at(rec: &RecentStack, p: usize) {
+    let q = rec.words[p]
+        .get()
+        .wrapping_add(depot::HASH_BASE.wrapping_mul(rec.q[p + 1].get()));
+    rec.q[p].set(q);
 }
 
 #[cfg(test)]
@@ -642,6 +737,62 @@ mod tests {
         out.push((a, b));
     }
 
+    /// Moves the record to the front of its slots (as walks that join
+    /// ever later in a deeper walk move it), keeping its suffix sums.
+    fn to_the_front(rec: &RecentStack) {
+        let (lo, raw) = (rec.lo.get() as usize, rec.raw.get() as usize);
+        for i in 0..raw {
+            rec.frames[i].set(rec.frames[lo + i].get());
+            rec.words[i].set(rec.words[lo + i].get());
+        }
+        for p in (0..raw).rev() {
+            sum_at(rec, p);
+        }
+        rec.lo.set(0);
+    }
+
+    /// [`down`] with a stack end fixed by the caller (so that walks from
+    /// different depths may join).
+    #[inline(never)]
+    fn deep(n: usize, rec: &RecentStack, end: usize, out: &mut Vec<(StackId, StackId)>) {
+        if n > 0 {
+            deep(n - 1, rec, end, out);
+            core::hint::black_box(n);
+            return;
+        }
+        let regs = unwind::here();
+        let a = crate::capture_interned(regs, end, 0, 30);
+        let b = capture_interned_recent(regs, end, 0, 30, rec);
+        out.push((a, b));
+    }
+
+    /// A walk that joins a record with no room in front of the join for
+    /// its new frames: the followed frames move to the end of the slots.
+    #[test]
+    fn a_record_without_room_in_front() {
+        let rec = RecentStack::new();
+        let mut out = Vec::new();
+        let end = unwind::here().sp + (1 << 20);
+        for n in [0usize, 3, 5, 9, 2, 12, 20] {
+            deep(n, &rec, end, &mut out);
+            to_the_front(&rec);
+            // Deeper: more new frames before the join than the record
+            // has slots in front of it.
+            deep(n + 3, &rec, end, &mut out);
+            assert_eq!(
+                rec.lo.get() as usize + rec.raw.get() as usize,
+                SLOTS,
+                "the walk did not move the followed frames to the end"
+            );
+            deep(n + 3, &rec, end, &mut out);
+            deep(n, &rec, end, &mut out);
+        }
+        for (i, (a, b)) in out.iter().enumerate() {
+            assert_eq!(depot::frames(*a), depot::frames(*b), "capture {i}");
+            assert_eq!(a, b, "capture {i}");
+        }
+    }
+
     #[test]
     fn same_frames_as_a_full_walk() {
         let rec = RecentStack::new();
@@ -663,6 +814,8 @@ mod tests {
         }
         for (i, (a, b)) in out.iter().enumerate() {
             assert_eq!(depot::frames(*a), depot::frames(*b), "capture {i}");
+            // The same hash too (one thread: a stack is stored once).
+            assert_eq!(a, b, "capture {i}");
         }
     }
 }

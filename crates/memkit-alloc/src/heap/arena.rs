@@ -164,7 +164,8 @@ pub unsafe fn calloc(h: *mut Heap, n: usize, size: usize) -> *mut u8 {
         }
         if total > MEDIUM_MAX {
             let hb = huge::header_of(p);
-            if !hb.is_null() && huge::is_zeroed(hb) {
+            if !hb.is_null() {
+                huge::zero(hb, p, total);
                 return p;
             }
         }
