@@ -529,6 +529,29 @@ fn guard_reads() -> &'static Path {
     })
 }
 
+/// The two guard modes the guard tests run in.
+const GUARD_MODES: [[&str; 2]; 2] = [["--guard", "all"], ["--guard", "sample=1"]];
+
+/// Runs `case` of guard_reads.c under `mode`: one report of `kind` at
+/// `offset`, from a block of `alloc_site_guard`, and the program on to its
+/// end; its `ok-` twin reports nothing. Returns the run for more checks.
+fn guard_case(mode: &[&str], program: &Path, case: &str, kind: &str, offset: i64) -> Checked {
+    let c = check(mode, program, &[case]);
+    c.expect(ERROR_EXIT, 1)
+        .stdout_has(&format!("END {case}"), true);
+    let r = &c.reports[0];
+    assert_eq!(r["kind"], kind, "{}", c.describe());
+    assert_eq!(r["offset"], offset, "{}", c.describe());
+    assert_eq!(
+        r["alloc_stack"][1]["function"],
+        "alloc_site_guard",
+        "{}",
+        c.describe()
+    );
+    check(mode, program, &[&format!("ok-{case}")]).expect(0, 0);
+    c
+}
+
 /// `--guard all` and `--guard sample=1`: a read past the end and a read
 /// after free fault at the reading instruction and are reported with its
 /// stack (the bug site first), then the program goes on to its end. The
@@ -553,26 +576,15 @@ fn guard_pages_catch_reads() {
             3,
         ),
     ] {
-        for mode in [["--guard", "all"], ["--guard", "sample=1"]] {
-            let c = check(&mode, program, &[case]);
-            c.expect(ERROR_EXIT, 1)
-                .stdout_has(&format!("END {case}"), true);
+        for mode in GUARD_MODES {
+            let c = guard_case(&mode, program, case, kind, offset);
             let r = &c.reports[0];
-            assert_eq!(r["kind"], kind, "{}", c.describe());
-            assert_eq!(r["offset"], offset, "{}", c.describe());
             assert_eq!(r["stack"][0]["function"], site, "{}", c.describe());
             assert!(
                 r["message"].as_str().unwrap_or("").starts_with("READ"),
                 "{}",
                 c.describe()
             );
-            assert_eq!(
-                r["alloc_stack"][1]["function"],
-                "alloc_site_guard",
-                "{}",
-                c.describe()
-            );
-            check(&mode, program, &[&format!("ok-{case}")]).expect(0, 0);
         }
         check(&[], program, &[case]).expect(0, 0);
     }
@@ -603,29 +615,14 @@ fn guard_reports_a_checked_call_once() {
             0,
         ),
     ] {
-        for mode in [["--guard", "all"], ["--guard", "sample=1"]] {
-            let c = check(&mode, program, &[case]);
-            c.expect(ERROR_EXIT, 1)
-                .stdout_has(&format!("END {case}"), true);
-            let r = &c.reports[0];
-            assert_eq!(r["kind"], kind, "{}", c.describe());
-            assert_eq!(r["offset"], offset, "{}", c.describe());
+        for mode in GUARD_MODES {
+            let c = guard_case(&mode, program, case, kind, offset);
+            let stack = c.reports[0]["stack"].as_array().unwrap();
             assert!(
-                r["stack"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|f| f["function"] == site),
+                stack.iter().any(|f| f["function"] == site),
                 "{}",
                 c.describe()
             );
-            assert_eq!(
-                r["alloc_stack"][1]["function"],
-                "alloc_site_guard",
-                "{}",
-                c.describe()
-            );
-            check(&mode, program, &[&format!("ok-{case}")]).expect(0, 0);
         }
         // The default mode sees them too, at the call.
         let c = check(&[], program, &[case]);
