@@ -27,28 +27,25 @@ fn all_zero(p: *const u8, len: usize) -> Option<usize> {
     s.iter().position(|&b| b != 0)
 }
 
+/// Whether the kernel backs anonymous memory with huge pages unasked
+/// (THP `always`): then a fault fills a whole 2 MiB page and khugepaged
+/// may collapse a sparse range at any time, so residency proves nothing.
+fn thp_always() -> bool {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|s| s.contains("[always]"))
+}
+
 #[test]
 fn calloc_of_a_reused_mapping_is_zero_and_stays_sparse() {
+    // Both blocks stay below the 6 MiB from which a mapping used densely
+    // and taken again gets MADV_HUGEPAGE (khugepaged then collapses a 2
+    // MiB range around a single present page: all of it resident).
     // SAFETY: plain allocations of ours, each freed once, written only
     // within their size.
     unsafe {
-        // Dense: every byte written; a calloc of an odd size taken from it.
-        let size = 4 * MIB + 123;
-        let p = malloc(size);
-        assert!(!p.is_null());
-        p.write_bytes(0xab, size);
-        free(p);
-        let q = calloc(1, size);
-        assert_eq!(q, p, "the cached mapping is taken again");
-        assert_eq!(
-            all_zero(q, size),
-            None,
-            "a byte of the dense mapping not zeroed"
-        );
-        free(q);
-
-        // Sparse: one page in three written, the rest never touched.
-        let size = 8 * MIB;
+        // Sparse first, in a fresh mapping: one page in three written,
+        // the rest never touched.
+        let size = 5 * MIB;
         let p = malloc(size);
         assert!(!p.is_null());
         let mut off = 0;
@@ -62,13 +59,28 @@ fn calloc_of_a_reused_mapping_is_zero_and_stays_sparse() {
         assert_eq!(q, p, "the cached mapping is taken again");
         let after = resident(q, size);
         assert!(
-            after <= written + 2,
+            thp_always() || after <= written + 2,
             "calloc made {after} pages resident, its last use {written}"
         );
         assert_eq!(
             all_zero(q, size),
             None,
             "a byte of the sparse mapping not zeroed"
+        );
+        free(q);
+
+        // Dense: every byte written; a calloc of an odd size taken from it.
+        let size = 4 * MIB + 123;
+        let p = malloc(size);
+        assert!(!p.is_null());
+        p.write_bytes(0xab, size);
+        free(p);
+        let q = calloc(1, size);
+        assert_eq!(q, p, "the cached mapping is taken again");
+        assert_eq!(
+            all_zero(q, size),
+            None,
+            "a byte of the dense mapping not zeroed"
         );
         free(q);
     }
