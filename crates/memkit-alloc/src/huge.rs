@@ -357,9 +357,7 @@ unsafe fn classify(h: *mut Huge, need: usize) {
         (*h).sampled_at = now;
         let sampled = sample_resident(h);
         let pages = 2 * SAMPLE_WINDOW;
-        (*h).dense = matches!(sampled, Some(n) if 2 * n >= pages)
-            && (*h).map_size >= THP_MIN
-            && OPTIONS.thp.load(Relaxed) == THP_DEFAULT;
+        (*h).dense = may_advise && matches!(sampled, Some(n) if 2 * n >= pages);
         (*h).sparse = matches!(sampled, Some(n) if n * SPARSE_SHARE < pages);
     }
 }

@@ -339,26 +339,27 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
         file.write_all((text + "\n").as_bytes())
             .map_err(|e| json_error(path, &e))?;
     }
-    let counted = reports
+    // Still-reachable blocks are listed, not counted as reports.
+    let counted: Vec<_> = reports
         .iter()
         .filter(|r| r.get("leak_kind").and_then(|k| k.as_str()) != Some("reachable"))
-        .count();
+        .collect();
     let program_status = match (status.code(), status.signal()) {
         (Some(c), _) => c as u8,
         (None, Some(s)) => (128 + s) as u8,
         _ => 1,
     };
-    if counted > 0 {
-        let mut pids: Vec<_> = reports
+    if !counted.is_empty() {
+        let mut pids: Vec<_> = counted
             .iter()
-            .filter(|r| r.get("leak_kind").and_then(|k| k.as_str()) != Some("reachable"))
             .filter_map(|r| r.get("pid").and_then(|p| p.as_u64()))
             .collect();
         pids.sort_unstable();
         pids.dedup();
         eprintln!(
-            "memkit check: {counted} report(s) from {} process(es); exit status {} (the \
+            "memkit check: {} report(s) from {} process(es); exit status {} (the \
              program's own: {program_status})",
+            counted.len(),
             pids.len(),
             args.error_exitcode
         );
