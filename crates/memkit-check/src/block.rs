@@ -112,6 +112,12 @@ const PUBLISH_BYTES: usize = 256 << 10;
 const PUBLISH_BLOCKS: usize = 1024;
 const SEQ_BITS: u32 = 28;
 
+// A record chunk fills the 16 KiB block `own_alloc` serves it from.
+const _: () = {
+    let bytes = crate::records::CHUNK * core::mem::size_of::<Meta>();
+    assert!(bytes <= 16 << 10 && bytes + core::mem::size_of::<Meta>() > 16 << 10);
+};
+
 struct Quarantine {
     /// Records, oldest first (what each holds back is its [`footprint`]).
     q: Records<Meta>,
