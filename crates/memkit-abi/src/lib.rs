@@ -36,6 +36,7 @@
 pub mod c;
 pub mod cxx;
 mod exports;
+pub mod info;
 
 pub use memkit_alloc::glibc;
 

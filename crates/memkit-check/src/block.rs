@@ -655,6 +655,38 @@ fn count(live: i64, size: usize) {
     }
 }
 
+/// The program's heap as `mallinfo2` and `malloc_stats` report it.
+pub struct HeapStats {
+    /// Live blocks and the bytes the program asked for in them: exact for
+    /// the calling thread (its tally is published first), other threads'
+    /// last at most ~1024 allocations behind.
+    pub live_blocks: usize,
+    pub live_bytes: usize,
+    /// Blocks in quarantine, and what they hold back ([`footprint`]).
+    pub quarantined: usize,
+    pub quarantine_bytes: usize,
+    pub quarantine_bound: usize,
+}
+
+pub fn heap_stats() -> HeapStats {
+    let t = tls::me();
+    LIVE_BYTES.fetch_add(t.live_bytes.replace(0), Relaxed);
+    LIVE_BLOCKS.fetch_add(t.live.replace(0), Relaxed);
+    let (mut quarantined, mut quarantine_bytes) = (0, 0);
+    for s in &QUARANTINE {
+        let q = s.lock();
+        quarantined += q.q.len();
+        quarantine_bytes += q.bytes;
+    }
+    HeapStats {
+        live_blocks: LIVE_BLOCKS.load(Relaxed).max(0) as usize,
+        live_bytes: LIVE_BYTES.load(Relaxed).max(0) as usize,
+        quarantined,
+        quarantine_bytes,
+        quarantine_bound: quarantine_bound(options::get()),
+    }
+}
+
 /// Counts a live block's change of size by `delta` bytes (`realloc` in
 /// place) in the thread's tally.
 fn resized(delta: i64) {

@@ -6,6 +6,9 @@
 //! (`calloc-overflow`, `invalid-alignment`) and still return what glibc
 //! returns.
 
+use core::ffi::c_void;
+
+use memkit_abi::info::{Mallinfo, Mallinfo2};
 use memkit_abi::{oom, Backend, Edge, Kind};
 use memkit_trace::unwind::Regs;
 
@@ -160,8 +163,130 @@ fn bad_alignment(func: &str, align: usize, why: &str, site: Regs) {
     });
 }
 
-/// `malloc_trim`: nothing to give back that the quarantine would not keep.
+/// `malloc_trim`: the core gives back its free memory (the quarantine
+/// keeps its blocks); 1 if any was released.
 #[unsafe(no_mangle)]
 pub extern "C" fn malloc_trim(_pad: usize) -> i32 {
-    0
+    (tls::inside(memkit_alloc::trim) > 0) as i32
+}
+
+/// What `mallinfo2` says under the checker (docs/CHECK.md,
+/// "Introspection"): `uordblks` the bytes the program's live blocks were
+/// asked with (as Valgrind's memcheck counts them), `fsmblks` what the
+/// quarantine holds, `arena` the core's memory under both.
+fn info2() -> Mallinfo2 {
+    let h = block::heap_stats();
+    let s = memkit_alloc::stats();
+    let arena = s.mapped() as usize;
+    Mallinfo2 {
+        arena,
+        ordblks: h.live_blocks,
+        hblks: s.huge_live as usize,
+        hblkhd: s.huge_live_bytes as usize,
+        fsmblks: h.quarantine_bytes,
+        uordblks: h.live_bytes,
+        fordblks: arena.saturating_sub(h.live_bytes),
+        keepcost: s.dirty as usize,
+        ..Mallinfo2::default()
+    }
+}
+
+/// `mallinfo2(3)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn mallinfo2() -> Mallinfo2 {
+    info2()
+}
+
+/// `mallinfo(3)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn mallinfo() -> Mallinfo {
+    info2().into()
+}
+
+/// `mallopt(3)` (see [`memkit_abi::info::mallopt`]).
+#[unsafe(no_mangle)]
+pub extern "C" fn mallopt(param: i32, value: i32) -> i32 {
+    memkit_abi::info::mallopt(param, value)
+}
+
+/// The `malloc_stats` summary (and `malloc_info`'s figures).
+fn stats_text() -> String {
+    let h = block::heap_stats();
+    let s = memkit_alloc::stats();
+    format!(
+        "memkit check malloc_stats (pid {})\n\
+         \x20 in use:      {:>14} bytes in {} blocks (as the program asked for them)\n\
+         \x20 quarantine:  {:>14} bytes in {} blocks (bound {} bytes; blocks, red zones and records)\n\
+         \x20 core:        {:>14} bytes mapped, {} in use (blocks with their red zones), {} free but resident\n",
+        memkit_sys::pid(),
+        h.live_bytes,
+        h.live_blocks,
+        h.quarantine_bytes,
+        h.quarantined,
+        h.quarantine_bound,
+        s.mapped(),
+        s.in_use(),
+        s.dirty,
+    )
+}
+
+/// `malloc_stats(3)`: the summary on stderr.
+#[unsafe(no_mangle)]
+pub extern "C" fn malloc_stats() {
+    let t = tls::inside(stats_text);
+    let _ = memkit_sys::write_all(2, t.as_bytes());
+}
+
+unsafe extern "C" {
+    fn fwrite(p: *const c_void, size: usize, n: usize, f: *mut c_void) -> usize;
+}
+
+/// `malloc_info(3)`: XML in glibc's shape, one `<heap>` (the checker's
+/// blocks are not per thread); `options` must be 0 (`EINVAL` otherwise,
+/// like glibc).
+///
+/// # Safety
+/// `fp` is a `FILE *` open for writing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc_info(options: i32, fp: *mut c_void) -> i32 {
+    if options != 0 || fp.is_null() {
+        memkit_abi::set_errno(memkit_abi::EINVAL);
+        return -1;
+    }
+    let text = tls::inside(|| {
+        let h = block::heap_stats();
+        let s = memkit_alloc::stats();
+        format!(
+            "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n\
+             <total type=\"fast\" count=\"0\" size=\"0\"/>\n\
+             <total type=\"rest\" count=\"{}\" size=\"{}\"/>\n\
+             <total type=\"inuse\" count=\"{}\" size=\"{}\"/>\n</heap>\n\
+             <total type=\"fast\" count=\"0\" size=\"0\"/>\n\
+             <total type=\"rest\" count=\"{}\" size=\"{}\"/>\n\
+             <total type=\"mmap\" count=\"{}\" size=\"{}\"/>\n\
+             <system type=\"current\" size=\"{}\"/>\n\
+             <system type=\"max\" size=\"{}\"/>\n\
+             <aspace type=\"total\" size=\"{}\"/>\n\
+             <aspace type=\"mprotect\" size=\"{}\"/>\n</malloc>\n",
+            h.quarantined,
+            h.quarantine_bytes,
+            h.live_blocks,
+            h.live_bytes,
+            h.quarantined,
+            h.quarantine_bytes,
+            s.huge_live,
+            s.huge_live_bytes,
+            s.mapped(),
+            s.peak_mapped,
+            s.mapped(),
+            s.mapped(),
+        )
+    });
+    // SAFETY: per the contract; the text is ours.
+    let n = unsafe { fwrite(text.as_ptr().cast(), 1, text.len(), fp) };
+    if n == text.len() {
+        0
+    } else {
+        -1
+    }
 }

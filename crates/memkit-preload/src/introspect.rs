@@ -4,44 +4,13 @@
 
 use core::ffi::c_void;
 use core::fmt::Write;
-use core::sync::atomic::Ordering::Relaxed;
 
-use memkit_alloc::config::OPTIONS;
+use memkit_abi::info::{Mallinfo, Mallinfo2};
 use memkit_alloc::size_class::NBINS;
 use memkit_alloc::util::BufWriter;
 use memkit_alloc::{self as core_alloc, AllocStats};
 
 use crate::{set_errno, EINVAL};
-
-/// glibc's `struct mallinfo2`.
-#[repr(C)]
-pub struct Mallinfo2 {
-    pub arena: usize,
-    pub ordblks: usize,
-    pub smblks: usize,
-    pub hblks: usize,
-    pub hblkhd: usize,
-    pub usmblks: usize,
-    pub fsmblks: usize,
-    pub uordblks: usize,
-    pub fordblks: usize,
-    pub keepcost: usize,
-}
-
-/// glibc's `struct mallinfo` (int fields; values saturate at `INT_MAX`).
-#[repr(C)]
-pub struct Mallinfo {
-    pub arena: i32,
-    pub ordblks: i32,
-    pub smblks: i32,
-    pub hblks: i32,
-    pub hblkhd: i32,
-    pub usmblks: i32,
-    pub fsmblks: i32,
-    pub uordblks: i32,
-    pub fordblks: i32,
-    pub keepcost: i32,
-}
 
 fn info2() -> Mallinfo2 {
     let s = core_alloc::stats();
@@ -68,20 +37,7 @@ pub extern "C" fn mallinfo2() -> Mallinfo2 {
 /// `mallinfo(3)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn mallinfo() -> Mallinfo {
-    let m = info2();
-    let c = |v: usize| v.min(i32::MAX as usize) as i32;
-    Mallinfo {
-        arena: c(m.arena),
-        ordblks: c(m.ordblks),
-        smblks: c(m.smblks),
-        hblks: c(m.hblks),
-        hblkhd: c(m.hblkhd),
-        usmblks: c(m.usmblks),
-        fsmblks: c(m.fsmblks),
-        uordblks: c(m.uordblks),
-        fordblks: c(m.fordblks),
-        keepcost: c(m.keepcost),
-    }
+    info2().into()
 }
 
 /// `malloc_trim(3)`: returns free memory to the OS now; 1 if any was released.
@@ -91,33 +47,10 @@ pub extern "C" fn malloc_trim(_pad: usize) -> i32 {
     (core_alloc::trim() > 0) as i32
 }
 
-const M_MXFAST: i32 = 1;
-const M_TRIM_THRESHOLD: i32 = -1;
-const M_TOP_PAD: i32 = -2;
-const M_MMAP_THRESHOLD: i32 = -3;
-const M_MMAP_MAX: i32 = -4;
-const M_CHECK_ACTION: i32 = -5;
-const M_PERTURB: i32 = -6;
-const M_ARENA_TEST: i32 = -7;
-const M_ARENA_MAX: i32 = -8;
-
-/// `mallopt(3)`: 1 for every parameter glibc knows, 0 for others.
-/// `M_TRIM_THRESHOLD` sets how many bytes of freed huge blocks memkit keeps
-/// for reuse; the others have no memkit equivalent and are accepted as no-ops
-/// (see README).
+/// `mallopt(3)` (see [`memkit_abi::info::mallopt`]).
 #[unsafe(no_mangle)]
 pub extern "C" fn mallopt(param: i32, value: i32) -> i32 {
-    match param {
-        M_TRIM_THRESHOLD => {
-            if value >= 0 {
-                OPTIONS.huge_cache_bytes.store(value as u64, Relaxed);
-            }
-            1
-        }
-        M_MXFAST | M_TOP_PAD | M_MMAP_THRESHOLD | M_MMAP_MAX | M_CHECK_ACTION | M_PERTURB
-        | M_ARENA_TEST | M_ARENA_MAX => 1,
-        _ => 0,
-    }
+    memkit_abi::info::mallopt(param, value)
 }
 
 /// Writes the human summary of `malloc_stats` to `fd`.

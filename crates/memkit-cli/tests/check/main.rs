@@ -631,6 +631,49 @@ fn guard_reports_a_checked_call_once() {
     }
 }
 
+/// glibc's introspection answers for the checker: `mallinfo2`'s
+/// `uordblks` rises by exactly the bytes 1000 blocks were asked with and
+/// falls back when they are freed (a program's own leak test compares
+/// it), `fsmblks` shows them in quarantine, `mallinfo` agrees, `mallopt`
+/// and `malloc_info` answer as glibc's do, `malloc_stats` is the
+/// checker's summary. (Before, the checker exported none of them but
+/// `malloc_trim`, which did nothing: glibc's own answered, for a heap the
+/// program never used, with zeros.)
+#[test]
+fn introspection_is_the_checkers() {
+    if !require("introspection_is_the_checkers", &["gcc"]) {
+        return;
+    }
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let prog = compiled(&P, |d| {
+        compile_c(
+            "check/introspect.c",
+            d,
+            "introspect",
+            &["-O2", "-Wno-deprecated-declarations"],
+        )
+    });
+    let c = check(&[], prog, &[]);
+    c.expect(0, 0);
+    for line in [
+        "LIVE_DELTA 100000",
+        "BLOCKS_DELTA 1000",
+        "ARENA_COVERS 1",
+        "AFTER_FREE 0",
+        "QUARANTINE_GREW 1",
+        "MALLINFO_MATCHES 1",
+        "MALLOPT 1 0",
+        "INFO 0",
+        "INFO_INUSE 1",
+        "INFO_BAD -1",
+    ] {
+        c.stdout_has(line, true);
+    }
+    c.stderr_has("memkit check malloc_stats (pid ", true)
+        .stderr_has("  quarantine: ", true)
+        .stderr_has("Arena 0:", false);
+}
+
 /// A quarantine whose blocks grow: the records 37,000 freed 16-byte
 /// blocks needed are given back once 4 KiB blocks fill the quarantine
 /// (the record chunks fill their 16 KiB blocks, and freed chunks' pages go
