@@ -84,3 +84,28 @@ pub fn mallopt(param: i32, value: i32) -> i32 {
         _ => 0,
     }
 }
+
+/// Defines `mallinfo2`, `mallinfo` and `mallopt` in the calling crate, the
+/// first two from its `fn() -> Mallinfo2`.
+#[macro_export]
+macro_rules! info_exports {
+    ($info2:path) => {
+        /// `mallinfo2(3)`.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn mallinfo2() -> $crate::info::Mallinfo2 {
+            $info2()
+        }
+
+        /// `mallinfo(3)`.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn mallinfo() -> $crate::info::Mallinfo {
+            $info2().into()
+        }
+
+        /// `mallopt(3)` (see `memkit_abi::info::mallopt`).
+        #[unsafe(no_mangle)]
+        pub extern "C" fn mallopt(param: i32, value: i32) -> i32 {
+            $crate::info::mallopt(param, value)
+        }
+    };
+}

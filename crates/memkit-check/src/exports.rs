@@ -8,7 +8,7 @@
 
 use core::ffi::c_void;
 
-use memkit_abi::info::{Mallinfo, Mallinfo2};
+use memkit_abi::info::Mallinfo2;
 use memkit_abi::{oom, Backend, Edge, Kind};
 use memkit_trace::unwind::Regs;
 
@@ -170,6 +170,8 @@ pub extern "C" fn malloc_trim(_pad: usize) -> i32 {
     (tls::inside(memkit_alloc::trim) > 0) as i32
 }
 
+memkit_abi::info_exports!(info2);
+
 /// What `mallinfo2` says under the checker (docs/CHECK.md,
 /// "Introspection"): `uordblks` the bytes the program's live blocks were
 /// asked with (as Valgrind's memcheck counts them), `fsmblks` what the
@@ -189,24 +191,6 @@ fn info2() -> Mallinfo2 {
         keepcost: s.dirty as usize,
         ..Mallinfo2::default()
     }
-}
-
-/// `mallinfo2(3)`.
-#[unsafe(no_mangle)]
-pub extern "C" fn mallinfo2() -> Mallinfo2 {
-    info2()
-}
-
-/// `mallinfo(3)`.
-#[unsafe(no_mangle)]
-pub extern "C" fn mallinfo() -> Mallinfo {
-    info2().into()
-}
-
-/// `mallopt(3)` (see [`memkit_abi::info::mallopt`]).
-#[unsafe(no_mangle)]
-pub extern "C" fn mallopt(param: i32, value: i32) -> i32 {
-    memkit_abi::info::mallopt(param, value)
 }
 
 /// The `malloc_stats` summary (and `malloc_info`'s figures).

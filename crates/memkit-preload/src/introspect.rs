@@ -5,12 +5,14 @@
 use core::ffi::c_void;
 use core::fmt::Write;
 
-use memkit_abi::info::{Mallinfo, Mallinfo2};
+use memkit_abi::info::Mallinfo2;
 use memkit_alloc::size_class::NBINS;
 use memkit_alloc::util::BufWriter;
 use memkit_alloc::{self as core_alloc, AllocStats};
 
 use crate::{set_errno, EINVAL};
+
+memkit_abi::info_exports!(info2);
 
 fn info2() -> Mallinfo2 {
     let s = core_alloc::stats();
@@ -28,29 +30,11 @@ fn info2() -> Mallinfo2 {
     }
 }
 
-/// `mallinfo2(3)`.
-#[unsafe(no_mangle)]
-pub extern "C" fn mallinfo2() -> Mallinfo2 {
-    info2()
-}
-
-/// `mallinfo(3)`.
-#[unsafe(no_mangle)]
-pub extern "C" fn mallinfo() -> Mallinfo {
-    info2().into()
-}
-
 /// `malloc_trim(3)`: returns free memory to the OS now; 1 if any was released.
 /// `pad` is accepted and ignored (memkit has no heap top to keep padding on).
 #[unsafe(no_mangle)]
 pub extern "C" fn malloc_trim(_pad: usize) -> i32 {
     (core_alloc::trim() > 0) as i32
-}
-
-/// `mallopt(3)` (see [`memkit_abi::info::mallopt`]).
-#[unsafe(no_mangle)]
-pub extern "C" fn mallopt(param: i32, value: i32) -> i32 {
-    memkit_abi::info::mallopt(param, value)
 }
 
 /// Writes the human summary of `malloc_stats` to `fd`.
