@@ -57,6 +57,25 @@ impl From<Mallinfo2> for Mallinfo {
     }
 }
 
+/// `mallinfo2` of the core (libmemkit.so, libmemkit_profile.so): `arena`
+/// the segments' bytes, `uordblks` the small and medium blocks in use
+/// (block sizes), `hblks`/`hblkhd` the live huge blocks, `keepcost` free
+/// resident bytes, `ordblks` cached segments and huge blocks (README,
+/// "Introspection").
+pub fn core_info2() -> Mallinfo2 {
+    let s = memkit_alloc::stats();
+    Mallinfo2 {
+        arena: s.segment_mapped as usize,
+        ordblks: (s.cached_segments + s.cached_huge) as usize,
+        hblks: s.huge_live as usize,
+        hblkhd: s.huge_live_bytes as usize,
+        uordblks: s.small_in_use as usize,
+        fordblks: s.segment_mapped.saturating_sub(s.small_in_use) as usize,
+        keepcost: s.dirty as usize,
+        ..Mallinfo2::default()
+    }
+}
+
 const M_MXFAST: i32 = 1;
 const M_TRIM_THRESHOLD: i32 = -1;
 const M_TOP_PAD: i32 = -2;

@@ -34,6 +34,7 @@
 #![no_std]
 
 pub mod c;
+pub mod core_info;
 pub mod cxx;
 mod exports;
 pub mod info;

@@ -60,8 +60,6 @@ unsafe impl Backend for Profiled {
 
 memkit_abi::exports!(Profiled, throwing_new = false);
 
-/// `malloc_trim`: the core's.
-#[unsafe(no_mangle)]
-pub extern "C" fn malloc_trim(_pad: usize) -> i32 {
-    (memkit_alloc::trim() > 0) as i32
-}
+// `mallinfo2`, `mallinfo`, `mallopt`, `malloc_trim`, `malloc_stats`,
+// `malloc_info`: the core's, as libmemkit.so's.
+memkit_abi::core_info_exports!();

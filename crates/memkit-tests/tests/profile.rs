@@ -452,3 +452,43 @@ fn stacks_through_a_dlclosed_library() {
     assert_eq!(through[0].inuse_objects, 1);
     assert!(module_path(raw, through[0].frames[2]).ends_with("/dlclose_leak"));
 }
+
+/// glibc's introspection under the profiler is the core's, as under
+/// libmemkit.so (before, the profiler exported only `malloc_trim`, and
+/// glibc's `mallinfo2`, `malloc_stats` and `malloc_info` answered for a
+/// heap the program never used: zeros).
+#[test]
+fn introspection_is_the_cores() {
+    if !require("introspection_is_the_cores", &["gcc"]) {
+        return;
+    }
+    let dir = TempDir::new("profile-introspect");
+    let prog = compile_c(
+        "check/introspect.c",
+        dir.path(),
+        "introspect",
+        &["-O2", "-Wno-deprecated-declarations"],
+    );
+    let out = dir.path().join("raw");
+    std::fs::create_dir_all(&out).unwrap();
+    let o = profiled(&prog, &[], &out, "");
+    assert!(o.status.success(), "{}", o.describe());
+    let live: u64 = o
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("LIVE_DELTA "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no LIVE_DELTA line\n{}", o.describe()));
+    // Block sizes: 1000 blocks of 100 bytes take at least 100,000.
+    assert!((100_000..200_000).contains(&live), "{}", o.describe());
+    for line in [
+        "AFTER_FREE 0",
+        "MALLOPT 1 0",
+        "INFO 0",
+        "INFO_INUSE 1",
+        "INFO_BAD -1",
+    ] {
+        assert!(o.stdout.contains(line), "{line}\n{}", o.describe());
+    }
+    assert!(o.stderr.contains(" malloc_stats (pid "), "{}", o.describe());
+}
