@@ -328,7 +328,7 @@ pub fn divides(off: usize, m: u64) -> bool {
 }
 
 /// What went wrong, for the one line printed before aborting.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// `free`/`realloc` of a block that is already free.
     DoubleFree,
@@ -364,11 +364,35 @@ pub fn corrupt(b: *mut Block, what: Fault) -> *mut u8 {
     core::hint::black_box(core::ptr::null_mut())
 }
 
-/// Reports `fault` of `call` at address `p` on stderr and aborts.
+/// A front-end's function run when the core finds a fault, before its own
+/// message and the abort: the checker turns a corrupted free list into a
+/// report that names the block the write came from. Arguments as
+/// [`fault`]'s.
+pub type FaultHook = fn(Fault, &str, *const u8, usize);
+
+static FAULT_HOOK: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+/// Set by the first fault that ran the hook: a fault inside the hook (or
+/// in another thread meanwhile) goes straight to the message and abort.
+static IN_FAULT_HOOK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Installs the [`FaultHook`] (once, at start-up).
+pub fn set_fault_hook(f: FaultHook) {
+    FAULT_HOOK.store(f as usize, core::sync::atomic::Ordering::Release);
+}
+
+/// Reports `fault` of `call` at address `p` on stderr and aborts (after
+/// the front-end's [`FaultHook`], if one is set).
 #[cold]
 #[inline(never)]
 pub fn fault(fault: Fault, call: &str, p: *const u8, detail: usize) -> ! {
     use core::fmt::Write;
+    use core::sync::atomic::Ordering::{AcqRel, Acquire};
+    let hook = FAULT_HOOK.load(Acquire);
+    if hook != 0 && !IN_FAULT_HOOK.swap(true, AcqRel) {
+        // SAFETY: only `set_fault_hook` stores it, from a `FaultHook`.
+        let f: FaultHook = unsafe { core::mem::transmute::<usize, FaultHook>(hook) };
+        f(fault, call, p, detail);
+    }
     let mut w = crate::util::BufWriter::<256>::new();
     let _ = match fault {
         Fault::DoubleFree => write!(w, "memkit: {call}(): double free of {p:p}"),

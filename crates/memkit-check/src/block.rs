@@ -864,6 +864,81 @@ fn zone_report(m: &Meta, at: usize, before: bool, when: &str, stack: StackId) {
     ));
 }
 
+/// The core found a free block's link or free tag overwritten (its
+/// hardening: `memkit_alloc::harden::fault`, installed as the core's
+/// fault hook at start-up). In a checked program that is a write past a
+/// block's red zone into the next core block, a free one, or a write
+/// through a stale pointer to a block that has left the quarantine: the
+/// red zones and the quarantine did not see it. Reported before the core's
+/// own message and abort (the core cannot go on from a corrupted list):
+/// as an overflow of the block before the damaged one when that block's
+/// right red zone is damaged too, else as `heap-corruption` naming the
+/// block before it, when there is one. Before 2026-12-03 the process
+/// ended with the core's one line and no report.
+pub fn core_fault(f: memkit_alloc::harden::Fault, call: &str, p: *const u8, detail: usize) {
+    use memkit_alloc::harden::Fault;
+    let p = p as usize;
+    let what = match f {
+        Fault::BadLink => format!(
+            "the core's free list is corrupted: the free core block at {p:#x} links to \
+             {detail:#x} (its link was overwritten)"
+        ),
+        Fault::NotFree => format!(
+            "the core's free list is corrupted: the core block at {p:#x}, listed free, lost its \
+             free tag (overwritten)"
+        ),
+        Fault::BadHead => format!(
+            "the core's free list is corrupted: a link leads to {p:#x}, outside its page (a \
+             free core block's link was overwritten)"
+        ),
+        Fault::DoubleFree | Fault::NotBlockStart | Fault::NotInBlock => {
+            format!("the core was handed an invalid pointer {p:#x}")
+        }
+    };
+    let stack = stacks::here();
+    // The damaged core block, where the core knows it: the one before it
+    // is where a contiguous overflow came from.
+    let damaged = matches!(f, Fault::BadLink | Fault::NotFree).then_some(p);
+    let before = damaged.and_then(|b| containing(b.wrapping_sub(1)));
+    let r = match before {
+        Some(m) => match damaged_zone(&m) {
+            Some((at, false)) => block_report(
+                "heap-buffer-overflow",
+                format!(
+                    "a write past the block's end ran through its red zone into the next core \
+                     block, a free one ({what}), found by {call}()"
+                ),
+                &m,
+                at,
+                stack,
+            ),
+            _ => block_report(
+                "heap-corruption",
+                format!(
+                    "{what}, found by {call}(): a write past a block's red zone or through a \
+                     stale pointer to a block out of quarantine; the block before it"
+                ),
+                &m,
+                p,
+                stack,
+            ),
+        },
+        None => Report {
+            kind: "heap-corruption",
+            message: format!(
+                "{what}, found by {call}(): a write past a block's red zone or through a stale \
+                 pointer to a block out of quarantine"
+            ),
+            address: p,
+            thread: tls::tid(),
+            stack,
+            ..Report::default()
+        },
+    };
+    report::emit(r);
+    report::summary();
+}
+
 /// [`free`] through a call that names the block's size (C++'s sized
 /// `operator delete`, C23's `free_sized`): a size other than the one the
 /// block was allocated with is reported (`new-delete-type-mismatch`,

@@ -110,6 +110,7 @@ extern "C" fn init() {
         options::get();
         intercept::resolve();
         guard::install();
+        memkit_alloc::harden::set_fault_hook(block::core_fault);
         // The core registers its own fork handlers with its first heap.
         // They must come first: glibc runs the prepare handlers in reverse
         // order, and the checker's locks are outer to the core's (a thread

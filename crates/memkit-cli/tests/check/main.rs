@@ -185,6 +185,7 @@ const KINDS: &[&str] = &[
     "new-delete-type-mismatch",
     "free-size-mismatch",
     "bad-malloc_usable_size",
+    "heap-corruption",
 ];
 
 fn frames_ok(v: &Value, nullable: bool) -> Result<(), String> {
@@ -629,6 +630,60 @@ fn guard_reports_a_checked_call_once() {
         c.expect(ERROR_EXIT, 1);
         assert_eq!(c.reports[0]["kind"], kind, "{}", c.describe());
     }
+}
+
+/// A write past a block's red zone into the next core block, a free one
+/// on the core's free list: the core's hardening finds it when it next
+/// hands that block out and ends the process (it cannot go on from a
+/// corrupted list), but the checker reports first: an overflow of the
+/// block before it when that block's red zone is damaged too, else
+/// `heap-corruption` naming that block; the twin without the write runs
+/// to its end. (Before, the process ended with the core's one line and no
+/// report: sweep3's corpus.)
+#[test]
+fn core_corruption_is_reported() {
+    if !require("core_corruption_is_reported", &["gcc"]) {
+        return;
+    }
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    let prog = compiled(&P, |d| {
+        compile_c("check/far_overflow.c", d, "far_overflow", &["-O1"])
+    });
+    for (mode, kind, offset) in [
+        ("contiguous", "heap-buffer-overflow", 16),
+        ("skip", "heap-corruption", 32),
+    ] {
+        let c = check(&[], prog, &[mode]);
+        c.expect(ERROR_EXIT, 1)
+            .stdout_has("SURVIVED", false)
+            .stderr_has("killed by signal 6 (SIGABRT)", true)
+            .stderr_has("memkit: malloc(): corrupted free list", true);
+        let r = &c.reports[0];
+        assert_eq!(r["kind"], kind, "{mode}\n{}", c.describe());
+        assert_eq!(
+            (r["size"].as_u64(), r["offset"].as_i64()),
+            (Some(16), Some(offset)),
+            "{mode}\n{}",
+            c.describe()
+        );
+        assert_eq!(r["stack"][0]["function"], "malloc", "{}", c.describe());
+        let alloc = r["alloc_stack"].as_array().expect("an allocation stack");
+        assert!(
+            alloc.iter().any(|f| f["function"] == "far_site_alloc"),
+            "{mode}\n{}",
+            c.describe()
+        );
+        assert!(
+            r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("free list is corrupted")),
+            "{}",
+            c.describe()
+        );
+    }
+    check(&[], prog, &["ok"])
+        .expect(0, 0)
+        .stdout_has("SURVIVED", true);
 }
 
 /// glibc's introspection answers for the checker: `mallinfo2`'s
