@@ -149,9 +149,13 @@ struct Live {
     user: usize,
     size: usize,
     stack: u32,
-    /// 0 unreached, 1 reachable, 2 indirect.
+    /// 0 unreached, 1 reachable, 2 indirect ([`LEADER`] while its flood
+    /// runs).
     mark: u8,
 }
+
+/// The mark of the unreached block whose contents are being flooded.
+const LEADER: u8 = 3;
 
 struct Heap {
     blocks: Vec<Live>,
@@ -495,12 +499,19 @@ pub fn check(show_reachable: bool, scan_anon: bool, own: usize, my_sp: usize) {
     resume_all(stopped, old);
     crate::own_alloc::release();
     table::unlock_all();
-    // Blocks reached only from unreached blocks are indirect leaks.
+    // Blocks reached only from unreached blocks are indirect leaks. Each
+    // unreached block in turn is the entry of what it reaches (Valgrind's
+    // clique leader), held apart while its flood runs, so that a cycle of
+    // leaked blocks leads back to it without making it indirect: a cycle
+    // is one direct leak and the rest indirect (it was all indirect, and
+    // a leaked list with its last node pointing back was no direct leak).
     for i in 0..h.blocks.len() {
         if h.blocks[i].mark == 0 {
+            h.blocks[i].mark = LEADER;
             let (u, s) = (h.blocks[i].user, h.blocks[i].size);
             h.scan(u, u + s, 0, 2, &mut work);
             h.flood(&mut work, 0, 2);
+            h.blocks[i].mark = 0;
         }
     }
     let mut groups: Vec<(u32, u8, usize, usize, usize, usize)> = Vec::new();

@@ -164,6 +164,23 @@ pub(crate) const C_CASES: &[Case] = &[
             ),
         ],
     ),
+    case(
+        "leak-cycle",
+        &[
+            leak(
+                "direct",
+                32,
+                1,
+                &["malloc", "alloc_site_leak_outer", "main"],
+            ),
+            leak(
+                "indirect",
+                32,
+                1,
+                &["malloc", "alloc_site_leak_outer", "main"],
+            ),
+        ],
+    ),
     // 1000 blocks of one site: one report (main scrubs the stack, so that
     // the last pointer does not linger in a dead slot).
     case(

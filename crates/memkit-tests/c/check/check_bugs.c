@@ -106,6 +106,21 @@ static void case_leak_indirect(int bug) {
     }
 }
 
+/* Two leaked nodes that point to each other, and to nothing else: one is
+ * reported direct (the cycle's entry, as Valgrind's clique leader), the
+ * other indirect; before 2026-12-03 both were indirect, so the leak
+ * showed only among indirect ones. */
+static void case_leak_cycle(int bug) {
+    struct node *a = alloc_site_leak_outer();
+    struct node *b = alloc_site_leak_outer();
+    a->next = b;
+    b->next = a;
+    if (!bug) {
+        free(a);
+        free(b);
+    }
+}
+
 SITE void *alloc_site_leak_many(void) {
     void *p = malloc(24);
     NOTAIL();
@@ -821,6 +836,7 @@ static const struct {
 } cases[] = {
     {"leak-direct", case_leak_direct},
     {"leak-indirect", case_leak_indirect},
+    {"leak-cycle", case_leak_cycle},
     {"leak-many", case_leak_many},
     {"leak-strdup", case_leak_strdup},
     {"leak-thread", case_leak_thread},
