@@ -46,6 +46,12 @@ struct State {
     /// block goes on `free` with its pages.
     released: [[usize; RELEASED_MAX]; CLASSES - RELEASE_CLASS],
     released_len: [usize; CLASSES - RELEASE_CLASS],
+    /// The newest freed blocks of those classes, pages kept (oldest first):
+    /// what is freed and taken again soon, as a quarantine that grows and
+    /// shrinks with a program's heap does with its record chunks, costs no
+    /// system call and no page faults.
+    hot: [[usize; HOT_MAX]; CLASSES - RELEASE_CLASS],
+    hot_len: [usize; CLASSES - RELEASE_CLASS],
     /// The unused rest of the newest mapping.
     bump: usize,
     end: usize,
@@ -56,6 +62,8 @@ static STATE: SpinLock<State> = SpinLock::new(State {
     free: [0; CLASSES],
     released: [[0; RELEASED_MAX]; CLASSES - RELEASE_CLASS],
     released_len: [0; CLASSES - RELEASE_CLASS],
+    hot: [[0; HOT_MAX]; CLASSES - RELEASE_CLASS],
+    hot_len: [0; CLASSES - RELEASE_CLASS],
     bump: 0,
     end: 0,
     next_chunk: FIRST_CHUNK,
@@ -106,10 +114,14 @@ fn alloc_small(c: usize) -> *mut u8 {
     let size = MIN << c;
     with_state(|s| {
         if c >= RELEASE_CLASS {
-            let n = &mut s.released_len[c - RELEASE_CLASS];
-            if *n > 0 {
-                *n -= 1;
-                return s.released[c - RELEASE_CLASS][*n] as *mut u8;
+            let i = c - RELEASE_CLASS;
+            if s.hot_len[i] > 0 {
+                s.hot_len[i] -= 1;
+                return s.hot[i][s.hot_len[i]] as *mut u8;
+            }
+            if s.released_len[i] > 0 {
+                s.released_len[i] -= 1;
+                return s.released[i][s.released_len[i]] as *mut u8;
             }
         }
         let head = s.free[c];
@@ -160,6 +172,11 @@ const PAGE: usize = 4096;
 const RELEASE_CLASS: usize = ((16 << 10) / MIN).trailing_zeros() as usize;
 /// Released blocks remembered per class (16 MiB of 16 KiB chunks).
 const RELEASED_MAX: usize = 1024;
+/// Freed blocks per class kept with their pages (128 KiB of 16 KiB
+/// chunks): releasing every freed chunk at once made python's checked
+/// run 22,000 `madvise` calls (and as many chunks' page faults) for a
+/// quarantine that grows and shrinks with its heap between collections.
+const HOT_MAX: usize = 8;
 
 /// `madvise(MADV_DONTNEED)` of the free block `[p, p + size)`.
 fn release_pages(p: *mut u8, size: usize) {
@@ -190,18 +207,35 @@ unsafe impl GlobalAlloc for OwnAlloc {
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         match class(l) {
             Some(c) if owns(p as usize) && c >= RELEASE_CLASS => {
+                let i = c - RELEASE_CLASS;
+                // Kept hot; when the hot blocks are full, the oldest of
+                // them gives its pages back.
+                let oldest = with_state(|s| {
+                    let n = s.hot_len[i];
+                    if n < HOT_MAX {
+                        s.hot[i][n] = p as usize;
+                        s.hot_len[i] = n + 1;
+                        return 0;
+                    }
+                    let oldest = s.hot[i][0];
+                    s.hot[i].copy_within(1.., 0);
+                    s.hot[i][HOT_MAX - 1] = p as usize;
+                    oldest
+                });
+                if oldest == 0 {
+                    return;
+                }
                 // Outside the lock: a system call.
-                release_pages(p, MIN << c);
+                release_pages(oldest as *mut u8, MIN << c);
                 with_state(|s| {
-                    let i = c - RELEASE_CLASS;
                     let n = s.released_len[i];
                     if n < RELEASED_MAX {
-                        s.released[i][n] = p as usize;
+                        s.released[i][n] = oldest;
                         s.released_len[i] = n + 1;
                     } else {
                         // SAFETY: as in free_small (the page comes back).
-                        unsafe { *(p as *mut usize) = s.free[c] };
-                        s.free[c] = p as usize;
+                        unsafe { *(oldest as *mut usize) = s.free[c] };
+                        s.free[c] = oldest;
                     }
                 })
             }

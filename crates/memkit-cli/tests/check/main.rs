@@ -733,7 +733,7 @@ fn introspection_is_the_checkers() {
 /// blocks needed are given back once 4 KiB blocks fill the quarantine
 /// (the record chunks fill their 16 KiB blocks, and freed chunks' pages go
 /// back to the system), so the peak rises less than 700 KiB past the
-/// first phase's RSS (2,160 KiB before; 450 measured after).
+/// first phase's RSS (2,160 KiB before; 576 measured after).
 #[test]
 fn quarantine_records_are_given_back() {
     if !require("quarantine_records_are_given_back", &["gcc"]) {
