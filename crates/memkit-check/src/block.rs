@@ -397,6 +397,30 @@ fn core_usable(start: usize) -> usize {
     unsafe { memkit_alloc::usable_size(start as *mut u8) }
 }
 
+/// The core block (or guarded mapping) `m` lies in: (start, end).
+#[inline(always)]
+fn range(m: &Meta) -> (usize, usize) {
+    if m.big() {
+        big_range(m.user)
+    } else {
+        m.small_range()
+    }
+}
+
+/// The range of the big block holding `user`, from [`BIG`] (where it is
+/// recorded before its record exists and until its record is gone).
+/// Takes `BIG`'s lock: not to be called with it held.
+#[cold]
+#[inline(never)]
+fn big_range(user: usize) -> (usize, usize) {
+    let big = BIG.lock();
+    match big.range(..=user).next_back() {
+        Some((&start, b)) if b.user == user => (start, b.end),
+        // Not reached: every big block's record has its entry.
+        _ => (user, user),
+    }
+}
+
 /// The left red zone of `m`: (start, length), the last [`LEFT_CAP`]
 /// bytes before the block at most. A block aligned to `align` starts
 /// `align` bytes into its core block; the bytes before the zone are never
@@ -404,14 +428,14 @@ fn core_usable(start: usize) -> usize {
 /// canary on every call before).
 #[inline(always)]
 fn left_zone(m: &Meta) -> (usize, usize) {
-    let from = (m.start + HEADER).max(m.user - LEFT_CAP);
+    let from = (range(m).0 + HEADER).max(m.user - LEFT_CAP);
     (from, m.user - from)
 }
 
 /// The right red zone of `m`: (start, length).
 fn right_zone(m: &Meta) -> (usize, usize) {
-    let from = m.user + m.size;
-    let end = m.end.min(from + RIGHT_CAP);
+    let from = m.user + m.size();
+    let end = range(m).1.min(from + RIGHT_CAP);
     (from, end - from)
 }
 
@@ -598,8 +622,10 @@ unsafe fn alloc_in(
     if realloced {
         m.set_realloced();
     }
-    let (rz, rn) = right_zone(&m);
-    fill(rz, RIGHT_CANARY, rn);
+    // The right zone from the ends known here (a big block's range is in
+    // BIG only from the insertion below).
+    let rz = user + size;
+    fill(rz, RIGHT_CANARY, end.min(rz + RIGHT_CAP) - rz);
     if big {
         let mut b = BIG.lock();
         tls::inside(|| {
@@ -720,7 +746,7 @@ pub fn containing(p: usize) -> Option<Meta> {
     } else {
         tls::inside(|| table::shard(user).get(user).copied())?
     };
-    (m.start == start && m.user == user).then_some(m)
+    (m.user == user && range(&m).0 == start).then_some(m)
 }
 
 /// The big block whose range (plus `slack` bytes after it) holds `p`.
@@ -758,8 +784,8 @@ pub fn describe(m: &Meta, p: usize) -> (i64, String) {
     let off = p as i64 - m.user as i64;
     let how = if off < 0 {
         format!("{} bytes before", -off)
-    } else if off as usize >= m.size {
-        format!("{} bytes after", off as usize - m.size)
+    } else if off as usize >= m.size() {
+        format!("{} bytes after", off as usize - m.size())
     } else {
         format!("{off} bytes inside")
     };
@@ -767,9 +793,9 @@ pub fn describe(m: &Meta, p: usize) -> (i64, String) {
         off,
         format!(
             "{p:#x} is {how} the {}-byte block [{:#x},{:#x})",
-            m.size,
+            m.size(),
             m.user,
-            m.user + m.size
+            m.user + m.size()
         ),
     )
 }
@@ -788,7 +814,7 @@ pub fn block_report(
         kind,
         message: format!("{message}; {place}"),
         address: p,
-        size: Some(m.size),
+        size: Some(m.size()),
         offset: Some(off),
         thread: tls::tid(),
         stack,
@@ -799,7 +825,7 @@ pub fn block_report(
         } else {
             0
         },
-        free_thread: m.free_thread,
+        free_thread: m.free_thread(),
         ..Report::default()
     }
 }
@@ -982,7 +1008,7 @@ fn sized_check(p: usize, size: usize, kind: Kind, func: &str, regs: Regs) {
     if let Some(m) = m {
         // A size is compared only when the call matches the allocation (a
         // mismatch says everything about a `malloc` freed by `delete`).
-        if m.state() == State::Live && m.size != size && m.kind() == kind {
+        if m.state() == State::Live && m.size() != size && m.kind() == kind {
             size_mismatch(&m, p, size, func, stacks::at(regs));
         }
     }
@@ -1046,7 +1072,7 @@ fn size_mismatch(m: &Meta, p: usize, size: usize, func: &str, stack: StackId) {
             "free-size-mismatch",
             format!(
                 "{func} was told the block's size is {size} bytes; it was allocated with {} bytes",
-                m.size
+                m.size()
             ),
             m,
             p,
@@ -1058,7 +1084,7 @@ fn size_mismatch(m: &Meta, p: usize, size: usize, func: &str, stack: StackId) {
             format!(
                 "object passed to {func} has the wrong type: size of the allocated type {} bytes, \
                  size of the deallocated type {size} bytes",
-                m.size
+                m.size()
             ),
             m,
             p,
@@ -1136,7 +1162,8 @@ fn array_hint(m: &Meta, p: usize, func: &str) -> &'static str {
 /// mapping) and its record.
 fn footprint(m: &Meta) -> usize {
     let guard_page = if m.guard() { guard::PAGE } else { 0 };
-    m.end - m.start + guard_page + core::mem::size_of::<Meta>()
+    let (start, end) = range(m);
+    end - start + guard_page + core::mem::size_of::<Meta>()
 }
 
 /// What the quarantine may hold now: `quarantine_mb` when it was asked for,
@@ -1159,31 +1186,32 @@ fn quarantine_bound(o: &options::Options) -> usize {
 /// just before a 64-byte record is copied stalls the copy).
 fn retire(o: &options::Options, m: &Meta, stack: StackId, tid: u32) {
     if !m.guard() {
-        fill(m.user, o.free_fill, m.size.min(o.max_fill));
+        fill(m.user, o.free_fill, m.size().min(o.max_fill));
     }
-    count(-1, m.size);
+    count(-1, m.size());
     let mut evicted = Evicted::new();
     let shard = tid as usize % QSHARDS;
     let bound = quarantine_bound(o);
+    let (start, end) = range(m);
+    let cost = footprint(m);
     let mut over = tls::inside(|| {
         let mut q = QUARANTINE[shard].lock();
-        let cost = footprint(m);
         let seq = q.head + q.q.len() as u64;
         let tag = (shard as u64) << SEQ_BITS | (seq & ((1 << SEQ_BITS) - 1));
         // SAFETY: the block's header, ours until the core gets it back.
-        unsafe { *((m.start + 8) as *mut u64) |= IN_QUARANTINE | tag };
+        unsafe { *((start + 8) as *mut u64) |= IN_QUARANTINE | tag };
         if m.big() {
-            if let Some(b) = BIG.lock().get_mut(&m.start) {
+            if let Some(b) = BIG.lock().get_mut(&start) {
                 b.qtag = IN_QUARANTINE | tag;
             }
         }
         if m.guard() {
-            guard::protect_freed(m.start, m.end);
+            guard::protect_freed(start, end);
         }
         let r = q.q.push_back(*m);
         r.set_state(State::Quarantined);
         r.free_stack = stack;
-        r.free_thread = tid;
+        r.set_free_thread(tid);
         q.bytes += cost;
         q.unpublished_bytes += cost as isize;
         q.unpublished_blocks += 1;
@@ -1260,9 +1288,11 @@ fn evict(q: &mut Quarantine, bound: usize, out: &mut Evicted) -> bool {
     if let Some(next) = q.q.front() {
         // The block the next eviction checks: its lines, cold since its
         // free, load while this free goes on.
-        prefetch(next.start);
-        prefetch(next.user + next.size.min(RIGHT_CAP));
-        prefetch(next.user + next.size);
+        if !next.big() {
+            prefetch(next.small_range().0);
+        }
+        prefetch(next.user + next.size().min(RIGHT_CAP));
+        prefetch(next.user + next.size());
     }
     if q.unpublished_bytes.unsigned_abs() > PUBLISH_BYTES
         || q.unpublished_blocks.unsigned_abs() > PUBLISH_BLOCKS
@@ -1316,7 +1346,11 @@ impl Quarantine {
 /// (the rest was filled too, so a stale read still sees the pattern, but
 /// reading a cold block back whole is most of the checker's cost).
 fn release(o: &options::Options, m: &Meta, full: bool) {
-    let n = if m.guard() { 0 } else { m.size.min(o.max_fill) };
+    let n = if m.guard() {
+        0
+    } else {
+        m.size().min(o.max_fill)
+    };
     let bad = if full || n <= 2 * o.free_check {
         first_not(m.user, o.free_fill, n)
     } else {
@@ -1336,7 +1370,7 @@ fn release(o: &options::Options, m: &Meta, full: bool) {
         return release_big(m);
     }
     // SAFETY: the block was ours, recorded, and leaves the table now.
-    tls::inside(|| unsafe { memkit_alloc::free(m.start as *mut u8) });
+    tls::inside(|| unsafe { memkit_alloc::free(m.small_range().0 as *mut u8) });
 }
 
 /// The report of a write into `m` while it was in quarantine (at `i`),
@@ -1358,8 +1392,9 @@ fn written_after_free(m: &Meta, i: usize, n: usize) {
 #[cold]
 #[inline(never)]
 fn release_big(m: &Meta) {
+    let (start, end) = range(m);
     let mut big = BIG.lock();
-    big.remove(&m.start);
+    big.remove(&start);
     if big.is_empty() {
         BIG_LO.store(usize::MAX, Relaxed);
         BIG_HI.store(0, Relaxed);
@@ -1367,11 +1402,11 @@ fn release_big(m: &Meta) {
     BIG_COUNT.store(big.len(), Relaxed);
     drop(big);
     if m.guard() {
-        guard::unmap(m.start, m.end);
+        guard::unmap(start, end);
         return;
     }
     // SAFETY: the block was ours, recorded, and leaves the table now.
-    tls::inside(|| unsafe { memkit_alloc::free(m.start as *mut u8) });
+    tls::inside(|| unsafe { memkit_alloc::free(start as *mut u8) });
 }
 
 /// Empties the quarantine (checking every block whole), at exit: a batch
@@ -1443,7 +1478,7 @@ pub fn usable_size(p: *mut u8, regs: Regs) -> usize {
     }
     let p = p as usize;
     let size = tls::inside(|| match table::shard(p).get(p) {
-        Some(m) if m.state() == State::Live => Some(m.size),
+        Some(m) if m.state() == State::Live => Some(m.size()),
         _ => None,
     });
     size.unwrap_or_else(|| {
@@ -1513,12 +1548,12 @@ pub unsafe fn realloc(p: *mut u8, size: usize, regs: Regs) -> *mut u8 {
             let growing = m.realloced()
                 && m.kind() == Kind::Malloc
                 && !m.guard()
-                && m.size >= REALLOC_IN_PLACE
+                && m.size() >= REALLOC_IN_PLACE
                 && size >= REALLOC_IN_PLACE;
-            if growing && size >= m.size / 2 && resize_in_place(&m, size, regs) {
+            if growing && size >= m.size() / 2 && resize_in_place(&m, size, regs) {
                 return p;
             }
-            let slack = if growing && size > m.size {
+            let slack = if growing && size > m.size() {
                 size / 4
             } else {
                 0
@@ -1529,7 +1564,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, regs: Regs) -> *mut u8 {
                 return n;
             }
             // SAFETY: both blocks hold at least min(size, old size) bytes.
-            unsafe { core::ptr::copy_nonoverlapping(p, n, size.min(m.size)) };
+            unsafe { core::ptr::copy_nonoverlapping(p, n, size.min(m.size())) };
             // SAFETY: p is live.
             unsafe { free(p, Kind::Malloc, "realloc", regs) };
             n
@@ -1548,7 +1583,8 @@ pub unsafe fn realloc(p: *mut u8, size: usize, regs: Regs) -> *mut u8 {
 /// and its allocation stack becomes this call's. `false`: no room, or
 /// the block changed meanwhile (another thread freed it): nothing done.
 fn resize_in_place(m: &Meta, size: usize, regs: Regs) -> bool {
-    if size > MAX_SIZE || m.user + size + RIGHT_MIN > m.end {
+    let (start, end) = range(m);
+    if size > MAX_SIZE || m.user + size + RIGHT_MIN > end {
         return false;
     }
     let o = options::get();
@@ -1559,24 +1595,24 @@ fn resize_in_place(m: &Meta, size: usize, regs: Regs) -> bool {
     let done = tls::inside(|| {
         let mut shard = table::shard(m.user);
         match shard.get(m.user) {
-            Some(r) if r.state() == State::Live && r.size == m.size && r.end == m.end => {
-                if size > m.size {
-                    let from = m.size.min(o.max_fill);
+            Some(r) if r.state() == State::Live && r.size() == m.size() && r.span() == m.span() => {
+                if size > m.size() {
+                    let from = m.size().min(o.max_fill);
                     fill(m.user + from, o.alloc_fill, size.min(o.max_fill) - from);
                 }
-                r.size = size;
+                r.set_size(size);
                 r.alloc_stack = stack;
                 // SAFETY: the header lies at the start of the core block.
-                unsafe { (m.start as *mut u64).write(size_word(m.start, size)) };
-                let (rz, rn) = right_zone(r);
-                fill(rz, RIGHT_CANARY, rn);
+                unsafe { (start as *mut u64).write(size_word(start, size)) };
+                let rz = m.user + size;
+                fill(rz, RIGHT_CANARY, end.min(rz + RIGHT_CAP) - rz);
                 true
             }
             _ => false,
         }
     });
     if done {
-        resized(size as i64 - m.size as i64);
+        resized(size as i64 - m.size() as i64);
     }
     done
 }
@@ -1600,16 +1636,23 @@ pub fn repair(m: &Meta, p: usize, n: usize) {
     restore(rz, rz + rn, RIGHT_CANARY);
     if m.state() == State::Quarantined {
         let o = options::get();
-        restore(m.user, m.user + m.size.min(o.max_fill), o.free_fill);
+        restore(m.user, m.user + m.size().min(o.max_fill), o.free_fill);
     }
 }
 
-/// Takes the quarantine's and the big blocks' locks before `fork`, in the
-/// order the allocation paths nest them (a quarantine shard, then BIG).
+/// Takes the quarantine's locks before `fork` (the first of the order the
+/// paths nest them in: a quarantine shard, a side-table shard, BIG).
 pub fn lock_for_fork() {
     for q in QUARANTINE.iter() {
         q.raw_lock();
     }
+}
+
+/// Before `fork`, after the side table's shards ([`crate::table::lock_all`]):
+/// the big blocks' lock is taken under a shard's (a walk of the records
+/// finds a big block's range in `BIG`) and under a quarantine shard's,
+/// never the reverse.
+pub fn lock_big_for_fork() {
     BIG.raw_lock();
 }
 

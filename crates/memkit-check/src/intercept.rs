@@ -274,7 +274,7 @@ fn repair_slow(m: Meta, p: *const c_void, n: usize) {
 
 fn range_inner(func: &str, what: &str, p: usize, n: usize) -> Option<Meta> {
     let m = block::containing(p)?;
-    let end = m.user + m.size;
+    let end = m.user + m.size();
     let (kind, at) = if m.state() == State::Quarantined {
         ("use-after-free", p.max(m.user))
     } else if p < m.user {

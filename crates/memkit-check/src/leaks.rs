@@ -458,7 +458,7 @@ pub fn check(show_reachable: bool, scan_anon: bool, own: usize, my_sp: usize) {
             if m.state() == State::Live {
                 blocks.push(Live {
                     user: m.user,
-                    size: m.size,
+                    size: m.size(),
                     stack: m.alloc_stack,
                     mark: 0,
                 });

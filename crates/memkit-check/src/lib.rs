@@ -82,6 +82,7 @@ extern "C" fn before_fork() {
     memkit_trace::symbolize::lock_for_fork();
     block::lock_for_fork();
     table::lock_all();
+    block::lock_big_for_fork();
     guard::lock_for_fork();
     own_alloc::lock_for_fork();
 }

@@ -8,14 +8,14 @@
 //! queued plus at most two chunks' worth (a partly used chunk at each end
 //! and one spare kept for the next push), and a push never copies.
 
-/// Records per chunk: as many 48-byte records as fit in 16 KiB (16 368
-/// bytes), the power-of-two class `own_alloc` serves a chunk from; 256
-/// records (12 KiB) took a 16 KiB block too, so a quarantine of small
-/// blocks held a quarter more record memory than it counted (a 4 MiB
-/// quarantine of 16-byte blocks: 0.6 MiB). A thread's first free takes
-/// one, in each of the quarantine's shards it frees into. Not a power of
-/// two: a push counts the back chunk's records rather than dividing.
-pub const CHUNK: usize = 341;
+/// Records per chunk: as many 32-byte records as fill 16 KiB, the
+/// power-of-two class `own_alloc` serves a chunk from (256 records of 48
+/// bytes, 12 KiB, took a 16 KiB block too, so a quarantine of small
+/// blocks held a quarter more record memory than it counted; 341 of them
+/// filled it, from 2026-12-03). A thread's first free takes one, in each
+/// of the quarantine's shards it frees into. A push counts the back
+/// chunk's records rather than dividing.
+pub const CHUNK: usize = 512;
 
 /// A queue of `T` (the quarantine's `Meta`), in chunks.
 pub struct Records<T> {

@@ -22,18 +22,16 @@ pub enum State {
     Quarantined = 2,
 }
 
-/// One block's record (48 bytes: a table of them is the checker's largest
-/// structure after the heap itself, 30 MiB of python's 100).
+/// One block's record (32 bytes: a table of them is the checker's largest
+/// structure after the heap itself; two records a cache line).
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
 pub struct Meta {
     /// The pointer the program holds (0: empty slot).
     pub user: usize,
-    /// The core block it lies in, and that block's end.
-    pub start: usize,
-    pub end: usize,
-    /// Bytes asked for.
-    pub size: usize,
+    /// Bytes asked for (bits 0-40: at most `block::MAX_SIZE`, 2^40) and
+    /// the freeing thread (bits 41-63).
+    size_ft: u64,
     pub alloc_stack: u32,
     pub free_stack: u32,
     /// The allocating thread (bits 0-23: Linux thread ids stay below
@@ -42,8 +40,16 @@ pub struct Meta {
     /// were written one by one and then copied as one word with the
     /// record, a store-forwarding stall on every free).
     thread_flags: u32,
-    pub free_thread: u32,
+    /// The core block around `user`, for a block that is not [`BIG`]:
+    /// `user - start` (bits 16-31) and `end - start` (bits 0-15), in
+    /// 16-byte units (such a block, one the core finds by address, is at
+    /// most 256 KiB). 0 for a big block, whose range `block::BIG` holds.
+    /// Until 2026-12-03 the record held both addresses whole (48 bytes).
+    span: u32,
 }
+
+const SIZE_BITS: u32 = 41;
+const SIZE_MASK: u64 = (1 << SIZE_BITS) - 1;
 
 const TID_MASK: u32 = (1 << 24) - 1;
 const KIND_SHIFT: u32 = 24;
@@ -58,7 +64,7 @@ const GUARD: u32 = 1 << 29;
 /// in place).
 const REALLOCED: u32 = 1 << 30;
 
-const _: () = assert!(core::mem::size_of::<Meta>() == 48);
+const _: () = assert!(core::mem::size_of::<Meta>() == 32);
 
 impl Meta {
     #[allow(clippy::too_many_arguments)]
@@ -74,19 +80,60 @@ impl Meta {
         big: bool,
         guard: bool,
     ) -> Self {
+        let span = if big {
+            0
+        } else {
+            let (left, len) = (user - start, end - start);
+            debug_assert!(left % 16 == 0 && len % 16 == 0 && len < 16 << 16 && left < len);
+            ((left / 16) << 16 | len / 16) as u32
+        };
         Meta {
             user,
-            start,
-            end,
-            size,
+            size_ft: size as u64,
             alloc_stack,
             free_stack: 0,
             thread_flags: (alloc_thread & TID_MASK)
                 | (kind as u32) << KIND_SHIFT
                 | if big { BIG } else { 0 }
                 | if guard { GUARD } else { 0 },
-            free_thread: 0,
+            span,
         }
+    }
+
+    /// Bytes asked for.
+    #[inline(always)]
+    pub fn size(&self) -> usize {
+        (self.size_ft & SIZE_MASK) as usize
+    }
+
+    #[inline(always)]
+    pub fn set_size(&mut self, size: usize) {
+        self.size_ft = (self.size_ft & !SIZE_MASK) | size as u64;
+    }
+
+    /// The thread that freed the block (0 while live).
+    #[inline(always)]
+    pub fn free_thread(&self) -> u32 {
+        (self.size_ft >> SIZE_BITS) as u32
+    }
+
+    #[inline(always)]
+    pub fn set_free_thread(&mut self, tid: u32) {
+        self.size_ft = (self.size_ft & SIZE_MASK) | ((tid & TID_MASK) as u64) << SIZE_BITS;
+    }
+
+    /// The core block of a block that is not big: (start, end).
+    #[inline(always)]
+    pub fn small_range(&self) -> (usize, usize) {
+        debug_assert!(!self.big());
+        let start = self.user - (self.span >> 16) as usize * 16;
+        (start, start + (self.span & 0xffff) as usize * 16)
+    }
+
+    /// The span word (the same for the same core block).
+    #[inline(always)]
+    pub fn span(&self) -> u32 {
+        self.span
     }
 
     #[inline(always)]
@@ -143,13 +190,11 @@ impl Meta {
 
 const EMPTY: Meta = Meta {
     user: 0,
-    start: 0,
-    end: 0,
-    size: 0,
+    size_ft: 0,
     alloc_stack: 0,
     free_stack: 0,
     thread_flags: 0,
-    free_thread: 0,
+    span: 0,
 };
 
 type Shard = SpinLock<Inner>;
