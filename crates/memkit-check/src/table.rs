@@ -85,7 +85,7 @@ impl Meta {
         } else {
             let (left, len) = (user - start, end - start);
             debug_assert!(left % 16 == 0 && len % 16 == 0 && len < 16 << 16 && left < len);
-            ((left / 16) << 16 | len / 16) as u32
+            (((left / 16) << 16) | (len / 16)) as u32
         };
         Meta {
             user,
