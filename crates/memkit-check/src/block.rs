@@ -428,15 +428,22 @@ fn big_range(user: usize) -> (usize, usize) {
 /// canary on every call before).
 #[inline(always)]
 fn left_zone(m: &Meta) -> (usize, usize) {
-    let from = (range(m).0 + HEADER).max(m.user - LEFT_CAP);
-    (from, m.user - from)
+    zones(m).0
+}
+
+/// Both red zones of `m`, from one look at its range: ((start, length)
+/// of the left, the same of the right).
+#[inline(always)]
+fn zones(m: &Meta) -> ((usize, usize), (usize, usize)) {
+    let (start, end) = range(m);
+    let from = (start + HEADER).max(m.user - LEFT_CAP);
+    let rz = m.user + m.size();
+    ((from, m.user - from), (rz, end.min(rz + RIGHT_CAP) - rz))
 }
 
 /// The right red zone of `m`: (start, length).
 fn right_zone(m: &Meta) -> (usize, usize) {
-    let from = m.user + m.size();
-    let end = range(m).1.min(from + RIGHT_CAP);
-    (from, end - from)
+    zones(m).1
 }
 
 /// The core's block size for `malloc(total)`, by `total` in 16-byte steps
@@ -849,8 +856,7 @@ fn check_zones(m: &Meta, when: &dyn Fn() -> String, stack: StackId) -> bool {
 /// shard).
 #[inline(always)]
 fn damaged_zone(m: &Meta) -> Option<(usize, bool)> {
-    let (lz, ln) = left_zone(m);
-    let (rz, rn) = right_zone(m);
+    let ((lz, ln), (rz, rn)) = zones(m);
     if all_eq(lz, LEFT_CANARY, ln) && all_eq(rz, RIGHT_CANARY, rn) {
         return None;
     }
@@ -1161,9 +1167,13 @@ fn array_hint(m: &Meta, p: usize, func: &str) -> &'static str {
 /// What a block in quarantine holds back: its core block (or guarded
 /// mapping) and its record.
 fn footprint(m: &Meta) -> usize {
-    let guard_page = if m.guard() { guard::PAGE } else { 0 };
-    let (start, end) = range(m);
-    end - start + guard_page + core::mem::size_of::<Meta>()
+    let len = if m.big() {
+        let (start, end) = big_range(m.user);
+        end - start + if m.guard() { guard::PAGE } else { 0 }
+    } else {
+        m.small_len()
+    };
+    len + core::mem::size_of::<Meta>()
 }
 
 /// What the quarantine may hold now: `quarantine_mb` when it was asked for,

@@ -130,6 +130,12 @@ impl Meta {
         (start, start + (self.span & 0xffff) as usize * 16)
     }
 
+    /// The core block's length, for a block that is not big.
+    #[inline(always)]
+    pub fn small_len(&self) -> usize {
+        (self.span & 0xffff) as usize * 16
+    }
+
     /// The span word (the same for the same core block).
     #[inline(always)]
     pub fn span(&self) -> u32 {
