@@ -27,6 +27,15 @@ impl<T> SpinLock<T> {
         Guard { lock: self }
     }
 
+    /// The lock if it is free now, else None (a path that may run while
+    /// its own thread holds it: the checker's report of a corrupted heap).
+    pub fn try_lock(&self) -> Option<Guard<'_, T>> {
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            .then_some(Guard { lock: self })
+    }
+
     /// Takes the lock without a guard (for `fork`'s prepare handler).
     pub fn raw_lock(&self) {
         let mut spins = 0u32;

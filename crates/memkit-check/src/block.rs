@@ -729,6 +729,13 @@ fn resized(delta: i64) {
 
 /// The block (live or in quarantine) whose core block holds `p`.
 pub fn containing(p: usize) -> Option<Meta> {
+    containing_with(p, true)
+}
+
+/// [`containing`]; with `wait` false, None where a lock it needs is held
+/// (perhaps by this very thread: the core's fault hook may run inside the
+/// checker's own work).
+fn containing_with(p: usize, wait: bool) -> Option<Meta> {
     let (start, user, word) = if let Some((s, bs)) = memkit_alloc::small_block_of(p) {
         let start = s as usize;
         // SAFETY: a core block of ours: its first 16 bytes are mapped; a
@@ -740,18 +747,30 @@ pub fn containing(p: usize) -> Option<Meta> {
             return None;
         }
         (start, start + left, word)
+    } else if !wait {
+        return None;
     } else {
         let (start, b) = big_at(p, 0)?;
         (start, b.user, b.qtag)
     };
     let m = if word & IN_QUARANTINE != 0 {
         let shard = (word as u32 >> SEQ_BITS) as usize;
-        let q = QUARANTINE[shard].lock();
+        let q = if wait {
+            QUARANTINE[shard].lock()
+        } else {
+            QUARANTINE[shard].try_lock()?
+        };
         let mask = (1u32 << SEQ_BITS) - 1;
         let i = ((word as u32).wrapping_sub(q.head as u32) & mask) as usize;
         q.q.get(i).copied()?
     } else {
-        tls::inside(|| table::shard(user).get(user).copied())?
+        tls::inside(|| {
+            if wait {
+                table::shard(user).get(user).copied()
+            } else {
+                table::try_shard(user)?.get(user).copied()
+            }
+        })?
     };
     (m.user == user && range(&m).0 == start).then_some(m)
 }
@@ -931,7 +950,9 @@ pub fn core_fault(f: memkit_alloc::harden::Fault, call: &str, p: *const u8, deta
     // The damaged core block, where the core knows it: the one before it
     // is where a contiguous overflow came from.
     let damaged = matches!(f, Fault::BadLink | Fault::NotFree).then_some(p);
-    let before = damaged.and_then(|b| containing(b.wrapping_sub(1)));
+    // Without waiting for a lock: the fault may have come from the
+    // checker's own work under one (a side table growing, in the core).
+    let before = damaged.and_then(|b| containing_with(b.wrapping_sub(1), false));
     let r = match before {
         Some(m) => match damaged_zone(&m) {
             Some((at, false)) => block_report(

@@ -393,6 +393,11 @@ pub fn shard(user: usize) -> Guard {
     lock(shard_of(user))
 }
 
+/// The shard of `user` if its lock is free now.
+pub fn try_shard(user: usize) -> Option<Guard> {
+    shard_of(user).try_lock().map(Guard)
+}
+
 /// Runs `f` on every record, one shard at a time.
 pub fn for_each(mut f: impl FnMut(&mut Meta)) {
     for s in TABLE.iter() {
