@@ -928,6 +928,11 @@ fn zone_report(m: &Meta, at: usize, before: bool, when: &str, stack: StackId) {
 /// ended with the core's one line and no report.
 pub fn core_fault(f: memkit_alloc::harden::Fault, call: &str, p: *const u8, detail: usize) {
     use memkit_alloc::harden::Fault;
+    if report::emitting_here() {
+        // Inside this thread's own report (an allocation of the
+        // symbolizer's): the report lock is ours; the core's line alone.
+        return;
+    }
     let p = p as usize;
     let what = match f {
         Fault::BadLink => format!(

@@ -42,8 +42,8 @@ struct State {
     free: [usize; CLASSES],
     /// Freed blocks of the classes from [`RELEASE_CLASS`] on, their pages
     /// given back (`MADV_DONTNEED` zeroes them, so no link can live in
-    /// them): by address, newest last; beyond [`RELEASED_MAX`] a freed
-    /// block goes on `free` with its pages.
+    /// them): by address, newest last; beyond [`RELEASED_MAX`] a block
+    /// leaving `hot` goes on `free` with its pages, unreleased.
     released: [[usize; RELEASED_MAX]; CLASSES - RELEASE_CLASS],
     released_len: [usize; CLASSES - RELEASE_CLASS],
     /// The newest freed blocks of those classes, pages kept (oldest first):
@@ -119,16 +119,19 @@ fn alloc_small(c: usize) -> *mut u8 {
                 s.hot_len[i] -= 1;
                 return s.hot[i][s.hot_len[i]] as *mut u8;
             }
-            if s.released_len[i] > 0 {
-                s.released_len[i] -= 1;
-                return s.released[i][s.released_len[i]] as *mut u8;
-            }
         }
         let head = s.free[c];
         if head != 0 {
             // SAFETY: a free block of this class: its first word is the link.
             s.free[c] = unsafe { *(head as *const usize) };
             return head as *mut u8;
+        }
+        // Resident blocks first (above); a released one faults its pages
+        // back in.
+        if c >= RELEASE_CLASS && s.released_len[c - RELEASE_CLASS] > 0 {
+            let i = c - RELEASE_CLASS;
+            s.released_len[i] -= 1;
+            return s.released[i][s.released_len[i]] as *mut u8;
         }
         // Blocks of a page and more start on a page (`release_pages`).
         if size >= PAGE {
@@ -220,6 +223,14 @@ unsafe impl GlobalAlloc for OwnAlloc {
                     let oldest = s.hot[i][0];
                     s.hot[i].copy_within(1.., 0);
                     s.hot[i][HOT_MAX - 1] = p as usize;
+                    if s.released_len[i] == RELEASED_MAX {
+                        // No room to remember it released: it keeps its
+                        // pages, on the free list.
+                        // SAFETY: as in free_small.
+                        unsafe { *(oldest as *mut usize) = s.free[c] };
+                        s.free[c] = oldest;
+                        return 0;
+                    }
                     oldest
                 });
                 if oldest == 0 {
@@ -233,7 +244,9 @@ unsafe impl GlobalAlloc for OwnAlloc {
                         s.released[i][n] = oldest;
                         s.released_len[i] = n + 1;
                     } else {
-                        // SAFETY: as in free_small (the page comes back).
+                        // Filled meanwhile by another thread: the link
+                        // faults one page back in.
+                        // SAFETY: as in free_small.
                         unsafe { *(oldest as *mut usize) = s.free[c] };
                         s.free[c] = oldest;
                     }

@@ -60,6 +60,33 @@ struct Out {
 
 static OUT: SpinLock<Option<Out>> = SpinLock::new(None);
 
+/// The thread that holds `OUT` (0: none): the core's fault hook, run from
+/// an allocation of that thread's report (the symbolizer's tables come
+/// from the core), must not wait for it.
+static EMITTER: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Marks the calling thread as `OUT`'s holder until dropped (declared
+/// after the lock's guard, so it is dropped first).
+struct Emitting;
+
+impl Emitting {
+    fn new() -> Self {
+        EMITTER.store(crate::tls::tid(), core::sync::atomic::Ordering::Relaxed);
+        Emitting
+    }
+}
+
+impl Drop for Emitting {
+    fn drop(&mut self) {
+        EMITTER.store(0, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Whether the calling thread is writing a report (holds `OUT`).
+pub fn emitting_here() -> bool {
+    EMITTER.load(core::sync::atomic::Ordering::Relaxed) == crate::tls::tid()
+}
+
 /// Around `fork`: the output's lock.
 pub fn lock_for_fork() {
     OUT.raw_lock();
@@ -426,6 +453,7 @@ pub fn emit(r: Report) {
 fn emit_inner(r: &Report) {
     let pid = memkit_sys::pid();
     let mut guard = OUT.lock();
+    let _emitting = Emitting::new();
     let out = guard.get_or_insert_with(open);
     let stack = sym(r.stack);
     let alloc = sym(r.alloc_stack);
@@ -549,6 +577,7 @@ pub fn summary() {
     crate::tls::inside(|| {
         let pid = memkit_sys::pid();
         let mut guard = OUT.lock();
+        let _emitting = Emitting::new();
         let Some(out) = guard.as_mut() else { return };
         out.refresh();
         let mut t = String::new();
