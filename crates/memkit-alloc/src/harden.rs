@@ -5,21 +5,38 @@
 //! chosen once before the first block exists):
 //!
 //! * **Encoded links.** Every link stored inside a free block (the page
-//!   lists `free` and `thread_free`; the heap's `rcache` and
-//!   `delayed` lists) is XORed with a process secret `k` from `getrandom`:
+//!   lists `free` and `thread_free`; the heap's `rcache` and `delayed`
+//!   lists) is stored as `(next * m) ^ at`: `m` is an odd process secret
+//!   from `getrandom`, `at` the address of the block holding the link (the
+//!   issue's "the link's own address", as glibc's safe-linking
+//!   `(at >> 12) ^ next`). Decoding multiplies by `m`'s inverse modulo 2^64.
+//!   Three properties, each one a primitive it stops:
 //!   a pointer written by a use-after-free or an overflow decodes to an
-//!   address its writer cannot choose without knowing `k` (glibc's
-//!   safe-linking, `(pos >> 12) ^ ptr`, uses the link's address, which ASLR
-//!   hides only until one heap address leaks). Every decoded link is
-//!   checked before it becomes a list head: inside the page's carved part
-//!   for page lists (so that reading it cannot fault); a block start of an
-//!   owned, live page of the same size class for the heap's cache of other
-//!   heaps' blocks. A link that lands in the page off a block boundary, or
-//!   on a block that is not free, is caught by the free tag when it would
-//!   be handed out. mimalloc's `rotl(p ^ k1, k0) + k0`, and an address term
-//!   like glibc's, put more dependent instructions on the malloc/free chain;
-//!   with the free tags they add no case caught (measured in
-//!   docs/BENCHMARKS.md).
+//!   address its writer cannot choose without the secrets; a valid link
+//!   *copied* from one free block into another (a dangling struct copy,
+//!   no secret needed) decodes at its new address to a different,
+//!   scattered one (the address term goes through the multiply, so a
+//!   difference of 16 bytes between the two blocks moves the result by a
+//!   random multiple of 16 across the whole address space, not by 16);
+//!   and a flipped bit or a partial overwrite of a link (`flags ^= 0x10`
+//!   through a dangling pointer) does too (the multiply carries any
+//!   change upwards through every higher bit). A position-free XOR
+//!   (memkit until 2026-12-03) let a copied link hand the same block out
+//!   twice and a one-bit flip point 16 bytes into a block. Every decoded
+//!   link is checked before it becomes a list head: inside the page's
+//!   carved part for page lists (so that reading it cannot fault); in one
+//!   of memkit's small segments for the heap's cache of other heaps'
+//!   blocks; a block of the heap's own pages for the delayed list. A
+//!   secret XORed in too (`(next ^ k) * m`, measured: 7 instructions a
+//!   `malloc`/`free` pair more than the plain XOR before, against 2 without
+//!   it) would add nothing against a writer who cannot read the heap: a
+//!   link overwritten with the block's own address, the one value such a
+//!   writer knows, decodes to null and ends the list early (its blocks are
+//!   lost, none is handed out twice). A reader of freed memory (one stored
+//!   link and the block it leads to give `m`) is outside what this defends,
+//!   as for glibc's safe-linking, which one leaked heap address undoes. Off,
+//!   `m = 1` and the address term is masked out: encoding is the identity,
+//!   so slow paths need no test of the mode.
 //! * **Free tags.** A free block's second word holds a process secret
 //!   ([`Keys::tag`]); `malloc` checks it on every block it hands out and
 //!   clears it. `free` of a block that still carries the tag is a double
@@ -48,20 +65,42 @@ pub struct Block {
     pub tag: usize,
 }
 
-/// The process secrets. Both zero when hardening is off: encoding is then
-/// the identity, so slow paths need no test of the mode.
+/// The process secrets. Off (`MEMKIT_HARDEN=off`), `k`, `tag` and `at`
+/// are zero and `mul` and `inv` one: encoding is then the identity, so
+/// slow paths need no test of the mode.
 #[repr(C, align(64))]
 pub struct Keys {
-    /// XORed into every link.
+    /// The secret of [`aligned_mark`].
     pub k: AtomicU64,
     /// The second word of every free block.
     pub tag: AtomicU64,
+    /// The odd multiplier of every link, and its inverse modulo 2^64.
+    pub mul: AtomicU64,
+    pub inv: AtomicU64,
+    /// ANDed with the link's address before it is XORed in (all ones when
+    /// hardened).
+    pub at: AtomicU64,
 }
 
 pub static KEYS: Keys = Keys {
     k: AtomicU64::new(0),
     tag: AtomicU64::new(0),
+    mul: AtomicU64::new(1),
+    inv: AtomicU64::new(1),
+    at: AtomicU64::new(0),
 };
+
+/// The inverse of the odd `m` modulo 2^64 (Newton's iteration doubles the
+/// correct low bits: `m` is its own inverse modulo 8, five steps give 96).
+const fn inverse(m: u64) -> u64 {
+    let mut x = m;
+    let mut i = 0;
+    while i < 5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+}
 
 /// Whether the checks run (read by the entry points to pick their variant).
 /// Starts `true`, so that calls before [`init`] take the hardened variant,
@@ -104,20 +143,29 @@ pub fn init() {
     if off {
         ON.store(false, Relaxed);
     } else {
-        let mut r = [0u8; 16];
+        let mut r = [0u8; 24];
         if memkit_sys::protect::random(&mut r).is_err() {
             // No getrandom (seccomp): the clock and addresses of this run
             // (ASLR) are the best left; still better than no secret.
             let t = memkit_sys::now_ns();
             let a = &r as *const _ as u64;
             let s = &STATE as *const _ as u64;
-            let mix = [t ^ a.rotate_left(17), s ^ t.rotate_left(31)];
+            let mix = [
+                t ^ a.rotate_left(17),
+                s ^ t.rotate_left(31),
+                a ^ s.rotate_left(43),
+            ];
             for (i, m) in mix.iter().enumerate() {
                 r[i * 8..i * 8 + 8].copy_from_slice(&splitmix(*m).to_le_bytes());
             }
         }
         let word = |i: usize| u64::from_le_bytes(r[i * 8..i * 8 + 8].try_into().unwrap_or([7; 8]));
         KEYS.k.store(word(0), Relaxed);
+        // Odd, so that it has an inverse modulo 2^64.
+        let m = word(2) | 1;
+        KEYS.mul.store(m, Relaxed);
+        KEYS.inv.store(inverse(m), Relaxed);
+        KEYS.at.store(u64::MAX, Relaxed);
         // Never 0: fresh pages are zeroed, so a zero tag would mark every
         // untouched block as free.
         KEYS.tag.store(word(1) | 1 << 63, Relaxed);
@@ -169,10 +217,35 @@ pub unsafe fn is_aligned_start(p: *const u8, into: usize) -> bool {
         && unsafe { (p.sub(16) as *const usize).read() } == aligned_mark(p)
 }
 
-/// The stored form of a link to `next` (the code is its own inverse).
+/// The stored form of a link to `next` kept in the block at `at` (the
+/// identity when hardening is off).
 #[inline(always)]
-pub fn code(next: *mut Block) -> *mut Block {
-    (next as u64 ^ KEYS.k.load(Relaxed)) as *mut Block
+pub fn encode(next: *mut Block, at: *mut Block) -> *mut Block {
+    let x = (next as u64).wrapping_mul(KEYS.mul.load(Relaxed));
+    (x ^ (at as u64 & KEYS.at.load(Relaxed))) as *mut Block
+}
+
+/// The link to the next block that `stored`, read from the block at `at`,
+/// encodes ([`encode`]'s inverse).
+#[inline(always)]
+pub fn decode(stored: *mut Block, at: *mut Block) -> *mut Block {
+    let x = stored as u64 ^ (at as u64 & KEYS.at.load(Relaxed));
+    x.wrapping_mul(KEYS.inv.load(Relaxed)) as *mut Block
+}
+
+/// [`decode`] for the hardened fast paths: the address term unmasked (the
+/// mask is all ones when hardened), one instruction less.
+#[inline(always)]
+pub fn decode_hard(stored: *mut Block, at: *mut Block) -> *mut Block {
+    let x = stored as u64 ^ at as u64;
+    x.wrapping_mul(KEYS.inv.load(Relaxed)) as *mut Block
+}
+
+/// [`encode`] for the hardened fast paths.
+#[inline(always)]
+pub fn encode_hard(next: *mut Block, at: *mut Block) -> *mut Block {
+    let x = (next as u64).wrapping_mul(KEYS.mul.load(Relaxed));
+    (x ^ at as u64) as *mut Block
 }
 
 /// Reads the (encoded) link of free block `b`.
@@ -182,7 +255,17 @@ pub fn code(next: *mut Block) -> *mut Block {
 #[inline(always)]
 pub unsafe fn next_of(b: *mut Block) -> *mut Block {
     // SAFETY: per the contract.
-    code(unsafe { (*b).next })
+    decode(unsafe { (*b).next }, b)
+}
+
+/// [`next_of`] for the hardened fast paths.
+///
+/// # Safety
+/// As [`next_of`].
+#[inline(always)]
+pub unsafe fn next_of_hard(b: *mut Block) -> *mut Block {
+    // SAFETY: per the contract.
+    decode_hard(unsafe { (*b).next }, b)
 }
 
 /// Links free block `b` to `next` and tags it free (when hardened: off,
@@ -194,7 +277,7 @@ pub unsafe fn next_of(b: *mut Block) -> *mut Block {
 pub unsafe fn set_free(b: *mut Block, next: *mut Block) {
     // SAFETY: per the contract.
     unsafe {
-        (*b).next = code(next);
+        (*b).next = encode(next, b);
         (*b).tag = KEYS.tag.load(Relaxed) as usize;
     }
 }
@@ -205,7 +288,8 @@ pub fn tag() -> usize {
     KEYS.tag.load(Relaxed) as usize
 }
 
-/// [`set_free`] with the tag already loaded ([`tag`]).
+/// [`set_free`] with the tag already loaded ([`tag`]), for the hardened
+/// fast path.
 ///
 /// # Safety
 /// As [`set_free`].
@@ -213,7 +297,7 @@ pub fn tag() -> usize {
 pub unsafe fn set_free_with(b: *mut Block, next: *mut Block, tag: usize) {
     // SAFETY: per the contract.
     unsafe {
-        (*b).next = code(next);
+        (*b).next = encode_hard(next, b);
         (*b).tag = tag;
     }
 }
@@ -290,16 +374,7 @@ pub static BIN_DIV: [(u64, u32); NBINS] = {
     while b < NBINS {
         let size = bin_size(b) as u64;
         let k = size.trailing_zeros();
-        let d = size >> k;
-        // Newton's iteration doubles the correct low bits: d is its own
-        // inverse modulo 8 (3 bits), five steps give 96 >= 64.
-        let mut x = d;
-        let mut i = 0;
-        while i < 5 {
-            x = x.wrapping_mul(2u64.wrapping_sub(d.wrapping_mul(x)));
-            i += 1;
-        }
-        t[b] = (x, k);
+        t[b] = (inverse(size >> k), k);
         b += 1;
     }
     t
@@ -435,6 +510,35 @@ pub fn fault_abort() -> ! {
 mod tests {
     use super::*;
     use crate::segment::SLICE_SIZE;
+
+    /// A link decodes back to itself in its own block; copied into another
+    /// block, or with one bit flipped, it decodes far outside any page.
+    #[test]
+    fn links_depend_on_their_block_and_every_bit() {
+        init();
+        assert!(on());
+        let base = 0x7f12_3450_0000usize;
+        let at = |i: usize| (base + i * 16) as *mut Block;
+        let far = |x: *mut Block| (x as usize).abs_diff(base) > 1 << 32;
+        for i in 0..64 {
+            let next = at(i + 1);
+            let stored = encode(next, at(i));
+            assert_eq!(decode(stored, at(i)), next);
+            assert_eq!(decode_hard(stored, at(i)), next);
+            assert_eq!(encode_hard(next, at(i)), stored);
+            for j in (0..64).filter(|&j| j != i) {
+                assert!(far(decode(stored, at(j))), "copied from {i} to {j}");
+            }
+            for bit in 0..64 {
+                let flipped = (stored as usize ^ 1 << bit) as *mut Block;
+                assert!(far(decode(flipped, at(i))), "bit {bit} of link {i}");
+            }
+        }
+        assert_eq!(
+            decode(encode(core::ptr::null_mut(), at(3)), at(3)),
+            core::ptr::null_mut()
+        );
+    }
 
     #[test]
     fn was_freed_needs_the_whole_tag() {

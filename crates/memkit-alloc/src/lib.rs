@@ -35,7 +35,7 @@ pub mod util;
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering::Relaxed;
 
-use harden::{next_of, Fault};
+use harden::Fault;
 use heap::{empty_heap, Heap};
 use page::{Block, FLAG_ALIGNED, FLAG_FULL, FLAG_NO_PAGE};
 use segment::{Segment, KIND_HUGE, KIND_SMALL, SLICE_SIZE};
@@ -126,14 +126,15 @@ unsafe fn malloc_fast<H: NullHook, const HARD: bool>(size: usize) -> *mut u8 {
                     // that decodes anywhere else from being followed; one
                     // that lands in such a segment off a free block fails
                     // the tag test, and landing on a free block of another
-                    // size takes knowing the key (see `harden`).
+                    // size takes knowing the secrets (see `harden`: a link
+                    // copied from another free block decodes elsewhere).
                     if !segment::is_small_segment(rb as *const u8) {
                         return harden::corrupt(rb, Fault::BadHead);
                     }
                     if !harden::is_tagged(rb) {
                         return harden::corrupt(rb, Fault::NotFree);
                     }
-                    let next = next_of(rb);
+                    let next = harden::next_of_hard(rb);
                     (*rb).tag = 0;
                     next
                 } else {

@@ -65,7 +65,7 @@ pub unsafe fn take<const HARD: bool>(p: *mut Page, b: *mut Block) -> Result<*mut
         if !harden::is_tagged(b) {
             return Err(Fault::NotFree);
         }
-        let next = next_of(b);
+        let next = harden::next_of_hard(b);
         (*b).tag = 0;
         Ok(next)
     }

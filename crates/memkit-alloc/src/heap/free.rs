@@ -359,11 +359,13 @@ pub(super) unsafe fn drain_delayed(h: *mut Heap) {
         let mut b = (*h).delayed.swap(null_mut(), Ordering::Acquire);
         while !b.is_null() {
             let next = next_of(b);
-            // Every delayed block is one of this heap's.
+            // Every delayed block is a free block of this heap's (the
+            // tag too: a live block put back would be handed out twice).
             if !next.is_null()
                 && harden::on()
                 && !(segment::is_block_of_bin(next, 0)
-                    && (*Segment::of(next as *const u8)).heap == h)
+                    && (*Segment::of(next as *const u8)).heap == h
+                    && harden::is_tagged(next))
             {
                 harden::fault(Fault::BadLink, "malloc", b as *const u8, next as usize);
             }
