@@ -201,6 +201,35 @@ impl Heap {
     }
 }
 
+unsafe extern "C" {
+    /// ld.so's: its address names the dynamic linker's module.
+    fn __tls_get_addr();
+}
+
+/// Where the exiting thread's stack is scanned from: the `sp` of the frame
+/// that called `exit`, found by unwinding from `my` (the registers of the
+/// checker's `fini`) past the frames of this library, ld.so (`_dl_fini`)
+/// and libc (`exit`, `__run_exit_handlers`, and after a return from `main`
+/// `__libc_start_call_main`). Between `fini` and that frame lie the exit
+/// path's frames, whose unused slots still hold what the program's deeper
+/// calls left there (a `std::map` built by a constructor kept its leaked
+/// node's address in one: reachable, where Valgrind found it lost), and,
+/// after a return from `main`, `main`'s own frame, whose locals are dead.
+/// `my.sp` when the walk does not get there (a frame without unwind
+/// rules).
+fn exit_caller_sp(maps: &[Mapping], my: memkit_trace::unwind::Regs, own: usize) -> usize {
+    let Some(stack) = roots::mapping_of(maps, my.sp) else {
+        return my.sp;
+    };
+    let module = memkit_trace::modules::module_of;
+    let skip = [
+        module(own),
+        module(libc::exit as *const () as usize),
+        module(__tls_get_addr as *const () as usize),
+    ];
+    memkit_trace::unwind::first_sp_outside(my, stack.end, &skip, 64).unwrap_or(my.sp)
+}
+
 /// Scans one thread's roots. `red_zone`: bytes below `sp` that may still
 /// hold a leaf function's live data (128 for a thread stopped by the
 /// signal; 0 for the thread running the check, whose slots below its `sp`
@@ -422,8 +451,9 @@ fn scan_mmap(
 /// beforehand too: nothing between the taking and the release may call
 /// into libc's allocating functions (they come back to this library's
 /// `malloc`, which records the block in a shard).
-pub fn check(show_reachable: bool, scan_anon: bool, own: usize, my_sp: usize) {
+pub fn check(show_reachable: bool, scan_anon: bool, own: usize, my: memkit_trace::unwind::Regs) {
     let maps = roots::mappings();
+    let my_sp = exit_caller_sp(&maps, my, own);
     // Read again once the threads are stopped (a mapping unmapped between
     // would fault the scan), into a buffer reserved now.
     let mut raw = if scan_anon && memkit_sys::meta_complete() {

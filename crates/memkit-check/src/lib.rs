@@ -129,21 +129,23 @@ extern "C" fn init() {
     STARTED.store(true, Release);
 }
 
-/// The leak scan reads the exiting thread's stack from this frame's `sp`
-/// up. Below it lie stale slots of returned frames and, once the work
-/// starts, the frames of [`finish`], which walk every block and may keep
-/// any block's address in a spill slot: read, that slot would make a
-/// leaked block look reachable. So this frame only takes `sp`.
+/// The leak scan reads the exiting thread's stack from the frame that
+/// called `exit` up (found by unwinding from this frame's registers:
+/// `leaks::exit_caller_sp`), and from this frame's `sp` when that fails.
+/// Below it lie stale slots of returned frames and, once the work starts,
+/// the frames of [`finish`], which walk every block and may keep any
+/// block's address in a spill slot: read, that slot would make a leaked
+/// block look reachable. So this frame only takes its registers.
 #[inline(never)]
 extern "C" fn fini() {
-    let sp = memkit_trace::unwind::here().sp;
-    finish(sp);
+    let regs = memkit_trace::unwind::here();
+    finish(regs);
     // Not a tail call: `finish` must not reuse this frame.
-    core::hint::black_box(sp);
+    core::hint::black_box(regs.sp);
 }
 
 #[inline(never)]
-fn finish(sp: usize) {
+fn finish(regs: memkit_trace::unwind::Regs) {
     if !started() {
         return;
     }
@@ -157,7 +159,7 @@ fn finish(sp: usize) {
                 o.show_reachable,
                 o.scan_mmap,
                 fini as *const () as usize,
-                sp,
+                regs,
             )
         });
     }

@@ -360,6 +360,34 @@ pub fn capture(
     n
 }
 
+/// The `sp` of the first frame, walking from `regs` towards the callers
+/// (the frame of `regs` itself never counts), whose pc lies in none of the
+/// modules of `skip`; `None` when the walk ends first (a frame without
+/// unwind rules, the stack's end, `max` frames).
+pub fn first_sp_outside(regs: Regs, stack_end: usize, skip: &[u16], max: usize) -> Option<usize> {
+    let (mut pc, mut sp, mut bp) = (regs.pc, regs.sp, regs.bp);
+    for i in 0..max {
+        // A return address points after the call: look up the call itself.
+        let r = rule_for(if i == 0 { pc } else { pc.wrapping_sub(1) } as u64);
+        if i > 0 && r.module() != 0 && !skip.contains(&r.module()) {
+            return Some(sp);
+        }
+        let s = step(r, sp, bp, stack_end)?;
+        // SAFETY: step checked sp < cfa <= stack_end: cfa - 8 is inside the stack.
+        let ra = unsafe { *((s.cfa - 8) as *const usize) };
+        if ra == 0 {
+            return None;
+        }
+        if s.bp_at != 0 {
+            // SAFETY: step checked the slot against the stack.
+            bp = unsafe { *(s.bp_at as *const usize) };
+        }
+        pc = ra;
+        sp = s.cfa;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -272,6 +272,15 @@ pub(crate) const C_CASES: &[Case] = &[
             leak("direct", 144, 1, &["malloc", "alloc_site_mmap", "main"]),
         ],
     ),
+    case(
+        "leak-stale-slot",
+        &[leak(
+            "direct",
+            40,
+            1,
+            &["malloc", "alloc_site_leak_stale", "main"],
+        )],
+    ),
     case("double-free", &[DOUBLE_FREE]),
     // The checker's descriptors closed and their numbers reused.
     case("close-fds", &[DOUBLE_FREE]),
